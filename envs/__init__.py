@@ -1,0 +1,33 @@
+"""Environments: one registry and one contract over Meta-World, robosuite and the playground.
+
+Example:
+    >>> from vw_robot.envs import make_env, make_expert, list_tasks
+    >>> env = make_env("metaworld/reach-v3", image_size=64)
+    >>> obs, info = env.reset(seed=0)
+    >>> expert = make_expert("metaworld/reach-v3")
+    >>> obs, reward, terminated, truncated, info = env.step(expert(obs, info))
+"""
+
+from __future__ import annotations
+
+from vw_robot.envs.registry import (
+    TaskSpec,
+    get_spec,
+    list_suites,
+    list_tasks,
+    make_env,
+    make_expert,
+    resolve_tasks,
+)
+
+import vw_robot  # noqa: F401  (selects the headless GL backend before mujoco is imported)
+
+__all__ = [
+    "TaskSpec",
+    "get_spec",
+    "list_suites",
+    "list_tasks",
+    "make_env",
+    "make_expert",
+    "resolve_tasks",
+]

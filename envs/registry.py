@@ -1,0 +1,197 @@
+"""One registry for every task: ``make_env``, ``list_tasks``, ``list_suites``, ``make_expert``.
+
+Task ids are ``<suite family>/<task>``: ``metaworld/reach-v3``, ``robosuite/lift``. Suites are
+named lists of task ids: ``metaworld/mt10``, ``metaworld/mt50``, ``robosuite/all``.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+from vw_robot.envs.rendering import validate_image_size
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What the registry knows about one task."""
+
+    task_id: str
+    cameras: tuple[str, ...]  # the first is the default
+    max_episode_steps: int  # default time limit
+    build: Callable[..., gym.Env]  # (image_size, camera, max_episode_steps, render_mode) -> env
+    expert: Callable[[], Any]  # () -> scripted expert
+
+
+def _metaworld_specs() -> dict[str, TaskSpec]:
+    from vw_robot.envs import metaworld_suite as mw
+
+    def build(name: str) -> Callable[..., gym.Env]:
+        return lambda **kw: mw.MetaWorldEnv(name, **kw)
+
+    def expert(name: str) -> Callable[[], Any]:
+        return lambda: mw.MetaWorldExpert(name)
+
+    return {
+        f"metaworld/{name}": TaskSpec(
+            f"metaworld/{name}",
+            mw.CAMERAS,
+            mw.DEFAULT_MAX_EPISODE_STEPS,
+            build(name),
+            expert(name),
+        )
+        for name in mw.all_task_names()
+    }
+
+
+def _robosuite_specs() -> dict[str, TaskSpec]:
+    from vw_robot.envs import robosuite_suite as rs
+
+    def build(name: str) -> Callable[..., gym.Env]:
+        return lambda **kw: rs.RobosuiteEnv(name, **kw)
+
+    def expert(name: str) -> Callable[[], Any]:
+        return lambda: rs.RobosuiteExpert(name)
+
+    return {
+        f"robosuite/{name}": TaskSpec(
+            f"robosuite/{name}",
+            rs.CAMERAS,
+            rs.default_max_episode_steps(name),
+            build(name),
+            expert(name),
+        )
+        for name in rs.TASK_NAMES
+    }
+
+
+_SPECS: dict[str, TaskSpec] | None = None
+
+
+def _specs() -> dict[str, TaskSpec]:
+    global _SPECS
+    if _SPECS is None:
+        _SPECS = {**_metaworld_specs(), **_robosuite_specs()}
+    return _SPECS
+
+
+def list_suites() -> dict[str, list[str]]:
+    """Every suite name with its task ids, in a stable order."""
+    from vw_robot.envs import metaworld_suite as mw
+
+    specs = _specs()
+    return {
+        "metaworld/mt10": [f"metaworld/{n}" for n in mw.MT10_TASKS],
+        "metaworld/mt50": [t for t in specs if t.startswith("metaworld/")],
+        "robosuite/all": [t for t in specs if t.startswith("robosuite/")],
+    }
+
+
+def list_tasks(suite: str | None = None) -> list[str]:
+    """Task ids of one suite (e.g. ``"metaworld/mt10"``), or of every registered task.
+
+    Raises:
+        ValueError: ``suite`` is unknown; the message lists the known suites.
+    """
+    if suite is None:
+        return list(_specs())
+    suites = list_suites()
+    if suite not in suites:
+        raise ValueError(_unknown_message("suite", suite, list(suites), list(suites)))
+    return list(suites[suite])
+
+
+def resolve_tasks(suite: str | None = None, tasks: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """The task ids a job should run: explicit ``tasks`` win over ``suite``; all are checked."""
+    if tasks:
+        for task_id in tasks:
+            get_spec(task_id)
+        return list(tasks)
+    if suite is None:
+        raise ValueError("Give a suite (e.g. suite=metaworld/mt10) or a list of tasks.")
+    return list_tasks(suite)
+
+
+def get_spec(task_id: str) -> TaskSpec:
+    """The registry entry of ``task_id``.
+
+    Raises:
+        ValueError: unknown id; the message lists the known suites and the closest task ids.
+    """
+    specs = _specs()
+    if task_id not in specs:
+        raise ValueError(_unknown_message("task id", task_id, list(specs), list(list_suites())))
+    return specs[task_id]
+
+
+def make_env(
+    task_id: str,
+    *,
+    image_size: int = 64,
+    camera: str | None = None,
+    seed: int | None = None,
+    max_episode_steps: int | None = None,
+    render_mode: str | None = None,
+) -> gym.Env:
+    """Build a registered task behind the vw_robot env contract (see ``vw_robot.envs.base``).
+
+    Args:
+        task_id: e.g. ``"metaworld/reach-v3"``, ``"robosuite/lift"``; see :func:`list_tasks`.
+        image_size: side of the square RGB observation, in pixels.
+        camera: a camera of the task's scene; ``None`` picks the suite's default.
+        seed: seed used by the first ``reset()`` that is given none (and the action space).
+        max_episode_steps: time limit; ``None`` uses the task's default.
+        render_mode: ``None`` or ``"rgb_array"``.
+
+    Returns:
+        A ``gymnasium.Env`` wrapped in ``TimeLimit``.
+    """
+    spec = get_spec(task_id)
+    image_size = validate_image_size(image_size)
+    if camera is None:
+        camera = spec.cameras[0]
+    elif camera not in spec.cameras:
+        raise ValueError(
+            f"camera={camera!r} is not a camera of {task_id}; allowed: {', '.join(spec.cameras)}."
+        )
+    if max_episode_steps is None:
+        max_episode_steps = spec.max_episode_steps
+    elif isinstance(max_episode_steps, bool) or not isinstance(max_episode_steps, int) or (
+        max_episode_steps < 1
+    ):
+        raise ValueError(f"max_episode_steps={max_episode_steps!r} must be a positive int.")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        raise ValueError(f"seed={seed!r} must be a non-negative int or None.")
+    env = spec.build(
+        image_size=image_size,
+        camera=camera,
+        max_episode_steps=max_episode_steps,
+        render_mode=render_mode,
+    )
+    env.default_seed = seed
+    if seed is not None:
+        env.action_space.seed(seed)
+    return gym.wrappers.TimeLimit(env, max_episode_steps=max_episode_steps)
+
+
+def make_expert(task_id: str) -> Any:
+    """The scripted expert of ``task_id``.
+
+    Returns:
+        An object with ``reset()`` and ``__call__(obs, info) -> action`` (float32 in [-1, 1]);
+        it reads ``info["privileged"]``, so it only drives envs made by :func:`make_env`.
+    """
+    return get_spec(task_id).expert()
+
+
+def _unknown_message(kind: str, value: str, candidates: list[str], suites: list[str]) -> str:
+    close = difflib.get_close_matches(value, candidates, n=5, cutoff=0.4)
+    if not close:
+        # Match on the part after the suite prefix too ("reach" -> "metaworld/reach-v3").
+        tail = value.split("/")[-1]
+        close = [c for c in candidates if tail and tail in c][:5]
+    hint = f" Closest: {', '.join(close)}." if close else ""
+    return f"Unknown {kind} {value!r}. Known suites: {', '.join(suites)}.{hint}"

@@ -1,0 +1,19 @@
+"""Evaluation: deterministic rollouts, success statistics and reports."""
+
+from __future__ import annotations
+
+from vw_robot.eval.metrics import wilson_interval
+from vw_robot.eval.report import markdown_table, summarize, write_report
+from vw_robot.eval.rollout import EpisodeResult, evaluate, run_episode
+from vw_robot.eval.seeding import episode_seed
+
+__all__ = [
+    "EpisodeResult",
+    "episode_seed",
+    "evaluate",
+    "markdown_table",
+    "run_episode",
+    "summarize",
+    "wilson_interval",
+    "write_report",
+]

@@ -1,0 +1,31 @@
+"""Success statistics."""
+
+from __future__ import annotations
+
+import math
+
+
+def wilson_interval(successes: int, episodes: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    """Wilson score interval for a binomial success rate (95% by default).
+
+    Unlike the normal approximation it stays inside [0, 1] and is informative at 0/n and n/n,
+    which is where small evaluation runs often land.
+
+    Args:
+        successes: number of successful episodes.
+        episodes: number of episodes (> 0).
+        z: standard-normal quantile of the confidence level.
+
+    Returns:
+        (low, high) bounds of the interval.
+    """
+    if episodes <= 0:
+        raise ValueError(f"episodes={episodes} must be positive.")
+    if not 0 <= successes <= episodes:
+        raise ValueError(f"successes={successes} must be in [0, episodes={episodes}].")
+    p = successes / episodes
+    z2 = z * z
+    denom = 1.0 + z2 / episodes
+    centre = (p + z2 / (2 * episodes)) / denom
+    half = z * math.sqrt(p * (1 - p) / episodes + z2 / (4 * episodes * episodes)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)

@@ -1,0 +1,196 @@
+"""Closed-loop rollouts of any policy on registered tasks, in one or several processes."""
+
+from __future__ import annotations
+
+import multiprocessing
+import traceback
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from vw_robot.eval.seeding import episode_seed
+
+
+@dataclass
+class EpisodeResult:
+    """Outcome of one episode. ``steps`` counts env steps taken (to first success when the
+    rollout stops on success). ``error`` holds the reason when the episode raised."""
+
+    task_id: str
+    index: int
+    seed: int
+    success: bool
+    steps: int
+    episode_return: float
+    error: str | None = None
+    frames: np.ndarray | None = field(default=None, repr=False)  # (T, H, W, 3) uint8
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "task_id": self.task_id,
+            "index": self.index,
+            "seed": self.seed,
+            "success": self.success,
+            "steps": self.steps,
+            "return": self.episode_return,
+            "error": self.error,
+        }
+
+
+def run_episode(
+    env: Any,
+    policy: Any,
+    task_id: str,
+    seed: int,
+    *,
+    index: int = 0,
+    stop_on_success: bool = True,
+    record: bool = False,
+) -> EpisodeResult:
+    """Run one episode; an exception (simulator instability, policy bug) fails the episode
+    with its reason instead of ending the run.
+
+    Success means ``info["is_success"]`` was true at any step.
+    """
+    frames: list[np.ndarray] = []
+    steps, episode_return, success = 0, 0.0, False
+    try:
+        obs, info = env.reset(seed=seed)
+        policy.reset(task_id=task_id, action_space=env.action_space, seed=seed)
+        success = bool(info["is_success"])
+        if record:
+            frames.append(obs["pixels"])
+        while not (success and stop_on_success):
+            action = policy.select_action(obs, info)
+            obs, reward, terminated, truncated, info = env.step(action)
+            steps += 1
+            episode_return += float(reward)
+            success = success or bool(info["is_success"])
+            if record:
+                frames.append(obs["pixels"])
+            if terminated or truncated:
+                break
+    except Exception as exc:  # noqa: BLE001 - any failure of one episode is recorded, not fatal
+        detail = traceback.format_exception_only(type(exc), exc)[-1].strip()
+        return EpisodeResult(task_id, index, seed, False, steps, episode_return, detail,
+                             np.stack(frames) if frames else None)
+    return EpisodeResult(task_id, index, seed, success, steps, episode_return, None,
+                         np.stack(frames) if frames else None)
+
+
+@dataclass(frozen=True)
+class _Job:
+    task_id: str
+    indices: tuple[int, ...]
+    policy: str
+    base_seed: int
+    env_kwargs: dict[str, Any]
+    record_indices: frozenset[int]
+    stop_on_success: bool
+
+
+def _run_job(job: _Job, policy_factory: Callable[[str], Any]) -> list[EpisodeResult]:
+    from vw_robot.envs import make_env
+
+    env = make_env(job.task_id, **job.env_kwargs)
+    try:
+        policy = policy_factory(job.policy)
+        return [
+            run_episode(
+                env,
+                policy,
+                job.task_id,
+                episode_seed(job.base_seed, job.task_id, i),
+                index=i,
+                stop_on_success=job.stop_on_success,
+                record=i in job.record_indices,
+            )
+            for i in job.indices
+        ]
+    finally:
+        env.close()
+
+
+def _default_policy_factory(name: str) -> Any:
+    from vw_robot.policies import make_policy
+
+    return make_policy(name)
+
+
+def _split(
+    tasks: Sequence[str], episodes: int, workers: int
+) -> list[tuple[str, tuple[int, ...]]]:
+    # Enough chunks to keep every worker busy, never more than one per episode.
+    chunks_per_task = max(1, min(episodes, -(-workers // max(1, len(tasks)))))
+    units = []
+    for task_id in tasks:
+        for c in range(chunks_per_task):
+            indices = tuple(range(c, episodes, chunks_per_task))
+            if indices:
+                units.append((task_id, indices))
+    return units
+
+
+def evaluate(
+    tasks: Sequence[str],
+    *,
+    policy: str,
+    episodes_per_task: int,
+    base_seed: int = 0,
+    workers: int = 1,
+    env_kwargs: dict[str, Any] | None = None,
+    videos_per_task: int = 0,
+    stop_on_success: bool = True,
+    policy_factory: Callable[[str], Any] = _default_policy_factory,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, list[EpisodeResult]]:
+    """Evaluate a policy on tasks; episodes' seeds depend only on (base_seed, task, index).
+
+    Args:
+        tasks: task ids.
+        policy: name given to ``policy_factory`` (built once per worker job).
+        episodes_per_task: episodes per task.
+        base_seed: base of the per-episode seeds.
+        workers: processes; each builds its own envs (``spawn``: GL contexts do not survive
+            ``fork``). 1 runs in this process.
+        env_kwargs: extra ``make_env`` arguments (image_size, camera, max_episode_steps).
+        videos_per_task: the first this-many episodes of each task keep their frames.
+        stop_on_success: end an episode at its first success.
+        policy_factory: picklable callable name -> policy (module-level for workers > 1).
+        progress: called with the number of episodes each finished job completed.
+
+    Returns:
+        task id -> its episodes ordered by index.
+    """
+    if episodes_per_task < 1:
+        raise ValueError(f"episodes_per_task={episodes_per_task} must be >= 1.")
+    if workers < 1:
+        raise ValueError(f"workers={workers} must be >= 1.")
+    env_kwargs = dict(env_kwargs or {})
+    record = frozenset(range(min(videos_per_task, episodes_per_task)))
+    jobs = [
+        _Job(task_id, indices, policy, base_seed, env_kwargs, record, stop_on_success)
+        for task_id, indices in _split(tasks, episodes_per_task, workers)
+    ]
+    results: dict[str, list[EpisodeResult]] = {t: [] for t in tasks}
+
+    def collect(episodes: list[EpisodeResult]) -> None:
+        for ep in episodes:
+            results[ep.task_id].append(ep)
+        if progress is not None:
+            progress(len(episodes))
+
+    if workers == 1:
+        for job in jobs:
+            collect(_run_job(job, policy_factory))
+    else:
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            futures = [pool.submit(_run_job, job, policy_factory) for job in jobs]
+            for future in as_completed(futures):
+                collect(future.result())
+    for episodes in results.values():
+        episodes.sort(key=lambda ep: ep.index)
+    return results

@@ -1,0 +1,58 @@
+"""The `vw-robot` command: main job end to end on a tiny config, and config errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from vw_robot.cli import load_config, main
+
+
+def test_run_main_job_tiny(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["run", "tasks=[metaworld/reach-v3]", "episodes_per_task=2", "image_size=32",
+                 f"out={out}"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "| metaworld/reach-v3 | 2 | 2 |" in printed
+    payload = json.loads((out / "results.json").read_text())
+    assert payload["summary"]["mean_success"] == 1.0
+    assert payload["config"]["resolved_tasks"] == ["metaworld/reach-v3"]
+    assert (out / "videos" / "metaworld__reach-v3__ep000.mp4").stat().st_size > 0
+
+
+def test_default_config_is_the_documented_default():
+    cfg = load_config("run", [])
+    assert cfg.policy == "expert" and cfg.suite == "metaworld/mt10" and cfg.image_size == 64
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("episodes_per_task=abc", "episodes_per_task"),
+        ("episodes_per_task=0", "episodes_per_task"),
+        ("workers=0", "workers"),
+        ("image_size=7", "image_size"),
+        ("suite=metaworld/mt11", "suite"),
+        ("tasks=[metaworld/reach]", "tasks"),
+        ("camera=nope", "camera"),
+        ("policy=videoworld", "policy"),
+        ("no_such_key=1", "no_such_key"),
+    ],
+)
+def test_bad_config_fails_at_start_naming_the_key(override, key, tmp_path, capsys):
+    out = tmp_path / "never"
+    assert main(["run", override, f"out={out}"]) == 2
+    assert key in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_unknown_command(capsys):
+    assert main(["frobnicate"]) == 2
+    assert "unknown command" in capsys.readouterr().err
+
+
+def test_tasks_lists_suite(capsys):
+    assert main(["tasks", "suite=metaworld/mt10"]) == 0
+    assert "metaworld/reach-v3" in capsys.readouterr().out
