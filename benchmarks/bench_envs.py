@@ -23,8 +23,12 @@ from vw_robot.envs.rendering import FastRenderer
 
 import vw_robot  # noqa: F401  (headless GL before mujoco)
 
-DEFAULT_TASKS = ["metaworld/reach-v3", "metaworld/pick-place-v3", "robosuite/lift",
-                 "robosuite/door"]
+DEFAULT_TASKS = [
+    "metaworld/reach-v3",
+    "metaworld/pick-place-v3",
+    "robosuite/lift",
+    "robosuite/door",
+]
 
 
 def _rate(fn, steps: int, repeats: int) -> float:
@@ -62,8 +66,12 @@ def bench_task(task_id: str, size: int, steps: int, repeats: int) -> dict[str, f
     slow.close()
     fast_render = _rate(lambda: inner._render_pixels(), steps, repeats)
     env.close()
-    return {"sim": sim, "full": full, "fast_ms": 1000 / fast_render,
-            "default_ms": 1000 / default_render}
+    return {
+        "sim": sim,
+        "full": full,
+        "fast_ms": 1000 / fast_render,
+        "default_ms": 1000 / default_render,
+    }
 
 
 def main() -> None:
@@ -73,16 +81,23 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    print(f"# env throughput — {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} cores, MUJOCO_GL={os.environ.get('MUJOCO_GL')}\n")
-    print("| task | px | sim steps/s (no render) | env steps/s (step + render) "
-          "| render ms (fast visuals) | render ms (shadows, MSAA, reflections on) |")
+    print(
+        f"# env throughput — {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} cores, MUJOCO_GL={os.environ.get('MUJOCO_GL')}\n"
+    )
+    print(
+        "| task | px | sim steps/s (no render) | env steps/s (step + render) "
+        "| render ms (fast visuals) | render ms (shadows, MSAA, reflections on) |"
+    )
     print("|---|---:|---:|---:|---:|---:|")
     for task_id in args.tasks:
         for size in args.sizes:
             r = bench_task(task_id, size, args.steps, args.repeats)
-            print(f"| {task_id} | {size} | {r['sim']:.0f} | {r['full']:.0f} | "
-                  f"{r['fast_ms']:.1f} | {r['default_ms']:.1f} |", flush=True)
+            print(
+                f"| {task_id} | {size} | {r['sim']:.0f} | {r['full']:.0f} | "
+                f"{r['fast_ms']:.1f} | {r['default_ms']:.1f} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

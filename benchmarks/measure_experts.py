@@ -25,8 +25,12 @@ DEFAULT_SUITES = {"metaworld/mt50": 20, "robosuite/all": 50}
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--suites", nargs="+", default=list(DEFAULT_SUITES))
-    parser.add_argument("--episodes", type=int, default=None,
-                        help="episodes per task (default: 20 Meta-World, 50 robosuite)")
+    parser.add_argument(
+        "--episodes",
+        type=int,
+        default=None,
+        help="episodes per task (default: 20 Meta-World, 50 robosuite)",
+    )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--image-size", type=int, default=16)
@@ -41,9 +45,14 @@ def main() -> None:
         episodes = args.episodes or DEFAULT_SUITES.get(suite, 20)
         tasks = list_tasks(suite)
         start = time.perf_counter()
-        results = evaluate(tasks, policy="expert", episodes_per_task=episodes,
-                           base_seed=args.seed, workers=args.workers,
-                           env_kwargs={"image_size": args.image_size})
+        results = evaluate(
+            tasks,
+            policy="expert",
+            episodes_per_task=episodes,
+            base_seed=args.seed,
+            workers=args.workers,
+            env_kwargs={"image_size": args.image_size},
+        )
         minutes = (time.perf_counter() - start) / 60
         table = markdown_table(summarize(results))
         print(f"## {suite}\n{table}", flush=True)
@@ -80,7 +89,7 @@ def _read_sections(path: Path) -> dict[str, str]:
     current = None
     for line in path.read_text().splitlines(keepends=True):
         if line.startswith("<!-- suite: ") and line.rstrip().endswith("-->"):
-            current = line[len("<!-- suite: "):].rstrip()[:-3].strip()
+            current = line[len("<!-- suite: ") :].rstrip()[:-3].strip()
             sections[current] = ""
         elif current is not None:
             sections[current] += line

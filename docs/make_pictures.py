@@ -11,9 +11,9 @@ import argparse
 
 import imageio.v2 as imageio
 import numpy as np
+from vw_robot.envs import list_tasks, make_env
 
 import vw_robot  # noqa: F401  (headless GL before mujoco)
-from vw_robot.envs import list_tasks, make_env
 
 
 def first_frames(tasks: list[str], size: int, seed: int) -> list[np.ndarray]:
@@ -31,8 +31,10 @@ def grid(frames: list[np.ndarray], columns: int, pad: int = 2) -> np.ndarray:
     canvas = np.full((rows * (h + pad) + pad, columns * (w + pad) + pad, 3), 255, np.uint8)
     for k, frame in enumerate(frames):
         r, c = divmod(k, columns)
-        canvas[pad + r * (h + pad):pad + r * (h + pad) + h,
-               pad + c * (w + pad):pad + c * (w + pad) + w] = frame
+        canvas[
+            pad + r * (h + pad) : pad + r * (h + pad) + h,
+            pad + c * (w + pad) : pad + c * (w + pad) + w,
+        ] = frame
     return canvas
 
 

@@ -17,6 +17,7 @@ from vw_robot.envs.registry import (
     list_tasks,
     make_env,
     make_expert,
+    make_vector_env,
     resolve_tasks,
 )
 
@@ -29,5 +30,6 @@ __all__ = [
     "list_tasks",
     "make_env",
     "make_expert",
+    "make_vector_env",
     "resolve_tasks",
 ]

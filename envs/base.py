@@ -56,7 +56,9 @@ class SimEnv(gym.Env, abc.ABC):
     ) -> None:
         super().__init__()
         if render_mode not in (None, "rgb_array"):
-            raise ValueError(f"render_mode={render_mode!r} is not supported; use None or 'rgb_array'.")
+            raise ValueError(
+                f"render_mode={render_mode!r} is not supported; use None or 'rgb_array'."
+            )
         self.task_id = task_id
         self.image_size = validate_image_size(image_size)
         self.camera = camera

@@ -7,6 +7,7 @@ named lists of task ids: ``metaworld/mt10``, ``metaworld/mt50``, ``robosuite/all
 from __future__ import annotations
 
 import difflib
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -159,8 +160,10 @@ def make_env(
         )
     if max_episode_steps is None:
         max_episode_steps = spec.max_episode_steps
-    elif isinstance(max_episode_steps, bool) or not isinstance(max_episode_steps, int) or (
-        max_episode_steps < 1
+    elif (
+        isinstance(max_episode_steps, bool)
+        or not isinstance(max_episode_steps, int)
+        or (max_episode_steps < 1)
     ):
         raise ValueError(f"max_episode_steps={max_episode_steps!r} must be a positive int.")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
@@ -175,6 +178,34 @@ def make_env(
     if seed is not None:
         env.action_space.seed(seed)
     return gym.wrappers.TimeLimit(env, max_episode_steps=max_episode_steps)
+
+
+def make_vector_env(
+    task_id: str,
+    num_envs: int,
+    *,
+    asynchronous: bool = True,
+    seed: int | None = None,
+    **make_env_kwargs: Any,
+) -> gym.vector.VectorEnv:
+    """``num_envs`` copies of a task, stepped together (gymnasium's vector API).
+
+    The async version starts its workers with ``spawn``: with ``fork`` it hangs as soon as the
+    parent holds a GL context. Each worker builds its own simulator. With ``seed``, copy k
+    uses ``seed + k`` for its first reset.
+    """
+    if num_envs < 1:
+        raise ValueError(f"num_envs={num_envs} must be >= 1.")
+    get_spec(task_id)  # fail here, not inside a worker
+    fns = [
+        functools.partial(
+            make_env, task_id, seed=None if seed is None else seed + k, **make_env_kwargs
+        )
+        for k in range(num_envs)
+    ]
+    if asynchronous:
+        return gym.vector.AsyncVectorEnv(fns, context="spawn")
+    return gym.vector.SyncVectorEnv(fns)
 
 
 def make_expert(task_id: str) -> Any:

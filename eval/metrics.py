@@ -5,7 +5,9 @@ from __future__ import annotations
 import math
 
 
-def wilson_interval(successes: int, episodes: int, z: float = 1.959963984540054) -> tuple[float, float]:
+def wilson_interval(
+    successes: int, episodes: int, z: float = 1.959963984540054
+) -> tuple[float, float]:
     """Wilson score interval for a binomial success rate (95% by default).
 
     Unlike the normal approximation it stays inside [0, 1] and is informative at 0/n and n/n,

@@ -16,8 +16,15 @@ from vw_robot.eval.metrics import wilson_interval
 from vw_robot.eval.rollout import EpisodeResult
 
 _TRACKED_PACKAGES = (
-    "vw_robot", "torch", "mujoco", "metaworld", "robosuite", "gymnasium", "numpy",
-    "hydra-core", "imageio",
+    "vw_robot",
+    "torch",
+    "mujoco",
+    "metaworld",
+    "robosuite",
+    "gymnasium",
+    "numpy",
+    "hydra-core",
+    "imageio",
 )
 
 
@@ -52,7 +59,9 @@ def markdown_table(summary: Mapping[str, Any]) -> str:
         "|---|---:|---:|---:|---|---:|",
     ]
     for task_id, row in summary["tasks"].items():
-        steps = "—" if row["mean_steps_to_success"] is None else f"{row['mean_steps_to_success']:.0f}"
+        steps = (
+            "—" if row["mean_steps_to_success"] is None else f"{row['mean_steps_to_success']:.0f}"
+        )
         low, high = row["ci95"]
         errors = f" ({row['errors']} errored)" if row["errors"] else ""
         lines.append(
@@ -87,7 +96,10 @@ def _git_revision() -> str | None:
         return None
     dirty = subprocess.run(
         ["git", "status", "--porcelain", "--untracked-files=no"],
-        cwd=here, capture_output=True, text=True, timeout=10,
+        cwd=here,
+        capture_output=True,
+        text=True,
+        timeout=10,
     ).stdout.strip()
     return out.stdout.strip() + ("-dirty" if dirty else "")
 
@@ -133,7 +145,7 @@ def tile_videos(clips: Sequence[np.ndarray], columns: int = 5) -> np.ndarray:
     for k, clip in enumerate(clips):
         padded = np.concatenate([clip, np.repeat(clip[-1:], length - len(clip), axis=0)])
         r, c = divmod(k, columns)
-        grid[:, r * h:(r + 1) * h, c * w:(c + 1) * w] = padded
+        grid[:, r * h : (r + 1) * h, c * w : (c + 1) * w] = padded
     return grid
 
 

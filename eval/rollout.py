@@ -74,10 +74,26 @@ def run_episode(
                 break
     except Exception as exc:  # noqa: BLE001 - any failure of one episode is recorded, not fatal
         detail = traceback.format_exception_only(type(exc), exc)[-1].strip()
-        return EpisodeResult(task_id, index, seed, False, steps, episode_return, detail,
-                             np.stack(frames) if frames else None)
-    return EpisodeResult(task_id, index, seed, success, steps, episode_return, None,
-                         np.stack(frames) if frames else None)
+        return EpisodeResult(
+            task_id,
+            index,
+            seed,
+            False,
+            steps,
+            episode_return,
+            detail,
+            np.stack(frames) if frames else None,
+        )
+    return EpisodeResult(
+        task_id,
+        index,
+        seed,
+        success,
+        steps,
+        episode_return,
+        None,
+        np.stack(frames) if frames else None,
+    )
 
 
 @dataclass(frozen=True)
@@ -119,9 +135,7 @@ def _default_policy_factory(name: str) -> Any:
     return make_policy(name)
 
 
-def _split(
-    tasks: Sequence[str], episodes: int, workers: int
-) -> list[tuple[str, tuple[int, ...]]]:
+def _split(tasks: Sequence[str], episodes: int, workers: int) -> list[tuple[str, tuple[int, ...]]]:
     # Enough chunks to keep every worker busy, never more than one per episode.
     chunks_per_task = max(1, min(episodes, -(-workers // max(1, len(tasks)))))
     units = []

@@ -11,8 +11,9 @@ from vw_robot.cli import load_config, main
 
 def test_run_main_job_tiny(tmp_path, capsys):
     out = tmp_path / "run"
-    code = main(["run", "tasks=[metaworld/reach-v3]", "episodes_per_task=2", "image_size=32",
-                 f"out={out}"])
+    code = main(
+        ["run", "tasks=[metaworld/reach-v3]", "episodes_per_task=2", "image_size=32", f"out={out}"]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "| metaworld/reach-v3 | 2 | 2 |" in printed

@@ -64,8 +64,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     show_config = "--cfg" in overrides
     overrides = [o for o in overrides if o != "--cfg"]
     # Our progress lines at INFO; other libraries (PyOpenGL, robosuite) only from WARNING up.
-    logging.basicConfig(level=logging.WARNING, format="[%(asctime)s %(name)s] %(message)s",
-                        datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=logging.WARNING, format="[%(asctime)s %(name)s] %(message)s", datefmt="%H:%M:%S"
+    )
     logging.getLogger("vw_robot").setLevel(logging.INFO)
     try:
         cfg = load_config(command, overrides)

@@ -53,7 +53,8 @@ class RunConfig:
         _check(self.fps >= 1, "fps", f"{self.fps} < 1")
         _check(
             self.max_episode_steps is None or self.max_episode_steps >= 1,
-            "max_episode_steps", f"{self.max_episode_steps} < 1",
+            "max_episode_steps",
+            f"{self.max_episode_steps} < 1",
         )
         try:
             validate_image_size(self.image_size)
@@ -73,7 +74,8 @@ class RunConfig:
             for task_id in tasks:
                 cameras = get_spec(task_id).cameras
                 _check(
-                    self.camera in cameras, "camera",
+                    self.camera in cameras,
+                    "camera",
                     f"{self.camera!r} is not a camera of {task_id}; allowed: {', '.join(cameras)}",
                 )
         return tasks

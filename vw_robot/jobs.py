@@ -32,7 +32,11 @@ def run(cfg: RunConfig) -> dict[str, Any]:
     }
     log.info(
         "run: policy=%s, %d task(s) x %d episode(s), %d worker(s), out=%s",
-        cfg.policy, len(tasks), cfg.episodes_per_task, cfg.workers, out,
+        cfg.policy,
+        len(tasks),
+        cfg.episodes_per_task,
+        cfg.workers,
+        out,
     )
     start = time.perf_counter()
     with tqdm(total=len(tasks) * cfg.episodes_per_task, desc="episodes", unit="ep") as bar:
@@ -51,9 +55,11 @@ def run(cfg: RunConfig) -> dict[str, Any]:
     config = dataclasses.asdict(cfg) | {"resolved_tasks": tasks}
     summary = write_report(out, results, config=config, fps=cfg.fps)
     print(markdown_table(summary), end="")
-    print(f"\n{sum(len(v) for v in results.values())} episodes in {elapsed:.1f} s; "
-          f"report: {out / 'results.md'}, {out / 'results.json'}"
-          + (f", videos: {out / 'videos'}" if cfg.videos_per_task else ""))
+    print(
+        f"\n{sum(len(v) for v in results.values())} episodes in {elapsed:.1f} s; "
+        f"report: {out / 'results.md'}, {out / 'results.json'}"
+        + (f", videos: {out / 'videos'}" if cfg.videos_per_task else "")
+    )
     return summary
 
 

@@ -62,7 +62,7 @@ def test_make_env_seed_fixes_the_episode_sequence():
         obs = [env.reset()[0]["pixels"] for _ in range(3)]
         env.close()
         firsts.append(obs)
-    for a, b in zip(*firsts):
+    for a, b in zip(*firsts, strict=True):
         np.testing.assert_array_equal(a, b)
     assert not np.array_equal(firsts[0][0], firsts[0][1])  # unseeded resets still vary
 
@@ -109,3 +109,20 @@ def test_expert_succeeds_on_seeded_episode(task_id):
     finally:
         env.close()
     assert all(results), results
+
+
+def test_async_vector_env_with_spawn_workers():
+    from vw_robot.envs import make_vector_env
+
+    # A GL context in the parent is what makes fork-started workers hang.
+    parent = make_env("metaworld/reach-v3", image_size=16)
+    parent.reset(seed=0)
+    envs = make_vector_env("metaworld/reach-v3", 2, image_size=16, seed=3)
+    try:
+        obs, info = envs.reset()
+        assert obs["pixels"].shape == (2, 16, 16, 3)
+        obs, *_, info = envs.step(np.zeros((2, 4), np.float32))
+        assert info["is_success"].dtype == bool and obs["state"].shape == (2, 4)
+    finally:
+        envs.close()
+        parent.close()

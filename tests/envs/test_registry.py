@@ -13,9 +13,12 @@ def test_suites_have_expected_sizes():
     assert len(suites["metaworld/mt10"]) == 10
     assert len(suites["metaworld/mt50"]) == 50
     assert set(suites["metaworld/mt10"]) <= set(suites["metaworld/mt50"])
-    assert {"robosuite/lift", "robosuite/stack", "robosuite/pick-place-can", "robosuite/door"} <= set(
-        suites["robosuite/all"]
-    )
+    assert {
+        "robosuite/lift",
+        "robosuite/stack",
+        "robosuite/pick-place-can",
+        "robosuite/door",
+    } <= set(suites["robosuite/all"])
     assert set(TASKS) == set(suites["metaworld/mt50"]) | set(suites["robosuite/all"])
 
 

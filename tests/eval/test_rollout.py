@@ -13,8 +13,10 @@ ENV_KWARGS = {"image_size": 16, "max_episode_steps": 30}
 
 
 def _outcomes(results):
-    return {t: [(e.seed, e.success, e.steps, round(e.episode_return, 6)) for e in eps]
-            for t, eps in results.items()}
+    return {
+        t: [(e.seed, e.success, e.steps, round(e.episode_return, 6)) for e in eps]
+        for t, eps in results.items()
+    }
 
 
 def test_one_and_two_workers_give_identical_results():
@@ -43,8 +45,13 @@ def _exploding_factory(name):
 
 
 def test_an_episode_that_raises_is_a_recorded_failure_and_the_run_goes_on():
-    results = evaluate(["metaworld/reach-v3"], policy="exploding", episodes_per_task=2,
-                       env_kwargs=ENV_KWARGS, policy_factory=_exploding_factory)
+    results = evaluate(
+        ["metaworld/reach-v3"],
+        policy="exploding",
+        episodes_per_task=2,
+        env_kwargs=ENV_KWARGS,
+        policy_factory=_exploding_factory,
+    )
     episodes = results["metaworld/reach-v3"]
     assert len(episodes) == 2
     for ep in episodes:
@@ -65,8 +72,13 @@ def test_run_episode_records_frames_and_stops_on_success():
 
 
 def test_write_report(tmp_path):
-    results = evaluate(["metaworld/reach-v3"], policy="expert", episodes_per_task=2,
-                       env_kwargs={"image_size": 16}, videos_per_task=1)
+    results = evaluate(
+        ["metaworld/reach-v3"],
+        policy="expert",
+        episodes_per_task=2,
+        env_kwargs={"image_size": 16},
+        videos_per_task=1,
+    )
     summary = write_report(tmp_path, results, config={"policy": "expert"})
     assert summary["tasks"]["metaworld/reach-v3"]["successes"] == 2
     payload = json.loads((tmp_path / "results.json").read_text())
