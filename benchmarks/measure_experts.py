@@ -94,3 +94,7 @@ def _read_sections(path: Path) -> dict[str, str]:
         elif current is not None:
             sections[current] += line
     return {k: v.strip("\n") + "\n" for k, v in sections.items()}
+
+
+if __name__ == "__main__":
+    main()

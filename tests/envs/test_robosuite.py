@@ -22,8 +22,9 @@ def test_contract_and_determinism(task_id):
         env.close()
 
 
-def test_check_env():
-    env = make_env("robosuite/lift", image_size=32, render_mode="rgb_array")
+@pytest.mark.parametrize("task_id", TASKS)
+def test_check_env(task_id):
+    env = make_env(task_id, image_size=32, render_mode="rgb_array")
     try:
         check_env(env.unwrapped)
     finally:
