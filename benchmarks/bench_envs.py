@@ -18,10 +18,10 @@ import statistics
 import time
 
 import numpy as np
-from vw_robot.envs import make_env
-from vw_robot.envs.rendering import FastRenderer
 
 import vw_robot  # noqa: F401  (headless GL before mujoco)
+from vw_robot.envs import make_env
+from vw_robot.envs.rendering import FastRenderer
 
 DEFAULT_TASKS = [
     "metaworld/reach-v3",

@@ -11,9 +11,9 @@ import argparse
 
 import imageio.v2 as imageio
 import numpy as np
-from vw_robot.envs import list_tasks, make_env
 
 import vw_robot  # noqa: F401  (headless GL before mujoco)
+from vw_robot.envs import list_tasks, make_env
 
 
 def first_frames(tasks: list[str], size: int, seed: int) -> list[np.ndarray]:

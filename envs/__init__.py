@@ -10,6 +10,7 @@ Example:
 
 from __future__ import annotations
 
+import vw_robot  # noqa: F401  (selects the headless GL backend before mujoco is imported)
 from vw_robot.envs.registry import (
     TaskSpec,
     get_spec,
@@ -20,8 +21,6 @@ from vw_robot.envs.registry import (
     make_vector_env,
     resolve_tasks,
 )
-
-import vw_robot  # noqa: F401  (selects the headless GL backend before mujoco is imported)
 
 __all__ = [
     "TaskSpec",

@@ -18,6 +18,7 @@ from typing import Any
 import gymnasium as gym
 import mujoco
 import numpy as np
+
 from vw_robot.envs.rendering import FastRenderer, validate_image_size
 
 # Simulator seeds are drawn below this bound so every simulator's seeding accepts them.

@@ -13,6 +13,7 @@ from typing import Any
 
 import mujoco
 import numpy as np
+
 from vw_robot.envs.base import SimEnv
 
 MT10_TASKS = (

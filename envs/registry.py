@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
+
 from vw_robot.envs.rendering import validate_image_size
 
 

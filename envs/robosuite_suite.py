@@ -15,6 +15,7 @@ from typing import Any
 
 import mujoco
 import numpy as np
+
 from vw_robot.envs import robosuite_experts as rx
 from vw_robot.envs.base import SimEnv
 

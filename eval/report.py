@@ -5,15 +5,16 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import tempfile
 from collections.abc import Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from vw_robot.eval.metrics import wilson_interval
 from vw_robot.eval.rollout import EpisodeResult
+from vw_robot.io import atomic_write_text
 
 _TRACKED_PACKAGES = (
     "vw_robot",
@@ -102,20 +103,6 @@ def _git_revision() -> str | None:
         timeout=10,
     ).stdout.strip()
     return out.stdout.strip() + ("-dirty" if dirty else "")
-
-
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file and rename: a crash leaves the old file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_video(path: str | os.PathLike[str], frames: np.ndarray, fps: int = 20) -> None:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
 from vw_robot.eval.seeding import episode_seed
 
 

@@ -57,3 +57,27 @@ def test_unknown_command(capsys):
 def test_tasks_lists_suite(capsys):
     assert main(["tasks", "suite=metaworld/mt10"]) == 0
     assert "metaworld/reach-v3" in capsys.readouterr().out
+
+
+def test_collect_then_check_then_flag_a_defect(tmp_path, capsys):
+    out = tmp_path / "demo"
+    args = [
+        "collect",
+        "tasks=[metaworld/reach-v3]",
+        "episodes_per_task=1",
+        "image_size=16",
+        f"out={out}",
+    ]
+    assert main(args) == 0
+    assert "| metaworld/reach-v3 | 1 | 0 | 0 |" in capsys.readouterr().out
+    assert main(["data", "check", str(out)]) == 0
+    assert "OK" in capsys.readouterr().out
+    video = next(out.glob("episodes/*/video.mp4"))
+    video.write_bytes(video.read_bytes()[: video.stat().st_size // 2])
+    assert main(["data", "check", str(out)]) == 1
+    assert str(video) in capsys.readouterr().out
+
+
+def test_collect_bad_codec_names_the_key(tmp_path, capsys):
+    assert main(["collect", "suite=metaworld/mt10", "codec=png", f"out={tmp_path / 'x'}"]) == 2
+    assert "codec" in capsys.readouterr().err

@@ -2,6 +2,9 @@
 
 Usage:
     vw-robot run                                   # main job on its built-in default
+    vw-robot collect suite=metaworld/mt10 episodes_per_task=20 workers=2 out=data/mt10
+    vw-robot data check data/mt10                  # validate every episode, modify nothing
+    vw-robot data import my_videos/ out=data/mine task_id=my-task
     vw-robot run suite=robosuite/all episodes_per_task=10 workers=2 out=runs/robosuite
     vw-robot run tasks=[metaworld/reach-v3,metaworld/push-v3] policy=random
     vw-robot tasks suite=metaworld/mt10            # list task ids
@@ -26,12 +29,17 @@ from vw_robot import jobs
 COMMANDS: dict[str, tuple[str, Callable[[Any], Any], str]] = {
     "run": ("run", jobs.run, "main job: roll out a policy on a suite, table + report + videos"),
     "tasks": ("tasks", jobs.tasks, "list suites and task ids"),
+    "collect": ("collect", jobs.collect, "record expert demonstrations into a dataset"),
+    "data check": ("data_check", jobs.data_check, "validate a dataset: data check DIR"),
+    "data import": ("data_import", jobs.data_import, "plain videos -> dataset: data import SRC"),
 }
+# Subcommands that take one positional argument, given to this config key.
+POSITIONAL = {"data check": "root", "data import": "src"}
 
 
 def _usage() -> str:
     lines = ["usage: vw-robot COMMAND [key=value ...] [--cfg]", "", "commands:"]
-    lines += [f"  {name:<8} {help_}" for name, (_, _, help_) in COMMANDS.items()]
+    lines += [f"  {name:<12} {help_}" for name, (_, _, help_) in COMMANDS.items()]
     lines += ["", "Overrides are Hydra syntax; `vw-robot COMMAND --cfg` shows every key."]
     return "\n".join(lines)
 
@@ -58,6 +66,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(_usage())
         return 0
     command, overrides = argv[0], argv[1:]
+    if command == "data" and overrides and f"data {overrides[0]}" in COMMANDS:
+        command, overrides = f"data {overrides[0]}", overrides[1:]
+    if command in POSITIONAL and overrides and "=" not in overrides[0] and overrides[0] != "--cfg":
+        overrides = [f"{POSITIONAL[command]}={overrides[0]}", *overrides[1:]]
     if command not in COMMANDS:
         print(f"vw-robot: unknown command {command!r}.\n\n{_usage()}", file=sys.stderr)
         return 2
@@ -79,6 +91,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         COMMANDS[command][1](cfg)
+    except jobs.DataProblems as exc:
+        print(f"vw-robot {command}: {exc}", file=sys.stderr)
+        return 1
     except ValueError as exc:  # ConfigError and registry errors: a user mistake, not a bug
         print(f"vw-robot {command}: {exc}", file=sys.stderr)
         return 2

@@ -22,6 +22,47 @@ def _check(condition: bool, key: str, message: str) -> None:
         raise ConfigError(f"{key}: {message}")
 
 
+def _validate_env_choice(
+    suite: str | None,
+    tasks: list[str],
+    image_size: int,
+    camera: str | None,
+    max_episode_steps: int | None,
+    policy: str,
+) -> list[str]:
+    """Check the keys that pick tasks, envs and the acting policy; return the task ids."""
+    from vw_robot.envs import get_spec, resolve_tasks
+    from vw_robot.envs.rendering import validate_image_size
+    from vw_robot.policies import make_policy
+
+    _check(
+        max_episode_steps is None or max_episode_steps >= 1,
+        "max_episode_steps",
+        f"{max_episode_steps} < 1",
+    )
+    try:
+        validate_image_size(image_size)
+    except ValueError as exc:
+        raise ConfigError(f"image_size: {exc}") from None
+    try:
+        make_policy(policy)
+    except ValueError as exc:
+        raise ConfigError(f"policy: {exc}") from None
+    try:
+        task_ids = resolve_tasks(suite, tasks)
+    except ValueError as exc:
+        raise ConfigError(f"{'tasks' if tasks else 'suite'}: {exc}") from None
+    if camera is not None:
+        for task_id in task_ids:
+            cameras = get_spec(task_id).cameras
+            _check(
+                camera in cameras,
+                "camera",
+                f"{camera!r} is not a camera of {task_id}; allowed: {', '.join(cameras)}",
+            )
+    return task_ids
+
+
 @dataclass
 class RunConfig:
     """The main job: roll out a policy on a suite, print a per-task table, save videos."""
@@ -42,43 +83,103 @@ class RunConfig:
 
     def validate(self) -> list[str]:
         """Check values; return the resolved task ids."""
-        from vw_robot.envs import resolve_tasks
-        from vw_robot.envs.rendering import validate_image_size
-        from vw_robot.policies import make_policy
-
         _check(self.episodes_per_task >= 1, "episodes_per_task", f"{self.episodes_per_task} < 1")
         _check(self.workers >= 1, "workers", f"{self.workers} < 1")
         _check(self.seed >= 0, "seed", f"{self.seed} is negative")
         _check(self.videos_per_task >= 0, "videos_per_task", f"{self.videos_per_task} < 0")
         _check(self.fps >= 1, "fps", f"{self.fps} < 1")
-        _check(
-            self.max_episode_steps is None or self.max_episode_steps >= 1,
-            "max_episode_steps",
-            f"{self.max_episode_steps} < 1",
+        return _validate_env_choice(
+            self.suite,
+            self.tasks,
+            self.image_size,
+            self.camera,
+            self.max_episode_steps,
+            self.policy,
         )
+
+
+@dataclass
+class CollectConfig:
+    """Record scripted-expert demonstrations into a dataset folder (resumable)."""
+
+    suite: Optional[str] = None  # a suite from `vw-robot tasks`; ignored if tasks is set
+    tasks: list[str] = field(default_factory=list)  # explicit task ids, override the suite
+    episodes_per_task: int = 20  # attempts per task; failed ones are dropped unless keep_failed
+    image_size: int = 64  # square camera image side in pixels
+    camera: Optional[str] = None  # None: the suite's default camera
+    max_episode_steps: Optional[int] = None  # None: the task's default time limit
+    workers: int = 1  # processes, each with its own simulators (spawn)
+    seed: int = 0  # base seed: episode i of task t uses episode_seed(seed, t, i)
+    out: str = "data/demo"  # dataset folder; a rerun resumes it
+    keep_failed: bool = False  # keep demonstrations whose expert failed (flagged in meta)
+    steps_after_success: int = 5  # frames recorded after the first success
+    codec: str = "lossless"  # lossless | high | standard (vw_robot.data.video.CODECS)
+    fps: int = 20  # frame rate written into the videos
+    policy: str = "expert"  # who acts: expert (or random, for failure data)
+
+    def validate(self) -> list[str]:
+        """Check values; return the resolved task ids."""
+        from vw_robot.data.video import CODECS
+
+        _check(self.episodes_per_task >= 1, "episodes_per_task", f"{self.episodes_per_task} < 1")
+        _check(self.workers >= 1, "workers", f"{self.workers} < 1")
+        _check(self.seed >= 0, "seed", f"{self.seed} is negative")
+        _check(
+            self.steps_after_success >= 0, "steps_after_success", f"{self.steps_after_success} < 0"
+        )
+        _check(self.fps >= 1, "fps", f"{self.fps} < 1")
+        _check(
+            self.codec in CODECS,
+            "codec",
+            f"{self.codec!r} is unknown; use one of {', '.join(CODECS)}",
+        )
+        _check(
+            bool(self.suite or self.tasks),
+            "suite",
+            "give a suite (e.g. suite=metaworld/mt10) or tasks=[...]",
+        )
+        return _validate_env_choice(
+            self.suite,
+            self.tasks,
+            self.image_size,
+            self.camera,
+            self.max_episode_steps,
+            self.policy,
+        )
+
+
+@dataclass
+class DataCheckConfig:
+    """Validate every episode of a dataset; nothing is modified."""
+
+    root: str = "???"  # dataset folder (`vw-robot data check DIR`)
+
+
+@dataclass
+class DataImportConfig:
+    """Turn a folder of plain videos into a dataset of episodes without actions."""
+
+    src: str = "???"  # folder of video files (`vw-robot data import SRC out=DIR`)
+    out: str = "???"  # dataset folder to create or extend
+    task_id: Optional[str] = None  # label for every video; None: each video's subfolder name
+    image_size: int = 64  # frames are centre-cropped to a square and resized to this
+    fps: Optional[int] = None  # None: the first video's frame rate
+    codec: str = "lossless"  # lossless | high | standard
+
+    def validate(self) -> None:
+        from vw_robot.data.video import CODECS
+        from vw_robot.envs.rendering import validate_image_size
+
         try:
             validate_image_size(self.image_size)
         except ValueError as exc:
             raise ConfigError(f"image_size: {exc}") from None
-        try:
-            make_policy(self.policy)
-        except ValueError as exc:
-            raise ConfigError(f"policy: {exc}") from None
-        try:
-            tasks = resolve_tasks(self.suite, self.tasks)
-        except ValueError as exc:
-            raise ConfigError(f"{'tasks' if self.tasks else 'suite'}: {exc}") from None
-        if self.camera is not None:
-            from vw_robot.envs import get_spec
-
-            for task_id in tasks:
-                cameras = get_spec(task_id).cameras
-                _check(
-                    self.camera in cameras,
-                    "camera",
-                    f"{self.camera!r} is not a camera of {task_id}; allowed: {', '.join(cameras)}",
-                )
-        return tasks
+        _check(self.fps is None or self.fps >= 1, "fps", f"{self.fps} < 1")
+        _check(
+            self.codec in CODECS,
+            "codec",
+            f"{self.codec!r} is unknown; use one of {', '.join(CODECS)}",
+        )
 
 
 @dataclass
@@ -93,3 +194,6 @@ def register_configs() -> None:
     store = ConfigStore.instance()
     store.store(name="run_schema", node=RunConfig)
     store.store(name="tasks_schema", node=TasksConfig)
+    store.store(name="collect_schema", node=CollectConfig)
+    store.store(name="data_check_schema", node=DataCheckConfig)
+    store.store(name="data_import_schema", node=DataImportConfig)

@@ -8,7 +8,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from vw_robot.config import RunConfig, TasksConfig
+from vw_robot.config import (
+    CollectConfig,
+    DataCheckConfig,
+    DataImportConfig,
+    RunConfig,
+    TasksConfig,
+)
 
 log = logging.getLogger("vw_robot")
 
@@ -73,3 +79,78 @@ def tasks(cfg: TasksConfig) -> dict[str, list[str]]:
         for task_id in ids:
             print(f"  {task_id}")
     return suites
+
+
+def collect(cfg: CollectConfig) -> dict[str, Any]:
+    """Record demonstrations (``vw-robot collect``); prints a per-task summary."""
+    from tqdm import tqdm
+
+    from vw_robot.data.collect import collect as collect_episodes
+    from vw_robot.data.collect import format_summary
+
+    tasks = cfg.validate()
+    log.info(
+        "collect: %d task(s) x %d episode(s) -> %s", len(tasks), cfg.episodes_per_task, cfg.out
+    )
+    with tqdm(total=len(tasks) * cfg.episodes_per_task, desc="episodes", unit="ep") as bar:
+        summary = collect_episodes(
+            cfg.out,
+            tasks,
+            episodes_per_task=cfg.episodes_per_task,
+            image_size=cfg.image_size,
+            camera=cfg.camera,
+            max_episode_steps=cfg.max_episode_steps,
+            seed=cfg.seed,
+            workers=cfg.workers,
+            keep_failed=cfg.keep_failed,
+            steps_after_success=cfg.steps_after_success,
+            codec=cfg.codec,
+            fps=cfg.fps,
+            policy=cfg.policy,
+            progress=lambda row: bar.update(1),
+        )
+        bar.update(bar.total - bar.n)  # episodes skipped as already complete
+    print(format_summary(summary), end="")
+    return summary
+
+
+def data_check(cfg: DataCheckConfig) -> list[str]:
+    """Validate a dataset (``vw-robot data check DIR``); raises on problems after listing them."""
+    from vw_robot.data.check import check_dataset
+
+    problems = check_dataset(cfg.root)
+    for line in problems:
+        print(line)
+    if problems:
+        raise DataProblems(f"{cfg.root}: {len(problems)} problem(s) found.")
+    from vw_robot.data.format import read_manifest
+
+    manifest = read_manifest(cfg.root)
+    print(f"{cfg.root}: OK — {manifest['num_episodes']} episodes, {manifest['num_frames']} frames.")
+    return problems
+
+
+def data_import(cfg: DataImportConfig) -> dict[str, Any]:
+    """Import plain videos as episodes without actions (``vw-robot data import SRC``)."""
+    from vw_robot.data.importer import import_videos
+
+    cfg.validate()
+    summary = import_videos(
+        cfg.src,
+        cfg.out,
+        task_id=cfg.task_id,
+        image_size=cfg.image_size,
+        fps=cfg.fps,
+        codec=cfg.codec,
+    )
+    for line in summary["failed"]:
+        print(f"not imported: {line}")
+    print(
+        f"imported {summary['imported']} video(s), {summary['skipped_existing']} already "
+        f"there, {len(summary['failed'])} failed; {summary['frames']} frames -> {cfg.out}"
+    )
+    return summary
+
+
+class DataProblems(ValueError):
+    """``data check`` found problems (already printed, one per line)."""

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
-from vw_robot.envs import list_tasks, make_env, make_expert
 
 from tests.envs.contract import assert_contract, assert_reset_determinism, run_expert
+from vw_robot.envs import list_tasks, make_env, make_expert
 
 MT10 = list_tasks("metaworld/mt10")
 MT50 = list_tasks("metaworld/mt50")

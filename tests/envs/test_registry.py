@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from vw_robot.envs import list_suites, list_tasks, make_env, make_expert
 
 TASKS = list_tasks()

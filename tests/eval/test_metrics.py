@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from vw_robot.eval import episode_seed, wilson_interval
 
 

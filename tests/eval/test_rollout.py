@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+
 from vw_robot.envs import make_env
 from vw_robot.eval import evaluate, run_episode, write_report
 

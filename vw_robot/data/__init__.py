@@ -1,0 +1,1 @@
+"""Demonstration datasets: collect, store, import, check and load episodes of video."""

@@ -1,0 +1,294 @@
+"""Collect demonstration episodes from scripted experts into a dataset folder.
+
+Each episode (task t, index i) is reset with ``episode_seed(seed, t, i)`` and stored under an id
+that names the task, the base seed and the index, so a rerun with the same settings skips what
+is complete (resume), and a run with another base seed adds new episodes beside the old ones.
+Workers write only their own episode folders; the parent alone rebuilds the manifest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import multiprocessing
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vw_robot.data import format as fmt
+from vw_robot.eval.seeding import episode_seed
+from vw_robot.io import LockHeldError, folder_lock
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EpisodeJob:
+    """One demonstration to record."""
+
+    task_id: str
+    index: int
+    base_seed: int
+    env_kwargs: tuple[tuple[str, Any], ...]  # make_env keyword arguments, hashable
+    policy: str
+    keep_failed: bool
+    steps_after_success: int
+    codec: str
+    fps: int
+
+    @property
+    def seed(self) -> int:
+        return episode_seed(self.base_seed, self.task_id, self.index)
+
+    @property
+    def episode_id(self) -> str:
+        return f"{self.task_id.replace('/', '__')}__s{self.base_seed}__{self.index:05d}"
+
+
+def record_episode(env: Any, policy: Any, job: EpisodeJob) -> dict[str, Any]:
+    """Roll out ``policy`` once; return frames (T+1, H, W, 3) and per-step arrays.
+
+    The episode ends ``job.steps_after_success`` steps after the first success (so the video
+    shows the solved state), or at the time limit.
+    """
+    obs, info = env.reset(seed=job.seed)
+    policy.reset(task_id=job.task_id, action_space=env.action_space, seed=job.seed)
+    frames, states, successes = [obs["pixels"]], [obs["state"]], [info["is_success"]]
+    actions, rewards = [], []
+    first_success = 0 if info["is_success"] else None
+    while first_success is None or len(actions) < first_success + job.steps_after_success:
+        action = np.asarray(policy.select_action(obs, info), dtype=np.float32)
+        obs, reward, terminated, truncated, info = env.step(action)
+        actions.append(action)
+        rewards.append(reward)
+        frames.append(obs["pixels"])
+        states.append(obs["state"])
+        successes.append(info["is_success"])
+        if info["is_success"] and first_success is None:
+            first_success = len(actions)
+        if terminated or truncated:
+            break
+    return {
+        "frames": np.stack(frames),  # (T+1, H, W, 3) uint8
+        "steps": {
+            "actions": np.stack(actions)
+            if actions
+            else np.zeros((0, *env.action_space.shape), np.float32),
+            "state": np.stack(states),
+            "reward": np.asarray(rewards, np.float32),
+            "success": np.asarray(successes, bool),
+        },
+        "success": first_success is not None,
+    }
+
+
+# Simulators live as long as the worker process: building one costs 0.2-3 s.
+_ENVS: dict[tuple[str, tuple[tuple[str, Any], ...]], Any] = {}
+_POLICIES: dict[str, Any] = {}
+
+
+def _env_for(job: EpisodeJob) -> Any:
+    from vw_robot.envs import make_env
+
+    key = (job.task_id, job.env_kwargs)
+    if key not in _ENVS:
+        _ENVS[key] = make_env(job.task_id, **dict(job.env_kwargs))
+    return _ENVS[key]
+
+
+def _close_envs() -> None:
+    for env in _ENVS.values():
+        env.close()
+    _ENVS.clear()
+
+
+@functools.cache
+def _versions() -> dict[str, str | None]:
+    from vw_robot.eval.report import provenance
+
+    return provenance()["packages"]
+
+
+def run_job(root: str, job: EpisodeJob) -> dict[str, Any]:
+    """Record and store one episode (runs in a worker). Returns a row for the summary."""
+    from vw_robot.policies import make_policy
+
+    if job.policy not in _POLICIES:
+        _POLICIES[job.policy] = make_policy(job.policy)
+    env = _env_for(job)
+    start = time.perf_counter()
+    episode = record_episode(env, _POLICIES[job.policy], job)
+    row = {
+        "task_id": job.task_id,
+        "episode_id": job.episode_id,
+        "success": episode["success"],
+        "frames": len(episode["frames"]),
+        "bytes": 0,
+    }
+    if episode["success"] or job.keep_failed:
+        inner = env.unwrapped
+        meta = fmt.EpisodeMeta(
+            episode_id=job.episode_id,
+            task_id=job.task_id,
+            num_frames=0,
+            image_size=0,
+            fps=job.fps,
+            has_actions=True,
+            source=job.policy,
+            codec=job.codec,
+            video_sha256="",
+            seed=job.seed,
+            success=episode["success"],
+            # The make_env arguments that reproduce the episode, defaults resolved.
+            env_spec={
+                **dict(job.env_kwargs),
+                "task_id": job.task_id,
+                "camera": inner.camera,
+                "max_episode_steps": env._max_episode_steps,
+            },
+            versions=_versions(),
+        )
+        fmt.write_episode(root, meta, episode["frames"], episode["steps"])
+        folder = fmt.episode_dir(root, job.episode_id)
+        row["bytes"] = sum(p.stat().st_size for p in folder.iterdir())
+        row["kept"] = True
+    else:
+        fmt.write_dropped(
+            root,
+            {
+                "episode_id": job.episode_id,
+                "task_id": job.task_id,
+                "seed": job.seed,
+                "reason": "expert failed",
+                "steps": len(episode["steps"]["actions"]),
+            },
+        )
+        row["kept"] = False
+    row["seconds"] = time.perf_counter() - start
+    return row
+
+
+def collect(
+    out: str | Path,
+    tasks: Sequence[str],
+    *,
+    episodes_per_task: int,
+    image_size: int = 64,
+    camera: str | None = None,
+    max_episode_steps: int | None = None,
+    seed: int = 0,
+    workers: int = 1,
+    keep_failed: bool = False,
+    steps_after_success: int = 5,
+    codec: str = "lossless",
+    fps: int = 20,
+    policy: str = "expert",
+    progress: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Record ``episodes_per_task`` demonstrations of each task into the dataset ``out``.
+
+    Complete episodes already in ``out`` (kept or dropped) are skipped, so an interrupted run
+    resumes where it stopped. Returns a summary: per task kept/dropped/skipped, frames, bytes,
+    and wall time.
+
+    Raises:
+        DatasetError: ``out`` holds a dataset with other settings, or another collection is
+            writing to it.
+    """
+    out = Path(out)
+    fmt.init_dataset(out, image_size=image_size, fps=fps, codec=codec)
+    env_kwargs = (
+        ("image_size", image_size),
+        ("camera", camera),
+        ("max_episode_steps", max_episode_steps),
+    )
+    jobs = [
+        EpisodeJob(t, i, seed, env_kwargs, policy, keep_failed, steps_after_success, codec, fps)
+        for t in tasks
+        for i in range(episodes_per_task)
+    ]
+    per_task = {t: {"kept": 0, "dropped": 0, "skipped": 0, "frames": 0, "bytes": 0} for t in tasks}
+    start = time.perf_counter()
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(folder_lock(out, ".collect.lock", wait=False))
+        except LockHeldError:
+            raise fmt.DatasetError(
+                f"{out}: another collection is writing to this dataset; wait for it to finish."
+            ) from None
+        todo = []
+        for job in jobs:
+            if fmt.is_complete(out, job.episode_id):
+                per_task[job.task_id]["skipped"] += 1
+            else:
+                todo.append(job)
+        log.info(
+            "collect: %d episode(s) to record, %d already complete, %d worker(s)",
+            len(todo),
+            len(jobs) - len(todo),
+            workers,
+        )
+
+        def account(row: dict[str, Any]) -> None:
+            stats = per_task[row["task_id"]]
+            stats["kept" if row["kept"] else "dropped"] += 1
+            if row["kept"]:
+                stats["frames"] += row["frames"]
+                stats["bytes"] += row["bytes"]
+            if progress is not None:
+                progress(row)
+
+        try:
+            if workers == 1:
+                for job in todo:
+                    account(run_job(str(out), job))
+            else:
+                context = multiprocessing.get_context("spawn")
+                with ProcessPoolExecutor(workers, mp_context=context) as pool:
+                    futures = [pool.submit(run_job, str(out), job) for job in todo]
+                    for future in as_completed(futures):
+                        account(future.result())
+        finally:
+            _close_envs()
+            # Whatever finished is listed, even when the run was interrupted.
+            manifest = fmt.write_manifest(out)
+    return {
+        "out": str(out),
+        "tasks": per_task,
+        "episodes_in_dataset": manifest["num_episodes"],
+        "frames_in_dataset": manifest["num_frames"],
+        "seconds": time.perf_counter() - start,
+    }
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """The collection summary as a Markdown table."""
+    lines = [
+        "| task | kept | dropped (expert failed) | skipped (already there) | frames | MB |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    total = {"kept": 0, "dropped": 0, "skipped": 0, "frames": 0, "bytes": 0}
+    for task_id, row in summary["tasks"].items():
+        lines.append(
+            f"| {task_id} | {row['kept']} | {row['dropped']} | {row['skipped']} | "
+            f"{row['frames']} | {row['bytes'] / 1e6:.2f} |"
+        )
+        for k in total:
+            total[k] += row[k]
+    lines.append(
+        f"| **total** | {total['kept']} | {total['dropped']} | {total['skipped']} | "
+        f"{total['frames']} | {total['bytes'] / 1e6:.2f} |"
+    )
+    fps = total["frames"] / summary["seconds"] if summary["seconds"] > 0 else 0.0
+    lines.append(
+        f"\n{summary['episodes_in_dataset']} episodes ({summary['frames_in_dataset']} "
+        f"frames) in {summary['out']}; this run: {summary['seconds']:.1f} s wall, "
+        f"{fps:.0f} stored frames/s."
+    )
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,295 @@
+"""Training-time access to a dataset: a frame cache and a torch Dataset of clips.
+
+Training never decodes mp4 in its loop: each episode's frames are decoded once into a uint8
+memory-mapped file under ``<root>/cache/`` and read from there. A cache file is keyed by the
+SHA-256 of the video it was decoded from, so a video that changes is decoded again; a video
+whose checksum no longer matches its own meta file is refused (the episode was altered after
+it was written).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from vw_robot.data import format as fmt
+from vw_robot.io import atomic_write, atomic_write_json, sha256_file
+
+log = logging.getLogger(__name__)
+
+
+class FrameCache:
+    """Decoded frames of a dataset's episodes as read-only uint8 memmaps."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+        self.folder = self.root / fmt.CACHE_DIR / "frames"
+
+    def frames(self, meta: fmt.EpisodeMeta, video_sha256: str | None = None) -> np.ndarray:
+        """(num_frames, H, W, 3) uint8 memmap of the episode, decoding the video on a miss.
+
+        Args:
+            meta: the episode's metadata.
+            video_sha256: the video's current checksum, if the caller already computed it.
+
+        Raises:
+            DatasetError: the video does not decode to what its meta describes.
+        """
+        video = fmt.episode_dir(self.root, meta.episode_id) / fmt.VIDEO_FILE
+        sha = video_sha256 or sha256_file(video)
+        shape = (meta.num_frames, meta.image_size, meta.image_size, 3)
+        data, key = self.folder / f"{meta.episode_id}.u8", self.folder / f"{meta.episode_id}.json"
+        if key.exists() and data.exists():
+            try:
+                cached = json.loads(key.read_text())
+            except (json.JSONDecodeError, OSError):
+                cached = {}
+            if cached.get("video_sha256") == sha and tuple(cached.get("shape", ())) == shape:
+                return np.memmap(data, dtype=np.uint8, mode="r", shape=shape)
+        from vw_robot.data.video import read_video
+
+        frames = read_video(video)
+        if frames.shape != shape:
+            raise fmt.DatasetError(
+                f"{video}: decodes to frames of shape {frames.shape}, meta.json says {shape}."
+            )
+        # Data first, key last: a crash in between leaves a key-less file that is rebuilt.
+        key.unlink(missing_ok=True)
+        atomic_write(data, lambda f: f.write(np.ascontiguousarray(frames).tobytes()))
+        atomic_write_json(key, {"video_sha256": sha, "shape": list(shape)})
+        return np.memmap(data, dtype=np.uint8, mode="r", shape=shape)
+
+
+@dataclass
+class _Episode:
+    meta: fmt.EpisodeMeta
+    frames: np.ndarray  # (N, H, W, 3) uint8 memmap
+    steps: dict[str, np.ndarray] | None  # None when unlabelled or outside the labelled subset
+    task_index: int
+
+
+def select_labelled(
+    episode_ids: list[str],
+    *,
+    label_fraction: float | None = None,
+    labelled_episodes: int | None = None,
+    seed: int = 0,
+) -> set[str]:
+    """A deterministic subset of the episodes with actions whose labels training may use.
+
+    The subset depends only on the set of ids and the seed (not on their order), and a smaller
+    fraction's subset is contained in a larger one's for the same seed, so label-efficiency
+    curves compare nested sets.
+
+    Raises:
+        ValueError: both or invalid limits.
+    """
+    if label_fraction is not None and labelled_episodes is not None:
+        raise ValueError("Give label_fraction or labelled_episodes, not both.")
+    ids = sorted(episode_ids)
+    if label_fraction is None and labelled_episodes is None:
+        return set(ids)
+    if label_fraction is not None:
+        if not 0.0 <= label_fraction <= 1.0:
+            raise ValueError(f"label_fraction={label_fraction} must be in [0, 1].")
+        count = round(label_fraction * len(ids))
+    else:
+        if labelled_episodes < 0:
+            raise ValueError(f"labelled_episodes={labelled_episodes} must be >= 0.")
+        count = min(labelled_episodes, len(ids))
+    order = np.random.default_rng(seed).permutation(len(ids))
+    return {ids[k] for k in order[:count]}
+
+
+class ClipDataset(Dataset):
+    """Fixed-length clips of T frames that never cross an episode boundary.
+
+    Item ``k`` is a dict:
+
+    - ``frames``: (T, 3, H, W) uint8
+    - ``task_index``: () int64, index into :attr:`task_ids`
+    - ``actions``: (T, A) float32 — action taken at each frame (zeros where there is none:
+      after an episode's last frame, or for episodes without usable labels)
+    - ``action_mask``: (T,) bool — which rows of ``actions`` are real
+    - ``state``: (T, D) float32 proprio (zeros when absent)
+    - ``has_actions``: () bool — the episode's labels are in the usable subset
+
+    Args:
+        root: dataset folder.
+        clip_len: frames per clip (T).
+        stride: step between the start frames of consecutive clips of an episode.
+        frame_step: temporal subsampling inside a clip (1 = consecutive frames).
+        tasks: keep only these task ids (None: all).
+        label_fraction / labelled_episodes / label_seed: which labelled episodes' actions are
+            usable (:func:`select_labelled`); the others act as videos without actions.
+        on_bad_episode: ``"error"`` refuses a dataset with a broken episode (the message
+            lists each problem), ``"skip"`` leaves such episodes out and logs which.
+        verify: ``"fast"`` checks files and checksums (full decode on cache misses),
+            ``"full"`` runs every check of ``vw-robot data check`` on every episode.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        clip_len: int,
+        *,
+        stride: int = 1,
+        frame_step: int = 1,
+        tasks: list[str] | None = None,
+        label_fraction: float | None = None,
+        labelled_episodes: int | None = None,
+        label_seed: int = 0,
+        on_bad_episode: str = "error",
+        verify: str = "fast",
+    ) -> None:
+        from vw_robot.data.check import check_episode
+
+        for name, value in (("clip_len", clip_len), ("stride", stride), ("frame_step", frame_step)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}={value!r} must be a positive int.")
+        if on_bad_episode not in ("error", "skip"):
+            raise ValueError(f"on_bad_episode={on_bad_episode!r}; use 'error' or 'skip'.")
+        if verify not in ("fast", "full"):
+            raise ValueError(f"verify={verify!r}; use 'fast' or 'full'.")
+        self.root = Path(root)
+        self.clip_len, self.stride, self.frame_step = clip_len, stride, frame_step
+        manifest = fmt.read_manifest(self.root)
+        rows = manifest["episodes"]
+        if tasks is not None:
+            known = {r["task_id"] for r in rows}
+            unknown = sorted(set(tasks) - known)
+            if unknown:
+                raise ValueError(
+                    f"{self.root}: no episodes of task(s) {', '.join(unknown)}; the dataset "
+                    f"has {', '.join(sorted(known))}."
+                )
+            rows = [r for r in rows if r["task_id"] in tasks]
+        problems, self.skipped = [], []
+        metas = []
+        for row in rows:
+            issues = check_episode(self.root, row["episode_id"], decode=verify == "full")
+            if issues:
+                problems.extend(issues)
+                self.skipped.append(row["episode_id"])
+            else:
+                metas.append(fmt.read_meta(self.root, row["episode_id"]))
+        if problems and on_bad_episode == "error":
+            raise fmt.DatasetError(
+                f"{self.root}: {len(self.skipped)} episode(s) failed their checks "
+                "(on_bad_episode='skip' leaves them out):\n  " + "\n  ".join(problems)
+            )
+        for line in problems:
+            log.warning("skipping episode: %s", line)
+        if not metas:
+            raise fmt.DatasetError(f"{self.root}: no usable episodes.")
+        self.task_ids = sorted({m.task_id for m in metas})
+        labelled = [m.episode_id for m in metas if m.has_actions]
+        self.labelled_ids = select_labelled(
+            labelled,
+            label_fraction=label_fraction,
+            labelled_episodes=labelled_episodes,
+            seed=label_seed,
+        )
+        dims = {m.action_dim for m in metas if m.episode_id in self.labelled_ids}
+        if len(dims) > 1:
+            raise fmt.DatasetError(
+                f"{self.root}: labelled episodes have different action sizes {sorted(dims)}; "
+                "select tasks of one suite with tasks=[...]."
+            )
+        self.action_dim = dims.pop() if dims else 0
+        self.state_dim = max((m.state_dim or 0) for m in metas)
+        cache = FrameCache(self.root)
+        self.episodes: list[_Episode] = []
+        self.index: list[tuple[int, int]] = []  # (episode, first frame)
+        span = (clip_len - 1) * frame_step + 1  # frames a clip covers
+        too_short = 0
+        for meta in metas:
+            steps = (
+                fmt.load_steps(self.root, meta) if meta.episode_id in self.labelled_ids else None
+            )
+            number = len(self.episodes)
+            self.episodes.append(
+                _Episode(meta, cache.frames(meta), steps, self.task_ids.index(meta.task_id))
+            )
+            starts = range(0, meta.num_frames - span + 1, stride)
+            too_short += not starts
+            self.index.extend((number, s) for s in starts)
+        if too_short:
+            log.info("%d episode(s) shorter than a clip (%d frames) give no clip", too_short, span)
+        if not self.index:
+            raise fmt.DatasetError(
+                f"{self.root}: no episode is long enough for a clip of {span} frames."
+            )
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, k: int) -> dict[str, torch.Tensor]:
+        number, start = self.index[k]
+        episode = self.episodes[number]
+        picks = np.arange(start, start + self.clip_len * self.frame_step, self.frame_step)
+        frames = torch.from_numpy(np.ascontiguousarray(episode.frames[picks]))  # (T, H, W, 3)
+        actions = np.zeros((self.clip_len, self.action_dim), np.float32)
+        mask = np.zeros(self.clip_len, bool)
+        state = np.zeros((self.clip_len, self.state_dim), np.float32)
+        if episode.steps is not None:
+            real = picks < len(episode.steps["actions"])  # the last frame has no action
+            actions[real] = episode.steps["actions"][picks[real]]
+            mask[real] = True
+        if episode.steps is not None and "state" in episode.steps:
+            state[:, : episode.steps["state"].shape[1]] = episode.steps["state"][picks]
+        return {
+            "frames": frames.permute(0, 3, 1, 2),  # (T, 3, H, W) uint8
+            "task_index": torch.tensor(episode.task_index, dtype=torch.int64),
+            "actions": torch.from_numpy(actions),
+            "action_mask": torch.from_numpy(mask),
+            "state": torch.from_numpy(state),
+            "has_actions": torch.tensor(episode.steps is not None),
+        }
+
+    def action_stats(self) -> dict[str, list[float]]:
+        """Per-dimension mean/std/min/max of the usable actions, computed once and stored in
+        ``<root>/cache/action_stats/<key>.json`` (the key hashes the episodes used)."""
+        ids = sorted(self.labelled_ids)
+        if not ids:
+            raise fmt.DatasetError(f"{self.root}: no labelled episodes to compute action stats.")
+        by_id = {e.meta.episode_id: e for e in self.episodes}
+        key = hashlib.sha256(
+            "\n".join(f"{i}:{by_id[i].meta.video_sha256}" for i in ids).encode()
+        ).hexdigest()[:16]
+        path = self.root / fmt.CACHE_DIR / "action_stats" / f"{key}.json"
+        if path.exists():
+            try:
+                return json.loads(path.read_text())["stats"]
+            except (json.JSONDecodeError, KeyError, OSError):
+                pass  # rebuilt below
+        actions = np.concatenate([by_id[i].steps["actions"] for i in ids])  # (N, A)
+        stats = {
+            "mean": actions.mean(0).tolist(),
+            "std": actions.std(0).tolist(),
+            "min": actions.min(0).tolist(),
+            "max": actions.max(0).tolist(),
+            "count": int(len(actions)),
+        }
+        atomic_write_json(path, {"episodes": ids, "stats": stats})
+        return stats
+
+
+def describe(dataset: ClipDataset) -> dict[str, Any]:
+    """Counts a user wants to see before training."""
+    return {
+        "episodes": len(dataset.episodes),
+        "labelled_episodes": len(dataset.labelled_ids),
+        "clips": len(dataset),
+        "tasks": dataset.task_ids,
+        "skipped_episodes": dataset.skipped,
+    }
