@@ -6,7 +6,7 @@ Codec presets, measured on a 121-frame 64x64 Meta-World pick-place expert clip
 ============  ==========================  =========  ===========  =================
 preset        ffmpeg                      bytes      PSNR (dB)    max abs error
 ============  ==========================  =========  ===========  =================
-lossless      libx264rgb, crf 0, rgb24    46,507     exact        0
+lossless      libx264rgb, crf 0, rgb24    46,022     exact        0
 high          libx264, crf 12, yuv444p    26,549     43.5         62
 standard      libx264, q8, yuv420p        24,563     33.2         180
 ============  ==========================  =========  ===========  =================

@@ -1,0 +1,1 @@
+"""Training: checkpoints, the generic loop (single process or torchrun DDP), and the stages."""

@@ -1,0 +1,250 @@
+"""Checkpoints that load without unpickling anything, and resume a run exactly.
+
+A checkpoint is a folder::
+
+    <run>/checkpoints/step_00000100/
+        model.safetensors        weights
+        trainer.safetensors      optimizer tensors (Adam moments...) and the torch RNG state
+        trainer.json             step, optimizer scalars/param groups, numpy/python RNG state
+        config.yaml              the resolved config of the run
+        info.json                stage, step, parent checkpoints this stage was built on,
+                                 model class and config, checksum of model.safetensors
+    <run>/checkpoints/last.json  {"path": "step_00000100"}: the newest complete checkpoint
+
+The folder is written under a temporary name and renamed into place, and ``last.json`` is
+replaced atomically after it, so a kill at any moment leaves the previous checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from vw_robot.io import atomic_write_json, atomic_write_text, sha256_file
+
+CHECKPOINTS_DIR = "checkpoints"
+LAST_FILE = "last.json"
+MODEL_FILE = "model.safetensors"
+TRAINER_TENSORS = "trainer.safetensors"
+TRAINER_JSON = "trainer.json"
+CONFIG_FILE = "config.yaml"
+INFO_FILE = "info.json"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, incomplete, or does not fit what asks for it."""
+
+
+@dataclass
+class CheckpointInfo:
+    """What a checkpoint says about itself (``info.json``)."""
+
+    path: Path
+    stage: str
+    step: int
+    model_class: str
+    model_config: dict[str, Any]
+    parents: dict[str, str]  # stage -> checkpoint folder this one was built on
+    model_sha256: str
+
+
+def _split_optimizer_state(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict]:
+    """Optimizer state -> (flat tensors, JSON-able rest)."""
+    tensors: dict[str, torch.Tensor] = {}
+    rest_state: dict[str, dict[str, Any]] = {}
+    for param_id, entries in state["state"].items():
+        rest_state[str(param_id)] = {}
+        for name, value in entries.items():
+            if torch.is_tensor(value):
+                tensors[f"optim.{param_id}.{name}"] = value.detach().cpu().contiguous()
+            else:
+                rest_state[str(param_id)][name] = value
+    return tensors, {"state": rest_state, "param_groups": state["param_groups"]}
+
+
+def _join_optimizer_state(tensors: dict[str, torch.Tensor], rest: dict) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {int(k): dict(v) for k, v in rest["state"].items()}
+    for key, value in tensors.items():
+        if key.startswith("optim."):
+            _, param_id, name = key.split(".", 2)
+            state.setdefault(int(param_id), {})[name] = value
+    return {"state": state, "param_groups": rest["param_groups"]}
+
+
+def save_checkpoint(
+    run_dir: str | os.PathLike[str],
+    *,
+    stage: str,
+    step: int,
+    model: torch.nn.Module,
+    model_config: dict[str, Any],
+    config_yaml: str,
+    optimizer: torch.optim.Optimizer | None = None,
+    parents: dict[str, str] | None = None,
+    extra_tensors: dict[str, torch.Tensor] | None = None,
+) -> Path:
+    """Write a complete checkpoint atomically and point ``last.json`` at it.
+
+    Args:
+        run_dir: the run folder (checkpoints go to ``run_dir/checkpoints``).
+        stage: stage name (tokenizer, ldm, transformer, action_head...).
+        step: optimizer steps taken.
+        model: the model (unwrapped from DDP).
+        model_config: the model's config as a plain dict (rebuilds the model).
+        config_yaml: the run's resolved config.
+        optimizer: saved with the RNG states for exact resume (None for export-only saves).
+        parents: stage -> checkpoint path this stage was built on.
+        extra_tensors: more buffers to keep beside the weights (e.g. normaliser statistics).
+
+    Returns:
+        The checkpoint folder.
+    """
+    root = Path(run_dir) / CHECKPOINTS_DIR
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"step_{step:08d}"
+    tmp = root / f".tmp_step_{step:08d}_{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        weights.update(extra_tensors or {})
+        save_file(weights, str(tmp / MODEL_FILE))
+        if optimizer is not None:
+            tensors, rest = _split_optimizer_state(optimizer.state_dict())
+            tensors["rng.torch"] = torch.get_rng_state()
+            if torch.cuda.is_available():
+                for i, s in enumerate(torch.cuda.get_rng_state_all()):
+                    tensors[f"rng.cuda.{i}"] = s
+            save_file(tensors, str(tmp / TRAINER_TENSORS))
+            np_state = np.random.get_state(legacy=False)
+            np_state["state"]["key"] = np_state["state"]["key"].tolist()  # JSON, not pickle
+            atomic_write_json(
+                tmp / TRAINER_JSON,
+                {
+                    "step": step,
+                    "optimizer": rest,
+                    "rng_numpy": np_state,
+                    "rng_python": list(_python_rng_state()),
+                },
+            )
+        atomic_write_text(tmp / CONFIG_FILE, config_yaml)
+        atomic_write_json(
+            tmp / INFO_FILE,
+            {
+                "stage": stage,
+                "step": step,
+                "model_class": type(model).__name__,
+                "model_config": model_config,
+                "parents": parents or {},
+                "model_sha256": sha256_file(tmp / MODEL_FILE),
+            },
+        )
+        if final.exists():  # re-saving the same step (e.g. after a resume): replace it
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    atomic_write_json(root / LAST_FILE, {"path": final.name, "step": step})
+    return final
+
+
+def _python_rng_state() -> tuple:
+    version, internal, gauss = random.getstate()
+    return version, list(internal), gauss
+
+
+def latest_checkpoint(run_dir: str | os.PathLike[str]) -> Path | None:
+    """The newest complete checkpoint of a run, or None when it has none."""
+    pointer = Path(run_dir) / CHECKPOINTS_DIR / LAST_FILE
+    if not pointer.exists():
+        return None
+    try:
+        path = Path(run_dir) / CHECKPOINTS_DIR / json.loads(pointer.read_text())["path"]
+    except (json.JSONDecodeError, KeyError, OSError) as exc:
+        raise CheckpointError(f"{pointer}: unreadable ({exc}).") from None
+    if not (path / INFO_FILE).exists():
+        raise CheckpointError(f"{pointer}: points at {path}, which is incomplete.")
+    return path
+
+
+def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
+    """Accept a checkpoint folder, a run folder (its last checkpoint) or ``.../last``."""
+    path = Path(path)
+    if path.name == "last":
+        path = path.parent.parent if path.parent.name == CHECKPOINTS_DIR else path.parent
+    if (path / INFO_FILE).exists():
+        return path
+    latest = latest_checkpoint(path)
+    if latest is None:
+        raise CheckpointError(
+            f"{path}: no checkpoint there (no {INFO_FILE} nor {CHECKPOINTS_DIR}/{LAST_FILE})."
+        )
+    return latest
+
+
+def read_info(path: str | os.PathLike[str], *, stage: str | None = None) -> CheckpointInfo:
+    """Read a checkpoint's ``info.json``; with ``stage``, refuse a checkpoint of another stage.
+
+    Raises:
+        CheckpointError: missing/malformed, or of another stage (both named).
+    """
+    path = resolve_checkpoint(path)
+    try:
+        info = json.loads((path / INFO_FILE).read_text())
+    except (json.JSONDecodeError, OSError) as exc:
+        raise CheckpointError(f"{path / INFO_FILE}: unreadable ({exc}).") from None
+    if stage is not None and info.get("stage") != stage:
+        raise CheckpointError(
+            f"{path}: is a {info.get('stage')!r} checkpoint, but a {stage!r} checkpoint is "
+            "needed here."
+        )
+    return CheckpointInfo(
+        path,
+        info["stage"],
+        int(info["step"]),
+        info["model_class"],
+        info["model_config"],
+        dict(info.get("parents", {})),
+        info["model_sha256"],
+    )
+
+
+def load_weights(path: str | os.PathLike[str], *, verify: bool = True) -> dict[str, torch.Tensor]:
+    """The checkpoint's tensors (safetensors only: nothing is unpickled)."""
+    path = resolve_checkpoint(path)
+    if verify:
+        info = read_info(path)
+        if sha256_file(path / MODEL_FILE) != info.model_sha256:
+            raise CheckpointError(
+                f"{path / MODEL_FILE}: checksum differs from info.json "
+                "(the file changed after it was written)."
+            )
+    return load_file(str(path / MODEL_FILE))
+
+
+def load_trainer_state(path: str | os.PathLike[str], optimizer: torch.optim.Optimizer) -> int:
+    """Restore optimizer and RNG states from a checkpoint; return its step."""
+    path = resolve_checkpoint(path)
+    tensors = load_file(str(path / TRAINER_TENSORS))
+    meta = json.loads((path / TRAINER_JSON).read_text())
+    optimizer.load_state_dict(_join_optimizer_state(tensors, meta["optimizer"]))
+    torch.set_rng_state(tensors["rng.torch"])
+    cuda = [tensors[k] for k in sorted(tensors) if k.startswith("rng.cuda.")]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda)
+    np_state = meta["rng_numpy"]
+    np_state["state"]["key"] = np.asarray(np_state["state"]["key"], dtype=np.uint32)
+    np.random.set_state(np_state)
+    version, internal, gauss = meta["rng_python"]
+    random.setstate((version, tuple(internal), gauss))
+    return int(meta["step"])

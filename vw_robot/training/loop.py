@@ -1,0 +1,354 @@
+"""One training loop for every stage: single process or ``torchrun`` (DDP), exact resume.
+
+Batches are drawn by a step-indexed sampler: the indices of step ``s`` on rank ``r`` depend
+only on (seed, s, r, world size), so a run resumed from a checkpoint sees exactly the batches
+the uninterrupted run would have seen, and with the optimizer and RNG states restored it
+reproduces the same losses.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from vw_robot.io import atomic_write_text
+from vw_robot.training import checkpoint as ckpt
+
+log = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.csv"
+
+
+@dataclass
+class OptimConfig:
+    """Optimisation settings shared by all stages."""
+
+    steps: int = 200  # optimizer steps in total (a resumed run continues to this)
+    batch_size: int = 16  # per process
+    lr: float = 3e-4  # peak learning rate (AdamW)
+    weight_decay: float = 0.01  # AdamW decoupled weight decay
+    warmup_steps: int = 20  # linear warm-up, then cosine decay to 10% of lr
+    grad_clip: float = 1.0  # max global grad norm (0 = off)
+    log_every: int = 10  # steps between metric rows in metrics.csv
+    checkpoint_every: int = 100  # steps between checkpoints (the last step always saves)
+    precision: str = "fp32"  # fp32 | bf16 (autocast; GPU configs)
+    num_workers: int = 0  # DataLoader worker processes
+    seed: int = 0  # model init, data order, dropout
+    device: str = "auto"  # auto (cuda if available) | cpu | cuda
+
+    def validate(self, prefix: str = "optim") -> None:
+        from vw_robot.config import ConfigError
+
+        positive = ("steps", "batch_size", "log_every", "checkpoint_every")
+        for key in positive:
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{prefix}.{key}: {getattr(self, key)} must be >= 1")
+        if self.lr <= 0:
+            raise ConfigError(f"{prefix}.lr: {self.lr} must be > 0")
+        if self.precision not in ("fp32", "bf16"):
+            raise ConfigError(f"{prefix}.precision: {self.precision!r}; use fp32 or bf16")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ConfigError(f"{prefix}.device: {self.device!r}; use auto, cpu or cuda")
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise ConfigError(f"{prefix}.device: cuda requested but no CUDA device is visible")
+
+
+class StepBatchSampler:
+    """Yields the index lists of steps ``start..steps-1`` for one rank (see module doc)."""
+
+    def __init__(
+        self,
+        size: int,
+        batch_size: int,
+        *,
+        seed: int,
+        start: int,
+        steps: int,
+        rank: int = 0,
+        world: int = 1,
+    ) -> None:
+        if size < 1:
+            raise ValueError("The dataset is empty.")
+        self.size, self.batch_size, self.seed = size, batch_size, seed
+        self.start, self.steps, self.rank, self.world = start, steps, rank, world
+        self._epoch, self._perm = -1, np.arange(size)
+
+    def indices(self, step: int) -> list[int]:
+        base = (step * self.world + self.rank) * self.batch_size
+        out = []
+        for position in range(base, base + self.batch_size):
+            epoch, offset = divmod(position, self.size)
+            if epoch != self._epoch:
+                self._epoch = epoch
+                self._perm = np.random.default_rng([self.seed, epoch]).permutation(self.size)
+            out.append(int(self._perm[offset]))
+        return out
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for step in range(self.start, self.steps):
+            yield self.indices(step)
+
+    def __len__(self) -> int:
+        return max(0, self.steps - self.start)
+
+
+def _distributed() -> tuple[int, int, int]:
+    """(rank, local rank, world size) from torchrun's environment; (0, 0, 1) otherwise."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 0, 1
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend=backend)
+    return dist.get_rank(), int(os.environ.get("LOCAL_RANK", "0")), world
+
+
+def _lr_at(step: int, optim: OptimConfig) -> float:
+    if step < optim.warmup_steps:
+        return optim.lr * (step + 1) / optim.warmup_steps
+    progress = (step - optim.warmup_steps) / max(1, optim.steps - optim.warmup_steps)
+    return optim.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def _to(batch: Any, device: torch.device) -> Any:
+    if torch.is_tensor(batch):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: _to(v, device) for k, v in batch.items()}
+    return batch
+
+
+def _rewrite_metrics_upto(path: Path, step: int) -> None:
+    """Drop metric rows past ``step`` (logged after the checkpoint a resume starts from)."""
+    if not path.exists():
+        return
+    rows = list(csv.reader(io.StringIO(path.read_text())))
+    if not rows:
+        return
+    kept = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) <= step]
+    buffer = io.StringIO()
+    csv.writer(buffer).writerows(kept)
+    atomic_write_text(path, buffer.getvalue())
+
+
+def train(
+    *,
+    stage: str,
+    model: torch.nn.Module,
+    dataset: Dataset,
+    loss_fn: Callable[[torch.nn.Module, dict[str, torch.Tensor]], tuple[torch.Tensor, dict]],
+    optim: OptimConfig,
+    run_dir: str | os.PathLike[str],
+    model_config: dict[str, Any],
+    config_yaml: str,
+    parents: dict[str, str] | None = None,
+    extra_tensors: dict[str, torch.Tensor] | None = None,
+    stop_at: int | None = None,
+) -> dict[str, Any]:
+    """Train ``model`` on ``dataset`` and checkpoint it; resume when ``run_dir`` has a
+    checkpoint of this stage.
+
+    Args:
+        stage: stage name recorded in checkpoints; a checkpoint of another stage in
+            ``run_dir`` is refused.
+        model: the model (built with ``optim.seed`` already applied).
+        dataset: map-style dataset of dict items.
+        loss_fn: ``(model, batch) -> (loss, metrics)``.
+        optim: optimisation settings.
+        run_dir: run folder: ``metrics.csv`` and ``checkpoints/``.
+        model_config: plain dict that rebuilds the model (stored in every checkpoint).
+        config_yaml: the resolved config, stored beside the weights.
+        parents: stage -> checkpoint this stage is built on.
+        extra_tensors: buffers saved with the weights (e.g. normaliser statistics).
+        stop_at: end after this step's checkpoint, as a kill would (tests, time-boxed runs).
+
+    Returns:
+        ``{"step", "checkpoint", "last_loss", "seconds", "samples_per_s"}``.
+    """
+    optim.validate()
+    rank, local_rank, world = _distributed()
+    if optim.device == "cuda" or (optim.device == "auto" and torch.cuda.is_available()):
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device("cpu")
+    run_dir = Path(run_dir)
+    model.to(device)
+    decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim < 2]
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": optim.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=optim.lr,
+        betas=(0.9, 0.95),
+    )
+    start = 0
+    latest = ckpt.latest_checkpoint(run_dir)
+    if latest is not None:
+        info = ckpt.read_info(latest, stage=stage)
+        if info.model_config != model_config:
+            raise ckpt.CheckpointError(
+                f"{latest}: was trained with model config {info.model_config}, this run asks "
+                f"for {model_config}; use a new run folder to train a different model."
+            )
+        model.load_state_dict(
+            {k: v for k, v in ckpt.load_weights(latest).items() if k in model.state_dict()}
+        )
+        start = ckpt.load_trainer_state(latest, optimizer)
+        log.info("%s: resuming from %s (step %d)", stage, latest, start)
+        if rank == 0:
+            _rewrite_metrics_upto(run_dir / METRICS_FILE, start)
+    if start >= optim.steps:
+        log.info("%s: already trained to step %d", stage, start)
+        return {
+            "step": start,
+            "checkpoint": str(latest),
+            "last_loss": None,
+            "seconds": 0.0,
+            "samples_per_s": 0.0,
+        }
+    wrapped: torch.nn.Module = model
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        wrapped = DistributedDataParallel(
+            model, device_ids=[device] if device.type == "cuda" else None
+        )
+    sampler = StepBatchSampler(
+        len(dataset),
+        optim.batch_size,
+        seed=optim.seed,
+        start=start,
+        steps=optim.steps,
+        rank=rank,
+        world=world,
+    )
+    # Its own generator: creating the iterator must not draw from the global RNG, or a
+    # resumed run's dropout masks would be shifted against the uninterrupted run's.
+    loader = DataLoader(
+        dataset,
+        generator=torch.Generator().manual_seed(optim.seed + start),
+        batch_sampler=sampler,
+        num_workers=optim.num_workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=optim.num_workers > 0,
+    )
+    autocast = (
+        torch.autocast(device.type, dtype=torch.bfloat16)
+        if optim.precision == "bf16"
+        else nullcontext()
+    )
+    metrics_path = run_dir / METRICS_FILE
+    writer = None
+    if rank == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        new_file = not metrics_path.exists() or metrics_path.stat().st_size == 0
+        handle = open(metrics_path, "a", newline="")  # noqa: SIM115 - closed in finally
+        writer = csv.writer(handle)
+    tensorboard = _tensorboard(run_dir) if rank == 0 else None
+    step, last_loss, saved = start, None, latest
+    began = time.perf_counter()
+    header_written = rank != 0 or not new_file
+    try:
+        wrapped.train()
+        for batch in loader:
+            lr = _lr_at(step, optim)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            batch = _to(batch, device)
+            with autocast:
+                loss, metrics = loss_fn(wrapped, batch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if optim.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), optim.grad_clip)
+            optimizer.step()
+            step += 1
+            last_loss = float(loss.detach())
+            if not math.isfinite(last_loss):
+                raise FloatingPointError(
+                    f"{stage}: loss is {last_loss} at step {step}; lower "
+                    "optim.lr or check the data."
+                )
+            if rank == 0 and (step % optim.log_every == 0 or step == optim.steps):
+                row = {
+                    "step": step,
+                    "loss": last_loss,
+                    "lr": lr,
+                    **{k: float(v) for k, v in metrics.items()},
+                    "elapsed_s": time.perf_counter() - began,
+                }
+                if not header_written:
+                    writer.writerow(list(row))
+                    header_written = True
+                writer.writerow(list(row.values()))
+                handle.flush()
+                if tensorboard is not None:
+                    for key, value in row.items():
+                        if key != "step":
+                            tensorboard.add_scalar(f"{stage}/{key}", value, step)
+                log.info("%s step %d/%d loss %.4f", stage, step, optim.steps, last_loss)
+            if step % optim.checkpoint_every == 0 or step == optim.steps or step == stop_at:
+                if rank == 0:
+                    saved = ckpt.save_checkpoint(
+                        run_dir,
+                        stage=stage,
+                        step=step,
+                        model=model,
+                        model_config=model_config,
+                        config_yaml=config_yaml,
+                        optimizer=optimizer,
+                        parents=parents,
+                        extra_tensors=extra_tensors,
+                    )
+                if world > 1:
+                    torch.distributed.barrier()
+            if step == stop_at:
+                break
+    finally:
+        if writer is not None:
+            handle.close()
+        if tensorboard is not None:
+            tensorboard.close()
+    seconds = time.perf_counter() - began
+    samples = (step - start) * optim.batch_size * world
+    return {
+        "step": step,
+        "checkpoint": str(saved),
+        "last_loss": last_loss,
+        "seconds": seconds,
+        "samples_per_s": samples / seconds if seconds > 0 else 0.0,
+        "optim": asdict(optim),
+    }
+
+
+def _tensorboard(run_dir: Path) -> Any:
+    """A TensorBoard writer when the tensorboard package is installed, else None."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(run_dir / "tensorboard"))
+
+
+def read_metrics(run_dir: str | os.PathLike[str]) -> list[dict[str, float]]:
+    """Rows of ``metrics.csv`` as dicts of floats."""
+    text = (Path(run_dir) / METRICS_FILE).read_text()
+    return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(io.StringIO(text))]
