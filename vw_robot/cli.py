@@ -32,6 +32,8 @@ COMMANDS: dict[str, tuple[str, Callable[[Any], Any], str]] = {
     "collect": ("collect", jobs.collect, "record expert demonstrations into a dataset"),
     "data check": ("data_check", jobs.data_check, "validate a dataset: data check DIR"),
     "data import": ("data_import", jobs.data_import, "plain videos -> dataset: data import SRC"),
+    "train": ("train", jobs.train, "train a stage: stage=tokenizer|ldm|transformer"),
+    "export-codes": ("export_codes", jobs.export_codes, "label a dataset with tokens and codes"),
 }
 # Subcommands that take one positional argument, given to this config key.
 POSITIONAL = {"data check": "root", "data import": "src"}
@@ -52,7 +54,23 @@ def load_config(command: str, overrides: Sequence[str]) -> Any:
     config_module.register_configs()
     with initialize_config_module(config_module="vw_robot.configs", version_base="1.3"):
         cfg = compose(config_name=COMMANDS[command][0], overrides=list(overrides))
-    return OmegaConf.to_object(cfg)
+    try:
+        return OmegaConf.to_object(cfg)
+    except ValueError as exc:  # a dataclass's own validation; find which node raised it
+        raise config_module.ConfigError(f"{_failing_node(cfg)}{exc}") from None
+
+
+def _failing_node(cfg: Any, prefix: str = "") -> str:
+    """Dotted path (with a trailing dot) of the deepest sub-config that fails to build."""
+    from omegaconf import DictConfig, OmegaConf
+
+    for key, child in cfg.items_ex(resolve=False) if hasattr(cfg, "items_ex") else ():
+        if isinstance(child, DictConfig):
+            try:
+                OmegaConf.to_object(child)
+            except ValueError:
+                return _failing_node(child, f"{prefix}{key}.")
+    return prefix
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -82,6 +100,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("vw_robot").setLevel(logging.INFO)
     try:
         cfg = load_config(command, overrides)
+    except config_module.ConfigError as exc:
+        print(f"vw-robot {command}: bad config: {exc}", file=sys.stderr)
+        return 2
     except (HydraException, OmegaConfBaseException) as exc:
         cause = f" ({exc.__cause__})" if exc.__cause__ is not None else ""
         print(f"vw-robot {command}: bad config: {exc}{cause}".replace("\n", " "), file=sys.stderr)

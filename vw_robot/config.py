@@ -197,3 +197,7 @@ def register_configs() -> None:
     store.store(name="collect_schema", node=CollectConfig)
     store.store(name="data_check_schema", node=DataCheckConfig)
     store.store(name="data_import_schema", node=DataImportConfig)
+    from vw_robot.training.config import ExportCodesConfig, TrainConfig
+
+    store.store(name="train_schema", node=TrainConfig)
+    store.store(name="export_codes_schema", node=ExportCodesConfig)

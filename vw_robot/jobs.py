@@ -154,3 +154,26 @@ def data_import(cfg: DataImportConfig) -> dict[str, Any]:
 
 class DataProblems(ValueError):
     """``data check`` found problems (already printed, one per line)."""
+
+
+def train(cfg: Any) -> dict[str, Any]:
+    """Train one stage (``vw-robot train stage=...``)."""
+    from vw_robot.training.stages import run_stage
+
+    result = run_stage(cfg)
+    print(
+        f"{cfg.stage}: step {result['step']}, last loss {result['last_loss']}, "
+        f"{result['samples_per_s']:.1f} samples/s; checkpoint {result['checkpoint']}"
+    )
+    for key, value in result.get("pictures", {}).items():
+        print(f"  {key}: {value}")
+    return result
+
+
+def export_codes(cfg: Any) -> str:
+    """Label a dataset's timesteps with tokens and codes (``vw-robot export-codes``)."""
+    from vw_robot.training.stages import export
+
+    key, _, _ = export(cfg)
+    print(f"exported tokens and codes of {cfg.dataset} under key {key}")
+    return key

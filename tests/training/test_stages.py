@@ -1,0 +1,129 @@
+"""Every stage of the pipeline trains for a few steps on a tiny real dataset, chained through
+its checkpoints; codes are exported; pictures are written; bad wiring is refused."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from vw_robot.cli import load_config, main
+from vw_robot.data.collect import collect
+from vw_robot.training import checkpoint as ckpt
+
+SIZE = 32
+TINY = [
+    "experiment.tokenizer.model.image_size=32",
+    "experiment.ldm.model.image_size=32",
+    "experiment.ldm.model.horizon=2",
+    "experiment.transformer.model.max_timesteps=2",
+    "experiment.tokenizer.optim.steps=4",
+    "experiment.ldm.optim.steps=4",
+    "experiment.transformer.optim.steps=4",
+    "experiment.tokenizer.optim.batch_size=4",
+    "experiment.ldm.optim.batch_size=4",
+    "experiment.transformer.optim.batch_size=4",
+    "experiment.tokenizer.optim.warmup_steps=1",
+    "experiment.ldm.optim.warmup_steps=1",
+    "experiment.transformer.optim.warmup_steps=1",
+]
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pipe")
+    data = root / "data"
+    collect(
+        data,
+        ["metaworld/reach-v3", "metaworld/drawer-close-v3"],
+        episodes_per_task=1,
+        image_size=SIZE,
+    )
+    out = root / "runs"
+    common = [f"dataset={data}", f"out={out}", *TINY]
+    for stage in ("tokenizer", "ldm", "transformer"):
+        assert main(["train", f"stage={stage}", *common]) == 0, stage
+    return data, out, common
+
+
+def test_every_stage_checkpoints_and_records_its_parents(pipeline):
+    data, out, _ = pipeline
+    tok = ckpt.read_info(out / "tokenizer", stage="tokenizer")
+    ldm = ckpt.read_info(out / "ldm", stage="ldm")
+    trf = ckpt.read_info(out / "transformer", stage="transformer")
+    assert tok.step == ldm.step == trf.step == 4
+    assert trf.parents == {"tokenizer": str(tok.path), "ldm": str(ldm.path)}
+    assert trf.model_config["task_ids"] == ["metaworld/drawer-close-v3", "metaworld/reach-v3"]
+    assert trf.model_config["layout"]["horizon"] == 2
+    for run in ("tokenizer", "ldm", "transformer"):
+        rows = (out / run / "metrics.csv").read_text().splitlines()
+        assert rows[0].startswith("step,loss") and len(rows) >= 2
+
+
+def test_pictures_are_written(pipeline):
+    _, out, _ = pipeline
+    for path in [
+        "tokenizer/pictures/reconstructions.png",
+        "ldm/pictures/future_frames.png",
+        "ldm/pictures/code_map.png",
+        "transformer/pictures/predictions.png",
+    ]:
+        assert (out / path).stat().st_size > 0, path
+
+
+def test_exported_codes_cover_every_frame_and_respect_episode_ends(pipeline):
+    data, _, _ = pipeline
+    folders = list((data / "cache" / "sequences").iterdir())
+    assert len(folders) == 1
+    for npz_path in folders[0].glob("*.npz"):
+        with np.load(npz_path) as npz:
+            tokens, codes, valid = npz["tokens"], npz["codes"], npz["codes_valid"]
+        frames = json.loads((data / "episodes" / npz_path.stem / "meta.json").read_text())[
+            "num_frames"
+        ]
+        assert tokens.shape == (frames, (SIZE // 8) ** 2) and codes.shape == (frames, 2)
+        assert valid[:-2].all() and not valid[-2:].any()  # the last H clips are padded
+        assert codes.min() >= 0 and codes.max() < 1000
+
+
+def test_no_ldm_ablation_trains_beside_the_codes_model(pipeline):
+    data, out, common = pipeline
+    assert (
+        main(["train", "stage=transformer", "experiment.transformer.use_codes=false", *common]) == 0
+    )
+    info = ckpt.read_info(out / "transformer_nocodes", stage="transformer")
+    assert info.model_config["layout"]["horizon"] == 0 and "ldm" not in info.parents
+    assert (out / "transformer_nocodes" / "pictures" / "predictions.png").exists()
+
+
+def test_transformer_without_a_tokenizer_names_the_command(tmp_path, pipeline, capsys):
+    data, _, _ = pipeline
+    code = main(["train", "stage=transformer", f"dataset={data}", f"out={tmp_path}", *TINY])
+    assert code == 2
+    assert "vw-robot train stage=tokenizer" in capsys.readouterr().err
+
+
+def test_a_checkpoint_of_another_stage_is_refused(pipeline, capsys):
+    data, out, common = pipeline
+    code = main(
+        [
+            "train",
+            "stage=transformer",
+            f"tokenizer_checkpoint={out / 'ldm'}",
+            f"dataset={data}",
+            f"out={out}",
+            "run_name=wrong",
+            *TINY,
+        ]
+    )
+    assert code == 2
+    assert "is a 'ldm' checkpoint" in capsys.readouterr().err
+
+
+def test_bad_stage_and_mismatched_sizes_fail_at_start(capsys):
+    assert main(["train", "stage=actor"]) == 2
+    assert "stage" in capsys.readouterr().err
+    cfg = load_config("train", ["experiment.ldm.model.image_size=32"])
+    with pytest.raises(ValueError, match="experiment.ldm.model.image_size"):
+        cfg.validate()

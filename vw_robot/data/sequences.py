@@ -1,0 +1,174 @@
+"""The step that feeds latent codes to the transformer: label every timestep of every episode
+with its frame tokens and its H latent codes, store them beside the dataset, and serve windows
+of T timesteps.
+
+``export_sequences`` writes ``<root>/cache/sequences/<key>/<episode_id>.npz`` holding
+
+- ``tokens``: (F, N) int16 — the tokenizer's tokens of each of the episode's F frames;
+- ``codes``: (F, H) int16 — ``z_t = LatentDynamicsModel(x_t..x_{t+H})``; near the episode's
+  end the clip is padded with the last frame (never with another episode's frames);
+- ``codes_valid``: (F,) bool — whether x_t..x_{t+H} all lie inside the episode.
+
+``key`` hashes the tokenizer and latent dynamics checkpoints' weights, so codes from another
+model are never mixed in; a finished episode file is reused on the next call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from vw_robot.data import format as fmt
+from vw_robot.io import atomic_write, atomic_write_json
+
+log = logging.getLogger(__name__)
+
+SEQUENCES_DIR = "sequences"
+
+
+def sequence_key(tokenizer_sha: str, ldm_sha: str | None) -> str:
+    """Cache key of a (tokenizer, latent dynamics model) pair (LDM None: tokens only)."""
+    return hashlib.sha256(f"{tokenizer_sha}:{ldm_sha or '-'}".encode()).hexdigest()[:16]
+
+
+def padded_clips(frames: np.ndarray, horizon: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every timestep's clip x_t..x_{t+H}, padded with the episode's last frame.
+
+    Args:
+        frames: (F, S, S, 3) uint8 frames of one episode.
+        horizon: H.
+
+    Returns:
+        clips: (F, H+1, S, S, 3) uint8 and valid: (F,) bool (no padding needed).
+    """
+    count = len(frames)
+    picks = np.minimum(np.arange(count)[:, None] + np.arange(horizon + 1)[None], count - 1)
+    return frames[picks], np.arange(count) + horizon <= count - 1
+
+
+@torch.no_grad()
+def export_sequences(
+    root: str | os.PathLike[str],
+    tokenizer: torch.nn.Module,
+    ldm: torch.nn.Module | None,
+    key: str,
+    *,
+    batch_size: int = 64,
+    device: str | torch.device = "cpu",
+) -> Path:
+    """Label every episode of the dataset ``root``; returns the folder of the npz files.
+
+    Episodes already exported under ``key`` are skipped (resume).
+    """
+    from vw_robot.data.dataset import FrameCache
+
+    root = Path(root)
+    out = root / fmt.CACHE_DIR / SEQUENCES_DIR / key
+    manifest = fmt.read_manifest(root)
+    cache = FrameCache(root)
+    tokenizer.eval().to(device)
+    if ldm is not None:
+        ldm.eval().to(device)
+    done = 0
+    for row in manifest["episodes"]:
+        path = out / f"{row['episode_id']}.npz"
+        if path.exists():
+            continue
+        meta = fmt.read_meta(root, row["episode_id"])
+        frames = np.array(cache.frames(meta))  # (F, S, S, 3) uint8, a writable copy
+        chw = torch.from_numpy(frames).permute(0, 3, 1, 2)  # (F, 3, S, S)
+        tokens = torch.cat(
+            [
+                tokenizer.encode(chw[i : i + batch_size].to(device)).flatten(1).cpu()  # (b, N)
+                for i in range(0, len(chw), batch_size)
+            ]
+        )
+        arrays: dict[str, Any] = {"tokens": tokens.numpy().astype(np.int16)}
+        if ldm is not None:
+            horizon = ldm.config.horizon
+            clips, valid = padded_clips(frames, horizon)  # (F, H+1, S, S, 3)
+            clips_t = torch.from_numpy(clips).permute(0, 1, 4, 2, 3)  # (F, H+1, 3, S, S)
+            codes = torch.cat(
+                [
+                    ldm.encode(clips_t[i : i + batch_size].to(device)).cpu()  # (b, H)
+                    for i in range(0, len(clips_t), batch_size)
+                ]
+            )
+            arrays["codes"] = codes.numpy().astype(np.int16)
+            arrays["codes_valid"] = valid
+        atomic_write(path, lambda f, a=arrays: np.savez(f, **a))
+        done += 1
+    atomic_write_json(out / "info.json", {"key": key, "episodes": manifest["num_episodes"]})
+    log.info("exported %d episode(s) to %s", done, out)
+    return out
+
+
+class SequenceDataset(Dataset):
+    """Windows of T timesteps of exported tokens (and codes), never crossing episodes.
+
+    Item: ``tokens`` (T, N) int64, ``codes`` (T, H) int64 (absent without an LDM),
+    ``codes_valid`` (T,) bool, ``task_index`` () int64 into :attr:`task_ids`.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        key: str,
+        timesteps: int,
+        *,
+        stride: int = 1,
+        task_ids: list[str] | None = None,
+    ) -> None:
+        self.root = Path(root)
+        folder = self.root / fmt.CACHE_DIR / SEQUENCES_DIR / key
+        manifest = fmt.read_manifest(self.root)
+        rows = manifest["episodes"]
+        self.task_ids = task_ids or sorted({r["task_id"] for r in rows})
+        self.episodes: list[dict[str, np.ndarray]] = []
+        self.task_index: list[int] = []
+        self.index: list[tuple[int, int]] = []
+        for row in rows:
+            path = folder / f"{row['episode_id']}.npz"
+            if not path.exists():
+                raise fmt.DatasetError(
+                    f"{path}: missing; run `vw-robot export-codes` for this dataset and these "
+                    "checkpoints first."
+                )
+            if row["task_id"] not in self.task_ids:
+                raise fmt.DatasetError(
+                    f"{self.root}: task {row['task_id']!r} is not one the model knows "
+                    f"({', '.join(self.task_ids)})."
+                )
+            with np.load(path, allow_pickle=False) as npz:
+                arrays = {k: npz[k] for k in npz.files}
+            number = len(self.episodes)
+            self.episodes.append(arrays)
+            self.task_index.append(self.task_ids.index(row["task_id"]))
+            count = len(arrays["tokens"])
+            self.index.extend((number, s) for s in range(0, count - timesteps + 1, stride))
+        self.timesteps = timesteps
+        if not self.index:
+            raise fmt.DatasetError(f"{self.root}: no episode has {timesteps} timesteps.")
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, k: int) -> dict[str, torch.Tensor]:
+        number, start = self.index[k]
+        arrays = self.episodes[number]
+        window = slice(start, start + self.timesteps)
+        item = {
+            "tokens": torch.from_numpy(arrays["tokens"][window].astype(np.int64)),
+            "task_index": torch.tensor(self.task_index[number], dtype=torch.int64),
+        }
+        if "codes" in arrays:
+            item["codes"] = torch.from_numpy(arrays["codes"][window].astype(np.int64))
+            item["codes_valid"] = torch.from_numpy(arrays["codes_valid"][window])
+        return item
