@@ -9,6 +9,7 @@ seeded at each reset). Same seed -> same configuration -> same first frame.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import mujoco
@@ -137,6 +138,8 @@ class MetaWorldExpert:
     def __init__(self, name: str) -> None:
         from metaworld.policies import ENV_POLICY_MAP
 
+        # The package's policies warn on every construction that their gains saturate.
+        warnings.filterwarnings("ignore", message=r"Constant\(s\) may be too high")
         self.name = name
         self._policy = ENV_POLICY_MAP[name]()
 

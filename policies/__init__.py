@@ -1,6 +1,8 @@
-"""Policies: a common interface, baselines, and (later) the VideoWorld policy."""
+"""Policies: a common interface, baselines, and the VideoWorld policy."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from vw_robot.policies.base import Policy
 from vw_robot.policies.baselines import ExpertPolicy, RandomPolicy
@@ -8,15 +10,23 @@ from vw_robot.policies.baselines import ExpertPolicy, RandomPolicy
 _BUILTIN = {"expert": ExpertPolicy, "random": RandomPolicy}
 
 
-def make_policy(name: str) -> Policy:
-    """Build a policy by name: ``"expert"`` or ``"random"``.
+def make_policy(spec: str) -> Policy:
+    """Build a policy: ``"expert"``, ``"random"``, or a policy checkpoint / run folder
+    (``runs/x/action_head``, ``runs/x/bc``, or a ``checkpoints/step_...`` folder in them).
 
     Raises:
-        ValueError: unknown name; the message lists the known ones.
+        ValueError: neither a known name nor a policy checkpoint; the message says which.
     """
-    if name not in _BUILTIN:
-        raise ValueError(f"Unknown policy {name!r}; known policies: {', '.join(_BUILTIN)}.")
-    return _BUILTIN[name]()
+    if spec in _BUILTIN:
+        return _BUILTIN[spec]()
+    if Path(spec).exists():
+        from vw_robot.policies.videoworld import load_policy
+
+        return load_policy(spec)
+    raise ValueError(
+        f"Unknown policy {spec!r}: not one of {', '.join(_BUILTIN)} and no such checkpoint "
+        "folder (train one with `vw-robot train stage=action_head`)."
+    )
 
 
 __all__ = ["ExpertPolicy", "Policy", "RandomPolicy", "make_policy"]

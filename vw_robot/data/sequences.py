@@ -172,3 +172,88 @@ class SequenceDataset(Dataset):
             item["codes"] = torch.from_numpy(arrays["codes"][window].astype(np.int64))
             item["codes_valid"] = torch.from_numpy(arrays["codes_valid"][window])
         return item
+
+
+SAMPLED_DIR = "sampled_codes"
+
+
+class ActionChunkDataset(Dataset):
+    """Labelled timesteps for the action head: the frame x_t, its codes, and a_t..a_{t+k-1}.
+
+    Item: ``frames`` (3, S, S) uint8, ``codes`` (H,) int64 — the LDM's codes of the real clip,
+    or, with probability ``sampled_fraction`` where available, the codes the transformer
+    sampled for that timestep (so the head learns to act on the generator's own mistakes) —
+    ``actions`` (k, A) float32, ``action_mask`` (k,) bool (false past the episode's end),
+    ``state`` (D,) float32, ``task_index`` () int64.
+
+    Args:
+        root: dataset folder.
+        key: exported sequences key (None: no codes, for behaviour cloning).
+        chunk: k.
+        episode_ids: the labelled episodes it may use (actions of others are never read).
+        sampled: episode id -> (F, H) codes sampled by the transformer.
+        sampled_fraction: share of items that use sampled codes when they exist.
+        seed: fixes which items use sampled codes.
+        task_ids: task list of the policy (index order).
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        key: str | None,
+        chunk: int,
+        episode_ids: list[str],
+        *,
+        sampled: dict[str, np.ndarray] | None = None,
+        sampled_fraction: float = 0.5,
+        seed: int = 0,
+        task_ids: list[str],
+    ) -> None:
+        from vw_robot.data.dataset import FrameCache
+
+        self.root = Path(root)
+        cache = FrameCache(self.root)
+        self.chunk = chunk
+        self.items: list[tuple[int, int, bool]] = []  # (episode, t, use sampled codes)
+        self.frames, self.codes, self.sampled, self.steps, self.tasks = [], [], [], [], []
+        rng = np.random.default_rng(seed)
+        for number, episode_id in enumerate(sorted(episode_ids)):
+            meta = fmt.read_meta(self.root, episode_id)
+            if not meta.has_actions:
+                raise fmt.DatasetError(f"{episode_id}: has no actions; it cannot train a head.")
+            self.frames.append(cache.frames(meta))
+            self.steps.append(fmt.load_steps(self.root, meta))
+            self.tasks.append(task_ids.index(meta.task_id))
+            codes = None
+            if key is not None:
+                path = self.root / fmt.CACHE_DIR / SEQUENCES_DIR / key / f"{episode_id}.npz"
+                with np.load(path, allow_pickle=False) as npz:
+                    codes = npz["codes"].astype(np.int64)
+            self.codes.append(codes)
+            self.sampled.append(None if sampled is None else sampled.get(episode_id))
+            use = rng.random(meta.num_frames - 1) < sampled_fraction
+            for t in range(meta.num_frames - 1):  # the last frame has no action
+                self.items.append((number, t, bool(use[t]) and self.sampled[-1] is not None))
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, k: int) -> dict[str, torch.Tensor]:
+        number, t, use_sampled = self.items[k]
+        steps = self.steps[number]
+        actions = steps["actions"]
+        picks = np.arange(t, t + self.chunk)
+        real = picks < len(actions)
+        chunk = np.zeros((self.chunk, actions.shape[1]), np.float32)
+        chunk[real] = actions[picks[real]]
+        item = {
+            "frames": torch.from_numpy(np.array(self.frames[number][t])).permute(2, 0, 1),
+            "actions": torch.from_numpy(chunk),
+            "action_mask": torch.from_numpy(real),
+            "state": torch.from_numpy(steps["state"][t].astype(np.float32)),
+            "task_index": torch.tensor(self.tasks[number], dtype=torch.int64),
+        }
+        if self.codes[number] is not None:
+            source = self.sampled[number] if use_sampled else self.codes[number]
+            item["codes"] = torch.from_numpy(source[t].astype(np.int64))
+        return item

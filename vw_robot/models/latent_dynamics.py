@@ -244,17 +244,19 @@ class LatentDynamicsModel(nn.Module):
     def _decode(
         self, first_features: torch.Tensor, first_pixels: torch.Tensor, z_q: torch.Tensor
     ) -> torch.Tensor:
-        """x_0 features (B, D, h, w), x_0 pixels (B, 3, S, S) float, z_q (B, H, D) -> (B, H, 3, S, S).
+        """x_0 features (B, D, h, w), x_0 pixels (B, 3, S, S), z_q (B, H, D) -> (B, H, 3, S, S).
 
-        All H frames decode as one batch of B*H independent samples, so frame i sees
+        Returns unclamped pixels, trained towards [0, 1]. All H frames decode as one batch of B*H independent samples, so frame i sees
         code i and x_0 only.
         """
         B, H, D = z_q.shape
         features = first_features.repeat_interleave(H, dim=0)  # (B*H, D, h, w)
         pixels = first_pixels.repeat_interleave(H, dim=0)  # (B*H, 3, S, S)
         h = self.decoder(features, cond=z_q.reshape(B * H, D))  # (B*H, C0, S, S)
-        recon = torch.sigmoid(self.head(torch.cat([h, pixels], dim=1)))  # (B*H, 3, S, S)
-        return recon.view(B, H, *recon.shape[1:])  # (B, H, 3, S, S)
+        # Linear output, clamped by the callers: as in the tokenizer, a sigmoid's flat
+        # tails stall the L1 gradient.
+        raw = self.head(torch.cat([h, pixels], dim=1)) + 0.5  # (B*H, 3, S, S)
+        return raw.view(B, H, *raw.shape[1:])  # (B, H, 3, S, S)
 
     def encode(self, frames: torch.Tensor) -> torch.Tensor:
         """Clip frames (B, H+1, 3, S, S) uint8 -> codes (B, H) int64 in [0, codebook_size)."""
@@ -274,7 +276,7 @@ class LatentDynamicsModel(nn.Module):
             raise ValueError(f"codes must be (B, {self.config.horizon}), got {tuple(codes.shape)}")
         first_features = self._encode_frames(first_frame[:, None])[:, 0]  # (B, D, h, w)
         z_q = self.quantizer.indices_to_output(codes)  # (B, H, D)
-        return self._decode(first_features, frames_to_float(first_frame), z_q)
+        return self._decode(first_features, frames_to_float(first_frame), z_q).clamp(0, 1)
 
     def forward(self, frames: torch.Tensor) -> dict[str, torch.Tensor]:
         """Encode a clip to codes and reconstruct its future frames from x_0 and the codes.
@@ -285,10 +287,10 @@ class LatentDynamicsModel(nn.Module):
         Returns:
             recon: (B, H, 3, S, S) float in [0, 1], predictions of x_1..x_H.
             codes: (B, H) int64.
-            loss: scalar L1 between recon and x_1..x_H.
+            loss: scalar L1 between the (unclamped) predictions and x_1..x_H.
         """
         first_features, z_q, codes = self._quantize(frames)
         pixels = frames_to_float(frames)  # (B, H+1, 3, S, S)
-        recon = self._decode(first_features, pixels[:, 0], z_q)
-        loss = F.l1_loss(recon, pixels[:, 1:])
-        return {"recon": recon, "codes": codes, "loss": loss}
+        raw = self._decode(first_features, pixels[:, 0], z_q)  # (B, H, 3, S, S), unclamped
+        loss = F.l1_loss(raw, pixels[:, 1:])
+        return {"recon": raw.clamp(0, 1), "codes": codes, "loss": loss}

@@ -84,10 +84,6 @@ class ResBlock(nn.Module):
             if in_channels != out_channels
             else nn.Identity()
         )
-        # Zero-initialised last conv: every block starts as the identity, which trains
-        # faster and more reliably from scratch than a random residual branch.
-        nn.init.zeros_(self.conv2.weight)
-        nn.init.zeros_(self.conv2.bias)
         self.film: nn.Linear | None = None
         if cond_dim > 0:
             self.film = nn.Linear(cond_dim, 2 * out_channels)
@@ -294,12 +290,16 @@ class FrameTokenizer(nn.Module):
 
     def decode(self, tokens: torch.Tensor) -> torch.Tensor:
         """Tokens (B, h, w) int64 -> frames (B, 3, S, S) float in [0, 1]."""
-        z_q = self.quantizer.indices_to_output(tokens)  # (B, h, w, C)
-        return self._decode_latents(z_q.permute(0, 3, 1, 2))  # (B, C, h, w)
+        z_q = self.quantizer.indices_to_output(tokens).permute(0, 3, 1, 2)  # (B, C, h, w)
+        return self._decode_latents(z_q).clamp(0, 1)
 
     def _decode_latents(self, z_q: torch.Tensor) -> torch.Tensor:
-        """(B, C, h, w) -> (B, 3, S, S) in [0, 1]."""
-        return torch.sigmoid(self.decoder(z_q))
+        """(B, C, h, w) -> (B, 3, S, S) unbounded pixels, trained towards [0, 1].
+
+        A linear output (clamped only for the caller) trains faster and more reliably
+        than a sigmoid, whose saturated regions stall L1's constant-size gradients.
+        """
+        return self.decoder(z_q) + 0.5
 
     def forward(self, frames: torch.Tensor) -> dict[str, torch.Tensor]:
         """Reconstruct frames through the token bottleneck.
@@ -310,16 +310,18 @@ class FrameTokenizer(nn.Module):
         Returns:
             recon: (B, 3, S, S) float in [0, 1].
             tokens: (B, h, w) int64.
-            loss: scalar, L1 (+ mse_weight * MSE + adversarial_weight * generator loss).
+            loss: scalar, L1 (+ mse_weight * MSE) on the unclamped output
+                (+ adversarial_weight * generator loss).
             l1: scalar, the L1 term alone, for logging.
         """
         target = frames_to_float(frames)
         z_q, tokens = self._quantize(frames)
-        recon = self._decode_latents(z_q)
-        l1 = F.l1_loss(recon, target)
+        raw = self._decode_latents(z_q)  # (B, 3, S, S), unclamped so the loss keeps its gradient
+        l1 = F.l1_loss(raw, target)
         loss = l1
         if self.config.mse_weight > 0:
-            loss = loss + self.config.mse_weight * F.mse_loss(recon, target)
+            loss = loss + self.config.mse_weight * F.mse_loss(raw, target)
+        recon = raw.clamp(0, 1)
         out = {"recon": recon, "tokens": tokens, "l1": l1.detach()}
         if self.discriminator is not None:
             # Detached critic weights: the generator term moves the autoencoder only,

@@ -13,7 +13,7 @@ from vw_robot.models.latent_dynamics import LatentDynamicsConfig
 from vw_robot.models.tokenizer import TokenizerConfig
 from vw_robot.training.loop import OptimConfig
 
-STAGES = ("tokenizer", "ldm", "transformer")
+STAGES = ("tokenizer", "ldm", "transformer", "action_head", "bc")
 
 
 @dataclass
@@ -48,22 +48,47 @@ class TransformerStage:
 
 
 @dataclass
+class ActionHeadModelConfig:
+    """Action head / BC trunk size; image size, horizon and action size come from the data."""
+
+    channels: list[int] = field(default_factory=lambda: [16, 32, 64])  # conv trunk widths
+    num_res_blocks: int = 1  # residual blocks per trunk stage
+    feature_dim: int = 64  # trunk output channels
+    code_embed_dim: int = 32  # embedding per (query, code)
+    hidden: int = 256  # MLP width
+    chunk: int = 4  # k: actions per prediction
+
+
+@dataclass
+class ActionHeadStage:
+    model: ActionHeadModelConfig = field(default_factory=ActionHeadModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    label_fraction: Optional[float] = None  # share of labelled episodes whose actions it uses
+    labelled_episodes: Optional[int] = None  # or a count of them (not both)
+    label_seed: int = 0  # which episodes: a deterministic subset by this seed
+    sampled_fraction: float = 0.5  # share of items with transformer-sampled instead of LDM codes
+
+
+@dataclass
 class ExperimentConfig:
     name: str = "tiny_cpu"  # recorded in checkpoints
     tokenizer: TokenizerStage = field(default_factory=TokenizerStage)
     ldm: LatentDynamicsStage = field(default_factory=LatentDynamicsStage)
     transformer: TransformerStage = field(default_factory=TransformerStage)
+    action_head: ActionHeadStage = field(default_factory=ActionHeadStage)
+    bc: ActionHeadStage = field(default_factory=ActionHeadStage)
 
 
 @dataclass
 class TrainConfig:
     """``vw-robot train stage=...``: one stage of the pipeline on a dataset."""
 
-    stage: str = "tokenizer"  # tokenizer | ldm | transformer
+    stage: str = "tokenizer"  # tokenizer | ldm | transformer | action_head | bc
     dataset: str = "data/demo"  # dataset folder made by `vw-robot collect` / `data import`
     out: str = "runs/train"  # pipeline folder: <out>/<stage>/ holds each stage's run
     tokenizer_checkpoint: Optional[str] = None  # default: <out>/tokenizer
     ldm_checkpoint: Optional[str] = None  # default: <out>/ldm
+    transformer_checkpoint: Optional[str] = None  # default: <out>/transformer
     run_name: Optional[str] = None  # default: the stage name (transformer_nocodes for ablation)
     pictures: bool = True  # write the stage's pictures at the end
     experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
@@ -75,6 +100,18 @@ class TrainConfig:
             raise ConfigError(f"stage: {self.stage!r} is unknown; use one of {', '.join(STAGES)}")
         for name in STAGES:
             getattr(self.experiment, name).optim.validate(f"experiment.{name}.optim")
+        for name in ("action_head", "bc"):
+            stage = getattr(self.experiment, name)
+            if stage.label_fraction is not None and stage.labelled_episodes is not None:
+                raise ConfigError(
+                    f"experiment.{name}: give label_fraction or labelled_episodes, not both"
+                )
+            if stage.label_fraction is not None and not 0 < stage.label_fraction <= 1:
+                raise ConfigError(
+                    f"experiment.{name}.label_fraction: {stage.label_fraction} must be in (0, 1]"
+                )
+            if not 0 <= stage.sampled_fraction <= 1:
+                raise ConfigError(f"experiment.{name}.sampled_fraction: must be in [0, 1]")
         ldm, tok = self.experiment.ldm.model, self.experiment.tokenizer.model
         if ldm.image_size != tok.image_size:
             raise ConfigError(

@@ -39,7 +39,14 @@ def build_model(stage: str, model_config: dict[str, Any]) -> torch.nn.Module:
         layout = SequenceLayout(**config.pop("layout"))
         config.pop("task_ids", None)
         return VideoTransformer(TransformerConfig(layout=layout, **config))
-    raise ValueError(f"stage={stage!r} has no model; known: tokenizer, ldm, transformer.")
+    if stage in ("action_head", "bc"):
+        from vw_robot.models.action_head import ActionHead, ActionHeadConfig
+
+        config = {k: v for k, v in model_config.items() if k not in ("env", "task_ids")}
+        return ActionHead(ActionHeadConfig(**config))
+    raise ValueError(
+        f"stage={stage!r} has no model; known: tokenizer, ldm, transformer, action_head, bc."
+    )
 
 
 def load_stage(path: str | Path, stage: str) -> tuple[torch.nn.Module, ckpt.CheckpointInfo]:
@@ -56,7 +63,7 @@ def load_stage(path: str | Path, stage: str) -> tuple[torch.nn.Module, ckpt.Chec
 
 
 def _stage_checkpoint(cfg: TrainConfig | ExportCodesConfig, stage: str) -> Path:
-    given = cfg.tokenizer_checkpoint if stage == "tokenizer" else cfg.ldm_checkpoint
+    given = getattr(cfg, f"{stage}_checkpoint", None)
     path = Path(given) if given else Path(cfg.out) / stage
     try:
         return ckpt.resolve_checkpoint(path)
@@ -106,6 +113,16 @@ def run_stage(cfg: TrainConfig) -> dict[str, Any]:
             out = m(batch["frames"])  # (B, H+1, 3, S, S) uint8
             return out["loss"], {}
 
+    elif cfg.stage in ("action_head", "bc"):
+        model, model_config, dataset, parents = _action_head_setup(cfg)
+
+        def loss_fn(m: torch.nn.Module, batch: dict) -> tuple[torch.Tensor, dict]:
+            head = m.module if hasattr(m, "module") else m
+            loss = head.loss(
+                batch["frames"], batch.get("codes"), batch["actions"], batch["action_mask"]
+            )
+            return loss, {}
+
     else:
         model, model_config, dataset, parents = _transformer_setup(cfg)
 
@@ -134,7 +151,8 @@ def run_stage(cfg: TrainConfig) -> dict[str, Any]:
     if cfg.pictures:
         from vw_robot.training import pictures
 
-        result["pictures"] = pictures.for_stage(cfg.stage, run_dir, cfg.dataset, model, parents)
+        if cfg.stage in ("tokenizer", "ldm", "transformer"):
+            result["pictures"] = pictures.for_stage(cfg.stage, run_dir, cfg.dataset, model, parents)
     return result
 
 
@@ -192,3 +210,150 @@ def export(
         device = "cuda" if torch.cuda.is_available() else "cpu"
     export_sequences(cfg.dataset, tokenizer, ldm, key, device=device)
     return key, tokenizer_info, ldm_info
+
+
+def _action_head_setup(cfg: TrainConfig) -> tuple[torch.nn.Module, dict, Any, dict[str, str]]:
+    """Action head (codes from the LDM and the transformer) or BC (frames only)."""
+    import numpy as np
+
+    from vw_robot.data.dataset import select_labelled
+    from vw_robot.data.sequences import ActionChunkDataset, export_sequences, sequence_key
+
+    stage_cfg = getattr(cfg.experiment, cfg.stage)
+    use_codes = cfg.stage == "action_head"
+    manifest = fmt.read_manifest(cfg.dataset)
+    labelled_all = [r["episode_id"] for r in manifest["episodes"] if r["has_actions"]]
+    if not labelled_all:
+        raise fmt.DatasetError(
+            f"{cfg.dataset}: no episode has actions; an action head needs "
+            "some (collect demonstrations with `vw-robot collect`)."
+        )
+    labelled = sorted(
+        select_labelled(
+            labelled_all,
+            label_fraction=stage_cfg.label_fraction,
+            labelled_episodes=stage_cfg.labelled_episodes,
+            seed=stage_cfg.label_seed,
+        )
+    )
+    if not labelled:
+        raise fmt.DatasetError(f"{cfg.dataset}: the label settings select no episode.")
+    metas = [fmt.read_meta(cfg.dataset, e) for e in labelled]
+    dims = {m.action_dim for m in metas}
+    if len(dims) != 1:
+        raise fmt.DatasetError(f"{cfg.dataset}: labelled episodes mix action sizes {sorted(dims)}")
+    image_size = metas[0].image_size
+    parents: dict[str, str] = {}
+    key, sampled, horizon, levels = None, None, 1, [8, 5, 5, 5]
+    if use_codes:
+        transformer, trf_info = load_stage(_stage_checkpoint(cfg, "transformer"), "transformer")
+        if transformer.config.layout.horizon == 0:
+            raise ckpt.CheckpointError(
+                f"{trf_info.path}: is the no-LDM ablation; the action "
+                "head needs a transformer trained with codes."
+            )
+        tokenizer, tok_info = load_stage(trf_info.parents["tokenizer"], "tokenizer")
+        ldm, ldm_info = load_stage(trf_info.parents["ldm"], "ldm")
+        key = sequence_key(tok_info.model_sha256, ldm_info.model_sha256)
+        export_sequences(cfg.dataset, tokenizer, ldm, key)
+        task_ids = trf_info.model_config["task_ids"]
+        if stage_cfg.sampled_fraction > 0:
+            sampled = sample_codes(cfg.dataset, key, labelled, transformer, trf_info, task_ids)
+        horizon, levels = ldm.config.horizon, list(ldm.config.levels)
+        parents = {"transformer": str(trf_info.path), **trf_info.parents}
+        if tok_info.model_config["image_size"] != image_size:
+            raise ckpt.CheckpointError(
+                f"{tok_info.path}: tokenizer image_size={tok_info.model_config['image_size']} "
+                f"but the dataset's frames are {image_size} px."
+            )
+    else:
+        task_ids = sorted({row["task_id"] for row in manifest["episodes"]})
+    dataset = ActionChunkDataset(
+        cfg.dataset,
+        key,
+        stage_cfg.model.chunk,
+        labelled,
+        sampled=sampled,
+        sampled_fraction=stage_cfg.sampled_fraction,
+        seed=stage_cfg.label_seed,
+        task_ids=task_ids,
+    )
+    m = stage_cfg.model
+    model_config = {
+        "image_size": image_size,
+        "down_factor": 2 ** len(m.channels),
+        "channels": list(m.channels),
+        "num_res_blocks": m.num_res_blocks,
+        "feature_dim": m.feature_dim,
+        "use_codes": use_codes,
+        "horizon": horizon,
+        "code_levels": levels,
+        "code_embed_dim": m.code_embed_dim,
+        "hidden": m.hidden,
+        "action_dim": dims.pop(),
+        "chunk": m.chunk,
+        "state_dim": 0,
+        "task_ids": task_ids,
+        # What a checkpoint needs to say about the env it acts in.
+        "env": {
+            "image_size": image_size,
+            "camera": metas[0].env_spec.get("camera") if metas[0].env_spec else None,
+            "labelled_episodes": labelled,
+        },
+    }
+    model = build_model(cfg.stage, model_config)
+    actions = np.concatenate([fmt.load_steps(cfg.dataset, meta)["actions"] for meta in metas])
+    model.set_normalizer(torch.from_numpy(actions.mean(0)), torch.from_numpy(actions.std(0)))
+    return model, model_config, dataset, parents
+
+
+@torch.no_grad()
+def sample_codes(
+    root: str,
+    key: str,
+    episode_ids: list[str],
+    transformer: torch.nn.Module,
+    info: ckpt.CheckpointInfo,
+    task_ids: list[str],
+) -> dict[str, Any]:
+    """The codes the transformer samples (greedy) at every timestep of the given episodes,
+    with the episode's real past as context; cached under the transformer's checksum."""
+    import numpy as np
+
+    from vw_robot.data.sequences import SEQUENCES_DIR
+    from vw_robot.io import atomic_write
+
+    layout, window = transformer.config.layout, transformer.config.max_timesteps
+    folder = Path(root) / fmt.CACHE_DIR / "sampled_codes" / info.model_sha256[:16]
+    out: dict[str, Any] = {}
+    for episode_id in episode_ids:
+        path = folder / f"{episode_id}.npy"
+        if path.exists():
+            out[episode_id] = np.load(path, allow_pickle=False)
+            continue
+        meta = fmt.read_meta(root, episode_id)
+        with np.load(
+            Path(root) / fmt.CACHE_DIR / SEQUENCES_DIR / key / f"{episode_id}.npz",
+            allow_pickle=False,
+        ) as npz:
+            tokens = torch.from_numpy(npz["tokens"].astype(np.int64))  # (F, N)
+            codes = torch.from_numpy(npz["codes"].astype(np.int64))  # (F, H)
+        task = torch.tensor([task_ids.index(meta.task_id)])
+        sampled = torch.zeros_like(codes)
+        count = len(tokens)
+        # Timesteps with a full window of history share one batched call.
+        full = list(range(window - 1, count))
+        groups = [[t] for t in range(min(window - 1, count))] + (
+            [full[i : i + 64] for i in range(0, len(full), 64)]
+        )
+        for group in groups:
+            history = min(group[0], window - 1)
+            starts = [t - history for t in group]
+            tok = torch.stack([tokens[s : t + 1] for s, t in zip(starts, group, strict=True)])
+            cod = torch.stack([codes[s:t] for s, t in zip(starts, group, strict=True)])
+            context = layout.build_context(tok, cod)  # (b, L)
+            sampled[group] = transformer.generate_codes(context, task.expand(len(group)))
+        array = sampled.numpy().astype(np.int16)
+        atomic_write(path, lambda f, a=array: np.save(f, a))
+        out[episode_id] = array
+    return out

@@ -1,0 +1,158 @@
+"""Model figures: parameters and training samples/s per stage (tiny_cpu and gpu configs, on
+this machine), tokens per frame, and — given trained checkpoints — tokenizer PSNR and LDM
+future-frame PSNR on held-out episodes.
+
+Usage:
+    python benchmarks/bench_models.py                                   # sizes and speed
+    python benchmarks/bench_models.py --steps 5 --experiments tiny_cpu
+    python benchmarks/bench_models.py --pipeline runs/mt10 --heldout data/mt10_heldout
+
+Prints Markdown; asserts nothing. Speed uses random inputs of the real shapes (forward +
+backward + AdamW), so it measures the models, not the data pipeline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from vw_robot.cli import load_config
+from vw_robot.models.transformer import SequenceLayout, TransformerConfig, VideoTransformer
+from vw_robot.training.stages import build_model
+
+
+def _prod(values: list[int]) -> int:
+    return int(np.prod(values))
+
+
+def stage_inputs(stage: str, cfg, batch: int) -> tuple[torch.nn.Module, callable]:
+    import dataclasses
+
+    exp = cfg.experiment
+    if stage == "tokenizer":
+        model = build_model("tokenizer", dataclasses.asdict(exp.tokenizer.model))
+        s = exp.tokenizer.model.image_size
+        frames = torch.randint(0, 256, (batch, 3, s, s), dtype=torch.uint8)
+        return model, lambda: model(frames)["loss"]
+    if stage == "ldm":
+        model = build_model("ldm", dataclasses.asdict(exp.ldm.model))
+        s, h = exp.ldm.model.image_size, exp.ldm.model.horizon
+        clips = torch.randint(0, 256, (batch, h + 1, 3, s, s), dtype=torch.uint8)
+        return model, lambda: model(clips)["loss"]
+    tok = exp.tokenizer.model
+    grid = tok.image_size // tok.down_factor
+    layout = SequenceLayout(
+        num_frame_tokens=grid * grid,
+        frame_vocab=_prod(tok.levels),
+        horizon=exp.ldm.model.horizon,
+        code_vocab=_prod(exp.ldm.model.levels),
+    )
+    m = exp.transformer.model
+    model = VideoTransformer(
+        TransformerConfig(
+            layout=layout,
+            num_layers=m.num_layers,
+            num_heads=m.num_heads,
+            dim=m.dim,
+            mlp_ratio=m.mlp_ratio,
+            dropout=m.dropout,
+            max_timesteps=m.max_timesteps,
+            num_tasks=10,
+        )
+    )
+    t = m.max_timesteps
+    tokens = torch.randint(0, layout.frame_vocab, (batch, t, layout.num_frame_tokens))
+    codes = torch.randint(0, layout.code_vocab, (batch, t, layout.horizon))
+    ids = layout.build(tokens, codes)
+    targets = layout.targets(ids)
+    task = torch.zeros(batch, dtype=torch.int64)
+    return model, lambda: model(ids, task, targets)[1]
+
+
+def speed(stage: str, cfg, steps: int, precision: str) -> tuple[int, float, int]:
+    batch = getattr(cfg.experiment, stage).optim.batch_size
+    torch.manual_seed(0)
+    model, loss_fn = stage_inputs(stage, cfg, batch)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    ctx = (
+        torch.autocast("cpu", dtype=torch.bfloat16)
+        if precision == "bf16"
+        else torch.autocast("cpu", enabled=False)
+    )
+    times = []
+    for i in range(steps + 1):
+        start = time.perf_counter()
+        with ctx:
+            loss = loss_fn()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if i:  # the first step pays one-off allocation costs
+            times.append(time.perf_counter() - start)
+    params = sum(p.numel() for p in model.parameters())
+    return params, batch / float(np.median(times)), batch
+
+
+@torch.no_grad()
+def heldout_psnr(pipeline: str, heldout: str, clips: int = 64) -> dict[str, float]:
+    from vw_robot.data.dataset import ClipDataset
+    from vw_robot.training.pictures import psnr
+    from vw_robot.training.stages import load_stage
+
+    tokenizer, _ = load_stage(f"{pipeline}/tokenizer", "tokenizer")
+    ldm, _ = load_stage(f"{pipeline}/ldm", "ldm")
+    h = ldm.config.horizon
+    ds = ClipDataset(heldout, clip_len=h + 1, stride=h + 1)
+    picks = np.linspace(0, len(ds) - 1, min(clips, len(ds))).astype(int)
+    batch = torch.stack([ds[int(k)]["frames"] for k in picks])  # (K, H+1, 3, S, S)
+    frames = batch[:, 0]
+    recon = tokenizer.decode(tokenizer.encode(frames))
+    to_u8 = lambda x: (x.clamp(0, 1) * 255).round().to(torch.uint8).numpy()  # noqa: E731
+    future = ldm(batch)["recon"]
+    copy_last = batch[:, :1].expand(-1, h, -1, -1, -1)  # baseline: predict "nothing moves"
+    return {
+        "tokenizer_psnr": psnr(frames.numpy(), to_u8(recon)),
+        "ldm_future_psnr": psnr(batch[:, 1:].numpy(), to_u8(future)),
+        "copy_first_frame_psnr": psnr(batch[:, 1:].numpy(), copy_last.numpy()),
+        "clips": len(picks),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--experiments", nargs="+", default=["tiny_cpu", "gpu"])
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--pipeline", help="pipeline folder with tokenizer/ and ldm/ runs")
+    parser.add_argument("--heldout", help="dataset of episodes the models never saw")
+    args = parser.parse_args()
+    print(f"# model figures — torch {torch.__version__}, {torch.get_num_threads()} threads\n")
+    print("| experiment | stage | parameters | batch | fp32 samples/s | bf16 samples/s |")
+    print("|---|---|---:|---:|---:|---:|")
+    for name in args.experiments:
+        cfg = load_config("train", [f"experiment={name}"])
+        for stage in ("tokenizer", "ldm", "transformer"):
+            params, fp32, batch = speed(stage, cfg, args.steps, "fp32")
+            _, bf16, _ = speed(stage, cfg, args.steps, "bf16")
+            print(
+                f"| {name} | {stage} | {params:,} | {batch} | {fp32:.1f} | {bf16:.1f} |", flush=True
+            )
+        tok = cfg.experiment.tokenizer.model
+        print(
+            f"\n{name}: {(tok.image_size // tok.down_factor) ** 2} tokens per "
+            f"{tok.image_size}px frame, vocabulary {_prod(tok.levels)}; "
+            f"{cfg.experiment.ldm.model.horizon} codes per timestep\n"
+        )
+    if args.pipeline and args.heldout:
+        r = heldout_psnr(args.pipeline, args.heldout)
+        print(
+            f"held-out ({r['clips']} clips of {args.heldout}): tokenizer PSNR "
+            f"{r['tokenizer_psnr']:.2f} dB; LDM future-frame PSNR {r['ldm_future_psnr']:.2f} "
+            f"dB (copying x_0 forward: {r['copy_first_frame_psnr']:.2f} dB)"
+        )
+
+
+if __name__ == "__main__":
+    main()

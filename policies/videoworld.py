@@ -1,0 +1,207 @@
+"""The VideoWorld policy, and the behaviour-cloning baseline, rebuilt from one checkpoint.
+
+Each control step of :class:`VideoWorldPolicy` (DESIGN §1.5): tokenize the current frame,
+append it to the context, sample the H latent codes restricted to the code vocabulary (KV
+cache: only the new ids are computed), map frame + codes to an action chunk, and execute its
+first ``execute`` actions before planning again. Frames are never decoded to act;
+:meth:`plan_frames` decodes the latest plan for a person to look at.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from vw_robot.training import checkpoint as ckpt
+
+
+class PolicyMismatchError(ValueError):
+    """A checkpoint does not fit the env it is asked to drive; both sides are named."""
+
+
+def _frame_tensor(obs: dict[str, np.ndarray], key: str, size: int) -> torch.Tensor:
+    """The observation's RGB image as (1, 3, S, S) uint8, checked against the model's size."""
+    if key not in obs:
+        raise PolicyMismatchError(f"observation has no {key!r} image (keys: {sorted(obs)}).")
+    image = np.asarray(obs[key])
+    if image.ndim != 3 or image.shape[-1] != 3:
+        raise PolicyMismatchError(f"observation {key!r} should be (H, W, 3), got {image.shape}.")
+    if image.shape[:2] != (size, size):
+        raise PolicyMismatchError(
+            f"observation {key!r} is {image.shape[0]}x{image.shape[1]} but the policy was "
+            f"trained on {size}x{size} frames; make the env with image_size={size}."
+        )
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None]
+
+
+class _ChunkPolicy:
+    """Shared per-episode machinery: task, action queue, env checks."""
+
+    def __init__(
+        self, head: Any, info: ckpt.CheckpointInfo, execute: int | None, pixels_key: str
+    ) -> None:
+        self.head = head.eval()
+        self.info = info
+        self.task_ids: list[str] = list(info.model_config["task_ids"])
+        self.image_size = int(head.config.image_size)
+        self.execute = execute or head.config.chunk
+        if not 1 <= self.execute <= head.config.chunk:
+            raise ValueError(f"execute={execute} must be in [1, chunk={head.config.chunk}].")
+        self.pixels_key = pixels_key
+        self._queue: deque[np.ndarray] = deque()
+        self._task: int | None = None
+
+    def reset(self, *, task_id: str, action_space: Any = None, seed: int | None = None) -> None:
+        """Start an episode of ``task_id``: clears the action queue and the context."""
+        if task_id not in self.task_ids:
+            raise PolicyMismatchError(
+                f"{self.info.path}: trained for tasks {', '.join(self.task_ids)}; "
+                f"not for {task_id!r}."
+            )
+        if action_space is not None and tuple(action_space.shape) != (self.head.config.action_dim,):
+            raise PolicyMismatchError(
+                f"{self.info.path}: predicts {self.head.config.action_dim}-D actions, the env's "
+                f"action space is {tuple(action_space.shape)}."
+            )
+        self._task = self.task_ids.index(task_id)
+        self._queue.clear()
+        self._reset_context()
+
+    def _reset_context(self) -> None:
+        pass
+
+    def select_action(
+        self, obs: dict[str, np.ndarray], info: dict[str, Any] | None = None
+    ) -> np.ndarray:
+        if self._task is None:
+            raise RuntimeError("select_action called before reset(task_id=...).")
+        if not self._queue:
+            frame = _frame_tensor(obs, self.pixels_key, self.image_size)
+            chunk = self._plan(frame)  # (k, A)
+            self._queue.extend(chunk[: self.execute])
+        return self._queue.popleft().astype(np.float32)
+
+
+class BCPolicy(_ChunkPolicy):
+    """Behaviour cloning: frame -> action chunk, no generator."""
+
+    name = "bc"
+
+    @torch.no_grad()
+    def _plan(self, frame: torch.Tensor) -> np.ndarray:
+        return self.head.predict(frame)[0].numpy()
+
+
+class VideoWorldPolicy(_ChunkPolicy):
+    """Tokenizer + transformer (latent codes) + action head, with a KV cache."""
+
+    name = "videoworld"
+
+    def __init__(
+        self,
+        head: Any,
+        info: ckpt.CheckpointInfo,
+        *,
+        execute: int | None = None,
+        temperature: float = 0.0,
+        pixels_key: str = "pixels",
+        use_cache: bool = True,
+    ) -> None:
+        from vw_robot.training.stages import load_stage
+
+        super().__init__(head, info, execute, pixels_key)
+        self.transformer, _ = load_stage(info.parents["transformer"], "transformer")
+        self.tokenizer, _ = load_stage(info.parents["tokenizer"], "tokenizer")
+        self._ldm_path = info.parents["ldm"]
+        self._ldm = None
+        self.layout = self.transformer.config.layout
+        self.window = self.transformer.config.max_timesteps
+        self.temperature = temperature
+        self.use_cache = use_cache
+        self._cache = self.transformer.make_cache(1) if use_cache else None
+        self._tokens: list[torch.Tensor] = []  # (N,) per timestep in the context
+        self._codes: list[torch.Tensor] = []  # (H,) sampled per timestep
+        self._frames: list[torch.Tensor] = []
+
+    def _reset_context(self) -> None:
+        self._tokens.clear()
+        self._codes.clear()
+        self._frames.clear()
+        if self._cache is not None:
+            self._cache.reset()
+
+    @torch.no_grad()
+    def _plan(self, frame: torch.Tensor) -> np.ndarray:
+        tokens = self.tokenizer.encode(frame).flatten(1)[0]  # (N,)
+        self._tokens.append(tokens)
+        self._frames.append(frame)
+        # Keep at most `window` timesteps: the current one plus window-1 of history.
+        del self._tokens[: -self.window], self._frames[: -self.window]
+        history = len(self._tokens) - 1
+        codes_context = self._codes[-history:] if history else []
+        tok = torch.stack(self._tokens)[None]  # (1, t, N)
+        cod = (
+            torch.stack(codes_context)[None]
+            if codes_context
+            else torch.zeros(1, 0, self.layout.horizon, dtype=torch.int64)
+        )
+        context = self.layout.build_context(tok, cod)  # (1, L) ending [x_t][SEP]
+        task = torch.tensor([self._task])
+        codes = self.transformer.generate_codes(
+            context, task, cache=self._cache, temperature=self.temperature
+        )  # (1, H)
+        self._codes.append(codes[0])
+        del self._codes[: -self.window]
+        return self.head.predict(frame, codes)[0].numpy()
+
+    @torch.no_grad()
+    def plan_frames(self) -> np.ndarray:
+        """Decode the latest plan: (H+1, S, S, 3) uint8, the current frame then the H frames
+        the latent dynamics model rebuilds from it and the sampled codes."""
+        if not self._codes:
+            raise RuntimeError("No plan yet: call select_action first.")
+        from vw_robot.training.stages import load_stage
+
+        if self._ldm is None:
+            self._ldm, _ = load_stage(self._ldm_path, "ldm")
+        frame = self._frames[-1]
+        future = self._ldm.decode(frame, self._codes[-1][None])[0]  # (H, 3, S, S)
+        frames = torch.cat([frame.float() / 255, future])
+        return (frames.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+def load_policy(path: str | os.PathLike[str], **kwargs: Any) -> _ChunkPolicy:
+    """Rebuild a learned policy from a checkpoint or run folder (``.../action_head`` or
+    ``.../bc``); the checkpoint names everything it was built on.
+
+    Raises:
+        CheckpointError: not a policy checkpoint, or a missing parent (with the command that
+            produces it).
+    """
+    from vw_robot.training.stages import build_model
+
+    info = ckpt.read_info(path)
+    if info.stage not in ("action_head", "bc"):
+        raise ckpt.CheckpointError(
+            f"{info.path}: is a {info.stage!r} checkpoint; a policy is an 'action_head' (or "
+            "'bc') checkpoint — `vw-robot train stage=action_head` makes one."
+        )
+    for stage, parent in info.parents.items():
+        if not Path(parent).exists():
+            raise ckpt.CheckpointError(
+                f"{info.path}: was built on the {stage} checkpoint {parent}, which is missing; "
+                f"rebuild it with `vw-robot train stage={stage}`."
+            )
+    head = build_model(info.stage, info.model_config)
+    weights = ckpt.load_weights(info.path)
+    head.load_state_dict(weights)
+    if info.stage == "bc":
+        kwargs.pop("temperature", None)
+        kwargs.pop("use_cache", None)
+        return BCPolicy(head, info, kwargs.pop("execute", None), kwargs.pop("pixels_key", "pixels"))
+    return VideoWorldPolicy(head, info, **kwargs)

@@ -1,0 +1,144 @@
+"""Action head (inverse dynamics): the current frame and the H predicted latent codes ->
+a chunk of k actions (DESIGN §1.4).
+
+The same module with ``use_codes=False`` is the behaviour-cloning baseline (pixels -> action
+chunk with the same conv trunk), so the two differ only in whether they see the codes.
+Actions are predicted in normalised units; the normaliser's statistics are buffers, so they
+travel with the weights and ``predict`` returns actions in the env's units.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from vw_robot.models.fsq import validate_levels
+from vw_robot.models.tokenizer import Encoder, frames_to_float, validate_conv_stack
+
+
+@dataclass
+class ActionHeadConfig:
+    """Action head settings; defaults fit 64 px Meta-World (4-D actions)."""
+
+    image_size: int = 64  # square frame side in pixels
+    down_factor: int = 8  # conv trunk downsampling: 64 px -> 8x8 feature grid
+    channels: list[int] = field(default_factory=lambda: [16, 32, 64])  # trunk width per stage
+    num_res_blocks: int = 1  # residual blocks per trunk stage
+    feature_dim: int = 64  # trunk output channels before pooling to a vector
+    use_codes: bool = True  # False: the behaviour-cloning baseline (frame only)
+    horizon: int = 4  # H codes it reads (the LDM's horizon)
+    code_levels: list[int] = field(default_factory=lambda: [8, 5, 5, 5])  # LDM FSQ levels
+    code_embed_dim: int = 32  # learned embedding per (query, code index)
+    hidden: int = 256  # MLP width
+    action_dim: int = 4  # A: the env's action size
+    chunk: int = 4  # k: actions predicted per call
+    state_dim: int = 0  # proprio inputs (0 = pixels only, as the paper's head)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ValueError naming the offending key."""
+        validate_conv_stack(self.image_size, self.down_factor, self.channels, self.num_res_blocks)
+        validate_levels(self.code_levels, "code_levels")
+        for key in ("feature_dim", "code_embed_dim", "hidden", "action_dim", "chunk"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key}: expected >= 1, got {getattr(self, key)}")
+        if self.use_codes and self.horizon < 1:
+            raise ValueError(f"horizon: expected >= 1 when use_codes, got {self.horizon}")
+        if self.state_dim < 0:
+            raise ValueError(f"state_dim: expected >= 0, got {self.state_dim}")
+
+    @property
+    def code_vocab(self) -> int:
+        out = 1
+        for level in self.code_levels:
+            out *= level
+        return out
+
+
+class ActionHead(nn.Module):
+    """frames (B, 3, S, S) uint8 [+ codes (B, H)] [+ state (B, D)] -> actions (B, k, A)."""
+
+    def __init__(self, config: ActionHeadConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.trunk = Encoder(config.channels, config.num_res_blocks, config.feature_dim)
+        grid = config.image_size // config.down_factor
+        inputs = config.feature_dim * grid * grid
+        if config.use_codes:
+            # One table per query position: code i means "x_0 -> x_{i+1}", so the same index
+            # at different offsets is a different motion.
+            self.code_embedding = nn.Embedding(
+                config.horizon * config.code_vocab, config.code_embed_dim
+            )
+            inputs += config.horizon * config.code_embed_dim
+        inputs += config.state_dim
+        self.mlp = nn.Sequential(
+            nn.Linear(inputs, config.hidden),
+            nn.SiLU(),
+            nn.Linear(config.hidden, config.hidden),
+            nn.SiLU(),
+            nn.Linear(config.hidden, config.chunk * config.action_dim),
+        )
+        self.register_buffer("action_mean", torch.zeros(config.action_dim))
+        self.register_buffer("action_std", torch.ones(config.action_dim))
+
+    def set_normalizer(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Action statistics of the training labels (std floored to avoid dividing by ~0)."""
+        self.action_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
+        self.action_std.copy_(torch.as_tensor(std, dtype=torch.float32).clamp_min(1e-3))
+
+    def forward(
+        self,
+        frames: torch.Tensor,
+        codes: torch.Tensor | None = None,
+        state: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Normalised action chunk (B, k, A)."""
+        c = self.config
+        features = self.trunk(frames_to_float(frames) * 2 - 1).flatten(1)  # (B, F*g*g)
+        parts = [features]
+        if c.use_codes:
+            if codes is None or codes.shape[1:] != (c.horizon,):
+                raise ValueError(
+                    f"codes must be (B, {c.horizon}), got "
+                    f"{None if codes is None else tuple(codes.shape)}"
+                )
+            offsets = torch.arange(c.horizon, device=codes.device) * c.code_vocab
+            parts.append(self.code_embedding(codes + offsets).flatten(1))  # (B, H*E)
+        if c.state_dim:
+            parts.append(state.float())
+        out = self.mlp(torch.cat(parts, dim=1))  # (B, k*A)
+        return out.view(-1, c.chunk, c.action_dim)  # (B, k, A)
+
+    def loss(
+        self,
+        frames: torch.Tensor,
+        codes: torch.Tensor | None,
+        actions: torch.Tensor,
+        mask: torch.Tensor,
+        state: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Masked MSE in normalised units.
+
+        Args:
+            actions: (B, k, A) in env units; mask: (B, k) bool, which rows are real.
+        """
+        target = (actions - self.action_mean) / self.action_std
+        error = (self(frames, codes, state) - target).pow(2).mean(-1)  # (B, k)
+        weights = mask.float()
+        return (error * weights).sum() / weights.sum().clamp_min(1.0)
+
+    @torch.no_grad()
+    def predict(
+        self,
+        frames: torch.Tensor,
+        codes: torch.Tensor | None = None,
+        state: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Action chunk (B, k, A) in env units, clipped to [-1, 1]."""
+        normalised = self(frames, codes, state)
+        return (normalised * self.action_std + self.action_mean).clamp(-1.0, 1.0)
