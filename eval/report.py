@@ -169,4 +169,46 @@ def write_report(
             firsts.append(recorded[0].frames)
     if firsts and len({f.shape[1:] for f in firsts}) == 1:
         write_video(out_dir / "rollouts.mp4", tile_videos(firsts), fps)
+    bar_chart({str(config.get("policy", "policy")): summary}, out_dir / "success.png")
     return summary
+
+
+def bar_chart(
+    summaries: Mapping[str, Mapping[str, Any]],
+    path: str | os.PathLike[str],
+    title: str = "success rate per task (Wilson 95% intervals)",
+) -> str:
+    """Grouped bars: one group per task, one bar per policy, with Wilson intervals."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    policies = list(summaries)
+    tasks = list(next(iter(summaries.values()))["tasks"])
+    width = 0.8 / max(1, len(policies))
+    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(tasks) * max(1, len(policies)) ** 0.5), 4))
+    for k, policy in enumerate(policies):
+        rows = [summaries[policy]["tasks"][t] for t in tasks]
+        rates = np.array([r["rate"] for r in rows])
+        low = rates - np.array([r["ci95"][0] for r in rows])
+        high = np.array([r["ci95"][1] for r in rows]) - rates
+        x = np.arange(len(tasks)) + (k - (len(policies) - 1) / 2) * width
+        ax.bar(x, rates, width, yerr=[low, high], capsize=2, label=policy)
+    ax.set_xticks(
+        np.arange(len(tasks)),
+        [t.split("/")[-1] for t in tasks],
+        rotation=30,
+        ha="right",
+        fontsize=8,
+    )
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("success rate")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return str(path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
 import traceback
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -130,6 +131,17 @@ def _run_job(job: _Job, policy_factory: Callable[[str], Any]) -> list[EpisodeRes
         env.close()
 
 
+def _limit_threads(threads: int) -> None:
+    """Share the cores between worker processes (learned policies run torch in each)."""
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    try:
+        import torch
+
+        torch.set_num_threads(threads)
+    except ImportError:
+        pass
+
+
 def _default_policy_factory(name: str) -> Any:
     from vw_robot.policies import make_policy
 
@@ -202,7 +214,10 @@ def evaluate(
             collect(_run_job(job, policy_factory))
     else:
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        with ProcessPoolExecutor(
+            max_workers=workers, mp_context=context, initializer=_limit_threads, initargs=(threads,)
+        ) as pool:
             futures = [pool.submit(_run_job, job, policy_factory) for job in jobs]
             for future in as_completed(futures):
                 collect(future.result())

@@ -23,9 +23,11 @@ def test_run_main_job_tiny(tmp_path, capsys):
     assert (out / "videos" / "metaworld__reach-v3__ep000.mp4").stat().st_size > 0
 
 
-def test_default_config_is_the_documented_default():
-    cfg = load_config("run", [])
+def test_default_configs_are_the_documented_defaults():
+    cfg = load_config("eval", [])
     assert cfg.policy == "expert" and cfg.suite == "metaworld/mt10" and cfg.image_size == 64
+    run = load_config("run", [])
+    assert run.experiment.name == "tiny_cpu" and run.image_size == 64 and len(run.tasks) == 3
 
 
 @pytest.mark.parametrize(
@@ -39,12 +41,13 @@ def test_default_config_is_the_documented_default():
         ("tasks=[metaworld/reach]", "tasks"),
         ("camera=nope", "camera"),
         ("policy=videoworld", "policy"),
+        ("execute=0", "execute"),
         ("no_such_key=1", "no_such_key"),
     ],
 )
 def test_bad_config_fails_at_start_naming_the_key(override, key, tmp_path, capsys):
     out = tmp_path / "never"
-    assert main(["run", override, f"out={out}"]) == 2
+    assert main(["eval", override, f"out={out}"]) == 2
     assert key in capsys.readouterr().err
     assert not out.exists()
 

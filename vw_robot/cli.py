@@ -2,11 +2,12 @@
 
 Usage:
     vw-robot run                                   # main job on its built-in default
+    vw-robot eval policy=runs/demo/action_head tasks=[metaworld/reach-v3] episodes_per_task=20
     vw-robot collect suite=metaworld/mt10 episodes_per_task=20 workers=2 out=data/mt10
     vw-robot data check data/mt10                  # validate every episode, modify nothing
     vw-robot data import my_videos/ out=data/mine task_id=my-task
-    vw-robot run suite=robosuite/all episodes_per_task=10 workers=2 out=runs/robosuite
-    vw-robot run tasks=[metaworld/reach-v3,metaworld/push-v3] policy=random
+    vw-robot eval policy=expert suite=robosuite/all episodes_per_task=10 workers=2
+    vw-robot eval tasks=[metaworld/reach-v3,metaworld/push-v3] policy=random
     vw-robot tasks suite=metaworld/mt10            # list task ids
     vw-robot run --cfg                             # print the resolved config and exit
 
@@ -27,7 +28,8 @@ from vw_robot import jobs
 
 # subcommand -> (config name, job, one-line help)
 COMMANDS: dict[str, tuple[str, Callable[[Any], Any], str]] = {
-    "run": ("run", jobs.run, "main job: roll out a policy on a suite, table + report + videos"),
+    "run": ("run", jobs.run, "main job: demos -> every stage -> evaluation -> report"),
+    "eval": ("eval", jobs.evaluate, "evaluate a policy (expert, random, checkpoint) on tasks"),
     "tasks": ("tasks", jobs.tasks, "list suites and task ids"),
     "collect": ("collect", jobs.collect, "record expert demonstrations into a dataset"),
     "data check": ("data_check", jobs.data_check, "validate a dataset: data check DIR"),

@@ -12,6 +12,8 @@ from typing import Optional  # noqa: UP035 - OmegaConf needs typing.Optional on 
 
 from hydra.core.config_store import ConfigStore
 
+from vw_robot.training.config import ExperimentConfig
+
 
 class ConfigError(ValueError):
     """A config value that does not fit; the message names the key."""
@@ -64,10 +66,10 @@ def _validate_env_choice(
 
 
 @dataclass
-class RunConfig:
-    """The main job: roll out a policy on a suite, print a per-task table, save videos."""
+class EvalConfig:
+    """`vw-robot eval`: roll out a policy on tasks; per-task table, report, videos."""
 
-    policy: str = "expert"  # "expert" or "random" (learned policies come with the training stages)
+    policy: str = "expert"  # expert | random | a policy checkpoint (runs/x/action_head, .../bc)
     suite: Optional[str] = "metaworld/mt10"  # a suite from `vw-robot tasks`; ignored if tasks set
     tasks: list[str] = field(default_factory=list)  # explicit task ids, override the suite
     episodes_per_task: int = 5  # evaluation episodes per task
@@ -79,7 +81,8 @@ class RunConfig:
     videos_per_task: int = 1  # first N episodes of each task are saved as mp4
     stop_on_success: bool = True  # end an episode at its first success
     fps: int = 20  # frame rate of saved videos
-    out: str = "runs/run"  # output folder (results.json, results.md, videos/)
+    execute: Optional[int] = None  # learned policies: actions run per plan (None: whole chunk)
+    out: str = "runs/eval"  # output folder (results.json, results.md, videos/)
 
     def validate(self) -> list[str]:
         """Check values; return the resolved task ids."""
@@ -88,6 +91,7 @@ class RunConfig:
         _check(self.seed >= 0, "seed", f"{self.seed} is negative")
         _check(self.videos_per_task >= 0, "videos_per_task", f"{self.videos_per_task} < 0")
         _check(self.fps >= 1, "fps", f"{self.fps} < 1")
+        _check(self.execute is None or self.execute >= 1, "execute", f"{self.execute} < 1")
         return _validate_env_choice(
             self.suite,
             self.tasks,
@@ -183,6 +187,50 @@ class DataImportConfig:
 
 
 @dataclass
+class RunConfig:
+    """The main job: demonstrations -> every stage -> closed-loop evaluation -> a report."""
+
+    suite: Optional[str] = None  # a suite; ignored if tasks is set
+    tasks: list[str] = field(
+        default_factory=lambda: [
+            "metaworld/reach-v3",
+            "metaworld/drawer-close-v3",
+            "metaworld/button-press-topdown-v3",
+        ]
+    )  # the built-in default: three Meta-World tasks
+    episodes_per_task: int = 20  # demonstrations collected per task
+    eval_episodes: int = 10  # evaluation episodes per task and policy
+    baselines: list[str] = field(default_factory=lambda: ["bc", "expert", "random"])
+    image_size: int = 64  # camera image side (must match the experiment's models)
+    workers: int = 2  # processes for collection and evaluation
+    seed: int = 0  # collection seed; evaluation uses seed + 1000 (unseen episodes)
+    videos_per_task: int = 1  # evaluation videos per task and policy
+    eval_max_steps: Optional[int] = None  # evaluation time limit; None: the task's default
+    out: str = "runs/demo"  # everything goes here: data/, the stage runs, eval/, report.md
+    experiment: ExperimentConfig = field(default_factory=ExperimentConfig)  # model sizes, steps
+
+    def validate(self) -> list[str]:
+        _check(self.episodes_per_task >= 1, "episodes_per_task", f"{self.episodes_per_task} < 1")
+        _check(self.eval_episodes >= 1, "eval_episodes", f"{self.eval_episodes} < 1")
+        _check(self.workers >= 1, "workers", f"{self.workers} < 1")
+        _check(self.seed >= 0, "seed", f"{self.seed} is negative")
+        for name in self.baselines:
+            _check(
+                name in ("bc", "expert", "random"),
+                "baselines",
+                f"{name!r} is unknown; choose from bc, expert, random",
+            )
+        tok = self.experiment.tokenizer.model
+        _check(
+            tok.image_size == self.image_size,
+            "image_size",
+            f"{self.image_size} differs from experiment.tokenizer.model.image_size="
+            f"{tok.image_size}",
+        )
+        return _validate_env_choice(self.suite, self.tasks, self.image_size, None, None, "expert")
+
+
+@dataclass
 class TasksConfig:
     """List suites and their task ids."""
 
@@ -192,6 +240,7 @@ class TasksConfig:
 def register_configs() -> None:
     """Register the schemas the YAML files extend (idempotent)."""
     store = ConfigStore.instance()
+    store.store(name="eval_schema", node=EvalConfig)
     store.store(name="run_schema", node=RunConfig)
     store.store(name="tasks_schema", node=TasksConfig)
     store.store(name="collect_schema", node=CollectConfig)

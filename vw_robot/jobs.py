@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import time
 from pathlib import Path
@@ -12,6 +13,7 @@ from vw_robot.config import (
     CollectConfig,
     DataCheckConfig,
     DataImportConfig,
+    EvalConfig,
     RunConfig,
     TasksConfig,
 )
@@ -19,7 +21,7 @@ from vw_robot.config import (
 log = logging.getLogger("vw_robot")
 
 
-def run(cfg: RunConfig) -> dict[str, Any]:
+def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     """Roll out ``cfg.policy`` on the configured tasks and write a report folder.
 
     Returns:
@@ -27,7 +29,8 @@ def run(cfg: RunConfig) -> dict[str, Any]:
     """
     from tqdm import tqdm
 
-    from vw_robot.eval import evaluate, markdown_table, write_report
+    from vw_robot.eval import evaluate as rollout
+    from vw_robot.eval import markdown_table, write_report
 
     tasks = cfg.validate()
     out = Path(cfg.out)
@@ -37,7 +40,7 @@ def run(cfg: RunConfig) -> dict[str, Any]:
         "max_episode_steps": cfg.max_episode_steps,
     }
     log.info(
-        "run: policy=%s, %d task(s) x %d episode(s), %d worker(s), out=%s",
+        "eval: policy=%s, %d task(s) x %d episode(s), %d worker(s), out=%s",
         cfg.policy,
         len(tasks),
         cfg.episodes_per_task,
@@ -46,7 +49,7 @@ def run(cfg: RunConfig) -> dict[str, Any]:
     )
     start = time.perf_counter()
     with tqdm(total=len(tasks) * cfg.episodes_per_task, desc="episodes", unit="ep") as bar:
-        results = evaluate(
+        results = rollout(
             tasks,
             policy=cfg.policy,
             episodes_per_task=cfg.episodes_per_task,
@@ -56,6 +59,7 @@ def run(cfg: RunConfig) -> dict[str, Any]:
             videos_per_task=cfg.videos_per_task,
             stop_on_success=cfg.stop_on_success,
             progress=bar.update,
+            policy_factory=functools.partial(policy_factory, execute=cfg.execute),
         )
     elapsed = time.perf_counter() - start
     config = dataclasses.asdict(cfg) | {"resolved_tasks": tasks}
@@ -67,6 +71,27 @@ def run(cfg: RunConfig) -> dict[str, Any]:
         + (f", videos: {out / 'videos'}" if cfg.videos_per_task else "")
     )
     return summary
+
+
+def policy_factory(spec: str, execute: int | None = None) -> Any:
+    """Build a policy by name or checkpoint (module level: worker processes pickle it)."""
+    from vw_robot.policies import make_policy
+
+    policy = make_policy(spec)
+    if execute is not None:
+        if not hasattr(policy, "execute"):
+            raise ValueError(f"execute: policy {spec!r} does not execute action chunks.")
+        if not 1 <= execute <= policy.head.config.chunk:
+            raise ValueError(f"execute: {execute} must be in [1, {policy.head.config.chunk}].")
+        policy.execute = execute
+    return policy
+
+
+def run(cfg: RunConfig) -> dict[str, Any]:
+    """The main job: collect -> train every stage -> evaluate -> ``<out>/report.md``."""
+    from vw_robot.pipeline import run_pipeline
+
+    return run_pipeline(cfg)
 
 
 def tasks(cfg: TasksConfig) -> dict[str, list[str]]:

@@ -175,6 +175,7 @@ class LatentDynamicsModel(nn.Module):
         # neither, and the queries need both to tell where and when things changed.
         self.position_embedding = nn.Parameter(torch.randn(P, D) * 0.02)
         self.frame_embedding = nn.Parameter(torch.randn(H + 1, D) * 0.02)
+        self.change_proj = nn.Linear(D, D)
         self.queries = nn.Parameter(torch.randn(H, D) * 0.02)
         self.blocks = nn.ModuleList(QueryBlock(config) for _ in range(config.layers))
         self.norm_out = nn.LayerNorm(D)
@@ -227,7 +228,11 @@ class LatentDynamicsModel(nn.Module):
         """
         B, T, D = feature_maps.shape[:3]
         features = feature_maps.flatten(3).transpose(2, 3)  # (B, T, P, D)
-        features = features + self.position_embedding + self.frame_embedding[:, None, :]
+        # Each frame's keys also carry its difference to x_0: the codes are about change,
+        # and differencing in feature space mixes only frames t and 0, both visible to
+        # every query that may read frame t.
+        change = self.change_proj(features - features[:, :1])  # (B, T, P, D)
+        features = features + change + self.position_embedding + self.frame_embedding[:, None, :]
         features = features.reshape(B, -1, D)  # (B, T*P, D), frame-major like the mask
         queries = self.queries.expand(B, -1, -1)  # (B, H, D)
         for block in self.blocks:

@@ -86,10 +86,10 @@ class ResBlock(nn.Module):
         )
         self.film: nn.Linear | None = None
         if cond_dim > 0:
+            # Default (random) init on purpose: zero FiLM weights would also zero the
+            # gradient reaching the condition, and the encoder that produces it would
+            # start without a learning signal.
             self.film = nn.Linear(cond_dim, 2 * out_channels)
-            # Start as the unconditioned block: scale 1, shift 0.
-            nn.init.zeros_(self.film.weight)
-            nn.init.zeros_(self.film.bias)
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         """(N, C_in, h, w), optional cond (N, cond_dim) -> (N, C_out, h, w)."""

@@ -1,0 +1,149 @@
+"""VideoWorldPolicy and BC built from checkpoints: state reset, KV cache, env checks; and the
+main job end to end on a tiny config."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from vw_robot.cli import main
+from vw_robot.envs import make_env
+from vw_robot.policies import make_policy
+from vw_robot.policies.videoworld import PolicyMismatchError, load_policy
+from vw_robot.training import checkpoint as ckpt
+
+SIZE = 32
+TASKS = ["metaworld/reach-v3", "metaworld/drawer-close-v3"]
+STAGES = ["tokenizer", "ldm", "transformer", "action_head", "bc"]
+TINY = [
+    f"image_size={SIZE}",
+    f"experiment.tokenizer.model.image_size={SIZE}",
+    f"experiment.ldm.model.image_size={SIZE}",
+    "experiment.ldm.model.horizon=2",
+    "experiment.transformer.model.max_timesteps=2",
+    *[
+        f"experiment.{s}.optim.{k}={v}"
+        for s in STAGES
+        for k, v in (("steps", 4), ("batch_size", 4), ("warmup_steps", 1))
+    ],
+]
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """The main job, every stage a few steps, one evaluation episode per task and policy."""
+    out = tmp_path_factory.mktemp("demo")
+    code = main(
+        [
+            "run",
+            f"tasks=[{','.join(TASKS)}]",
+            "episodes_per_task=2",
+            "eval_episodes=1",
+            "eval_max_steps=12",
+            "workers=1",
+            f"out={out}",
+            *TINY,
+        ]
+    )
+    assert code == 0
+    return out
+
+
+def test_main_job_writes_the_report(demo):
+    report = (demo / "report.md").read_text()
+    for name in ("videoworld", "bc", "expert", "random"):
+        assert name in report
+        payload = json.loads((demo / "eval" / name / "results.json").read_text())
+        assert set(payload["summary"]["tasks"]) == set(TASKS)
+    assert (demo / "success.png").stat().st_size > 0 and (demo / "plans.png").exists()
+    info = ckpt.read_info(demo / "action_head", stage="action_head")
+    assert set(info.parents) == {"transformer", "tokenizer", "ldm"}
+    assert info.model_config["task_ids"] == sorted(TASKS)
+
+
+def _actions(policy, task_id, seed, steps=6):
+    env = make_env(task_id, image_size=SIZE)
+    try:
+        obs, info = env.reset(seed=seed)
+        policy.reset(task_id=task_id, action_space=env.action_space)
+        out = []
+        for _ in range(steps):
+            action = policy.select_action(obs, info)
+            out.append(action)
+            obs, _, _, _, info = env.step(action)
+        return np.stack(out)
+    finally:
+        env.close()
+
+
+def test_reset_clears_all_state(demo):
+    policy = load_policy(demo / "action_head", execute=1)
+    _actions(policy, TASKS[0], seed=5)
+    second = _actions(policy, TASKS[1], seed=6)
+    fresh = _actions(load_policy(demo / "action_head", execute=1), TASKS[1], seed=6)
+    np.testing.assert_array_equal(second, fresh)
+
+
+def test_kv_cache_does_not_change_the_actions(demo):
+    cached = _actions(load_policy(demo / "action_head", execute=1), TASKS[0], seed=3)
+    plain = _actions(
+        load_policy(demo / "action_head", execute=1, use_cache=False), TASKS[0], seed=3
+    )
+    np.testing.assert_allclose(cached, plain, atol=1e-5)
+
+
+def test_plan_frames_decodes_the_plan(demo):
+    policy = load_policy(demo / "action_head")
+    env = make_env(TASKS[0], image_size=SIZE)
+    obs, info = env.reset(seed=0)
+    env.close()
+    policy.reset(task_id=TASKS[0])
+    policy.select_action(obs, info)
+    plan = policy.plan_frames()
+    assert plan.shape == (3, SIZE, SIZE, 3) and plan.dtype == np.uint8
+    np.testing.assert_array_equal(plan[0], obs["pixels"])
+
+
+def test_mismatches_are_refused_naming_both_sides(demo):
+    policy = make_policy(str(demo / "bc"))
+    with pytest.raises(PolicyMismatchError, match="metaworld/push-v3"):
+        policy.reset(task_id="metaworld/push-v3")
+    env = make_env(TASKS[0], image_size=64)
+    obs, info = env.reset(seed=0)
+    env.close()
+    policy.reset(task_id=TASKS[0], action_space=env.action_space)
+    with pytest.raises(PolicyMismatchError, match="64x64.*32x32"):
+        policy.select_action(obs, info)
+    robo = make_env("robosuite/lift", image_size=SIZE)
+    try:
+        with pytest.raises(PolicyMismatchError, match="4-D actions.*\\(7,\\)"):
+            load_policy(demo / "bc").reset(task_id=TASKS[0], action_space=robo.action_space)
+    finally:
+        robo.close()
+
+
+def test_non_policy_checkpoint_is_refused(demo):
+    with pytest.raises(ckpt.CheckpointError, match="'tokenizer' checkpoint"):
+        load_policy(demo / "tokenizer")
+
+
+def test_eval_a_checkpoint_from_the_command_line(demo, tmp_path, capsys):
+    out = tmp_path / "e"
+    assert (
+        main(
+            [
+                "eval",
+                f"policy={demo / 'bc'}",
+                f"tasks=[{TASKS[0]}]",
+                "episodes_per_task=1",
+                f"image_size={SIZE}",
+                "max_episode_steps=5",
+                "execute=2",
+                f"out={out}",
+            ]
+        )
+        == 0
+    )
+    assert (out / "results.json").exists() and (out / "success.png").exists()

@@ -1,0 +1,220 @@
+"""The main job, end to end: demonstrations -> every stage -> closed-loop evaluation -> report.
+
+Every step resumes: collection skips finished episodes, a stage whose run folder already
+holds its final checkpoint is not retrained, and evaluation is rerun (it is cheap next to
+training and must reflect the checkpoints on disk).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vw_robot.config import RunConfig
+
+log = logging.getLogger("vw_robot")
+
+STAGES = ("tokenizer", "ldm", "transformer", "action_head")
+
+
+def run_pipeline(cfg: RunConfig) -> dict[str, Any]:
+    """Run the whole pipeline into ``cfg.out``; returns per-policy summaries."""
+    from tqdm import tqdm
+
+    from vw_robot.data.collect import collect, format_summary
+    from vw_robot.eval import evaluate, write_report
+    from vw_robot.eval.report import bar_chart
+    from vw_robot.io import atomic_write_text
+    from vw_robot.training.config import TrainConfig
+    from vw_robot.training.stages import run_stage
+
+    tasks = cfg.validate()
+    out = Path(cfg.out)
+    data = out / "data"
+    began = time.perf_counter()
+    timings: dict[str, float] = {}
+    stages = list(STAGES) + (["bc"] if "bc" in cfg.baselines else [])
+    total = 1 + len(stages) + 1
+    log.info(
+        "[1/%d] collect %d demonstrations per task of %s -> %s",
+        total,
+        cfg.episodes_per_task,
+        ", ".join(tasks),
+        data,
+    )
+    start = time.perf_counter()
+    with tqdm(total=len(tasks) * cfg.episodes_per_task, desc="collect", unit="ep") as bar:
+        summary = collect(
+            data,
+            tasks,
+            episodes_per_task=cfg.episodes_per_task,
+            image_size=cfg.image_size,
+            seed=cfg.seed,
+            workers=cfg.workers,
+            progress=lambda row: bar.update(1),
+        )
+    print(format_summary(summary), end="")
+    timings["collect"] = time.perf_counter() - start
+    stage_results = {}
+    for k, stage in enumerate(stages, start=2):
+        log.info("[%d/%d] train %s", k, total, stage)
+        start = time.perf_counter()
+        train_cfg = TrainConfig(
+            stage=stage, dataset=str(data), out=str(out), experiment=cfg.experiment
+        )
+        stage_results[stage] = run_stage(train_cfg)
+        timings[stage] = time.perf_counter() - start
+    log.info("[%d/%d] evaluate %d episodes per task", total, total, cfg.eval_episodes)
+    policies = {"videoworld": str(out / "action_head")}
+    for name in cfg.baselines:
+        policies[name] = str(out / "bc") if name == "bc" else name
+    summaries = {}
+    start = time.perf_counter()
+    for name, spec in policies.items():
+        with tqdm(total=len(tasks) * cfg.eval_episodes, desc=f"eval {name}", unit="ep") as bar:
+            results = evaluate(
+                tasks,
+                policy=spec,
+                episodes_per_task=cfg.eval_episodes,
+                base_seed=cfg.seed + 1000,
+                workers=cfg.workers,
+                env_kwargs={"image_size": cfg.image_size, "max_episode_steps": cfg.eval_max_steps},
+                videos_per_task=cfg.videos_per_task,
+                progress=bar.update,
+            )
+        summaries[name] = write_report(
+            out / "eval" / name,
+            results,
+            config={
+                "policy": name,
+                "checkpoint": spec,
+                "tasks": tasks,
+                "episodes_per_task": cfg.eval_episodes,
+                "base_seed": cfg.seed + 1000,
+            },
+        )
+    timings["evaluate"] = time.perf_counter() - start
+    chart = bar_chart(summaries, out / "success.png")
+    plans = _plan_pictures(out / "action_head", tasks, cfg, out / "plans.png")
+    timings["total"] = time.perf_counter() - began
+    report = _report(cfg, tasks, summaries, stage_results, timings, chart, plans)
+    atomic_write_text(out / "report.md", report)
+    print("\n" + _comparison_table(summaries, tasks))
+    print(f"report: {out / 'report.md'} ({timings['total'] / 60:.1f} min)")
+    for name, summary in summaries.items():
+        log.info("%s: mean success %.3f", name, summary["mean_success"])
+    return {"summaries": summaries, "timings": timings}
+
+
+def _comparison_table(summaries: dict[str, Any], tasks: list[str]) -> str:
+    policies = list(summaries)
+    lines = ["| task | " + " | ".join(policies) + " |", "|---|" + "---:|" * len(policies)]
+    for task in tasks:
+        cells = []
+        for p in policies:
+            row = summaries[p]["tasks"][task]
+            low, high = row["ci95"]
+            cells.append(f"{row['successes']}/{row['episodes']} [{low:.2f}, {high:.2f}]")
+        lines.append(f"| {task} | " + " | ".join(cells) + " |")
+    lines.append(
+        "| **mean success** | "
+        + " | ".join(f"**{summaries[p]['mean_success']:.3f}**" for p in policies)
+        + " |"
+    )
+    return "\n".join(lines) + "\n"
+
+
+def _plan_pictures(policy_path: Path, tasks: list[str], cfg: RunConfig, path: Path) -> str:
+    """For each task: the current frame and the H frames decoded from the sampled plan, at
+    steps 0, 10 and 20 of an evaluation episode."""
+    import imageio.v2 as imageio
+
+    from vw_robot.envs import make_env
+    from vw_robot.policies.videoworld import load_policy
+
+    policy = load_policy(policy_path)
+    rows = []
+    for task_id in tasks:
+        env = make_env(task_id, image_size=cfg.image_size)
+        try:
+            obs, info = env.reset(seed=cfg.seed + 1000)
+            policy.reset(task_id=task_id, action_space=env.action_space)
+            for step in range(21):
+                action = policy.select_action(obs, info)
+                if step in (0, 10, 20):
+                    rows.append(policy.plan_frames())
+                obs, _, _, _, info = env.step(action)
+        finally:
+            env.close()
+    s = rows[0].shape[1]
+    canvas = np.full((len(rows) * (s + 2), rows[0].shape[0] * (s + 2), 3), 255, np.uint8)
+    for i, row in enumerate(rows):
+        for j, frame in enumerate(row):
+            canvas[i * (s + 2) : i * (s + 2) + s, j * (s + 2) : j * (s + 2) + s] = frame
+    path.parent.mkdir(parents=True, exist_ok=True)
+    imageio.imwrite(path, np.kron(canvas, np.ones((2, 2, 1), np.uint8)))
+    return str(path)
+
+
+def _report(
+    cfg: RunConfig,
+    tasks: list[str],
+    summaries: dict,
+    stages: dict,
+    timings: dict,
+    chart: str,
+    plans: str,
+) -> str:
+    from omegaconf import OmegaConf
+
+    from vw_robot.eval.report import provenance
+
+    out = Path(cfg.out)
+    prov = provenance()
+    lines = [
+        "# vw_robot run report\n",
+        f"Tasks: {', '.join(tasks)}. Demonstrations: {cfg.episodes_per_task} per task "
+        f"(seed {cfg.seed}); evaluation: {cfg.eval_episodes} episodes per task and policy, "
+        f"seeds `episode_seed({cfg.seed + 1000}, task, i)`, success = `is_success` at any "
+        "step before the time limit; Wilson 95% intervals. Checkpoints: the final step of "
+        "each stage (no selection).\n",
+        "## Success\n",
+        _comparison_table(summaries, tasks),
+        f"![success per task]({Path(chart).relative_to(out)})\n",
+        "## Stages\n",
+        "| stage | steps | last loss | samples/s | seconds | checkpoint |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for stage, result in stages.items():
+        loss = "—" if result["last_loss"] is None else f"{result['last_loss']:.4f}"
+        lines.append(
+            f"| {stage} | {result['step']} | {loss} | {result['samples_per_s']:.1f} | "
+            f"{timings.get(stage, 0):.0f} | `{result['checkpoint']}` |"
+        )
+    lines += [
+        "",
+        "Pictures: "
+        + ", ".join(
+            f"[{Path(p).name}]({Path(p).relative_to(out)})"
+            for r in stages.values()
+            for k, p in r.get("pictures", {}).items()
+            if isinstance(p, str) and p.endswith(".png")
+        ),
+        "",
+        f"Plans (each row: current frame, then the frames decoded from the sampled codes): "
+        f"![plans]({Path(plans).relative_to(out)})\n",
+        "Videos: `eval/<policy>/videos/`. Wall time: "
+        + ", ".join(f"{k} {v / 60:.1f} min" for k, v in timings.items())
+        + ".\n",
+        f"Versions: {', '.join(f'{k} {v}' for k, v in prov['packages'].items() if v)}; "
+        f"git {prov['git_revision']}.\n",
+        "## Config\n",
+        "```yaml",
+        OmegaConf.to_yaml(OmegaConf.structured(cfg)).rstrip(),
+        "```",
+    ]
+    return "\n".join(lines) + "\n"
