@@ -3,3 +3,9 @@
 from __future__ import annotations
 
 import vw_robot  # noqa: F401  (sets MUJOCO_GL=egl when unset)
+
+import torch
+
+# Tests run tiny models: one thread avoids OpenMP oversubscription when pytest shares the two
+# cores with the worker processes some tests start (measured 10-20x slowdowns otherwise).
+torch.set_num_threads(1)

@@ -4,14 +4,16 @@ DESIGN §1.2. Every frame of a clip x_0..x_H is encoded on its own by a conv enc
 (spatial downsampling only, never across time) into a grid of P feature vectors. H
 learnable queries read those features through transformer layers whose attention masks
 make the model causal and cumulative: query i sees the features of frames 0..i+1 and
-the queries j <= i, nothing later. Each query output is FSQ-quantized to one code, so
-code i summarises how x_0 became x_{i+1}.
+the queries j <= i, nothing later. Frame t's keys also carry its feature difference to
+x_0. Each query output is FSQ-quantized to one code, so code i summarises how x_0
+became x_{i+1}.
 
-The decoder rebuilds x_{i+1} from x_0 and code i alone: x_0's feature grid goes through
-a conv decoder whose residual blocks are FiLM-modulated by code i's embedding, and a
-last full-resolution head also sees x_0's pixels, so static content can be copied and
-the code only has to carry what moved. Frames are decoded independently of each other:
-changing code k changes reconstruction k and no other.
+The decoder rebuilds x_{i+1} from x_0 and code i alone: code i's embedding is mapped to
+a feature grid added to x_0's, a conv decoder whose residual blocks are also
+FiLM-modulated by the embedding upsamples it, and a last full-resolution head sees x_0's
+pixels too, so static content can be copied and the code only has to carry what moved.
+Frames are decoded independently of each other: changing code k changes reconstruction k
+and no other.
 """
 
 from __future__ import annotations
@@ -44,9 +46,7 @@ class LatentDynamicsConfig:
     heads: int = 4  # attention heads; dim must divide evenly
     layers: int = 2  # query transformer layers (self-attn + cross-attn + MLP each)
     mlp_ratio: int = 4  # MLP hidden width = mlp_ratio * dim
-    dropout: float = (
-        0.0  # attention/MLP dropout; tiny data overfits anyway, big data rarely needs it
-    )
+    dropout: float = 0.0  # attention/MLP dropout; off: one code per step is bottleneck enough
     levels: list[int] = field(default_factory=lambda: [8, 5, 5, 5])  # FSQ levels: 1000 codes
 
     def __post_init__(self) -> None:
@@ -180,6 +180,10 @@ class LatentDynamicsModel(nn.Module):
         self.blocks = nn.ModuleList(QueryBlock(config) for _ in range(config.layers))
         self.norm_out = nn.LayerNorm(D)
         self.quantizer = FSQ(FSQConfig(levels=list(config.levels), dim=D))
+        # A code says what moved where, which is a spatial statement: each code also
+        # writes its own feature grid onto x_0's. FiLM alone (one scale/shift per
+        # channel) learned to use the codes far more slowly in tests.
+        self.code_to_map = nn.Linear(D, D * P)
         self.decoder = Decoder(
             config.channels,
             config.num_res_blocks,
@@ -210,8 +214,15 @@ class LatentDynamicsModel(nn.Module):
                 f"frames must be (B, {', '.join(map(str, expected))}), got {tuple(frames.shape)}"
             )
 
-    def _encode_frames(self, frames: torch.Tensor) -> torch.Tensor:
-        """(B, T, 3, S, S) -> feature maps (B, T, D, h, w); each frame on its own."""
+    def frame_features(self, frames: torch.Tensor) -> torch.Tensor:
+        """Per-frame encoder features.
+
+        Args:
+            frames: (B, T, 3, S, S) uint8 (or float in [0, 1]), any number of frames T.
+
+        Returns:
+            (B, T, D, h, w); frame t's features depend on frame t alone.
+        """
         B, T = frames.shape[:2]
         x = frames_to_float(frames).flatten(0, 1)  # (B*T, 3, S, S)
         features = self.encoder(x)  # (B*T, D, h, w)
@@ -242,7 +253,7 @@ class LatentDynamicsModel(nn.Module):
     def _quantize(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """frames (B, H+1, 3, S, S) -> x_0 features (B, D, h, w), z_q (B, H, D), codes (B, H)."""
         self._check_clip(frames)
-        feature_maps = self._encode_frames(frames)  # (B, H+1, D, h, w)
+        feature_maps = self.frame_features(frames)  # (B, H+1, D, h, w)
         z_q, codes = self.quantizer(self.query_outputs(feature_maps))  # (B, H, D), (B, H)
         return feature_maps[:, 0], z_q, codes
 
@@ -251,13 +262,16 @@ class LatentDynamicsModel(nn.Module):
     ) -> torch.Tensor:
         """x_0 features (B, D, h, w), x_0 pixels (B, 3, S, S), z_q (B, H, D) -> (B, H, 3, S, S).
 
-        Returns unclamped pixels, trained towards [0, 1]. All H frames decode as one batch of B*H independent samples, so frame i sees
-        code i and x_0 only.
+        Returns unclamped pixels, trained towards [0, 1]. All H frames decode as one batch
+        of B*H independent samples, so frame i sees code i and x_0 only.
         """
         B, H, D = z_q.shape
-        features = first_features.repeat_interleave(H, dim=0)  # (B*H, D, h, w)
+        cond = z_q.reshape(B * H, D)  # (B*H, D)
+        g = self.config.grid_size
+        code_map = self.code_to_map(cond).view(B * H, D, g, g)  # (B*H, D, h, w)
+        features = first_features.repeat_interleave(H, dim=0) + code_map  # (B*H, D, h, w)
         pixels = first_pixels.repeat_interleave(H, dim=0)  # (B*H, 3, S, S)
-        h = self.decoder(features, cond=z_q.reshape(B * H, D))  # (B*H, C0, S, S)
+        h = self.decoder(features, cond=cond)  # (B*H, C0, S, S)
         # Linear output, clamped by the callers: as in the tokenizer, a sigmoid's flat
         # tails stall the L1 gradient.
         raw = self.head(torch.cat([h, pixels], dim=1)) + 0.5  # (B*H, 3, S, S)
@@ -279,7 +293,7 @@ class LatentDynamicsModel(nn.Module):
         """
         if codes.ndim != 2 or codes.shape[1] != self.config.horizon:
             raise ValueError(f"codes must be (B, {self.config.horizon}), got {tuple(codes.shape)}")
-        first_features = self._encode_frames(first_frame[:, None])[:, 0]  # (B, D, h, w)
+        first_features = self.frame_features(first_frame[:, None])[:, 0]  # (B, D, h, w)
         z_q = self.quantizer.indices_to_output(codes)  # (B, H, D)
         return self._decode(first_features, frames_to_float(first_frame), z_q).clamp(0, 1)
 

@@ -216,7 +216,7 @@ class TokenizerConfig:
     image_size: int = 64  # square frame side in pixels
     down_factor: int = 8  # pixels per token side: 64 px -> 8x8 = 64 tokens
     channels: list[int] = field(default_factory=lambda: [32, 64, 128])  # width per downsampling
-    num_res_blocks: int = 1  # residual blocks per resolution; depth is cheap at 8x8
+    num_res_blocks: int = 1  # residual blocks per resolution, in encoder and decoder
     levels: list[int] = field(default_factory=lambda: [8, 5, 5, 5])  # FSQ levels, 1000 tokens
     mse_weight: float = 0.0  # optional L2 term beside L1; helps colour fidelity early on
     adversarial_weight: float = 0.0  # PatchGAN generator term; 0 = off (GPU configs only)
@@ -233,11 +233,9 @@ class TokenizerConfig:
         for key in ("mse_weight", "adversarial_weight"):
             if getattr(self, key) < 0:
                 raise ValueError(f"{key}: expected >= 0, got {getattr(self, key)}")
-        if self.disc_channels < 1 or self.disc_layers < 1:
-            raise ValueError(
-                f"disc_channels/disc_layers: expected >= 1, got "
-                f"{self.disc_channels}/{self.disc_layers}"
-            )
+        for key in ("disc_channels", "disc_layers"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key}: expected >= 1, got {getattr(self, key)}")
 
 
 class FrameTokenizer(nn.Module):
