@@ -2,9 +2,10 @@
 
 Each control step of :class:`VideoWorldPolicy` (DESIGN §1.5): tokenize the current frame,
 append it to the context, sample the H latent codes restricted to the code vocabulary (KV
-cache: only the new ids are computed), map frame + codes to an action chunk, and execute its
-first ``execute`` actions before planning again. Frames are never decoded to act;
-:meth:`plan_frames` decodes the latest plan for a person to look at.
+cache: only the new ids are computed); when the action queue is empty, map frame + codes to
+an action chunk and queue its first ``execute`` actions. The context advances every env step
+(the transformer was trained on consecutive frames), whatever the execution interval. Frames
+are never decoded to act; :meth:`plan_frames` decodes the latest plan for a person to see.
 """
 
 from __future__ import annotations
@@ -80,21 +81,22 @@ class _ChunkPolicy:
     ) -> np.ndarray:
         if self._task is None:
             raise RuntimeError("select_action called before reset(task_id=...).")
+        frame = _frame_tensor(obs, self.pixels_key, self.image_size)
+        codes = self._observe(frame)
         if not self._queue:
-            frame = _frame_tensor(obs, self.pixels_key, self.image_size)
-            chunk = self._plan(frame)  # (k, A)
+            chunk = self.head.predict(frame, codes)[0].numpy()  # (k, A)
             self._queue.extend(chunk[: self.execute])
         return self._queue.popleft().astype(np.float32)
+
+    def _observe(self, frame: torch.Tensor) -> torch.Tensor | None:
+        """Take in the current frame (every step); return the codes the head needs."""
+        return None
 
 
 class BCPolicy(_ChunkPolicy):
     """Behaviour cloning: frame -> action chunk, no generator."""
 
     name = "bc"
-
-    @torch.no_grad()
-    def _plan(self, frame: torch.Tensor) -> np.ndarray:
-        return self.head.predict(frame)[0].numpy()
 
 
 class VideoWorldPolicy(_ChunkPolicy):
@@ -136,7 +138,9 @@ class VideoWorldPolicy(_ChunkPolicy):
             self._cache.reset()
 
     @torch.no_grad()
-    def _plan(self, frame: torch.Tensor) -> np.ndarray:
+    def _observe(self, frame: torch.Tensor) -> torch.Tensor:
+        """Append x_t to the context and sample z_t — at every env step, even while a chunk is
+        being executed, because the transformer was trained on consecutive frames."""
         tokens = self.tokenizer.encode(frame).flatten(1)[0]  # (N,)
         self._tokens.append(tokens)
         self._frames.append(frame)
@@ -149,7 +153,7 @@ class VideoWorldPolicy(_ChunkPolicy):
             torch.stack(codes_context)[None]
             if codes_context
             else torch.zeros(1, 0, self.layout.horizon, dtype=torch.int64)
-        )
+        )  # (1, t-1, H)
         context = self.layout.build_context(tok, cod)  # (1, L) ending [x_t][SEP]
         task = torch.tensor([self._task])
         codes = self.transformer.generate_codes(
@@ -157,7 +161,7 @@ class VideoWorldPolicy(_ChunkPolicy):
         )  # (1, H)
         self._codes.append(codes[0])
         del self._codes[: -self.window]
-        return self.head.predict(frame, codes)[0].numpy()
+        return codes
 
     @torch.no_grad()
     def plan_frames(self) -> np.ndarray:

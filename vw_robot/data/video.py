@@ -79,6 +79,10 @@ def read_video(path: str | os.PathLike[str], max_frames: int | None = None) -> n
         ValueError: the file cannot be decoded (missing, truncated, not a video); the message
             names the file.
     """
+    try:
+        import imageio_ffmpeg  # noqa: F401  (imageio's ffmpeg plugin needs its binary)
+    except ImportError:
+        return _read_video_opencv(path, max_frames)
     import imageio.v2 as imageio
 
     frames = []
@@ -95,6 +99,30 @@ def read_video(path: str | os.PathLike[str], max_frames: int | None = None) -> n
     if not frames:
         raise ValueError(f"{path}: video has no frames.")
     return np.stack(frames).astype(np.uint8, copy=False)  # (T, H, W, 3)
+
+
+def _read_video_opencv(path: str | os.PathLike[str], max_frames: int | None) -> np.ndarray:
+    """Fallback decoder for machines with OpenCV but without imageio-ffmpeg (e.g. a GPU image
+    that cannot fetch the 68 MB ffmpeg wheel)."""
+    try:
+        import cv2
+    except ImportError:
+        raise ValueError(
+            f"{path}: cannot decode video: neither imageio-ffmpeg nor OpenCV is installed."
+        ) from None
+    if not Path(path).is_file():
+        raise ValueError(f"{path}: cannot decode video (file is missing).")
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    while max_frames is None or len(frames) < max_frames:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(frame[:, :, ::-1])  # BGR -> RGB
+    capture.release()
+    if not frames:
+        raise ValueError(f"{path}: cannot decode video (OpenCV read no frame).")
+    return np.ascontiguousarray(np.stack(frames))  # (T, H, W, 3)
 
 
 def resize_frames(frames: np.ndarray, size: int) -> np.ndarray:
