@@ -84,3 +84,21 @@ def test_collect_then_check_then_flag_a_defect(tmp_path, capsys):
 def test_collect_bad_codec_names_the_key(tmp_path, capsys):
     assert main(["collect", "suite=metaworld/mt10", "codec=png", f"out={tmp_path / 'x'}"]) == 2
     assert "codec" in capsys.readouterr().err
+
+
+def test_data_import_from_the_command_line(tmp_path, capsys):
+    import numpy as np
+
+    from vw_robot.data.format import read_manifest
+    from vw_robot.data.video import write_video
+
+    src = tmp_path / "videos" / "wave"
+    src.mkdir(parents=True)
+    frames = np.random.default_rng(0).integers(0, 255, (6, 24, 40, 3), dtype=np.uint8)
+    write_video(src / "a.mp4", frames, fps=10, codec="standard")
+    out = tmp_path / "ds"
+    assert main(["data", "import", str(tmp_path / "videos"), f"out={out}", "image_size=16"]) == 0
+    assert "imported 1 video(s)" in capsys.readouterr().out
+    rows = read_manifest(out)["episodes"]
+    assert [(r["task_id"], r["num_frames"], r["has_actions"]) for r in rows] == [("wave", 6, False)]
+    assert main(["data", "import", str(tmp_path / "nothing"), f"out={out}"]) == 2

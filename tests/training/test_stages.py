@@ -127,3 +127,43 @@ def test_bad_stage_and_mismatched_sizes_fail_at_start(capsys):
     cfg = load_config("train", ["experiment.ldm.model.image_size=32"])
     with pytest.raises(ValueError, match="experiment.ldm.model.image_size"):
         cfg.validate()
+
+
+def test_a_real_stage_trains_under_torchrun_with_two_gloo_processes(pipeline, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    data, _, _ = pipeline
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+    }
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "vw_robot.cli",
+            "train",
+            "stage=tokenizer",
+            f"dataset={data}",
+            f"out={tmp_path}",
+            "pictures=false",
+            *TINY,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    info = ckpt.read_info(tmp_path / "tokenizer", stage="tokenizer")
+    assert info.step == 4
+    assert len((tmp_path / "tokenizer" / "metrics.csv").read_text().splitlines()) >= 2

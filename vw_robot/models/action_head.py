@@ -122,13 +122,23 @@ class ActionHead(nn.Module):
         mask: torch.Tensor,
         state: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Masked MSE in normalised units.
+        """Masked MSE in normalised units (see :meth:`chunk_loss`)."""
+        return self.chunk_loss(self(frames, codes, state), actions, mask)
+
+    def chunk_loss(
+        self, predicted: torch.Tensor, actions: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
+        """Masked MSE between a forward pass's output and the labels.
+
+        Split from :meth:`loss` so that DDP training can run the forward through its wrapper
+        (gradients are only synchronised for the wrapper's forward).
 
         Args:
+            predicted: (B, k, A) normalised, from ``forward``.
             actions: (B, k, A) in env units; mask: (B, k) bool, which rows are real.
         """
         target = (actions - self.action_mean) / self.action_std
-        error = (self(frames, codes, state) - target).pow(2).mean(-1)  # (B, k)
+        error = (predicted.float() - target).pow(2).mean(-1)  # (B, k)
         weights = mask.float()
         return (error * weights).sum() / weights.sum().clamp_min(1.0)
 

@@ -118,10 +118,8 @@ def run_stage(cfg: TrainConfig) -> dict[str, Any]:
 
         def loss_fn(m: torch.nn.Module, batch: dict) -> tuple[torch.Tensor, dict]:
             head = m.module if hasattr(m, "module") else m
-            loss = head.loss(
-                batch["frames"], batch.get("codes"), batch["actions"], batch["action_mask"]
-            )
-            return loss, {}
+            predicted = m(batch["frames"], batch.get("codes"))  # through DDP when wrapped
+            return head.chunk_loss(predicted, batch["actions"], batch["action_mask"]), {}
 
     else:
         model, model_config, dataset, parents = _transformer_setup(cfg)
