@@ -48,6 +48,8 @@ class LatentDynamicsConfig:
     mlp_ratio: int = 4  # MLP hidden width = mlp_ratio * dim
     dropout: float = 0.0  # attention/MLP dropout; off: one code per step is bottleneck enough
     levels: list[int] = field(default_factory=lambda: [8, 5, 5, 5])  # FSQ levels: 1000 codes
+    motion_weight: float = 1.0  # extra L1 on pixels that changed since x_0 (against collapse)
+    motion_threshold: float = 0.05  # a pixel "changed" when any channel moved more than this
 
     def __post_init__(self) -> None:
         self.validate()
@@ -64,6 +66,8 @@ class LatentDynamicsConfig:
             raise ValueError(f"layers: expected >= 1, got {self.layers}")
         if self.mlp_ratio < 1:
             raise ValueError(f"mlp_ratio: expected >= 1, got {self.mlp_ratio}")
+        if self.motion_weight < 0:
+            raise ValueError(f"motion_weight: expected >= 0, got {self.motion_weight}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout: expected in [0, 1), got {self.dropout}")
 
@@ -311,5 +315,17 @@ class LatentDynamicsModel(nn.Module):
         first_features, z_q, codes = self._quantize(frames)
         pixels = frames_to_float(frames)  # (B, H+1, 3, S, S)
         raw = self._decode(first_features, pixels[:, 0], z_q)  # (B, H, 3, S, S), unclamped
-        loss = F.l1_loss(raw, pixels[:, 1:])
+        target = pixels[:, 1:]
+        error = (raw - target).abs()  # (B, H, 3, S, S)
+        loss = error.mean()
+        if self.config.motion_weight > 0:
+            # Robot frames barely change between steps, so "copy x_0" is a low-loss solution
+            # that needs no codes. The moving pixels carry what the codes must encode: an L1
+            # averaged over them alone keeps that signal from drowning in the static pixels.
+            # (It is not enough on its own: on the 3-task 64 px demo the codes still collapsed
+            # within 500 steps; `distinct_codes` in metrics.csv shows it.)
+            moved = (target - pixels[:, :1]).abs().amax(dim=2, keepdim=True)  # (B, H, 1, S, S)
+            mask = (moved > self.config.motion_threshold).to(error.dtype)
+            motion = (error * mask).sum() / (mask.sum() * 3).clamp_min(1.0)
+            loss = loss + self.config.motion_weight * motion
         return {"recon": raw.clamp(0, 1), "codes": codes, "loss": loss}

@@ -111,7 +111,8 @@ def run_stage(cfg: TrainConfig) -> dict[str, Any]:
 
         def loss_fn(m: torch.nn.Module, batch: dict) -> tuple[torch.Tensor, dict]:
             out = m(batch["frames"])  # (B, H+1, 3, S, S) uint8
-            return out["loss"], {}
+            # Distinct codes in the batch: 1 means the codes collapsed (they carry nothing).
+            return out["loss"], {"distinct_codes": float(out["codes"].unique().numel())}
 
     elif cfg.stage in ("action_head", "bc"):
         model, model_config, dataset, parents = _action_head_setup(cfg)
