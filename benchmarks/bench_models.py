@@ -127,6 +127,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--pipeline", help="pipeline folder with tokenizer/ and ldm/ runs")
     parser.add_argument("--heldout", help="dataset of episodes the models never saw")
+    parser.add_argument("--no-speed", action="store_true", help="parameter counts only")
     args = parser.parse_args()
     print(f"# model figures — torch {torch.__version__}, {torch.get_num_threads()} threads\n")
     print("| experiment | stage | parameters | batch | fp32 samples/s | bf16 samples/s |")

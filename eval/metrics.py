@@ -30,4 +30,7 @@ def wilson_interval(
     denom = 1.0 + z2 / episodes
     centre = (p + z2 / (2 * episodes)) / denom
     half = z * math.sqrt(p * (1 - p) / episodes + z2 / (4 * episodes * episodes)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # At 0/n and n/n the closed form's bound is exactly 0 or 1; say so despite rounding.
+    low = 0.0 if successes == 0 else max(0.0, centre - half)
+    high = 1.0 if successes == episodes else min(1.0, centre + half)
+    return low, high

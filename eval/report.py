@@ -191,8 +191,9 @@ def bar_chart(
     for k, policy in enumerate(policies):
         rows = [summaries[policy]["tasks"][t] for t in tasks]
         rates = np.array([r["rate"] for r in rows])
-        low = rates - np.array([r["ci95"][0] for r in rows])
-        high = np.array([r["ci95"][1] for r in rows]) - rates
+        # Clipped: the interval's bound can sit a rounding error inside the rate at 0/n, n/n.
+        low = np.clip(rates - np.array([r["ci95"][0] for r in rows]), 0.0, None)
+        high = np.clip(np.array([r["ci95"][1] for r in rows]) - rates, 0.0, None)
         x = np.arange(len(tasks)) + (k - (len(policies) - 1) / 2) * width
         ax.bar(x, rates, width, yerr=[low, high], capsize=2, label=policy)
     ax.set_xticks(

@@ -45,3 +45,10 @@ def test_episode_seed_is_a_pure_function():
 def test_episode_seed_is_pinned():
     # Regression guard: changing the derivation silently changes every published evaluation.
     assert episode_seed(0, "metaworld/reach-v3", 0) == 268416855
+
+
+def test_wilson_interval_is_exact_at_the_ends():
+    # Charts draw rate - low and high - rate as error bars; they must never be negative.
+    for n in (1, 7, 10, 20, 50):
+        assert wilson_interval(n, n)[1] == 1.0
+        assert wilson_interval(0, n)[0] == 0.0
