@@ -186,9 +186,11 @@ def train(cfg: Any) -> dict[str, Any]:
     from vw_robot.training.stages import run_stage
 
     result = run_stage(cfg)
+    speed = result["samples_per_s"]
+    rate = "already trained" if speed is None else f"{speed:.1f} samples/s"
     print(
-        f"{cfg.stage}: step {result['step']}, last loss {result['last_loss']}, "
-        f"{result['samples_per_s']:.1f} samples/s; checkpoint {result['checkpoint']}"
+        f"{cfg.stage}: step {result['step']}, last loss {result['last_loss']}, {rate}; "
+        f"checkpoint {result['checkpoint']}"
     )
     for key, value in result.get("pictures", {}).items():
         print(f"  {key}: {value}")

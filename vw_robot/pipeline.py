@@ -186,13 +186,14 @@ def _report(
         _comparison_table(summaries, tasks),
         f"![success per task]({Path(chart).relative_to(out)})\n",
         "## Stages\n",
-        "| stage | steps | last loss | samples/s | seconds | checkpoint |",
+        "| stage | steps | last loss | samples/s (this run) | seconds (this run) | checkpoint |",
         "|---|---:|---:|---:|---:|---|",
     ]
     for stage, result in stages.items():
         loss = "—" if result["last_loss"] is None else f"{result['last_loss']:.4f}"
+        speed = "—" if result["samples_per_s"] is None else f"{result['samples_per_s']:.1f}"
         lines.append(
-            f"| {stage} | {result['step']} | {loss} | {result['samples_per_s']:.1f} | "
+            f"| {stage} | {result['step']} | {loss} | {speed} | "
             f"{timings.get(stage, 0):.0f} | `{result['checkpoint']}` |"
         )
     lines += [

@@ -217,12 +217,14 @@ def train(
             _rewrite_metrics_upto(run_dir / METRICS_FILE, start)
     if start >= optim.steps:
         log.info("%s: already trained to step %d", stage, start)
+        rows = read_metrics(run_dir) if (run_dir / METRICS_FILE).exists() else []
         return {
             "step": start,
             "checkpoint": str(latest),
-            "last_loss": None,
+            "last_loss": rows[-1]["loss"] if rows else None,
             "seconds": 0.0,
-            "samples_per_s": 0.0,
+            "samples_per_s": None,
+            "resumed_complete": True,
         }
     wrapped: torch.nn.Module = model
     if world > 1:
