@@ -135,6 +135,12 @@ def main() -> None:
     for name in args.experiments:
         cfg = load_config("train", [f"experiment={name}"])
         for stage in ("tokenizer", "ldm", "transformer"):
+            if args.no_speed:
+                model, _ = stage_inputs(stage, cfg, 1)
+                params = sum(p.numel() for p in model.parameters())
+                batch = getattr(cfg.experiment, stage).optim.batch_size
+                print(f"| {name} | {stage} | {params:,} | {batch} | — | — |", flush=True)
+                continue
             params, fp32, batch = speed(stage, cfg, args.steps, "fp32")
             _, bf16, _ = speed(stage, cfg, args.steps, "bf16")
             print(
