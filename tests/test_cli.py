@@ -9,10 +9,10 @@ import pytest
 from vw_robot.cli import load_config, main
 
 
-def test_run_main_job_tiny(tmp_path, capsys):
-    out = tmp_path / "run"
+def test_eval_expert_tiny(tmp_path, capsys):
+    out = tmp_path / "eval"
     code = main(
-        ["run", "tasks=[metaworld/reach-v3]", "episodes_per_task=2", "image_size=32", f"out={out}"]
+        ["eval", "tasks=[metaworld/reach-v3]", "episodes_per_task=2", "image_size=32", f"out={out}"]
     )
     assert code == 0
     printed = capsys.readouterr().out

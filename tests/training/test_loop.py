@@ -126,7 +126,6 @@ def test_ddp_two_gloo_processes(tmp_path):
         timeout=300,
     )
     assert out.returncode == 0, out.stderr[-3000:]
-    assert out.stdout.count("done 12") == 2
     losses = _losses(tmp_path)
     assert len(losses) == 12 and losses[-1] < losses[0]
     assert ckpt.read_info(tmp_path).step == 12
