@@ -14,18 +14,15 @@ backward + AdamW), so it measures the models, not the data pipeline.
 from __future__ import annotations
 
 import argparse
+import math
 import time
 
 import numpy as np
 import torch
 
 from vw_robot.cli import load_config
-from vw_robot.models.transformer import SequenceLayout, TransformerConfig, VideoTransformer
-from vw_robot.training.stages import build_model
-
-
-def _prod(values: list[int]) -> int:
-    return int(np.prod(values))
+from vw_robot.models.transformer import TransformerConfig, VideoTransformer
+from vw_robot.training.stages import build_model, sequence_layout
 
 
 def stage_inputs(stage: str, cfg, batch: int) -> tuple[torch.nn.Module, callable]:
@@ -42,13 +39,8 @@ def stage_inputs(stage: str, cfg, batch: int) -> tuple[torch.nn.Module, callable
         s, h = exp.ldm.model.image_size, exp.ldm.model.horizon
         clips = torch.randint(0, 256, (batch, h + 1, 3, s, s), dtype=torch.uint8)
         return model, lambda: model(clips)["loss"]
-    tok = exp.tokenizer.model
-    grid = tok.image_size // tok.down_factor
-    layout = SequenceLayout(
-        num_frame_tokens=grid * grid,
-        frame_vocab=_prod(tok.levels),
-        horizon=exp.ldm.model.horizon,
-        code_vocab=_prod(exp.ldm.model.levels),
+    layout = sequence_layout(
+        dataclasses.asdict(exp.tokenizer.model), dataclasses.asdict(exp.ldm.model)
     )
     m = exp.transformer.model
     model = VideoTransformer(
@@ -149,7 +141,7 @@ def main() -> None:
         tok = cfg.experiment.tokenizer.model
         print(
             f"\n{name}: {(tok.image_size // tok.down_factor) ** 2} tokens per "
-            f"{tok.image_size}px frame, vocabulary {_prod(tok.levels)}; "
+            f"{tok.image_size}px frame, vocabulary {math.prod(tok.levels)}; "
             f"{cfg.experiment.ldm.model.horizon} codes per timestep\n"
         )
     if args.pipeline and args.heldout:

@@ -12,8 +12,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from vw_robot.config import RunConfig
 
 log = logging.getLogger("vw_robot")
@@ -131,10 +129,9 @@ def _comparison_table(summaries: dict[str, Any], tasks: list[str]) -> str:
 def _plan_pictures(policy_path: Path, tasks: list[str], cfg: RunConfig, path: Path) -> str:
     """For each task: the current frame and the H frames decoded from the sampled plan, at
     steps 0, 10 and 20 of an evaluation episode."""
-    import imageio.v2 as imageio
-
     from vw_robot.envs import make_env
     from vw_robot.policies.videoworld import load_policy
+    from vw_robot.training.pictures import image_grid, save_image
 
     policy = load_policy(policy_path)
     rows = []
@@ -150,14 +147,7 @@ def _plan_pictures(policy_path: Path, tasks: list[str], cfg: RunConfig, path: Pa
                 obs, _, _, _, info = env.step(action)
         finally:
             env.close()
-    s = rows[0].shape[1]
-    canvas = np.full((len(rows) * (s + 2), rows[0].shape[0] * (s + 2), 3), 255, np.uint8)
-    for i, row in enumerate(rows):
-        for j, frame in enumerate(row):
-            canvas[i * (s + 2) : i * (s + 2) + s, j * (s + 2) : j * (s + 2) + s] = frame
-    path.parent.mkdir(parents=True, exist_ok=True)
-    imageio.imwrite(path, np.kron(canvas, np.ones((2, 2, 1), np.uint8)))
-    return str(path)
+    return save_image(path, image_grid(rows))
 
 
 def _report(

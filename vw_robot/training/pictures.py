@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 PICTURES_DIR = "pictures"
 
 
-def _grid(rows: list[np.ndarray], pad: int = 2) -> np.ndarray:
+def image_grid(rows: list[np.ndarray], pad: int = 2) -> np.ndarray:
     """Rows of (K, S, S, 3) uint8 images -> one image, rows stacked."""
     k = max(len(r) for r in rows)
     s = rows[0].shape[1]
@@ -34,7 +34,7 @@ def _grid(rows: list[np.ndarray], pad: int = 2) -> np.ndarray:
     return canvas
 
 
-def _save(path: Path, image: np.ndarray, scale: int = 2) -> str:
+def save_image(path: Path, image: np.ndarray, scale: int = 2) -> str:
     import imageio.v2 as imageio
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -64,7 +64,7 @@ def tokenizer_pictures(model: Any, dataset_root: str, out: Path, count: int = 8)
     model.eval()
     recon = model.decode(model.encode(frames))
     real, fake = _to_uint8(frames), _to_uint8(recon)
-    path = _save(out / "reconstructions.png", _grid([real, fake]))
+    path = save_image(out / "reconstructions.png", image_grid([real, fake]))
     return {"reconstructions": path, "psnr_db": psnr(real, fake)}
 
 
@@ -82,7 +82,7 @@ def ldm_pictures(model: Any, dataset_root: str, out: Path, count: int = 4) -> di
     for i in range(count):
         rows.append(_to_uint8(clips[i]))
         rows.append(np.concatenate([_to_uint8(clips[i, :1]), _to_uint8(recon[i])]))
-    path = _save(out / "future_frames.png", _grid(rows))
+    path = save_image(out / "future_frames.png", image_grid(rows))
     real, fake = _to_uint8(clips[:, 1:]), _to_uint8(recon)
     result = {"future_frames": path, "future_psnr_db": psnr(real, fake)}
     result["code_map"] = code_map(model, ds, out / "code_map.png")
@@ -176,7 +176,7 @@ def transformer_pictures(
         rows += [_to_uint8(clip), np.concatenate([_to_uint8(clip[:1]), fake])]
         reals.append(real)
         fakes.append(fake)
-    path = _save(out / "predictions.png", _grid(rows))
+    path = save_image(out / "predictions.png", image_grid(rows))
     return {
         "predictions": path,
         "prediction_psnr_db": psnr(np.concatenate(reals), np.concatenate(fakes)),

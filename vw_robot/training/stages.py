@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -157,20 +158,11 @@ def run_stage(cfg: TrainConfig) -> dict[str, Any]:
 
 def _transformer_setup(cfg: TrainConfig) -> tuple[torch.nn.Module, dict, Any, dict[str, str]]:
     from vw_robot.data.sequences import SequenceDataset
-    from vw_robot.models.transformer import SequenceLayout
 
     stage_cfg = cfg.experiment.transformer
     key, tokenizer_info, ldm_info = export(cfg, use_codes=stage_cfg.use_codes)
-    tok_cfg = tokenizer_info.model_config
-    grid = tok_cfg["image_size"] // tok_cfg["down_factor"]
-    tokenizer_vocab = _prod(tok_cfg["levels"])
-    horizon = ldm_info.model_config["horizon"] if ldm_info else 0
-    code_vocab = _prod(ldm_info.model_config["levels"]) if ldm_info else 1
-    layout = SequenceLayout(
-        num_frame_tokens=grid * grid,
-        frame_vocab=tokenizer_vocab,
-        horizon=horizon,
-        code_vocab=code_vocab,
+    layout = sequence_layout(
+        tokenizer_info.model_config, ldm_info.model_config if ldm_info else None
     )
     dataset = SequenceDataset(cfg.dataset, key, stage_cfg.model.max_timesteps)
     model_config = {
@@ -186,11 +178,18 @@ def _transformer_setup(cfg: TrainConfig) -> tuple[torch.nn.Module, dict, Any, di
     return model, model_config, dataset, parents
 
 
-def _prod(values: list[int]) -> int:
-    out = 1
-    for v in values:
-        out *= int(v)
-    return out
+def sequence_layout(tokenizer_config: dict[str, Any], ldm_config: dict[str, Any] | None) -> Any:
+    """The transformer's vocabulary and per-timestep layout implied by the tokenizer's and the
+    latent dynamics model's configs (no LDM: the no-code ablation)."""
+    from vw_robot.models.transformer import SequenceLayout
+
+    grid = tokenizer_config["image_size"] // tokenizer_config["down_factor"]
+    return SequenceLayout(
+        num_frame_tokens=grid * grid,
+        frame_vocab=math.prod(tokenizer_config["levels"]),
+        horizon=ldm_config["horizon"] if ldm_config else 0,
+        code_vocab=math.prod(ldm_config["levels"]) if ldm_config else 1,
+    )
 
 
 def export(
