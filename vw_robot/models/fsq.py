@@ -148,9 +148,17 @@ class FSQ(nn.Module):
         """
         if z.shape[-1] != self.dim:
             raise ValueError(f"FSQ expects (..., {self.dim}) features, got {tuple(z.shape)}")
-        z = self.project_in(z)
+        return self.quantize_projected(self.project_in(z))
+
+    def quantize_projected(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``forward`` after ``project_in``: (..., len(levels)) -> z_q (..., dim), indices (...).
+
+        For callers that transform the projected values before rounding (the latent
+        dynamics model normalises them over the batch).
+        """
         # Rounding in half precision can land on the wrong level; quantize in float32.
         codes = self.quantize(z.float())
         indices = self.codes_to_indices(codes.detach())
-        z_q = self.project_out(codes.to(z.dtype))
+        weight = getattr(self.project_out, "weight", None)
+        z_q = self.project_out(codes.to(z.dtype if weight is None else weight.dtype))
         return z_q, indices

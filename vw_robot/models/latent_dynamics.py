@@ -50,6 +50,7 @@ class LatentDynamicsConfig:
     levels: list[int] = field(default_factory=lambda: [8, 5, 5, 5])  # FSQ levels: 1000 codes
     motion_weight: float = 1.0  # extra L1 on pixels that changed since x_0 (against collapse)
     motion_threshold: float = 0.05  # a pixel "changed" when any channel moved more than this
+    code_norm: bool = True  # normalise each query's code channels over the batch before FSQ
 
     def __post_init__(self) -> None:
         self.validate()
@@ -184,6 +185,19 @@ class LatentDynamicsModel(nn.Module):
         self.blocks = nn.ModuleList(QueryBlock(config) for _ in range(config.layers))
         self.norm_out = nn.LayerNorm(D)
         self.quantizer = FSQ(FSQConfig(levels=list(config.levels), dim=D))
+        # Against code collapse. At initialisation the queries' outputs differ very little
+        # between clips (they average hundreds of near-identical scene features), so every
+        # clip rounds to the same code; the decoder then learns to copy x_0 and the codes
+        # never recover (measured: 1-5 distinct codes per batch from step 20 on). Batch
+        # normalisation of each (query, channel) before the tanh bound spreads the codes
+        # over the levels by construction, so differences between clips always reach the
+        # decoder. Statistics are per query index, so query i's normalisation still sees
+        # only frames 0..i+1 of any clip; evaluation uses the running statistics.
+        self.code_norm: nn.Module = (
+            nn.BatchNorm1d(H * self.quantizer.num_channels, affine=False)
+            if config.code_norm
+            else nn.Identity()
+        )
         # A code says what moved where, which is a spatial statement: each code also
         # writes its own feature grid onto x_0's. FiLM alone (one scale/shift per
         # channel) learned to use the codes far more slowly in tests.
@@ -195,13 +209,19 @@ class LatentDynamicsModel(nn.Module):
             out_channels=config.channels[0],
             cond_dim=D,
         )
-        # Full-resolution head over decoder features and x_0's pixels.
+        # Full-resolution head over decoder features and x_0's pixels; it predicts the
+        # change from x_0. Its last layer starts at zero, so an untrained model already
+        # predicts "nothing moves" (copy x_0) and training spends itself on what moved,
+        # which only the codes can tell. (Predicting the frame itself, the decoder spent
+        # hundreds of steps learning to copy x_0, below the copy baseline all the while.)
         width = config.channels[0]
         self.head = nn.Sequential(
             nn.Conv2d(width + 3, width, 3, padding=1),
             nn.SiLU(),
             nn.Conv2d(width, 3, 3, padding=1),
         )
+        nn.init.zeros_(self.head[-1].weight)
+        nn.init.zeros_(self.head[-1].bias)
         self.register_buffer("self_mask", query_causal_mask(H), persistent=False)
         self.register_buffer("cross_mask", query_frame_mask(H, P), persistent=False)
 
@@ -258,7 +278,9 @@ class LatentDynamicsModel(nn.Module):
         """frames (B, H+1, 3, S, S) -> x_0 features (B, D, h, w), z_q (B, H, D), codes (B, H)."""
         self._check_clip(frames)
         feature_maps = self.frame_features(frames)  # (B, H+1, D, h, w)
-        z_q, codes = self.quantizer(self.query_outputs(feature_maps))  # (B, H, D), (B, H)
+        z = self.quantizer.project_in(self.query_outputs(feature_maps))  # (B, H, C)
+        z = self.code_norm(z.flatten(1).float()).view_as(z)  # (B, H, C)
+        z_q, codes = self.quantizer.quantize_projected(z)  # (B, H, D), (B, H)
         return feature_maps[:, 0], z_q, codes
 
     def _decode(
@@ -278,7 +300,7 @@ class LatentDynamicsModel(nn.Module):
         h = self.decoder(features, cond=cond)  # (B*H, C0, S, S)
         # Linear output, clamped by the callers: as in the tokenizer, a sigmoid's flat
         # tails stall the L1 gradient.
-        raw = self.head(torch.cat([h, pixels], dim=1)) + 0.5  # (B*H, 3, S, S)
+        raw = pixels + self.head(torch.cat([h, pixels], dim=1))  # (B*H, 3, S, S)
         return raw.view(B, H, *raw.shape[1:])  # (B, H, 3, S, S)
 
     def encode(self, frames: torch.Tensor) -> torch.Tensor:
