@@ -1,4 +1,5 @@
-"""The VideoWorld policy, and the behaviour-cloning baseline, rebuilt from one checkpoint.
+"""The VideoWorld policy, and the behaviour-cloning and no-LDM baselines, rebuilt from one
+checkpoint.
 
 Each control step of :class:`VideoWorldPolicy` (DESIGN §1.5): tokenize the current frame,
 append it to the context, sample the H latent codes restricted to the code vocabulary (KV
@@ -6,6 +7,10 @@ cache: only the new ids are computed); when the action queue is empty, map frame
 an action chunk and queue its first ``execute`` actions. The context advances every env step
 (the transformer was trained on consecutive frames), whatever the execution interval. Frames
 are never decoded to act; :meth:`plan_frames` decodes the latest plan for a person to see.
+
+:class:`NoLDMPolicy` is the ablation without latent codes: when the action queue is empty, the
+code-free transformer predicts the next frame's tokens from the recent frames, the tokenizer
+decodes them, and the head acts from the current and the predicted frame.
 """
 
 from __future__ import annotations
@@ -84,13 +89,17 @@ class _ChunkPolicy:
         frame = _frame_tensor(obs, self.pixels_key, self.image_size)
         codes = self._observe(frame)
         if not self._queue:
-            chunk = self.head.predict(frame, codes)[0].numpy()  # (k, A)
+            chunk = self._plan(frame, codes)[0].numpy()  # (k, A)
             self._queue.extend(chunk[: self.execute])
         return self._queue.popleft().astype(np.float32)
 
     def _observe(self, frame: torch.Tensor) -> torch.Tensor | None:
         """Take in the current frame (every step); return the codes the head needs."""
         return None
+
+    def _plan(self, frame: torch.Tensor, codes: torch.Tensor | None) -> torch.Tensor:
+        """The next action chunk (1, k, A) in env units."""
+        return self.head.predict(frame, codes)
 
 
 class BCPolicy(_ChunkPolicy):
@@ -179,6 +188,64 @@ class VideoWorldPolicy(_ChunkPolicy):
         return (frames.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
+class NoLDMPolicy(_ChunkPolicy):
+    """The no-LDM ablation: tokenizer + code-free transformer (next frame) + head."""
+
+    name = "noldm"
+
+    def __init__(
+        self,
+        head: Any,
+        info: ckpt.CheckpointInfo,
+        *,
+        execute: int | None = None,
+        temperature: float = 0.0,
+        pixels_key: str = "pixels",
+        use_cache: bool = True,
+    ) -> None:
+        from vw_robot.training.stages import load_stage
+
+        super().__init__(head, info, execute, pixels_key)
+        self.transformer, _ = load_stage(info.parents["transformer"], "transformer")
+        self.tokenizer, _ = load_stage(info.parents["tokenizer"], "tokenizer")
+        self.layout = self.transformer.config.layout
+        # The predicted frame fills the last timestep of the transformer's window.
+        self.window = self.transformer.config.max_timesteps - 1
+        self.temperature = temperature
+        self._cache = self.transformer.make_cache(1) if use_cache else None
+        self._tokens: list[torch.Tensor] = []  # (N,) per timestep in the context
+        self._predicted: torch.Tensor | None = None  # (1, 3, S, S) float, the last prediction
+
+    def _reset_context(self) -> None:
+        self._tokens.clear()
+        self._predicted = None
+        if self._cache is not None:
+            self._cache.reset()
+
+    @torch.no_grad()
+    def _observe(self, frame: torch.Tensor) -> None:
+        self._tokens.append(self.tokenizer.encode(frame).flatten(1)[0])
+        del self._tokens[: -self.window]
+        return None
+
+    @torch.no_grad()
+    def _plan(self, frame: torch.Tensor, codes: torch.Tensor | None) -> torch.Tensor:
+        context = self.layout.build_context(torch.stack(self._tokens)[None], None)  # (1, L)
+        tokens = self.transformer.generate_frame_tokens(
+            context, torch.tensor([self._task]), cache=self._cache, temperature=self.temperature
+        )  # (1, N)
+        grid = self.tokenizer.config.image_size // self.tokenizer.config.down_factor
+        self._predicted = self.tokenizer.decode(tokens.view(1, grid, grid))  # (1, 3, S, S)
+        return self.head.predict(frame, next_frames=self._predicted)
+
+    def plan_frames(self) -> np.ndarray:
+        """(1, S, S, 3) uint8: the next frame the transformer predicted at the last plan."""
+        if self._predicted is None:
+            raise RuntimeError("No plan yet: call select_action first.")
+        pixels = (self._predicted.clamp(0, 1) * 255).round().to(torch.uint8)  # (1, 3, S, S)
+        return pixels.permute(0, 2, 3, 1).numpy()
+
+
 def load_policy(path: str | os.PathLike[str], **kwargs: Any) -> _ChunkPolicy:
     """Rebuild a learned policy from a checkpoint or run folder (``.../action_head`` or
     ``.../bc``); the checkpoint names everything it was built on.
@@ -190,10 +257,10 @@ def load_policy(path: str | os.PathLike[str], **kwargs: Any) -> _ChunkPolicy:
     from vw_robot.training.stages import build_model
 
     info = ckpt.read_info(path)
-    if info.stage not in ("action_head", "bc"):
+    if info.stage not in ("action_head", "bc", "noldm_head"):
         raise ckpt.CheckpointError(
             f"{info.path}: is a {info.stage!r} checkpoint; a policy is an 'action_head' (or "
-            "'bc') checkpoint — `vw-robot train stage=action_head` makes one."
+            "'bc', 'noldm_head') checkpoint — `vw-robot train stage=action_head` makes one."
         )
     for stage, parent in info.parents.items():
         if not Path(parent).exists():
@@ -208,4 +275,6 @@ def load_policy(path: str | os.PathLike[str], **kwargs: Any) -> _ChunkPolicy:
         kwargs.pop("temperature", None)
         kwargs.pop("use_cache", None)
         return BCPolicy(head, info, kwargs.pop("execute", None), kwargs.pop("pixels_key", "pixels"))
+    if info.stage == "noldm_head":
+        return NoLDMPolicy(head, info, **kwargs)
     return VideoWorldPolicy(head, info, **kwargs)

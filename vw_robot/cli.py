@@ -8,6 +8,7 @@ Usage:
     vw-robot data import my_videos/ out=data/mine task_id=my-task
     vw-robot eval policy=expert suite=robosuite/all episodes_per_task=10 workers=2
     vw-robot eval tasks=[metaworld/reach-v3,metaworld/push-v3] policy=random
+    vw-robot eval-chains policy=expert chains=50 single_episodes=10 workers=2
     vw-robot tasks suite=metaworld/mt10            # list task ids
     vw-robot run --cfg                             # print the resolved config and exit
 
@@ -26,10 +27,17 @@ import vw_robot  # noqa: F401  (headless GL backend before any simulator import)
 from vw_robot import config as config_module
 from vw_robot import jobs
 
+def _eval_chains(cfg: Any) -> Any:
+    from vw_robot.eval.chains import eval_chains_job
+
+    return eval_chains_job(cfg)
+
+
 # subcommand -> (config name, job, one-line help)
 COMMANDS: dict[str, tuple[str, Callable[[Any], Any], str]] = {
     "run": ("run", jobs.run, "main job: demos -> every stage -> evaluation -> report"),
     "eval": ("eval", jobs.evaluate, "evaluate a policy (expert, random, checkpoint) on tasks"),
+    "eval-chains": ("eval_chains", _eval_chains, "playground chains (CALVIN protocol) + subtasks"),
     "tasks": ("tasks", jobs.tasks, "list suites and task ids"),
     "collect": ("collect", jobs.collect, "record expert demonstrations into a dataset"),
     "data check": ("data_check", jobs.data_check, "validate a dataset: data check DIR"),

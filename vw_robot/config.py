@@ -103,6 +103,52 @@ class EvalConfig:
 
 
 @dataclass
+class EvalChainsConfig:
+    """`vw-robot eval-chains`: CALVIN-style chains on the playground, then the 12 VideoWorld
+    subtasks one at a time."""
+
+    policy: str = "expert"  # expert | random | a policy checkpoint (runs/x/action_head, .../bc)
+    chains: int = 1000  # chains to run (CALVIN's protocol: 1000)
+    chain_length: int = 5  # subtasks per chain
+    steps_per_subtask: int = 360  # step budget of each subtask
+    single_episodes: int = 20  # episodes per VideoWorld subtask, one at a time (0: skip)
+    seed: int = 0  # base seed; chain i uses episode_seed(seed, "playground/chain", i)
+    workers: int = 1  # rollout processes (spawn); results do not depend on it
+    image_size: int = 64  # square camera image side in pixels
+    camera: Optional[str] = None  # None: the playground's default camera (front)
+    videos: int = 1  # first N chains are saved as mp4
+    fps: int = 20  # frame rate of saved videos
+    execute: Optional[int] = None  # learned policies: actions run per plan (None: whole chunk)
+    out: str = "runs/eval_chains"  # output folder (chains.json, chains.md, single/, videos/)
+
+    def validate(self) -> None:
+        """Check values (the message names the key)."""
+        from vw_robot.envs import playground_suite as pg
+        from vw_robot.envs import playground_tasks as pt
+
+        _check(self.chains >= 1, "chains", f"{self.chains} < 1")
+        try:
+            pt.check_chain_args(self.chain_length, self.steps_per_subtask)
+        except ValueError as exc:
+            key = "chain_length" if "chain_length" in str(exc) else "steps_per_subtask"
+            raise ConfigError(f"{key}: {exc}") from None
+        _check(self.single_episodes >= 0, "single_episodes", f"{self.single_episodes} < 0")
+        _check(self.workers >= 1, "workers", f"{self.workers} < 1")
+        _check(self.seed >= 0, "seed", f"{self.seed} is negative")
+        _check(self.videos >= 0, "videos", f"{self.videos} < 0")
+        _check(self.fps >= 1, "fps", f"{self.fps} < 1")
+        _check(self.execute is None or self.execute >= 1, "execute", f"{self.execute} < 1")
+        _check(
+            self.camera is None or self.camera in pg.CAMERAS,
+            "camera",
+            f"{self.camera!r} is not a playground camera; allowed: {', '.join(pg.CAMERAS)}",
+        )
+        _validate_env_choice(
+            None, [pg.task_id("open_drawer")], self.image_size, None, None, self.policy
+        )
+
+
+@dataclass
 class CollectConfig:
     """Record scripted-expert demonstrations into a dataset folder (resumable)."""
 
@@ -186,6 +232,9 @@ class DataImportConfig:
         )
 
 
+BASELINES = ("bc", "bc_all", "noldm", "expert", "random")
+
+
 @dataclass
 class RunConfig:
     """The main job: demonstrations -> every stage -> closed-loop evaluation -> a report."""
@@ -200,7 +249,12 @@ class RunConfig:
     )  # the built-in default: three Meta-World tasks
     episodes_per_task: int = 20  # demonstrations collected per task
     eval_episodes: int = 10  # evaluation episodes per task and policy
+    # bc: behaviour cloning on the action head's labelled episodes; bc_all: on every labelled
+    # episode; noldm: the no-LDM ablation (next-frame transformer + head, same labels).
     baselines: list[str] = field(default_factory=lambda: ["bc", "expert", "random"])
+    # Extra VideoWorld heads trained on these shares of the labelled episodes (e.g. [1.0,
+    # 0.25, 0.1]); the generator stages are shared.
+    label_sweep: list[float] = field(default_factory=list)
     image_size: int = 64  # camera image side (must match the experiment's models)
     workers: int = 2  # processes for collection and evaluation
     seed: int = 0  # collection seed; evaluation uses seed + 1000 (unseen episodes)
@@ -216,10 +270,12 @@ class RunConfig:
         _check(self.seed >= 0, "seed", f"{self.seed} is negative")
         for name in self.baselines:
             _check(
-                name in ("bc", "expert", "random"),
+                name in BASELINES,
                 "baselines",
-                f"{name!r} is unknown; choose from bc, expert, random",
+                f"{name!r} is unknown; choose from {', '.join(BASELINES)}",
             )
+        for fraction in self.label_sweep:
+            _check(0 < fraction <= 1, "label_sweep", f"{fraction} is not a share in (0, 1]")
         tok = self.experiment.tokenizer.model
         _check(
             tok.image_size == self.image_size,
@@ -241,6 +297,7 @@ def register_configs() -> None:
     """Register the schemas the YAML files extend (idempotent)."""
     store = ConfigStore.instance()
     store.store(name="eval_schema", node=EvalConfig)
+    store.store(name="eval_chains_schema", node=EvalChainsConfig)
     store.store(name="run_schema", node=RunConfig)
     store.store(name="tasks_schema", node=TasksConfig)
     store.store(name="collect_schema", node=CollectConfig)

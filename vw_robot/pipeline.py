@@ -19,6 +19,64 @@ log = logging.getLogger("vw_robot")
 STAGES = ("tokenizer", "ldm", "transformer", "action_head")
 
 
+def training_jobs(cfg: RunConfig) -> dict[str, Any]:
+    """Run folder name -> the TrainConfig that fills it, for the pipeline and its baselines.
+
+    The baselines that compare against VideoWorld at equal supervision (``bc``, ``noldm``)
+    get the action head's label settings; ``bc_all`` gets every labelled episode; a label
+    sweep adds one VideoWorld head per share.
+    """
+    import copy
+
+    from vw_robot.training.config import TrainConfig
+
+    exp = cfg.experiment
+    labels = {
+        "label_fraction": exp.action_head.label_fraction,
+        "labelled_episodes": exp.action_head.labelled_episodes,
+        "label_seed": exp.action_head.label_seed,
+    }
+
+    def job(stage: str, run_name: str | None = None, **stage_changes: Any) -> Any:
+        experiment = copy.deepcopy(exp)
+        target = experiment.transformer if stage == "transformer" else getattr(experiment, stage)
+        for key, value in stage_changes.items():
+            setattr(target, key, value)
+        return TrainConfig(
+            stage=stage,
+            dataset=str(Path(cfg.out) / "data"),
+            out=cfg.out,
+            run_name=run_name,
+            experiment=experiment,
+        )
+
+    jobs = {stage: job(stage) for stage in STAGES}
+    if "bc" in cfg.baselines:
+        jobs["bc"] = job("bc", **labels)
+    if "bc_all" in cfg.baselines:
+        jobs["bc_all"] = job("bc", "bc_all", label_fraction=None, labelled_episodes=None)
+    if "noldm" in cfg.baselines:
+        jobs["transformer_nocodes"] = job("transformer", use_codes=False)
+        jobs["noldm_head"] = job("noldm_head", **labels)
+    for fraction in cfg.label_sweep:
+        name = f"action_head_labels{round(fraction * 100)}"
+        jobs[name] = job("action_head", name, label_fraction=fraction, labelled_episodes=None)
+    return jobs
+
+
+def policy_specs(cfg: RunConfig) -> dict[str, str]:
+    """Policy name in the report -> what ``vw-robot eval policy=...`` takes."""
+    out = Path(cfg.out)
+    policies = {"videoworld": str(out / "action_head")}
+    for fraction in cfg.label_sweep:
+        percent = round(fraction * 100)
+        policies[f"videoworld_labels{percent}"] = str(out / f"action_head_labels{percent}")
+    folders = {"bc": "bc", "bc_all": "bc_all", "noldm": "noldm_head"}
+    for name in cfg.baselines:
+        policies[name] = str(out / folders[name]) if name in folders else name
+    return policies
+
+
 def run_pipeline(cfg: RunConfig) -> dict[str, Any]:
     """Run the whole pipeline into ``cfg.out``; returns per-policy summaries."""
     from tqdm import tqdm
@@ -27,7 +85,6 @@ def run_pipeline(cfg: RunConfig) -> dict[str, Any]:
     from vw_robot.eval import evaluate, write_report
     from vw_robot.eval.report import bar_chart
     from vw_robot.io import atomic_write_text
-    from vw_robot.training.config import TrainConfig
     from vw_robot.training.stages import run_stage
 
     tasks = cfg.validate()
@@ -35,8 +92,8 @@ def run_pipeline(cfg: RunConfig) -> dict[str, Any]:
     data = out / "data"
     began = time.perf_counter()
     timings: dict[str, float] = {}
-    stages = list(STAGES) + (["bc"] if "bc" in cfg.baselines else [])
-    total = 1 + len(stages) + 1
+    jobs = training_jobs(cfg)
+    total = 1 + len(jobs) + 1
     log.info(
         "[1/%d] collect %d demonstrations per task of %s -> %s",
         total,
@@ -58,18 +115,13 @@ def run_pipeline(cfg: RunConfig) -> dict[str, Any]:
     print(format_summary(summary), end="")
     timings["collect"] = time.perf_counter() - start
     stage_results = {}
-    for k, stage in enumerate(stages, start=2):
-        log.info("[%d/%d] train %s", k, total, stage)
+    for k, (name, train_cfg) in enumerate(jobs.items(), start=2):
+        log.info("[%d/%d] train %s", k, total, name)
         start = time.perf_counter()
-        train_cfg = TrainConfig(
-            stage=stage, dataset=str(data), out=str(out), experiment=cfg.experiment
-        )
-        stage_results[stage] = run_stage(train_cfg)
-        timings[stage] = time.perf_counter() - start
+        stage_results[name] = run_stage(train_cfg)
+        timings[name] = time.perf_counter() - start
     log.info("[%d/%d] evaluate %d episodes per task", total, total, cfg.eval_episodes)
-    policies = {"videoworld": str(out / "action_head")}
-    for name in cfg.baselines:
-        policies[name] = str(out / "bc") if name == "bc" else name
+    policies = policy_specs(cfg)
     summaries = {}
     start = time.perf_counter()
     for name, spec in policies.items():
@@ -162,6 +214,7 @@ def _report(
     from omegaconf import OmegaConf
 
     from vw_robot.eval.report import provenance
+    from vw_robot.training.checkpoint import read_info
 
     out = Path(cfg.out)
     prov = provenance()
@@ -176,15 +229,18 @@ def _report(
         _comparison_table(summaries, tasks),
         f"![success per task]({Path(chart).relative_to(out)})\n",
         "## Stages\n",
-        "| stage | steps | last loss | samples/s (this run) | seconds (this run) | checkpoint |",
-        "|---|---:|---:|---:|---:|---|",
+        "| stage | steps | last loss | samples/s (this run) | seconds (this run) | "
+        "labelled episodes | checkpoint |",
+        "|---|---:|---:|---:|---:|---:|---|",
     ]
     for stage, result in stages.items():
         loss = "—" if result["last_loss"] is None else f"{result['last_loss']:.4f}"
         speed = "—" if result["samples_per_s"] is None else f"{result['samples_per_s']:.1f}"
+        env = read_info(result["checkpoint"]).model_config.get("env", {})
+        labelled = len(env["labelled_episodes"]) if "labelled_episodes" in env else "—"
         lines.append(
             f"| {stage} | {result['step']} | {loss} | {speed} | "
-            f"{timings.get(stage, 0):.0f} | `{result['checkpoint']}` |"
+            f"{timings.get(stage, 0):.0f} | {labelled} | `{result['checkpoint']}` |"
         )
     lines += [
         "",

@@ -1,5 +1,6 @@
-"""VideoWorldPolicy and BC built from checkpoints: state reset, KV cache, env checks; and the
-main job end to end on a tiny config."""
+"""VideoWorldPolicy, BC and the no-LDM ablation built from checkpoints: state reset, KV cache,
+env checks; and the main job end to end on a tiny config, with every baseline and a label
+sweep."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from vw_robot.training import checkpoint as ckpt
 
 SIZE = 32
 TASKS = ["metaworld/reach-v3", "metaworld/drawer-close-v3"]
-STAGES = ["tokenizer", "ldm", "transformer", "action_head", "bc"]
+STAGES = ["tokenizer", "ldm", "transformer", "action_head", "bc", "noldm_head"]
 TINY = [
     f"image_size={SIZE}",
     f"experiment.tokenizer.model.image_size={SIZE}",
@@ -43,6 +44,9 @@ def demo(tmp_path_factory):
             "eval_episodes=1",
             "eval_max_steps=12",
             "workers=1",
+            "baselines=[bc,bc_all,noldm,expert,random]",
+            "label_sweep=[1.0]",
+            "experiment.action_head.label_fraction=0.5",
             f"out={out}",
             *TINY,
         ]
@@ -53,7 +57,7 @@ def demo(tmp_path_factory):
 
 def test_main_job_writes_the_report(demo):
     report = (demo / "report.md").read_text()
-    for name in ("videoworld", "bc", "expert", "random"):
+    for name in ("videoworld", "videoworld_labels100", "bc", "bc_all", "noldm", "expert", "random"):
         assert name in report
         payload = json.loads((demo / "eval" / name / "results.json").read_text())
         assert set(payload["summary"]["tasks"]) == set(TASKS)
@@ -61,6 +65,44 @@ def test_main_job_writes_the_report(demo):
     info = ckpt.read_info(demo / "action_head", stage="action_head")
     assert set(info.parents) == {"transformer", "tokenizer", "ldm"}
     assert info.model_config["task_ids"] == sorted(TASKS)
+
+
+def test_baselines_compare_at_the_stated_labels(demo):
+    """bc and noldm see exactly VideoWorld's labelled episodes; bc_all and the 100% sweep head
+    see all four."""
+
+    def labelled(run):
+        return ckpt.read_info(demo / run).model_config["env"]["labelled_episodes"]
+
+    same = labelled("action_head")
+    assert len(same) == 2
+    assert labelled("bc") == same and labelled("noldm_head") == same
+    assert len(labelled("bc_all")) == 4 and len(labelled("action_head_labels100")) == 4
+    noldm = ckpt.read_info(demo / "noldm_head")
+    assert set(noldm.parents) == {"transformer", "tokenizer"}
+    assert noldm.parents["transformer"].startswith(str(demo / "transformer_nocodes"))
+
+
+def test_noldm_policy_predicts_a_frame_and_resets(demo):
+    policy = load_policy(demo / "noldm_head", execute=1)
+    assert policy.name == "noldm"
+    _actions(policy, TASKS[0], seed=5)
+    frame = policy.plan_frames()
+    assert frame.shape == (1, SIZE, SIZE, 3) and frame.dtype == np.uint8
+    second = _actions(policy, TASKS[1], seed=6)
+    fresh = _actions(load_policy(demo / "noldm_head", execute=1), TASKS[1], seed=6)
+    np.testing.assert_array_equal(second, fresh)
+    plain = _actions(load_policy(demo / "noldm_head", execute=1, use_cache=False), TASKS[1], 6)
+    np.testing.assert_allclose(second, plain, atol=1e-5)
+
+
+def test_noldm_head_without_its_transformer_names_the_command(demo, tmp_path):
+    from vw_robot.training.config import TrainConfig
+    from vw_robot.training.stages import run_stage
+
+    cfg = TrainConfig(stage="noldm_head", dataset=str(demo / "data"), out=str(tmp_path))
+    with pytest.raises(ckpt.CheckpointError, match="use_codes=false"):
+        run_stage(cfg)
 
 
 def _actions(policy, task_id, seed, steps=6):

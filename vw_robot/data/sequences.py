@@ -184,17 +184,22 @@ class ActionChunkDataset(Dataset):
     or, with probability ``sampled_fraction`` where available, the codes the transformer
     sampled for that timestep (so the head learns to act on the generator's own mistakes) —
     ``actions`` (k, A) float32, ``action_mask`` (k,) bool (false past the episode's end),
-    ``state`` (D,) float32, ``task_index`` () int64.
+    ``state`` (D,) float32, ``task_index`` () int64. With ``next_tokens`` (the no-LDM
+    ablation) items carry ``next_tokens`` (N,) int64 instead of codes: the tokens of the real
+    x_{t+1} (x_t's own at the episode's last frame), or with probability ``sampled_fraction``
+    the tokens the code-free transformer predicted for it.
 
     Args:
         root: dataset folder.
         key: exported sequences key (None: no codes, for behaviour cloning).
         chunk: k.
         episode_ids: the labelled episodes it may use (actions of others are never read).
-        sampled: episode id -> (F, H) codes sampled by the transformer.
+        sampled: episode id -> (F, H) codes (or (F, N) next-frame tokens) sampled by the
+            transformer.
         sampled_fraction: share of items that use sampled codes when they exist.
         seed: fixes which items use sampled codes.
         task_ids: task list of the policy (index order).
+        next_tokens: serve next-frame tokens instead of codes (needs ``key``).
     """
 
     def __init__(
@@ -208,12 +213,17 @@ class ActionChunkDataset(Dataset):
         sampled_fraction: float = 0.5,
         seed: int = 0,
         task_ids: list[str],
+        next_tokens: bool = False,
     ) -> None:
         from vw_robot.data.dataset import FrameCache
+
+        if next_tokens and key is None:
+            raise ValueError("next_tokens needs the key of exported tokens")
 
         self.root = Path(root)
         cache = FrameCache(self.root)
         self.chunk = chunk
+        self.target = "next_tokens" if next_tokens else "codes"
         self.items: list[tuple[int, int, bool]] = []  # (episode, t, use sampled codes)
         self.frames, self.codes, self.sampled, self.steps, self.tasks = [], [], [], [], []
         rng = np.random.default_rng(seed)
@@ -228,7 +238,11 @@ class ActionChunkDataset(Dataset):
             if key is not None:
                 path = self.root / fmt.CACHE_DIR / SEQUENCES_DIR / key / f"{episode_id}.npz"
                 with np.load(path, allow_pickle=False) as npz:
-                    codes = npz["codes"].astype(np.int64)
+                    if next_tokens:
+                        tokens = npz["tokens"].astype(np.int64)  # (F, N)
+                        codes = np.concatenate([tokens[1:], tokens[-1:]])  # x_{t+1}'s tokens
+                    else:
+                        codes = npz["codes"].astype(np.int64)
             self.codes.append(codes)
             self.sampled.append(None if sampled is None else sampled.get(episode_id))
             use = rng.random(meta.num_frames - 1) < sampled_fraction
@@ -255,5 +269,5 @@ class ActionChunkDataset(Dataset):
         }
         if self.codes[number] is not None:
             source = self.sampled[number] if use_sampled else self.codes[number]
-            item["codes"] = torch.from_numpy(source[t].astype(np.int64))
+            item[self.target] = torch.from_numpy(source[t].astype(np.int64))
         return item

@@ -2,7 +2,9 @@
 a chunk of k actions (DESIGN §1.4).
 
 The same module with ``use_codes=False`` is the behaviour-cloning baseline (pixels -> action
-chunk with the same conv trunk), so the two differ only in whether they see the codes.
+chunk with the same conv trunk), so the two differ only in whether they see the codes. With
+``use_next_frame=True`` (and no codes) it is the no-LDM ablation's head: the same trunk reads
+the current frame and the predicted next frame, and their features are concatenated.
 Actions are predicted in normalised units; the normaliser's statistics are buffers, so they
 travel with the weights and ``predict`` returns actions in the env's units.
 """
@@ -28,6 +30,7 @@ class ActionHeadConfig:
     num_res_blocks: int = 1  # residual blocks per trunk stage
     feature_dim: int = 64  # trunk output channels before pooling to a vector
     use_codes: bool = True  # False: the behaviour-cloning baseline (frame only)
+    use_next_frame: bool = False  # also read a predicted next frame (the no-LDM ablation)
     horizon: int = 4  # H codes it reads (the LDM's horizon)
     code_levels: list[int] = field(default_factory=lambda: [8, 5, 5, 5])  # LDM FSQ levels
     code_embed_dim: int = 32  # learned embedding per (query, code index)
@@ -48,6 +51,8 @@ class ActionHeadConfig:
                 raise ValueError(f"{key}: expected >= 1, got {getattr(self, key)}")
         if self.use_codes and self.horizon < 1:
             raise ValueError(f"horizon: expected >= 1 when use_codes, got {self.horizon}")
+        if self.use_codes and self.use_next_frame:
+            raise ValueError("use_next_frame: the head reads codes or a next frame, not both")
         if self.state_dim < 0:
             raise ValueError(f"state_dim: expected >= 0, got {self.state_dim}")
 
@@ -60,14 +65,15 @@ class ActionHeadConfig:
 
 
 class ActionHead(nn.Module):
-    """frames (B, 3, S, S) uint8 [+ codes (B, H)] [+ state (B, D)] -> actions (B, k, A)."""
+    """frames (B, 3, S, S) uint8 [+ codes (B, H) | next frames (B, 3, S, S)] [+ state (B, D)]
+    -> actions (B, k, A)."""
 
     def __init__(self, config: ActionHeadConfig) -> None:
         super().__init__()
         self.config = config
         self.trunk = Encoder(config.channels, config.num_res_blocks, config.feature_dim)
         grid = config.image_size // config.down_factor
-        inputs = config.feature_dim * grid * grid
+        inputs = config.feature_dim * grid * grid * (2 if config.use_next_frame else 1)
         if config.use_codes:
             # One table per query position: code i means "x_0 -> x_{i+1}", so the same index
             # at different offsets is a different motion.
@@ -96,11 +102,19 @@ class ActionHead(nn.Module):
         frames: torch.Tensor,
         codes: torch.Tensor | None = None,
         state: torch.Tensor | None = None,
+        next_frames: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Normalised action chunk (B, k, A)."""
         c = self.config
         features = self.trunk(frames_to_float(frames) * 2 - 1).flatten(1)  # (B, F*g*g)
         parts = [features]
+        if c.use_next_frame:
+            if next_frames is None or next_frames.shape != frames.shape:
+                raise ValueError(
+                    f"next_frames must be shaped like frames {tuple(frames.shape)}, got "
+                    f"{None if next_frames is None else tuple(next_frames.shape)}"
+                )
+            parts.append(self.trunk(frames_to_float(next_frames) * 2 - 1).flatten(1))
         if c.use_codes:
             if codes is None or codes.shape[1:] != (c.horizon,):
                 raise ValueError(
@@ -148,7 +162,8 @@ class ActionHead(nn.Module):
         frames: torch.Tensor,
         codes: torch.Tensor | None = None,
         state: torch.Tensor | None = None,
+        next_frames: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Action chunk (B, k, A) in env units, clipped to [-1, 1]."""
-        normalised = self(frames, codes, state)
+        normalised = self(frames, codes, state, next_frames)
         return (normalised * self.action_std + self.action_mean).clamp(-1.0, 1.0)

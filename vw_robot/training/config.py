@@ -13,7 +13,9 @@ from vw_robot.models.latent_dynamics import LatentDynamicsConfig
 from vw_robot.models.tokenizer import TokenizerConfig
 from vw_robot.training.loop import OptimConfig
 
-STAGES = ("tokenizer", "ldm", "transformer", "action_head", "bc")
+STAGES = ("tokenizer", "ldm", "transformer", "action_head", "bc", "noldm_head")
+# The stages that train a policy head on labelled episodes.
+HEAD_STAGES = ("action_head", "bc", "noldm_head")
 
 
 @dataclass
@@ -77,18 +79,23 @@ class ExperimentConfig:
     transformer: TransformerStage = field(default_factory=TransformerStage)
     action_head: ActionHeadStage = field(default_factory=ActionHeadStage)
     bc: ActionHeadStage = field(default_factory=ActionHeadStage)
+    # The no-LDM ablation's head: current frame + the frame the code-free transformer
+    # predicts (decoded by the tokenizer) -> action chunk.
+    noldm_head: ActionHeadStage = field(default_factory=ActionHeadStage)
 
 
 @dataclass
 class TrainConfig:
     """``vw-robot train stage=...``: one stage of the pipeline on a dataset."""
 
-    stage: str = "tokenizer"  # tokenizer | ldm | transformer | action_head | bc
+    stage: str = "tokenizer"  # tokenizer | ldm | transformer | action_head | bc | noldm_head
     dataset: str = "data/demo"  # dataset folder made by `vw-robot collect` / `data import`
     out: str = "runs/train"  # pipeline folder: <out>/<stage>/ holds each stage's run
     tokenizer_checkpoint: Optional[str] = None  # default: <out>/tokenizer
     ldm_checkpoint: Optional[str] = None  # default: <out>/ldm
     transformer_checkpoint: Optional[str] = None  # default: <out>/transformer
+    # noldm_head only; default: <out>/transformer_nocodes
+    transformer_nocodes_checkpoint: Optional[str] = None
     run_name: Optional[str] = None  # default: the stage name (transformer_nocodes for ablation)
     pictures: bool = True  # write the stage's pictures at the end
     experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
@@ -100,7 +107,7 @@ class TrainConfig:
             raise ConfigError(f"stage: {self.stage!r} is unknown; use one of {', '.join(STAGES)}")
         for name in STAGES:
             getattr(self.experiment, name).optim.validate(f"experiment.{name}.optim")
-        for name in ("action_head", "bc"):
+        for name in HEAD_STAGES:
             stage = getattr(self.experiment, name)
             if stage.label_fraction is not None and stage.labelled_episodes is not None:
                 raise ConfigError(

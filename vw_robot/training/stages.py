@@ -17,7 +17,7 @@ from omegaconf import OmegaConf
 
 from vw_robot.data import format as fmt
 from vw_robot.training import checkpoint as ckpt
-from vw_robot.training.config import ExportCodesConfig, TrainConfig
+from vw_robot.training.config import HEAD_STAGES, ExportCodesConfig, TrainConfig
 from vw_robot.training.loop import train
 
 log = logging.getLogger(__name__)
@@ -40,13 +40,14 @@ def build_model(stage: str, model_config: dict[str, Any]) -> torch.nn.Module:
         layout = SequenceLayout(**config.pop("layout"))
         config.pop("task_ids", None)
         return VideoTransformer(TransformerConfig(layout=layout, **config))
-    if stage in ("action_head", "bc"):
+    if stage in HEAD_STAGES:
         from vw_robot.models.action_head import ActionHead, ActionHeadConfig
 
         config = {k: v for k, v in model_config.items() if k not in ("env", "task_ids")}
         return ActionHead(ActionHeadConfig(**config))
     raise ValueError(
-        f"stage={stage!r} has no model; known: tokenizer, ldm, transformer, action_head, bc."
+        f"stage={stage!r} has no model; known: tokenizer, ldm, transformer, "
+        f"{', '.join(HEAD_STAGES)}."
     )
 
 
@@ -115,12 +116,23 @@ def run_stage(cfg: TrainConfig) -> dict[str, Any]:
             # Distinct codes in the batch: 1 means the codes collapsed (they carry nothing).
             return out["loss"], {"distinct_codes": float(out["codes"].unique().numel())}
 
-    elif cfg.stage in ("action_head", "bc"):
+    elif cfg.stage in HEAD_STAGES:
         model, model_config, dataset, parents = _action_head_setup(cfg)
+        # The no-LDM head reads next frames as the policy will see them: decoded tokens.
+        decoder = None
+        if cfg.stage == "noldm_head":
+            decoder = load_stage(parents["tokenizer"], "tokenizer")[0]
 
         def loss_fn(m: torch.nn.Module, batch: dict) -> tuple[torch.Tensor, dict]:
             head = m.module if hasattr(m, "module") else m
-            predicted = m(batch["frames"], batch.get("codes"))  # through DDP when wrapped
+            next_frames = None
+            if decoder is not None:
+                tokens = batch["next_tokens"]  # (B, N)
+                grid = int(round(tokens.shape[1] ** 0.5))
+                with torch.no_grad():
+                    next_frames = decoder.to(tokens.device).decode(tokens.view(-1, grid, grid))
+            # Through DDP when wrapped.
+            predicted = m(batch["frames"], batch.get("codes"), next_frames=next_frames)
             return head.chunk_loss(predicted, batch["actions"], batch["action_mask"]), {}
 
     else:
@@ -219,6 +231,7 @@ def _action_head_setup(cfg: TrainConfig) -> tuple[torch.nn.Module, dict, Any, di
 
     stage_cfg = getattr(cfg.experiment, cfg.stage)
     use_codes = cfg.stage == "action_head"
+    next_frame = cfg.stage == "noldm_head"
     manifest = fmt.read_manifest(cfg.dataset)
     labelled_all = [r["episode_id"] for r in manifest["episodes"] if r["has_actions"]]
     if not labelled_all:
@@ -259,13 +272,22 @@ def _action_head_setup(cfg: TrainConfig) -> tuple[torch.nn.Module, dict, Any, di
             sampled = sample_codes(cfg.dataset, key, labelled, transformer, trf_info, task_ids)
         horizon, levels = ldm.config.horizon, list(ldm.config.levels)
         parents = {"transformer": str(trf_info.path), **trf_info.parents}
-        if tok_info.model_config["image_size"] != image_size:
-            raise ckpt.CheckpointError(
-                f"{tok_info.path}: tokenizer image_size={tok_info.model_config['image_size']} "
-                f"but the dataset's frames are {image_size} px."
-            )
+    elif next_frame:
+        transformer, trf_info = _nocodes_transformer(cfg)
+        tokenizer, tok_info = load_stage(trf_info.parents["tokenizer"], "tokenizer")
+        key = sequence_key(tok_info.model_sha256, None)
+        export_sequences(cfg.dataset, tokenizer, None, key)
+        task_ids = trf_info.model_config["task_ids"]
+        if stage_cfg.sampled_fraction > 0:
+            sampled = sample_codes(cfg.dataset, key, labelled, transformer, trf_info, task_ids)
+        parents = {"transformer": str(trf_info.path), **trf_info.parents}
     else:
         task_ids = sorted({row["task_id"] for row in manifest["episodes"]})
+    if parents and tok_info.model_config["image_size"] != image_size:
+        raise ckpt.CheckpointError(
+            f"{tok_info.path}: tokenizer image_size={tok_info.model_config['image_size']} "
+            f"but the dataset's frames are {image_size} px."
+        )
     dataset = ActionChunkDataset(
         cfg.dataset,
         key,
@@ -275,6 +297,7 @@ def _action_head_setup(cfg: TrainConfig) -> tuple[torch.nn.Module, dict, Any, di
         sampled_fraction=stage_cfg.sampled_fraction,
         seed=stage_cfg.label_seed,
         task_ids=task_ids,
+        next_tokens=next_frame,
     )
     m = stage_cfg.model
     model_config = {
@@ -284,6 +307,7 @@ def _action_head_setup(cfg: TrainConfig) -> tuple[torch.nn.Module, dict, Any, di
         "num_res_blocks": m.num_res_blocks,
         "feature_dim": m.feature_dim,
         "use_codes": use_codes,
+        "use_next_frame": next_frame,
         "horizon": horizon,
         "code_levels": levels,
         "code_embed_dim": m.code_embed_dim,
@@ -305,6 +329,28 @@ def _action_head_setup(cfg: TrainConfig) -> tuple[torch.nn.Module, dict, Any, di
     return model, model_config, dataset, parents
 
 
+def _nocodes_transformer(cfg: TrainConfig) -> tuple[torch.nn.Module, ckpt.CheckpointInfo]:
+    """The code-free transformer the no-LDM head builds on (``<out>/transformer_nocodes``)."""
+    given = cfg.transformer_nocodes_checkpoint
+    path = Path(given) if given else Path(cfg.out) / "transformer_nocodes"
+    try:
+        transformer, info = load_stage(ckpt.resolve_checkpoint(path), "transformer")
+    except ckpt.CheckpointError as error:
+        if Path(path).exists():
+            raise
+        raise ckpt.CheckpointError(
+            f"{path}: no trained code-free transformer; produce it with `vw-robot train "
+            f"stage=transformer experiment.transformer.use_codes=false dataset=... "
+            f"out={cfg.out}` or pass transformer_nocodes_checkpoint=PATH."
+        ) from error
+    if transformer.config.layout.horizon != 0:
+        raise ckpt.CheckpointError(
+            f"{info.path}: is a transformer trained with codes; the no-LDM head needs one "
+            "trained with experiment.transformer.use_codes=false."
+        )
+    return transformer, info
+
+
 @torch.no_grad()
 def sample_codes(
     root: str,
@@ -315,14 +361,28 @@ def sample_codes(
     task_ids: list[str],
 ) -> dict[str, Any]:
     """The codes the transformer samples (greedy) at every timestep of the given episodes,
-    with the episode's real past as context; cached under the transformer's checksum."""
+    with the episode's real past as context; cached under the transformer's checksum.
+
+    For the code-free transformer (the no-LDM ablation) it is the next frame's tokens that are
+    sampled, from a context one timestep shorter (the predicted frame fills the window).
+    Returns episode id -> (F, H) codes, or (F, N) next-frame tokens.
+    """
     import numpy as np
 
     from vw_robot.data.sequences import SEQUENCES_DIR
     from vw_robot.io import atomic_write
 
     layout, window = transformer.config.layout, transformer.config.max_timesteps
-    folder = Path(root) / fmt.CACHE_DIR / "sampled_codes" / info.model_sha256[:16]
+    frames_mode = layout.horizon == 0
+    if frames_mode:
+        window -= 1  # the predicted frame takes the last timestep of the window
+        if window < 1:
+            raise ckpt.CheckpointError(
+                f"{info.path}: max_timesteps={transformer.config.max_timesteps} leaves no room "
+                "for a context before the predicted frame; train with max_timesteps >= 2."
+            )
+    kind = "sampled_next_tokens" if frames_mode else "sampled_codes"
+    folder = Path(root) / fmt.CACHE_DIR / kind / info.model_sha256[:16]
     out: dict[str, Any] = {}
     for episode_id in episode_ids:
         path = folder / f"{episode_id}.npy"
@@ -335,10 +395,10 @@ def sample_codes(
             allow_pickle=False,
         ) as npz:
             tokens = torch.from_numpy(npz["tokens"].astype(np.int64))  # (F, N)
-            codes = torch.from_numpy(npz["codes"].astype(np.int64))  # (F, H)
+            codes = None if frames_mode else torch.from_numpy(npz["codes"].astype(np.int64))
         task = torch.tensor([task_ids.index(meta.task_id)])
-        sampled = torch.zeros_like(codes)
         count = len(tokens)
+        sampled = torch.zeros_like(tokens if frames_mode else codes)  # (F, N) or (F, H)
         # Timesteps with a full window of history share one batched call.
         full = list(range(window - 1, count))
         groups = [[t] for t in range(min(window - 1, count))] + (
@@ -348,9 +408,14 @@ def sample_codes(
             history = min(group[0], window - 1)
             starts = [t - history for t in group]
             tok = torch.stack([tokens[s : t + 1] for s, t in zip(starts, group, strict=True)])
-            cod = torch.stack([codes[s:t] for s, t in zip(starts, group, strict=True)])
-            context = layout.build_context(tok, cod)  # (b, L)
-            sampled[group] = transformer.generate_codes(context, task.expand(len(group)))
+            tasks = task.expand(len(group))
+            if frames_mode:
+                context = layout.build_context(tok, None)  # (b, L), whole timesteps
+                sampled[group] = transformer.generate_frame_tokens(context, tasks)
+            else:
+                cod = torch.stack([codes[s:t] for s, t in zip(starts, group, strict=True)])
+                context = layout.build_context(tok, cod)  # (b, L)
+                sampled[group] = transformer.generate_codes(context, tasks)
         array = sampled.numpy().astype(np.int16)
         atomic_write(path, lambda f, a=array: np.save(f, a))
         out[episode_id] = array
