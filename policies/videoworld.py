@@ -45,13 +45,30 @@ def _frame_tensor(obs: dict[str, np.ndarray], key: str, size: int) -> torch.Tens
     return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None]
 
 
+def resolve_device(device: str) -> torch.device:
+    """``"auto"`` (CUDA when available, else CPU), ``"cpu"`` or ``"cuda[:k]"``."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r}: CUDA is not available on this machine.")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise ValueError(f"device={device!r}: use auto, cpu or cuda[:k].")
+    return torch.device(device)
+
+
 class _ChunkPolicy:
     """Shared per-episode machinery: task, action queue, env checks."""
 
     def __init__(
-        self, head: Any, info: ckpt.CheckpointInfo, execute: int | None, pixels_key: str
+        self,
+        head: Any,
+        info: ckpt.CheckpointInfo,
+        execute: int | None,
+        pixels_key: str,
+        device: str = "cpu",
     ) -> None:
-        self.head = head.eval()
+        self.device = resolve_device(device)
+        self.head = head.eval().to(self.device)
         self.info = info
         self.task_ids: list[str] = list(info.model_config["task_ids"])
         self.image_size = int(head.config.image_size)
@@ -86,10 +103,10 @@ class _ChunkPolicy:
     ) -> np.ndarray:
         if self._task is None:
             raise RuntimeError("select_action called before reset(task_id=...).")
-        frame = _frame_tensor(obs, self.pixels_key, self.image_size)
+        frame = _frame_tensor(obs, self.pixels_key, self.image_size).to(self.device)
         codes = self._observe(frame)
         if not self._queue:
-            chunk = self._plan(frame, codes)[0].numpy()  # (k, A)
+            chunk = self._plan(frame, codes)[0].cpu().numpy()  # (k, A)
             self._queue.extend(chunk[: self.execute])
         return self._queue.popleft().astype(np.float32)
 
@@ -122,12 +139,13 @@ class VideoWorldPolicy(_ChunkPolicy):
         temperature: float = 0.0,
         pixels_key: str = "pixels",
         use_cache: bool = True,
+        device: str = "cpu",
     ) -> None:
         from vw_robot.training.stages import load_stage
 
-        super().__init__(head, info, execute, pixels_key)
-        self.transformer, _ = load_stage(info.parents["transformer"], "transformer")
-        self.tokenizer, _ = load_stage(info.parents["tokenizer"], "tokenizer")
+        super().__init__(head, info, execute, pixels_key, device)
+        self.transformer = load_stage(info.parents["transformer"], "transformer")[0].to(self.device)
+        self.tokenizer = load_stage(info.parents["tokenizer"], "tokenizer")[0].to(self.device)
         self._ldm_path = info.parents["ldm"]
         self._ldm = None
         self.layout = self.transformer.config.layout
@@ -161,10 +179,10 @@ class VideoWorldPolicy(_ChunkPolicy):
         cod = (
             torch.stack(codes_context)[None]
             if codes_context
-            else torch.zeros(1, 0, self.layout.horizon, dtype=torch.int64)
+            else torch.zeros(1, 0, self.layout.horizon, dtype=torch.int64, device=self.device)
         )  # (1, t-1, H)
         context = self.layout.build_context(tok, cod)  # (1, L) ending [x_t][SEP]
-        task = torch.tensor([self._task])
+        task = torch.tensor([self._task], device=self.device)
         codes = self.transformer.generate_codes(
             context, task, cache=self._cache, temperature=self.temperature
         )  # (1, H)
@@ -181,11 +199,12 @@ class VideoWorldPolicy(_ChunkPolicy):
         from vw_robot.training.stages import load_stage
 
         if self._ldm is None:
-            self._ldm, _ = load_stage(self._ldm_path, "ldm")
+            self._ldm = load_stage(self._ldm_path, "ldm")[0].to(self.device)
         frame = self._frames[-1]
         future = self._ldm.decode(frame, self._codes[-1][None])[0]  # (H, 3, S, S)
         frames = torch.cat([frame.float() / 255, future])
-        return (frames.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+        pixels = (frames.clamp(0, 1) * 255).round().to(torch.uint8).cpu()  # (H+1, 3, S, S)
+        return pixels.permute(0, 2, 3, 1).numpy()
 
 
 class NoLDMPolicy(_ChunkPolicy):
@@ -202,12 +221,13 @@ class NoLDMPolicy(_ChunkPolicy):
         temperature: float = 0.0,
         pixels_key: str = "pixels",
         use_cache: bool = True,
+        device: str = "cpu",
     ) -> None:
         from vw_robot.training.stages import load_stage
 
-        super().__init__(head, info, execute, pixels_key)
-        self.transformer, _ = load_stage(info.parents["transformer"], "transformer")
-        self.tokenizer, _ = load_stage(info.parents["tokenizer"], "tokenizer")
+        super().__init__(head, info, execute, pixels_key, device)
+        self.transformer = load_stage(info.parents["transformer"], "transformer")[0].to(self.device)
+        self.tokenizer = load_stage(info.parents["tokenizer"], "tokenizer")[0].to(self.device)
         self.layout = self.transformer.config.layout
         # The predicted frame fills the last timestep of the transformer's window.
         self.window = self.transformer.config.max_timesteps - 1
@@ -232,7 +252,10 @@ class NoLDMPolicy(_ChunkPolicy):
     def _plan(self, frame: torch.Tensor, codes: torch.Tensor | None) -> torch.Tensor:
         context = self.layout.build_context(torch.stack(self._tokens)[None], None)  # (1, L)
         tokens = self.transformer.generate_frame_tokens(
-            context, torch.tensor([self._task]), cache=self._cache, temperature=self.temperature
+            context,
+            torch.tensor([self._task], device=self.device),
+            cache=self._cache,
+            temperature=self.temperature,
         )  # (1, N)
         grid = self.tokenizer.config.image_size // self.tokenizer.config.down_factor
         self._predicted = self.tokenizer.decode(tokens.view(1, grid, grid))  # (1, 3, S, S)
@@ -242,7 +265,7 @@ class NoLDMPolicy(_ChunkPolicy):
         """(1, S, S, 3) uint8: the next frame the transformer predicted at the last plan."""
         if self._predicted is None:
             raise RuntimeError("No plan yet: call select_action first.")
-        pixels = (self._predicted.clamp(0, 1) * 255).round().to(torch.uint8)  # (1, 3, S, S)
+        pixels = (self._predicted.clamp(0, 1) * 255).round().to(torch.uint8).cpu()  # (1, 3, S, S)
         return pixels.permute(0, 2, 3, 1).numpy()
 
 
@@ -274,7 +297,13 @@ def load_policy(path: str | os.PathLike[str], **kwargs: Any) -> _ChunkPolicy:
     if info.stage == "bc":
         kwargs.pop("temperature", None)
         kwargs.pop("use_cache", None)
-        return BCPolicy(head, info, kwargs.pop("execute", None), kwargs.pop("pixels_key", "pixels"))
+        return BCPolicy(
+            head,
+            info,
+            kwargs.pop("execute", None),
+            kwargs.pop("pixels_key", "pixels"),
+            kwargs.pop("device", "cpu"),
+        )
     if info.stage == "noldm_head":
         return NoLDMPolicy(head, info, **kwargs)
     return VideoWorldPolicy(head, info, **kwargs)

@@ -24,6 +24,14 @@ def _check(condition: bool, key: str, message: str) -> None:
         raise ConfigError(f"{key}: {message}")
 
 
+def _check_device(device: str, key: str) -> None:
+    _check(
+        device in ("auto", "cpu") or device.startswith("cuda"),
+        key,
+        f"{device!r} is not a device; use auto, cpu or cuda[:k]",
+    )
+
+
 def _validate_env_choice(
     suite: str | None,
     tasks: list[str],
@@ -80,6 +88,7 @@ class EvalConfig:
     max_episode_steps: Optional[int] = None  # None: the task's default time limit
     videos_per_task: int = 1  # first N episodes of each task are saved as mp4
     stop_on_success: bool = True  # end an episode at its first success
+    device: str = "auto"  # where learned policies run: auto (CUDA if available) | cpu | cuda
     fps: int = 20  # frame rate of saved videos
     execute: Optional[int] = None  # learned policies: actions run per plan (None: whole chunk)
     out: str = "runs/eval"  # output folder (results.json, results.md, videos/)
@@ -91,6 +100,7 @@ class EvalConfig:
         _check(self.seed >= 0, "seed", f"{self.seed} is negative")
         _check(self.videos_per_task >= 0, "videos_per_task", f"{self.videos_per_task} < 0")
         _check(self.fps >= 1, "fps", f"{self.fps} < 1")
+        _check_device(self.device, "device")
         _check(self.execute is None or self.execute >= 1, "execute", f"{self.execute} < 1")
         return _validate_env_choice(
             self.suite,
@@ -260,6 +270,7 @@ class RunConfig:
     seed: int = 0  # collection seed; evaluation uses seed + 1000 (unseen episodes)
     videos_per_task: int = 1  # evaluation videos per task and policy
     eval_max_steps: Optional[int] = None  # evaluation time limit; None: the task's default
+    eval_device: str = "auto"  # where learned policies run: auto (CUDA if available) | cpu | cuda
     out: str = "runs/demo"  # everything goes here: data/, the stage runs, eval/, report.md
     experiment: ExperimentConfig = field(default_factory=ExperimentConfig)  # model sizes, steps
 
@@ -268,6 +279,7 @@ class RunConfig:
         _check(self.eval_episodes >= 1, "eval_episodes", f"{self.eval_episodes} < 1")
         _check(self.workers >= 1, "workers", f"{self.workers} < 1")
         _check(self.seed >= 0, "seed", f"{self.seed} is negative")
+        _check_device(self.eval_device, "eval_device")
         for name in self.baselines:
             _check(
                 name in BASELINES,

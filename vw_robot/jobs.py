@@ -59,7 +59,9 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
             videos_per_task=cfg.videos_per_task,
             stop_on_success=cfg.stop_on_success,
             progress=bar.update,
-            policy_factory=functools.partial(policy_factory, execute=cfg.execute),
+            policy_factory=functools.partial(
+                policy_factory, execute=cfg.execute, device=cfg.device
+            ),
         )
     elapsed = time.perf_counter() - start
     config = dataclasses.asdict(cfg) | {"resolved_tasks": tasks}
@@ -73,11 +75,11 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     return summary
 
 
-def policy_factory(spec: str, execute: int | None = None) -> Any:
+def policy_factory(spec: str, execute: int | None = None, device: str = "cpu") -> Any:
     """Build a policy by name or checkpoint (module level: worker processes pickle it)."""
     from vw_robot.policies import make_policy
 
-    policy = make_policy(spec)
+    policy = make_policy(spec, device=device)
     if execute is not None:
         if not hasattr(policy, "execute"):
             raise ValueError(f"execute: policy {spec!r} does not execute action chunks.")

@@ -7,6 +7,7 @@ training and must reflect the checkpoints on disk).
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from pathlib import Path
@@ -85,6 +86,7 @@ def run_pipeline(cfg: RunConfig) -> dict[str, Any]:
     from vw_robot.eval import evaluate, write_report
     from vw_robot.eval.report import bar_chart
     from vw_robot.io import atomic_write_text
+    from vw_robot.jobs import policy_factory
     from vw_robot.training.stages import run_stage
 
     tasks = cfg.validate()
@@ -135,6 +137,7 @@ def run_pipeline(cfg: RunConfig) -> dict[str, Any]:
                 env_kwargs={"image_size": cfg.image_size, "max_episode_steps": cfg.eval_max_steps},
                 videos_per_task=cfg.videos_per_task,
                 progress=bar.update,
+                policy_factory=functools.partial(policy_factory, device=cfg.eval_device),
             )
         summaries[name] = write_report(
             out / "eval" / name,
@@ -185,7 +188,7 @@ def _plan_pictures(policy_path: Path, tasks: list[str], cfg: RunConfig, path: Pa
     from vw_robot.policies.videoworld import load_policy
     from vw_robot.training.pictures import image_grid, save_image
 
-    policy = load_policy(policy_path)
+    policy = load_policy(policy_path, device=cfg.eval_device)
     rows = []
     for task_id in tasks:
         env = make_env(task_id, image_size=cfg.image_size)

@@ -114,7 +114,7 @@ class SequenceLayout:
         """
         self._check_tokens(tokens)
         batch, steps, _ = tokens.shape
-        return self._lay_out(tokens, self._checked_codes(codes, batch, steps))
+        return self._lay_out(tokens, self._checked_codes(codes, batch, steps, tokens.device))
 
     def build_context(self, tokens: torch.Tensor, codes: torch.Tensor | None) -> torch.Tensor:
         """Lay out the context from which the last timestep's codes are generated.
@@ -129,7 +129,7 @@ class SequenceLayout:
         """
         self._check_tokens(tokens)
         batch, steps, _ = tokens.shape
-        past = self._checked_codes(codes, batch, steps - 1)
+        past = self._checked_codes(codes, batch, steps - 1, tokens.device)
         # A placeholder code row for the last step is laid out, then cut off.
         dummy = torch.zeros(batch, 1, self.horizon, dtype=torch.long, device=tokens.device)
         ids = self._lay_out(tokens, torch.cat([past, dummy], dim=1))  # (B, T * step_len)
@@ -254,15 +254,17 @@ class SequenceLayout:
             f"values must lie in [0, frame_vocab={self.frame_vocab})",
         )
 
-    def _checked_codes(self, codes: torch.Tensor | None, batch: int, steps: int) -> torch.Tensor:
-        """Return (B, steps, H) int64 codes, an empty tensor when horizon is 0."""
+    def _checked_codes(
+        self, codes: torch.Tensor | None, batch: int, steps: int, device: torch.device
+    ) -> torch.Tensor:
+        """Return (B, steps, H) int64 codes on ``device``, an empty tensor when horizon is 0."""
         if codes is None:
             _check(
                 self.horizon == 0 or steps == 0,
                 "codes",
                 f"required when horizon={self.horizon} > 0",
             )
-            return torch.zeros(batch, steps, self.horizon, dtype=torch.long)
+            return torch.zeros(batch, steps, self.horizon, dtype=torch.long, device=device)
         _check(
             tuple(codes.shape) == (batch, steps, self.horizon),
             "codes",
@@ -275,7 +277,7 @@ class SequenceLayout:
             "codes",
             f"values must lie in [0, code_vocab={self.code_vocab})",
         )
-        return codes.long()
+        return codes.long().to(device)
 
     def _lay_out(self, tokens: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
         batch, steps, _ = tokens.shape

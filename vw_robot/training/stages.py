@@ -76,6 +76,13 @@ def _stage_checkpoint(cfg: TrainConfig | ExportCodesConfig, stage: str) -> Path:
         ) from None
 
 
+def _device(name: str) -> torch.device:
+    """A stage's ``optim.device`` (``auto``: CUDA when available) as a torch device."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
 def _seeded(seed: int) -> None:
     torch.manual_seed(seed)
 
@@ -258,6 +265,7 @@ def _action_head_setup(cfg: TrainConfig) -> tuple[torch.nn.Module, dict, Any, di
     key, sampled, horizon, levels = None, None, 1, [8, 5, 5, 5]
     if use_codes:
         transformer, trf_info = load_stage(_stage_checkpoint(cfg, "transformer"), "transformer")
+        transformer.to(_device(stage_cfg.optim.device))  # sampling codes is its only use here
         if transformer.config.layout.horizon == 0:
             raise ckpt.CheckpointError(
                 f"{trf_info.path}: is the no-LDM ablation; the action "
@@ -274,6 +282,7 @@ def _action_head_setup(cfg: TrainConfig) -> tuple[torch.nn.Module, dict, Any, di
         parents = {"transformer": str(trf_info.path), **trf_info.parents}
     elif next_frame:
         transformer, trf_info = _nocodes_transformer(cfg)
+        transformer.to(_device(stage_cfg.optim.device))
         tokenizer, tok_info = load_stage(trf_info.parents["tokenizer"], "tokenizer")
         key = sequence_key(tok_info.model_sha256, None)
         export_sequences(cfg.dataset, tokenizer, None, key)
@@ -396,7 +405,10 @@ def sample_codes(
         ) as npz:
             tokens = torch.from_numpy(npz["tokens"].astype(np.int64))  # (F, N)
             codes = None if frames_mode else torch.from_numpy(npz["codes"].astype(np.int64))
-        task = torch.tensor([task_ids.index(meta.task_id)])
+        device = transformer.head.weight.device
+        tokens = tokens.to(device)
+        codes = None if codes is None else codes.to(device)
+        task = torch.tensor([task_ids.index(meta.task_id)], device=device)
         count = len(tokens)
         sampled = torch.zeros_like(tokens if frames_mode else codes)  # (F, N) or (F, H)
         # Timesteps with a full window of history share one batched call.
@@ -416,7 +428,7 @@ def sample_codes(
                 cod = torch.stack([codes[s:t] for s, t in zip(starts, group, strict=True)])
                 context = layout.build_context(tok, cod)  # (b, L)
                 sampled[group] = transformer.generate_codes(context, tasks)
-        array = sampled.numpy().astype(np.int16)
+        array = sampled.cpu().numpy().astype(np.int16)
         atomic_write(path, lambda f, a=array: np.save(f, a))
         out[episode_id] = array
     return out
