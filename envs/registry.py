@@ -1,7 +1,9 @@
 """One registry for every task: ``make_env``, ``list_tasks``, ``list_suites``, ``make_expert``.
 
-Task ids are ``<suite family>/<task>``: ``metaworld/reach-v3``, ``robosuite/lift``. Suites are
-named lists of task ids: ``metaworld/mt10``, ``metaworld/mt50``, ``robosuite/all``.
+Task ids are ``<suite family>/<task>``: ``metaworld/reach-v3``, ``robosuite/lift``,
+``playground/open-drawer``. Suites are named lists of task ids: ``metaworld/mt10``,
+``metaworld/mt50``, ``robosuite/all``, ``playground/all``, ``playground/videoworld12``,
+``playground/long`` (chains and play episodes).
 """
 
 from __future__ import annotations
@@ -70,25 +72,50 @@ def _robosuite_specs() -> dict[str, TaskSpec]:
     }
 
 
+def _playground_specs() -> dict[str, TaskSpec]:
+    from vw_robot.envs import playground_suite as pg
+
+    def build(name: str) -> Callable[..., gym.Env]:
+        return lambda **kw: pg.build(name, **kw)
+
+    def expert(name: str) -> Callable[[], Any]:
+        return lambda: pg.make_playground_expert(name)
+
+    return {
+        f"playground/{name}": TaskSpec(
+            f"playground/{name}",
+            pg.CAMERAS,
+            pg.default_max_episode_steps(name),
+            build(name),
+            expert(name),
+        )
+        for name in (*pg.SUBTASK_TASKS, *pg.LONG_TASKS)
+    }
+
+
 _SPECS: dict[str, TaskSpec] | None = None
 
 
 def _specs() -> dict[str, TaskSpec]:
     global _SPECS
     if _SPECS is None:
-        _SPECS = {**_metaworld_specs(), **_robosuite_specs()}
+        _SPECS = {**_metaworld_specs(), **_robosuite_specs(), **_playground_specs()}
     return _SPECS
 
 
 def list_suites() -> dict[str, list[str]]:
     """Every suite name with its task ids, in a stable order."""
     from vw_robot.envs import metaworld_suite as mw
+    from vw_robot.envs import playground_suite as pg
 
     specs = _specs()
     return {
         "metaworld/mt10": [f"metaworld/{n}" for n in mw.MT10_TASKS],
         "metaworld/mt50": [t for t in specs if t.startswith("metaworld/")],
         "robosuite/all": [t for t in specs if t.startswith("robosuite/")],
+        "playground/all": [f"playground/{n}" for n in pg.SUBTASK_TASKS],
+        "playground/videoworld12": [pg.task_id(n) for n in pg.VIDEOWORLD_SUBTASKS],
+        "playground/long": [f"playground/{n}" for n in pg.LONG_TASKS],
     }
 
 

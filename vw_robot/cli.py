@@ -27,6 +27,7 @@ import vw_robot  # noqa: F401  (headless GL backend before any simulator import)
 from vw_robot import config as config_module
 from vw_robot import jobs
 
+
 def _eval_chains(cfg: Any) -> Any:
     from vw_robot.eval.chains import eval_chains_job
 

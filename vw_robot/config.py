@@ -127,6 +127,7 @@ class EvalChainsConfig:
     image_size: int = 64  # square camera image side in pixels
     camera: Optional[str] = None  # None: the playground's default camera (front)
     videos: int = 1  # first N chains are saved as mp4
+    device: str = "auto"  # where learned policies run: auto (CUDA if available) | cpu | cuda
     fps: int = 20  # frame rate of saved videos
     execute: Optional[int] = None  # learned policies: actions run per plan (None: whole chunk)
     out: str = "runs/eval_chains"  # output folder (chains.json, chains.md, single/, videos/)
@@ -146,6 +147,7 @@ class EvalChainsConfig:
         _check(self.workers >= 1, "workers", f"{self.workers} < 1")
         _check(self.seed >= 0, "seed", f"{self.seed} is negative")
         _check(self.videos >= 0, "videos", f"{self.videos} < 0")
+        _check_device(self.device, "device")
         _check(self.fps >= 1, "fps", f"{self.fps} < 1")
         _check(self.execute is None or self.execute >= 1, "execute", f"{self.execute} < 1")
         _check(
@@ -249,7 +251,7 @@ BASELINES = ("bc", "bc_all", "noldm", "expert", "random")
 class RunConfig:
     """The main job: demonstrations -> every stage -> closed-loop evaluation -> a report."""
 
-    suite: Optional[str] = None  # a suite; ignored if tasks is set
+    suite: Optional[str] = None  # a suite (e.g. metaworld/mt10); when set it replaces tasks
     tasks: list[str] = field(
         default_factory=lambda: [
             "metaworld/reach-v3",
@@ -295,7 +297,9 @@ class RunConfig:
             f"{self.image_size} differs from experiment.tokenizer.model.image_size="
             f"{tok.image_size}",
         )
-        return _validate_env_choice(self.suite, self.tasks, self.image_size, None, None, "expert")
+        # A given suite replaces the built-in task list (tasks always has a value).
+        tasks = [] if self.suite else self.tasks
+        return _validate_env_choice(self.suite, tasks, self.image_size, None, None, "expert")
 
 
 @dataclass

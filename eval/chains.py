@@ -1,0 +1,392 @@
+"""Chain evaluation on the playground, CALVIN's long-horizon protocol.
+
+Each chain is ``chain_length`` subtasks sampled from its seed (see
+:mod:`vw_robot.envs.playground_suite`); the policy is reset at every subtask with that
+subtask's task id (``playground/open-drawer``), as CALVIN resets its model per subtask, while
+the scene carries on. A chain stops at its first failure. Reported: success after 1..N
+subtasks (the fraction of chains that completed at least k), the average completed length,
+and per subtask how often it was attempted and solved. Chain i's seed is
+``episode_seed(base_seed, "playground/chain", i)``: a function of (base seed, index) only, so
+the same chains are evaluated whatever the worker count.
+
+A second report evaluates the 12 subtasks VideoWorld reports on CALVIN one at a time, through
+:func:`vw_robot.eval.rollout.evaluate`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import logging
+import multiprocessing
+import os
+import time
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vw_robot.eval.metrics import wilson_interval
+from vw_robot.eval.seeding import episode_seed
+
+log = logging.getLogger(__name__)
+
+CHAIN_TASK = "playground/chain"
+
+
+@dataclass
+class ChainResult:
+    """Outcome of one chain: its subtasks and how many were completed in order."""
+
+    index: int
+    seed: int
+    chain: tuple[str, ...]
+    completed: int
+    steps: int
+    invalid_starts: int = 0  # subtasks that began where their precondition did not hold
+    error: str | None = None
+    frames: np.ndarray | None = field(default=None, repr=False)  # (T, H, W, 3) uint8
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "seed": self.seed,
+            "chain": list(self.chain),
+            "completed": self.completed,
+            "steps": self.steps,
+            "invalid_starts": self.invalid_starts,
+            "error": self.error,
+        }
+
+
+def chain_seed(base_seed: int, index: int) -> int:
+    """Seed of chain ``index`` (DESIGN §4: depends on the base seed and the index only)."""
+    return episode_seed(base_seed, CHAIN_TASK, index)
+
+
+def run_chain(
+    env: Any, policy: Any, seed: int, *, index: int = 0, record: bool = False
+) -> ChainResult:
+    """Roll out one chain; ``policy.reset(task_id=...)`` starts each subtask afresh.
+
+    An exception (simulator divergence, policy bug) ends the chain with its reason recorded;
+    the subtasks completed before it count.
+    """
+    from vw_robot.envs.playground_suite import task_id
+
+    frames: list[np.ndarray] = []
+    steps, chain, completed, invalid = 0, (), 0, 0
+    try:
+        obs, info = env.reset(seed=seed)
+        chain = tuple(info["chain"])
+        current = None
+        if record:
+            frames.append(obs["pixels"])
+        while True:
+            if info["subtask_index"] != current:
+                current = info["subtask_index"]
+                invalid += not info["subtask_valid"]
+                # Seeded per subtask: a stochastic policy does not replay one sequence 5 times.
+                policy.reset(
+                    task_id=task_id(info["subtask"]),
+                    action_space=env.action_space,
+                    seed=seed + current,
+                )
+            obs, _, terminated, truncated, info = env.step(policy.select_action(obs, info))
+            steps += 1
+            completed = int(info["completed"])
+            if record:
+                frames.append(obs["pixels"])
+            if info["is_success"] or terminated or truncated:
+                break
+    except Exception as exc:  # noqa: BLE001 - one chain's failure is recorded, not fatal
+        detail = traceback.format_exception_only(type(exc), exc)[-1].strip()
+        return ChainResult(index, seed, chain, completed, steps, invalid, detail, _stack(frames))
+    return ChainResult(index, seed, chain, completed, steps, invalid, None, _stack(frames))
+
+
+def _stack(frames: list[np.ndarray]) -> np.ndarray | None:
+    return np.stack(frames) if frames else None
+
+
+@dataclass(frozen=True)
+class _ChainJob:
+    indices: tuple[int, ...]
+    policy: str
+    base_seed: int
+    env_kwargs: dict[str, Any]
+    record_indices: frozenset[int]
+
+
+def _run_chain_job(job: _ChainJob, policy_factory: Callable[[str], Any]) -> list[ChainResult]:
+    from vw_robot.envs.playground_suite import make_chain_env
+
+    env = make_chain_env(**job.env_kwargs)
+    try:
+        policy = policy_factory(job.policy)
+        return [
+            run_chain(
+                env,
+                policy,
+                chain_seed(job.base_seed, i),
+                index=i,
+                record=i in job.record_indices,
+            )
+            for i in job.indices
+        ]
+    finally:
+        env.close()
+
+
+def _default_policy_factory(name: str) -> Any:
+    from vw_robot.policies import make_policy
+
+    return make_policy(name)
+
+
+def _limit_threads(threads: int) -> None:
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    try:
+        import torch
+
+        torch.set_num_threads(threads)
+    except ImportError:
+        pass
+
+
+def evaluate_chains(
+    *,
+    policy: str,
+    num_chains: int,
+    chain_length: int = 5,
+    steps_per_subtask: int = 360,
+    base_seed: int = 0,
+    workers: int = 1,
+    image_size: int = 64,
+    camera: str | None = None,
+    videos: int = 0,
+    policy_factory: Callable[[str], Any] = _default_policy_factory,
+    progress: Callable[[int], None] | None = None,
+) -> list[ChainResult]:
+    """Run ``num_chains`` chains of a policy (CALVIN protocol: 1000 chains of 5).
+
+    Args:
+        policy: name given to ``policy_factory`` (``expert``, ``random``, a checkpoint).
+        num_chains: chains to run; chain i uses :func:`chain_seed` (base_seed, i).
+        chain_length: subtasks per chain.
+        steps_per_subtask: step budget of each subtask.
+        base_seed: base of the chain seeds.
+        workers: processes (``spawn``); results do not depend on it.
+        image_size: camera image side.
+        camera: playground camera (None: the default, ``front``).
+        videos: the first this-many chains keep their frames.
+        policy_factory: picklable name -> policy (module level for workers > 1).
+        progress: called with the number of chains each finished job completed.
+
+    Returns:
+        The chains ordered by index.
+
+    Raises:
+        ValueError: a bad count, length, budget or worker number (the message names it).
+    """
+    from vw_robot.envs import playground_tasks as pt
+
+    if isinstance(num_chains, bool) or not isinstance(num_chains, int) or num_chains < 1:
+        raise ValueError(f"num_chains={num_chains!r} must be a positive int.")
+    pt.check_chain_args(chain_length, steps_per_subtask)
+    if workers < 1:
+        raise ValueError(f"workers={workers} must be >= 1.")
+    env_kwargs = {
+        "chain_length": chain_length,
+        "steps_per_subtask": steps_per_subtask,
+        "image_size": image_size,
+    }
+    if camera is not None:
+        env_kwargs["camera"] = camera
+    record = frozenset(range(min(videos, num_chains)))
+    chunks = max(1, min(num_chains, 4 * workers))
+    jobs = [
+        _ChainJob(tuple(range(c, num_chains, chunks)), policy, base_seed, env_kwargs, record)
+        for c in range(chunks)
+    ]
+    results: list[ChainResult] = []
+
+    def collect(chains: list[ChainResult]) -> None:
+        results.extend(chains)
+        if progress is not None:
+            progress(len(chains))
+
+    if workers == 1:
+        for job in jobs:
+            collect(_run_chain_job(job, policy_factory))
+    else:
+        context = multiprocessing.get_context("spawn")
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        with ProcessPoolExecutor(
+            max_workers=workers, mp_context=context, initializer=_limit_threads, initargs=(threads,)
+        ) as pool:
+            futures = [pool.submit(_run_chain_job, job, policy_factory) for job in jobs]
+            for future in as_completed(futures):
+                collect(future.result())
+    return sorted(results, key=lambda r: r.index)
+
+
+def summarize_chains(results: Sequence[ChainResult], chain_length: int) -> dict[str, Any]:
+    """Success after 1..N subtasks (with Wilson 95% intervals), average completed length, and
+    per subtask: attempts (chains that reached it) and successes."""
+    n = len(results)
+    if n == 0:
+        raise ValueError("summarize_chains needs at least one chain.")
+    success_after = []
+    for k in range(1, chain_length + 1):
+        hits = sum(r.completed >= k for r in results)
+        low, high = wilson_interval(hits, n)
+        success_after.append({"subtasks": k, "chains": hits, "rate": hits / n, "ci95": [low, high]})
+    per_subtask: dict[str, dict[str, int]] = {}
+    for r in results:
+        for position, name in enumerate(r.chain):
+            if position > r.completed:
+                break
+            row = per_subtask.setdefault(name, {"attempts": 0, "successes": 0})
+            row["attempts"] += 1
+            row["successes"] += position < r.completed
+    return {
+        "chains": n,
+        "chain_length": chain_length,
+        "success_after": success_after,
+        "average_length": float(np.mean([r.completed for r in results])),
+        "per_subtask": dict(sorted(per_subtask.items())),
+        "errors": sum(r.error is not None for r in results),
+        "invalid_starts": sum(r.invalid_starts for r in results),
+    }
+
+
+def chains_markdown(summary: Mapping[str, Any]) -> str:
+    """The chain summary as Markdown: one row of success-after-k, then per-subtask rates."""
+    ks = [row["subtasks"] for row in summary["success_after"]]
+    lines = [
+        "| chains | " + " | ".join(f"{k}/{summary['chain_length']}" for k in ks) + " | avg. len |",
+        "|---:|" + "---:|" * len(ks) + "---:|",
+        f"| {summary['chains']} | "
+        + " | ".join(f"{row['rate']:.3f}" for row in summary["success_after"])
+        + f" | {summary['average_length']:.2f} |",
+        "",
+        "| subtask | attempts | successes | rate |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, row in summary["per_subtask"].items():
+        rate = row["successes"] / row["attempts"]
+        lines.append(f"| {name} | {row['attempts']} | {row['successes']} | {rate:.2f} |")
+    notes = []
+    if summary["errors"]:
+        notes.append(f"{summary['errors']} chain(s) raised an error (counted as failures).")
+    if summary["invalid_starts"]:
+        notes.append(
+            f"{summary['invalid_starts']} subtask(s) started where their precondition did not "
+            "hold (the previous subtask succeeded but left the scene unlike its prediction)."
+        )
+    return "\n".join(lines + ([""] + notes if notes else [])) + "\n"
+
+
+def write_chain_report(
+    out_dir: str | os.PathLike[str],
+    results: Sequence[ChainResult],
+    *,
+    chain_length: int,
+    config: Mapping[str, Any],
+    fps: int = 20,
+) -> dict[str, Any]:
+    """Write ``chains.json`` (summary, chains, config, provenance), ``chains.md`` and an mp4
+    per recorded chain under ``videos/``. Returns the summary."""
+    from vw_robot.eval.report import provenance, write_video
+    from vw_robot.io import atomic_write_text
+
+    out_dir = Path(out_dir)
+    summary = summarize_chains(results, chain_length)
+    payload = {
+        "summary": summary,
+        "chains": [r.to_json() for r in results],
+        "config": dict(config),
+        "provenance": provenance(),
+    }
+    atomic_write_text(out_dir / "chains.json", json.dumps(payload, indent=2) + "\n")
+    atomic_write_text(out_dir / "chains.md", chains_markdown(summary))
+    for r in results:
+        if r.frames is not None:
+            write_video(out_dir / "videos" / f"chain{r.index:04d}.mp4", r.frames, fps)
+    return summary
+
+
+def eval_chains_job(cfg: Any) -> dict[str, Any]:
+    """``vw-robot eval-chains``: chains, then the 12 VideoWorld subtasks one at a time.
+
+    Writes ``chains.json``/``chains.md`` (+ ``videos/``) into ``cfg.out`` and, unless
+    ``cfg.single_episodes`` is 0, the per-subtask report of :func:`vw_robot.eval.write_report`
+    into ``cfg.out/single``. Returns ``{"chains": summary, "single": summary or None}``.
+    """
+    from tqdm import tqdm
+
+    from vw_robot.envs.playground_suite import VIDEOWORLD_SUBTASKS, task_id
+    from vw_robot.eval.report import markdown_table, write_report
+    from vw_robot.eval.rollout import evaluate
+    from vw_robot.jobs import policy_factory
+
+    cfg.validate()
+    out = Path(cfg.out)
+    factory = functools.partial(policy_factory, execute=cfg.execute, device=cfg.device)
+    config = dataclasses.asdict(cfg)
+    log.info(
+        "eval-chains: policy=%s, %d chain(s) of %d, %d step(s) per subtask, out=%s",
+        cfg.policy,
+        cfg.chains,
+        cfg.chain_length,
+        cfg.steps_per_subtask,
+        out,
+    )
+    start = time.perf_counter()
+    with tqdm(total=cfg.chains, desc="chains", unit="chain") as bar:
+        results = evaluate_chains(
+            policy=cfg.policy,
+            num_chains=cfg.chains,
+            chain_length=cfg.chain_length,
+            steps_per_subtask=cfg.steps_per_subtask,
+            base_seed=cfg.seed,
+            workers=cfg.workers,
+            image_size=cfg.image_size,
+            camera=cfg.camera,
+            videos=cfg.videos,
+            policy_factory=factory,
+            progress=bar.update,
+        )
+    chains = write_chain_report(
+        out, results, chain_length=cfg.chain_length, config=config, fps=cfg.fps
+    )
+    print(chains_markdown(chains), end="")
+    print(f"\n{len(results)} chains in {time.perf_counter() - start:.1f} s; {out / 'chains.md'}")
+    single = None
+    if cfg.single_episodes:
+        tasks = [task_id(name) for name in VIDEOWORLD_SUBTASKS]
+        with tqdm(total=len(tasks) * cfg.single_episodes, desc="subtasks", unit="ep") as bar:
+            singles = evaluate(
+                tasks,
+                policy=cfg.policy,
+                episodes_per_task=cfg.single_episodes,
+                base_seed=cfg.seed,
+                workers=cfg.workers,
+                env_kwargs={
+                    "image_size": cfg.image_size,
+                    "camera": cfg.camera,
+                    "max_episode_steps": cfg.steps_per_subtask,
+                },
+                videos_per_task=0,
+                policy_factory=factory,
+                progress=bar.update,
+            )
+        single = write_report(out / "single", singles, config=config, fps=cfg.fps)
+        print("\nVideoWorld's 12 subtasks, one at a time:\n" + markdown_table(single), end="")
+    return {"chains": chains, "single": single}
