@@ -12,6 +12,7 @@
 #        VideoWorld, no-LDM, BC (same labels) and BC (all labels) on EPISODES (10) per task with
 #        the policies on the GPU, and leaves the report, metrics and pictures in
 #        ${OUT:-.gpu/out}/gpu_results.tar.gz plus a log. Sized for < 9 minutes on an H100.
+# BASELINES (default noldm,bc,bc_all) picks the learned baselines evaluated beside VideoWorld.
 # .gpu/ is ignored by git; pass it to the device tool's `carry`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -75,7 +76,7 @@ EOF
   start=$(date +%s)
   set +e
   timeout --signal=INT "$budget" python3 -P -m vw_robot.cli run experiment=gpu suite=metaworld/mt10 out=$run \
-    eval_episodes="$episodes" eval_max_steps=200 "baselines=[noldm,bc,bc_all]" \
+    eval_episodes="$episodes" eval_max_steps=200 "baselines=[${BASELINES:-noldm,bc,bc_all}]" \
     experiment.action_head.label_fraction=0.25 workers=14 videos_per_task=0 \
     "${overrides[@]}" 2>&1 | grep -v -E "it/s\]|ep/s\]|s/ep\]|step [0-9]+/[0-9]+ loss" | tee -a "$log"
   code=${PIPESTATUS[0]}

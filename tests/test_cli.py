@@ -102,3 +102,11 @@ def test_data_import_from_the_command_line(tmp_path, capsys):
     rows = read_manifest(out)["episodes"]
     assert [(r["task_id"], r["num_frames"], r["has_actions"]) for r in rows] == [("wave", 6, False)]
     assert main(["data", "import", str(tmp_path / "nothing"), f"out={out}"]) == 2
+
+
+def test_run_suite_replaces_the_default_tasks():
+    from vw_robot.cli import load_config
+
+    cfg = load_config("run", ["suite=metaworld/mt10"])
+    assert len(cfg.validate()) == 10
+    assert load_config("run", []).validate() == list(load_config("run", []).tasks)

@@ -49,6 +49,10 @@ def _to_uint8(x: torch.Tensor) -> np.ndarray:
     return x.movedim(-3, -1).cpu().numpy()
 
 
+def _device(model: Any) -> torch.device:
+    return next(model.parameters()).device
+
+
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
     return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
@@ -61,6 +65,7 @@ def tokenizer_pictures(model: Any, dataset_root: str, out: Path, count: int = 8)
     ds = ClipDataset(dataset_root, clip_len=1)
     picks = np.linspace(0, len(ds) - 1, count).astype(int)
     frames = torch.stack([ds[int(k)]["frames"][0] for k in picks])  # (K, 3, S, S) uint8
+    frames = frames.to(_device(model))
     model.eval()
     recon = model.decode(model.encode(frames))
     real, fake = _to_uint8(frames), _to_uint8(recon)
@@ -75,7 +80,7 @@ def ldm_pictures(model: Any, dataset_root: str, out: Path, count: int = 4) -> di
     horizon = model.config.horizon
     ds = ClipDataset(dataset_root, clip_len=horizon + 1)
     picks = np.linspace(0, len(ds) - 1, count).astype(int)
-    clips = torch.stack([ds[int(k)]["frames"] for k in picks])  # (K, H+1, 3, S, S)
+    clips = torch.stack([ds[int(k)]["frames"] for k in picks]).to(_device(model))  # (K, H+1, ..)
     model.eval()
     recon = model(clips)["recon"]  # (K, H, 3, S, S)
     rows = []
@@ -102,9 +107,9 @@ def code_map(model: Any, ds: Any, path: Path, clips: int = 400) -> str:
     vectors, tasks, offsets = [], [], []
     for start in range(0, len(picks), 64):
         batch = [ds[int(k)] for k in picks[start : start + 64]]
-        frames = torch.stack([b["frames"] for b in batch])
+        frames = torch.stack([b["frames"] for b in batch]).to(_device(model))
         codes = model.encode(frames)  # (b, H)
-        values = model.quantizer.indices_to_codes(codes)  # (b, H, C)
+        values = model.quantizer.indices_to_codes(codes).cpu()  # (b, H, C)
         for b, item in enumerate(batch):
             for i in range(codes.shape[1]):
                 vectors.append(values[b, i].numpy())
@@ -147,10 +152,11 @@ def transformer_pictures(
     from vw_robot.data.dataset import ClipDataset
     from vw_robot.training.stages import load_stage
 
-    tokenizer, _ = load_stage(parents["tokenizer"], "tokenizer")
+    device = _device(model)
+    tokenizer = load_stage(parents["tokenizer"], "tokenizer")[0].to(device)
     layout = model.config.layout
     horizon = layout.horizon
-    ldm = load_stage(parents["ldm"], "ldm")[0] if horizon > 0 else None
+    ldm = load_stage(parents["ldm"], "ldm")[0].to(device) if horizon > 0 else None
     steps_ahead = horizon if horizon > 0 else 1
     ds = ClipDataset(dataset_root, clip_len=steps_ahead + 1)
     picks = np.linspace(0, len(ds) - 1, count).astype(int)
@@ -158,11 +164,12 @@ def transformer_pictures(
     rows, reals, fakes = [], [], []
     for k in picks:
         item = ds[int(k)]
-        clip = item["frames"]  # (H+1, 3, S, S) uint8
+        clip = item["frames"].to(device)  # (H+1, 3, S, S) uint8
         tokens = tokenizer.encode(clip[:1]).flatten(1)[None]  # (1, 1, N)
-        task = item["task_index"][None]
+        task = item["task_index"][None].to(device)
         context = layout.build_context(
-            tokens, None if horizon == 0 else torch.zeros(1, 0, horizon, dtype=torch.int64)
+            tokens,
+            None if horizon == 0 else torch.zeros(1, 0, horizon, dtype=torch.int64, device=device),
         )
         if horizon > 0:
             codes = model.generate_codes(context, task)  # (1, H)
@@ -188,7 +195,7 @@ def for_stage(
 ) -> dict:
     """Write the pictures of ``stage`` under ``run_dir/pictures``; return paths and figures."""
     out = Path(run_dir) / PICTURES_DIR
-    model = model.cpu()
+    # On the device it trained on: the gpu experiment's models are slow on a CPU.
     if stage == "tokenizer":
         result = tokenizer_pictures(model, dataset_root, out)
     elif stage == "ldm":

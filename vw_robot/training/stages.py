@@ -392,7 +392,9 @@ def sample_codes(
             )
     kind = "sampled_next_tokens" if frames_mode else "sampled_codes"
     folder = Path(root) / fmt.CACHE_DIR / kind / info.model_sha256[:16]
+    device = transformer.head.weight.device
     out: dict[str, Any] = {}
+    todo: dict[str, tuple[torch.Tensor, torch.Tensor | None, int]] = {}
     for episode_id in episode_ids:
         path = folder / f"{episode_id}.npy"
         if path.exists():
@@ -405,30 +407,34 @@ def sample_codes(
         ) as npz:
             tokens = torch.from_numpy(npz["tokens"].astype(np.int64))  # (F, N)
             codes = None if frames_mode else torch.from_numpy(npz["codes"].astype(np.int64))
-        device = transformer.head.weight.device
-        tokens = tokens.to(device)
-        codes = None if codes is None else codes.to(device)
-        task = torch.tensor([task_ids.index(meta.task_id)], device=device)
-        count = len(tokens)
-        sampled = torch.zeros_like(tokens if frames_mode else codes)  # (F, N) or (F, H)
-        # Timesteps with a full window of history share one batched call.
-        full = list(range(window - 1, count))
-        groups = [[t] for t in range(min(window - 1, count))] + (
-            [full[i : i + 64] for i in range(0, len(full), 64)]
-        )
-        for group in groups:
-            history = min(group[0], window - 1)
-            starts = [t - history for t in group]
-            tok = torch.stack([tokens[s : t + 1] for s, t in zip(starts, group, strict=True)])
-            tasks = task.expand(len(group))
+        todo[episode_id] = (tokens, codes, task_ids.index(meta.task_id))
+    # Every (episode, t) with the same history length shares batched calls, across episodes:
+    # one autoregressive decode per batch of 64 instead of one per early timestep.
+    by_history: dict[int, list[tuple[str, int]]] = {}
+    for episode_id, (tokens, _, _) in todo.items():
+        for t in range(len(tokens)):
+            by_history.setdefault(min(t, window - 1), []).append((episode_id, t))
+    sampled = {
+        e: torch.zeros_like(tokens if frames_mode else codes)  # (F, N) or (F, H)
+        for e, (tokens, codes, _) in todo.items()
+    }
+    for history, rows in by_history.items():
+        for i in range(0, len(rows), 64):
+            group = rows[i : i + 64]
+            tok = torch.stack([todo[e][0][t - history : t + 1] for e, t in group]).to(device)
+            tasks = torch.tensor([todo[e][2] for e, _ in group], device=device)
             if frames_mode:
                 context = layout.build_context(tok, None)  # (b, L), whole timesteps
-                sampled[group] = transformer.generate_frame_tokens(context, tasks)
+                result = transformer.generate_frame_tokens(context, tasks)
             else:
-                cod = torch.stack([codes[s:t] for s, t in zip(starts, group, strict=True)])
+                cod = torch.stack([todo[e][1][t - history : t] for e, t in group]).to(device)
                 context = layout.build_context(tok, cod)  # (b, L)
-                sampled[group] = transformer.generate_codes(context, tasks)
-        array = sampled.cpu().numpy().astype(np.int16)
+                result = transformer.generate_codes(context, tasks)
+            for (e, t), row in zip(group, result.cpu(), strict=True):
+                sampled[e][t] = row
+    for episode_id, values in sampled.items():
+        array = values.numpy().astype(np.int16)
+        path = folder / f"{episode_id}.npy"
         atomic_write(path, lambda f, a=array: np.save(f, a))
         out[episode_id] = array
     return out
