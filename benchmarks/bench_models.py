@@ -104,10 +104,16 @@ def heldout_psnr(pipeline: str, heldout: str, clips: int = 64) -> dict[str, floa
     recon = tokenizer.decode(tokenizer.encode(frames))
     to_u8 = lambda x: (x.clamp(0, 1) * 255).round().to(torch.uint8).numpy()  # noqa: E731
     future = ldm(batch)["recon"]
+    # The same first frames decoded with other clips' codes: what the codes themselves carry.
+    shuffled = ldm.decode(batch[:, 0], ldm.encode(batch).roll(1, dims=0))
+    codes = ldm.encode(batch)
     copy_last = batch[:, :1].expand(-1, h, -1, -1, -1)  # baseline: predict "nothing moves"
     return {
         "tokenizer_psnr": psnr(frames.numpy(), to_u8(recon)),
         "ldm_future_psnr": psnr(batch[:, 1:].numpy(), to_u8(future)),
+        "ldm_shuffled_codes_psnr": psnr(batch[:, 1:].numpy(), to_u8(shuffled)),
+        "distinct_codes": int(codes.unique().numel()),
+        "horizon": h,
         "copy_first_frame_psnr": psnr(batch[:, 1:].numpy(), copy_last.numpy()),
         "clips": len(picks),
     }
@@ -149,7 +155,9 @@ def main() -> None:
         print(
             f"held-out ({r['clips']} clips of {args.heldout}): tokenizer PSNR "
             f"{r['tokenizer_psnr']:.2f} dB; LDM future-frame PSNR {r['ldm_future_psnr']:.2f} "
-            f"dB (copying x_0 forward: {r['copy_first_frame_psnr']:.2f} dB)"
+            f"dB (copying x_0 forward: {r['copy_first_frame_psnr']:.2f} dB; with another "
+            f"clip's codes: {r['ldm_shuffled_codes_psnr']:.2f} dB); {r['distinct_codes']} "
+            f"distinct codes over {r['clips']} x {r['horizon']} queries"
         )
 
 

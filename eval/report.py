@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import warnings
 from collections.abc import Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
@@ -195,7 +196,11 @@ def bar_chart(
         low = np.clip(rates - np.array([r["ci95"][0] for r in rows]), 0.0, None)
         high = np.clip(np.array([r["ci95"][1] for r in rows]) - rates, 0.0, None)
         x = np.arange(len(tasks)) + (k - (len(policies) - 1) / 2) * width
-        ax.bar(x, rates, width, yerr=[low, high], capsize=2, label=policy)
+        with warnings.catch_warnings():
+            # matplotlib's errorbar checks a (2, N) yerr row by row with math.isfinite, which
+            # numpy >= 1.25 flags as deprecated; the values are plain floats.
+            warnings.filterwarnings("ignore", "Conversion of an array", DeprecationWarning)
+            ax.bar(x, rates, width, yerr=np.vstack([low, high]), capsize=2, label=policy)
     ax.set_xticks(
         np.arange(len(tasks)),
         [t.split("/")[-1] for t in tasks],
