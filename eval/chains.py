@@ -19,12 +19,10 @@ import dataclasses
 import functools
 import json
 import logging
-import multiprocessing
 import os
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from vw_robot.eval.metrics import wilson_interval
+from vw_robot.eval.rollout import default_policy_factory, run_jobs
 from vw_robot.eval.seeding import episode_seed
 
 log = logging.getLogger(__name__)
@@ -143,22 +142,6 @@ def _run_chain_job(job: _ChainJob, policy_factory: Callable[[str], Any]) -> list
         env.close()
 
 
-def _default_policy_factory(name: str) -> Any:
-    from vw_robot.policies import make_policy
-
-    return make_policy(name)
-
-
-def _limit_threads(threads: int) -> None:
-    os.environ["OMP_NUM_THREADS"] = str(threads)
-    try:
-        import torch
-
-        torch.set_num_threads(threads)
-    except ImportError:
-        pass
-
-
 def evaluate_chains(
     *,
     policy: str,
@@ -170,7 +153,7 @@ def evaluate_chains(
     image_size: int = 64,
     camera: str | None = None,
     videos: int = 0,
-    policy_factory: Callable[[str], Any] = _default_policy_factory,
+    policy_factory: Callable[[str], Any] = default_policy_factory,
     progress: Callable[[int], None] | None = None,
 ) -> list[ChainResult]:
     """Run ``num_chains`` chains of a policy (CALVIN protocol: 1000 chains of 5).
@@ -221,18 +204,7 @@ def evaluate_chains(
         if progress is not None:
             progress(len(chains))
 
-    if workers == 1:
-        for job in jobs:
-            collect(_run_chain_job(job, policy_factory))
-    else:
-        context = multiprocessing.get_context("spawn")
-        threads = max(1, (os.cpu_count() or 1) // workers)
-        with ProcessPoolExecutor(
-            max_workers=workers, mp_context=context, initializer=_limit_threads, initargs=(threads,)
-        ) as pool:
-            futures = [pool.submit(_run_chain_job, job, policy_factory) for job in jobs]
-            for future in as_completed(futures):
-                collect(future.result())
+    run_jobs(_run_chain_job, jobs, policy_factory, workers, collect)
     return sorted(results, key=lambda r: r.index)
 
 

@@ -142,7 +142,8 @@ def _limit_threads(threads: int) -> None:
         pass
 
 
-def _default_policy_factory(name: str) -> Any:
+def default_policy_factory(name: str) -> Any:
+    """``make_policy(name)``: expert, random or a checkpoint, on the CPU."""
     from vw_robot.policies import make_policy
 
     return make_policy(name)
@@ -160,6 +161,30 @@ def _split(tasks: Sequence[str], episodes: int, workers: int) -> list[tuple[str,
     return units
 
 
+def run_jobs(
+    run: Callable[[Any, Callable[[str], Any]], Any],
+    jobs: Sequence[Any],
+    policy_factory: Callable[[str], Any],
+    workers: int,
+    collect: Callable[[Any], None],
+) -> None:
+    """``collect(run(job, policy_factory))`` for every job: in this process with one worker,
+    else in ``workers`` spawned processes that share the cores (results arrive as they finish).
+    ``run``, the jobs and ``policy_factory`` must be picklable for more than one worker."""
+    if workers == 1:
+        for job in jobs:
+            collect(run(job, policy_factory))
+        return
+    context = multiprocessing.get_context("spawn")
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=context, initializer=_limit_threads, initargs=(threads,)
+    ) as pool:
+        futures = [pool.submit(run, job, policy_factory) for job in jobs]
+        for future in as_completed(futures):
+            collect(future.result())
+
+
 def evaluate(
     tasks: Sequence[str],
     *,
@@ -170,7 +195,7 @@ def evaluate(
     env_kwargs: dict[str, Any] | None = None,
     videos_per_task: int = 0,
     stop_on_success: bool = True,
-    policy_factory: Callable[[str], Any] = _default_policy_factory,
+    policy_factory: Callable[[str], Any] = default_policy_factory,
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, list[EpisodeResult]]:
     """Evaluate a policy on tasks; episodes' seeds depend only on (base_seed, task, index).
@@ -209,18 +234,7 @@ def evaluate(
         if progress is not None:
             progress(len(episodes))
 
-    if workers == 1:
-        for job in jobs:
-            collect(_run_job(job, policy_factory))
-    else:
-        context = multiprocessing.get_context("spawn")
-        threads = max(1, (os.cpu_count() or 1) // workers)
-        with ProcessPoolExecutor(
-            max_workers=workers, mp_context=context, initializer=_limit_threads, initargs=(threads,)
-        ) as pool:
-            futures = [pool.submit(_run_job, job, policy_factory) for job in jobs]
-            for future in as_completed(futures):
-                collect(future.result())
+    run_jobs(_run_job, jobs, policy_factory, workers, collect)
     for episodes in results.values():
         episodes.sort(key=lambda ep: ep.index)
     return results

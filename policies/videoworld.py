@@ -125,10 +125,8 @@ class BCPolicy(_ChunkPolicy):
     name = "bc"
 
 
-class VideoWorldPolicy(_ChunkPolicy):
-    """Tokenizer + transformer (latent codes) + action head, with a KV cache."""
-
-    name = "videoworld"
+class _GeneratorPolicy(_ChunkPolicy):
+    """A head that acts on what the tokenizer + transformer predict (KV-cached decoding)."""
 
     def __init__(
         self,
@@ -146,13 +144,22 @@ class VideoWorldPolicy(_ChunkPolicy):
         super().__init__(head, info, execute, pixels_key, device)
         self.transformer = load_stage(info.parents["transformer"], "transformer")[0].to(self.device)
         self.tokenizer = load_stage(info.parents["tokenizer"], "tokenizer")[0].to(self.device)
-        self._ldm_path = info.parents["ldm"]
-        self._ldm = None
         self.layout = self.transformer.config.layout
-        self.window = self.transformer.config.max_timesteps
         self.temperature = temperature
         self.use_cache = use_cache
         self._cache = self.transformer.make_cache(1) if use_cache else None
+
+
+class VideoWorldPolicy(_GeneratorPolicy):
+    """Tokenizer + transformer (latent codes) + action head, with a KV cache."""
+
+    name = "videoworld"
+
+    def __init__(self, head: Any, info: ckpt.CheckpointInfo, **kwargs: Any) -> None:
+        super().__init__(head, info, **kwargs)
+        self._ldm_path = info.parents["ldm"]
+        self._ldm = None
+        self.window = self.transformer.config.max_timesteps
         self._tokens: list[torch.Tensor] = []  # (N,) per timestep in the context
         self._codes: list[torch.Tensor] = []  # (H,) sampled per timestep
         self._frames: list[torch.Tensor] = []
@@ -207,32 +214,15 @@ class VideoWorldPolicy(_ChunkPolicy):
         return pixels.permute(0, 2, 3, 1).numpy()
 
 
-class NoLDMPolicy(_ChunkPolicy):
+class NoLDMPolicy(_GeneratorPolicy):
     """The no-LDM ablation: tokenizer + code-free transformer (next frame) + head."""
 
     name = "noldm"
 
-    def __init__(
-        self,
-        head: Any,
-        info: ckpt.CheckpointInfo,
-        *,
-        execute: int | None = None,
-        temperature: float = 0.0,
-        pixels_key: str = "pixels",
-        use_cache: bool = True,
-        device: str = "cpu",
-    ) -> None:
-        from vw_robot.training.stages import load_stage
-
-        super().__init__(head, info, execute, pixels_key, device)
-        self.transformer = load_stage(info.parents["transformer"], "transformer")[0].to(self.device)
-        self.tokenizer = load_stage(info.parents["tokenizer"], "tokenizer")[0].to(self.device)
-        self.layout = self.transformer.config.layout
+    def __init__(self, head: Any, info: ckpt.CheckpointInfo, **kwargs: Any) -> None:
+        super().__init__(head, info, **kwargs)
         # The predicted frame fills the last timestep of the transformer's window.
         self.window = self.transformer.config.max_timesteps - 1
-        self.temperature = temperature
-        self._cache = self.transformer.make_cache(1) if use_cache else None
         self._tokens: list[torch.Tensor] = []  # (N,) per timestep in the context
         self._predicted: torch.Tensor | None = None  # (1, 3, S, S) float, the last prediction
 
