@@ -107,6 +107,14 @@ def heldout_psnr(pipeline: str, heldout: str, clips: int = 64) -> dict[str, floa
     # The same first frames decoded with other clips' codes: what the codes themselves carry.
     shuffled = ldm.decode(batch[:, 0], ldm.encode(batch).roll(1, dims=0))
     codes = ldm.encode(batch)
+    # L1 where something moved since x_0 (> 0.05 in any channel), the pixels codes must explain.
+    target = batch[:, 1:].float() / 255
+    moved = ((target - batch[:, :1].float() / 255).abs().amax(2, keepdim=True) > 0.05).float()
+
+    def moved_l1(prediction: torch.Tensor) -> float:
+        error = (prediction.float() - target).abs() * moved
+        return float(error.sum() / (moved.sum() * 3).clamp_min(1))
+
     copy_last = batch[:, :1].expand(-1, h, -1, -1, -1)  # baseline: predict "nothing moves"
     return {
         "tokenizer_psnr": psnr(frames.numpy(), to_u8(recon)),
@@ -114,6 +122,12 @@ def heldout_psnr(pipeline: str, heldout: str, clips: int = 64) -> dict[str, floa
         "ldm_shuffled_codes_psnr": psnr(batch[:, 1:].numpy(), to_u8(shuffled)),
         "distinct_codes": int(codes.unique().numel()),
         "horizon": h,
+        "moved_l1": {
+            "ldm": moved_l1(future),
+            "shuffled codes": moved_l1(shuffled),
+            "copy x_0": moved_l1(batch[:, :1].float().expand(-1, h, -1, -1, -1) / 255),
+        },
+        "moved_share": float(moved.mean()),
         "copy_first_frame_psnr": psnr(batch[:, 1:].numpy(), copy_last.numpy()),
         "clips": len(picks),
     }
@@ -158,6 +172,10 @@ def main() -> None:
             f"dB (copying x_0 forward: {r['copy_first_frame_psnr']:.2f} dB; with another "
             f"clip's codes: {r['ldm_shuffled_codes_psnr']:.2f} dB); {r['distinct_codes']} "
             f"distinct codes over {r['clips']} x {r['horizon']} queries"
+        )
+        print(
+            f"L1 on the {100 * r['moved_share']:.1f}% of future pixels that moved since x_0: "
+            + ", ".join(f"{k} {v:.4f}" for k, v in r["moved_l1"].items())
         )
 
 
