@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from vw_robot.training import checkpoint as ckpt
+from vw_robot.training.loop import resolve_device
 
 
 class PolicyMismatchError(ValueError):
@@ -43,17 +44,6 @@ def _frame_tensor(obs: dict[str, np.ndarray], key: str, size: int) -> torch.Tens
             f"trained on {size}x{size} frames; make the env with image_size={size}."
         )
     return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None]
-
-
-def resolve_device(device: str) -> torch.device:
-    """``"auto"`` (CUDA when available, else CPU), ``"cpu"`` or ``"cuda[:k]"``."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r}: CUDA is not available on this machine.")
-    if device != "cpu" and not device.startswith("cuda"):
-        raise ValueError(f"device={device!r}: use auto, cpu or cuda[:k].")
-    return torch.device(device)
 
 
 class _ChunkPolicy:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -59,16 +58,6 @@ def moving_squares(
                 x, y = x0 + dx * speed * t, y0 + dy * speed * t
                 clips[4 * k + d, t, :, y : y + side, x : x + side] = colour
     return clips
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    # Tiny convs gain nothing from threads, and on a busy 2-core machine OpenMP's
-    # spinning threads made the same loop 10-20x slower.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_forward_encode_decode_shapes_and_ranges() -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -40,16 +39,6 @@ def coloured_squares(n: int, size: int, seed: int) -> torch.Tensor:
         frames[i] = background
         frames[i, :, y : y + side, x : x + side] = foreground
     return frames
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    # Tiny convs gain nothing from threads, and on a busy 2-core machine OpenMP's
-    # spinning threads made the same loop 10-20x slower.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_encode_decode_shapes_and_ranges() -> None:

@@ -129,3 +129,12 @@ def test_ddp_two_gloo_processes(tmp_path):
     losses = _losses(tmp_path)
     assert len(losses) == 12 and losses[-1] < losses[0]
     assert ckpt.read_info(tmp_path).step == 12
+
+
+def test_resolve_device_names_a_bad_value():
+    from vw_robot.training.loop import resolve_device
+
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ValueError, match="'tpu'"):
+        resolve_device("tpu")

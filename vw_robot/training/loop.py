@@ -105,6 +105,21 @@ class StepBatchSampler:
         return max(0, self.steps - self.start)
 
 
+def resolve_device(name: str) -> torch.device:
+    """``"auto"`` (CUDA when available, else CPU), ``"cpu"`` or ``"cuda[:k]"`` as a device.
+
+    Raises:
+        ValueError: an unknown name, or CUDA asked for where none is visible.
+    """
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name != "cpu" and not name.startswith("cuda"):
+        raise ValueError(f"device={name!r}: use auto, cpu or cuda[:k].")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device={name!r}: CUDA is not available on this machine.")
+    return torch.device(name)
+
+
 def _distributed() -> tuple[int, int, int]:
     """(rank, local rank, world size) from torchrun's environment; (0, 0, 1) otherwise."""
     world = int(os.environ.get("WORLD_SIZE", "1"))

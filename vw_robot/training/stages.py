@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 from vw_robot.data import format as fmt
 from vw_robot.training import checkpoint as ckpt
 from vw_robot.training.config import HEAD_STAGES, ExportCodesConfig, TrainConfig
-from vw_robot.training.loop import train
+from vw_robot.training.loop import resolve_device, train
 
 log = logging.getLogger(__name__)
 
@@ -74,13 +74,6 @@ def _stage_checkpoint(cfg: TrainConfig | ExportCodesConfig, stage: str) -> Path:
             f"{path}: no trained {stage} checkpoint; produce it with `vw-robot train "
             f"stage={stage} dataset=... out={cfg.out}` or pass {stage}_checkpoint=PATH."
         ) from None
-
-
-def _device(name: str) -> torch.device:
-    """A stage's ``optim.device`` (``auto``: CUDA when available) as a torch device."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def _seeded(seed: int) -> None:
@@ -222,9 +215,7 @@ def export(
     if use_codes:
         ldm, ldm_info = load_stage(_stage_checkpoint(cfg, "ldm"), "ldm")
     key = sequence_key(tokenizer_info.model_sha256, ldm_info.model_sha256 if ldm_info else None)
-    device = getattr(cfg, "device", "auto")
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device(getattr(cfg, "device", "auto"))
     export_sequences(cfg.dataset, tokenizer, ldm, key, device=device)
     return key, tokenizer_info, ldm_info
 
@@ -265,7 +256,7 @@ def _action_head_setup(cfg: TrainConfig) -> tuple[torch.nn.Module, dict, Any, di
     key, sampled, horizon, levels = None, None, 1, [8, 5, 5, 5]
     if use_codes:
         transformer, trf_info = load_stage(_stage_checkpoint(cfg, "transformer"), "transformer")
-        transformer.to(_device(stage_cfg.optim.device))  # sampling codes is its only use here
+        transformer.to(resolve_device(stage_cfg.optim.device))  # only samples codes here
         if transformer.config.layout.horizon == 0:
             raise ckpt.CheckpointError(
                 f"{trf_info.path}: is the no-LDM ablation; the action "
@@ -282,7 +273,7 @@ def _action_head_setup(cfg: TrainConfig) -> tuple[torch.nn.Module, dict, Any, di
         parents = {"transformer": str(trf_info.path), **trf_info.parents}
     elif next_frame:
         transformer, trf_info = _nocodes_transformer(cfg)
-        transformer.to(_device(stage_cfg.optim.device))
+        transformer.to(resolve_device(stage_cfg.optim.device))
         tokenizer, tok_info = load_stage(trf_info.parents["tokenizer"], "tokenizer")
         key = sequence_key(tok_info.model_sha256, None)
         export_sequences(cfg.dataset, tokenizer, None, key)
