@@ -106,6 +106,39 @@ def test_label_subset_is_deterministic_and_nested():
         select_labelled(ids, label_fraction=0.5, labelled_episodes=2)
 
 
+def test_label_subset_is_stratified_by_task():
+    # 20 + 20 + 16 episodes: an unstratified 10% draw can leave a task with no labels at all.
+    sizes = {"a": 20, "b": 20, "c": 16}
+    task_of = {f"{t}{i:02d}": t for t, n in sizes.items() for i in range(n)}
+    ids = list(task_of)
+
+    def per_task(subset):
+        return {t: sum(task_of[e] == t for e in subset) for t in sizes}
+
+    for seed in range(5):
+        small = select_labelled(ids, label_fraction=0.1, seed=seed, task_of=task_of)
+        quarter = select_labelled(ids, label_fraction=0.25, seed=seed, task_of=task_of)
+        assert per_task(small) == {"a": 2, "b": 2, "c": 2}  # 1.6 rounds up to 2
+        assert per_task(quarter) == {"a": 5, "b": 5, "c": 4}
+        assert small <= quarter
+        assert per_task(select_labelled(ids, label_fraction=0.01, seed=seed, task_of=task_of)) == {
+            "a": 1,
+            "b": 1,
+            "c": 1,
+        }
+        dealt = select_labelled(ids, labelled_episodes=7, seed=seed, task_of=task_of)
+        assert per_task(dealt) == {"a": 3, "b": 2, "c": 2}
+        assert dealt <= select_labelled(ids, labelled_episodes=8, seed=seed, task_of=task_of)
+    # A task's subset does not depend on the other tasks' episodes.
+    only_c = {e: t for e, t in task_of.items() if t == "c"}
+    assert select_labelled(list(only_c), label_fraction=0.25, seed=1, task_of=only_c) == {
+        e for e in select_labelled(ids, label_fraction=0.25, seed=1, task_of=task_of) if e in only_c
+    }
+    assert select_labelled(ids, labelled_episodes=100, seed=0, task_of=task_of) == set(ids)
+    with pytest.raises(ValueError, match="a00"):
+        select_labelled(ids, label_fraction=0.5, task_of={"b00": "b"})
+
+
 def test_unlabelled_episodes_hide_actions(dataset_root):
     ds = ClipDataset(dataset_root, clip_len=2, labelled_episodes=1)
     flags = {bool(ds[k]["has_actions"]) for k in range(len(ds))}

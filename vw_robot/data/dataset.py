@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,31 +84,54 @@ def select_labelled(
     label_fraction: float | None = None,
     labelled_episodes: int | None = None,
     seed: int = 0,
+    task_of: Mapping[str, str] | None = None,
 ) -> set[str]:
     """A deterministic subset of the episodes with actions whose labels training may use.
 
-    The subset depends only on the set of ids and the seed (not on their order), and a smaller
-    fraction's subset is contained in a larger one's for the same seed, so label-efficiency
-    curves compare nested sets.
+    With ``task_of`` (episode id -> task id) the subset is stratified by task, as a
+    multi-task label-efficiency experiment needs: ``label_fraction`` keeps
+    ``round(fraction * n)`` of each task's ``n`` episodes (halves round up, and at least one
+    when the fraction is above zero), and ``labelled_episodes`` deals its count out one task
+    at a time in task-id order. Without it the episodes form one group.
+
+    The subset depends only on the ids, their tasks and the seed (not on their order), and a
+    smaller share's subset is contained in a larger one's for the same seed, so
+    label-efficiency curves compare nested sets.
 
     Raises:
-        ValueError: both or invalid limits.
+        ValueError: both or invalid limits, or an id ``task_of`` does not name.
     """
     if label_fraction is not None and labelled_episodes is not None:
         raise ValueError("Give label_fraction or labelled_episodes, not both.")
-    ids = sorted(episode_ids)
     if label_fraction is None and labelled_episodes is None:
-        return set(ids)
+        return set(episode_ids)
+    if label_fraction is not None and not 0.0 <= label_fraction <= 1.0:
+        raise ValueError(f"label_fraction={label_fraction} must be in [0, 1].")
+    if labelled_episodes is not None and labelled_episodes < 0:
+        raise ValueError(f"labelled_episodes={labelled_episodes} must be >= 0.")
+    groups: dict[str, list[str]] = {}
+    for episode in sorted(set(episode_ids)):
+        if task_of is not None and episode not in task_of:
+            raise ValueError(f"select_labelled: episode {episode!r} has no task in task_of.")
+        groups.setdefault(task_of[episode] if task_of is not None else "", []).append(episode)
+    # Each task's own seeded order: adding or removing another task's episodes leaves it alone.
+    orders = {}
+    for task, ids in groups.items():
+        task_seed = int.from_bytes(hashlib.sha256(task.encode()).digest()[:4], "little")
+        rng = np.random.default_rng([seed, task_seed])
+        orders[task] = [ids[k] for k in rng.permutation(len(ids))]
     if label_fraction is not None:
-        if not 0.0 <= label_fraction <= 1.0:
-            raise ValueError(f"label_fraction={label_fraction} must be in [0, 1].")
-        count = round(label_fraction * len(ids))
-    else:
-        if labelled_episodes < 0:
-            raise ValueError(f"labelled_episodes={labelled_episodes} must be >= 0.")
-        count = min(labelled_episodes, len(ids))
-    order = np.random.default_rng(seed).permutation(len(ids))
-    return {ids[k] for k in order[:count]}
+        chosen = set()
+        for order in orders.values():
+            count = int(np.floor(label_fraction * len(order) + 0.5))
+            if label_fraction > 0:
+                count = max(count, 1)
+            chosen.update(order[:count])
+        return chosen
+    dealt: list[str] = []
+    for rank in range(max(len(order) for order in orders.values()) if orders else 0):
+        dealt.extend(orders[task][rank] for task in sorted(orders) if rank < len(orders[task]))
+    return set(dealt[:labelled_episodes])
 
 
 class ClipDataset(Dataset):
@@ -198,6 +222,7 @@ class ClipDataset(Dataset):
             label_fraction=label_fraction,
             labelled_episodes=labelled_episodes,
             seed=label_seed,
+            task_of={m.episode_id: m.task_id for m in metas},
         )
         dims = {m.action_dim for m in metas if m.episode_id in self.labelled_ids}
         if len(dims) > 1:

@@ -243,6 +243,7 @@ def _action_head_setup(cfg: TrainConfig) -> tuple[torch.nn.Module, dict, Any, di
             label_fraction=stage_cfg.label_fraction,
             labelled_episodes=stage_cfg.labelled_episodes,
             seed=stage_cfg.label_seed,
+            task_of={r["episode_id"]: r["task_id"] for r in manifest["episodes"]},
         )
     )
     if not labelled:
