@@ -216,11 +216,14 @@ def _report(
 ) -> str:
     from omegaconf import OmegaConf
 
+    from vw_robot.data.dataset import labelled_per_task
+    from vw_robot.data.format import read_manifest
     from vw_robot.eval.report import provenance
     from vw_robot.training.checkpoint import read_info
 
     out = Path(cfg.out)
     prov = provenance()
+    task_of = {row["episode_id"]: row["task_id"] for row in read_manifest(out / "data")["episodes"]}
     lines = [
         "# vw_robot run report\n",
         f"Tasks: {', '.join(tasks)}. Demonstrations: {cfg.episodes_per_task} per task "
@@ -240,7 +243,11 @@ def _report(
         loss = "—" if result["last_loss"] is None else f"{result['last_loss']:.4f}"
         speed = "—" if result["samples_per_s"] is None else f"{result['samples_per_s']:.1f}"
         env = read_info(result["checkpoint"]).model_config.get("env", {})
-        labelled = len(env["labelled_episodes"]) if "labelled_episodes" in env else "—"
+        labelled = (
+            labelled_per_task(env["labelled_episodes"], task_of)
+            if "labelled_episodes" in env
+            else "—"
+        )
         lines.append(
             f"| {stage} | {result['step']} | {loss} | {speed} | "
             f"{timings.get(stage, 0):.0f} | {labelled} | `{result['checkpoint']}` |"

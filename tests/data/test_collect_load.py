@@ -11,7 +11,7 @@ import torch
 
 from vw_robot.data import format as fmt
 from vw_robot.data.collect import EpisodeJob, collect, record_episode
-from vw_robot.data.dataset import ClipDataset, FrameCache, select_labelled
+from vw_robot.data.dataset import ClipDataset, FrameCache, labelled_per_task, select_labelled
 from vw_robot.data.video import read_video
 from vw_robot.envs import make_env
 from vw_robot.policies import ExpertPolicy
@@ -137,6 +137,8 @@ def test_label_subset_is_stratified_by_task():
     assert select_labelled(ids, labelled_episodes=100, seed=0, task_of=task_of) == set(ids)
     with pytest.raises(ValueError, match="a00"):
         select_labelled(ids, label_fraction=0.5, task_of={"b00": "b"})
+    assert labelled_per_task(sorted(small), task_of) == "6 (2 per task over 3 tasks)"
+    assert labelled_per_task(sorted(quarter), task_of) == "14 (4-5 per task over 3 tasks)"
 
 
 def test_unlabelled_episodes_hide_actions(dataset_root):

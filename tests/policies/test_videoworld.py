@@ -75,7 +75,9 @@ def test_baselines_compare_at_the_stated_labels(demo):
         return ckpt.read_info(demo / run).model_config["env"]["labelled_episodes"]
 
     same = labelled("action_head")
-    assert len(same) == 2
+    assert len(same) == 2  # half of each task's two demonstrations
+    assert len({episode.split("__")[1] for episode in same}) == 2
+    assert "| 2 (1 per task over 2 tasks) |" in (demo / "report.md").read_text()
     assert labelled("bc") == same and labelled("noldm_head") == same
     assert len(labelled("bc_all")) == 4 and len(labelled("action_head_labels100")) == 4
     noldm = ckpt.read_info(demo / "noldm_head")

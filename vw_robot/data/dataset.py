@@ -134,6 +134,19 @@ def select_labelled(
     return set(dealt[:labelled_episodes])
 
 
+def labelled_per_task(episodes: list[str], task_of: Mapping[str, str]) -> str:
+    """``"49 (4-5 per task over 10 tasks)"``: how a labelled subset spreads over the tasks."""
+    counts: dict[str, int] = {}
+    for episode in episodes:
+        task = task_of.get(episode, "?")
+        counts[task] = counts.get(task, 0) + 1
+    if not counts:
+        return "0"
+    low, high = min(counts.values()), max(counts.values())
+    spread = str(low) if low == high else f"{low}-{high}"
+    return f"{len(episodes)} ({spread} per task over {len(counts)} tasks)"
+
+
 class ClipDataset(Dataset):
     """Fixed-length clips of T frames that never cross an episode boundary.
 

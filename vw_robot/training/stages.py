@@ -224,7 +224,7 @@ def _action_head_setup(cfg: TrainConfig) -> tuple[torch.nn.Module, dict, Any, di
     """Action head (codes from the LDM and the transformer) or BC (frames only)."""
     import numpy as np
 
-    from vw_robot.data.dataset import select_labelled
+    from vw_robot.data.dataset import labelled_per_task, select_labelled
     from vw_robot.data.sequences import ActionChunkDataset, export_sequences, sequence_key
 
     stage_cfg = getattr(cfg.experiment, cfg.stage)
@@ -237,17 +237,19 @@ def _action_head_setup(cfg: TrainConfig) -> tuple[torch.nn.Module, dict, Any, di
             f"{cfg.dataset}: no episode has actions; an action head needs "
             "some (collect demonstrations with `vw-robot collect`)."
         )
+    task_of = {r["episode_id"]: r["task_id"] for r in manifest["episodes"]}
     labelled = sorted(
         select_labelled(
             labelled_all,
             label_fraction=stage_cfg.label_fraction,
             labelled_episodes=stage_cfg.labelled_episodes,
             seed=stage_cfg.label_seed,
-            task_of={r["episode_id"]: r["task_id"] for r in manifest["episodes"]},
+            task_of=task_of,
         )
     )
     if not labelled:
         raise fmt.DatasetError(f"{cfg.dataset}: the label settings select no episode.")
+    log.info("%s: labelled episodes %s", cfg.stage, labelled_per_task(labelled, task_of))
     metas = [fmt.read_meta(cfg.dataset, e) for e in labelled]
     dims = {m.action_dim for m in metas}
     if len(dims) != 1:
