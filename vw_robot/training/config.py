@@ -65,9 +65,11 @@ class ActionHeadModelConfig:
 class ActionHeadStage:
     model: ActionHeadModelConfig = field(default_factory=ActionHeadModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
-    label_fraction: Optional[float] = None  # share of labelled episodes whose actions it uses
-    labelled_episodes: Optional[int] = None  # or a count of them (not both)
-    label_seed: int = 0  # which episodes: a deterministic subset by this seed
+    # Share of each task's labelled episodes whose actions it uses (stratified by task), or a
+    # count dealt out one task at a time (not both); which ones: a deterministic subset by seed.
+    label_fraction: Optional[float] = None
+    labelled_episodes: Optional[int] = None
+    label_seed: int = 0
     sampled_fraction: float = 0.5  # share of items with transformer-sampled instead of LDM codes
 
 
