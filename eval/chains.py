@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from vw_robot.eval.metrics import wilson_interval
-from vw_robot.eval.rollout import default_policy_factory, run_jobs
+from vw_robot.eval.rollout import check_policy_fits, default_policy_factory, run_jobs
 from vw_robot.eval.seeding import episode_seed
 
 log = logging.getLogger(__name__)
@@ -176,8 +176,10 @@ def evaluate_chains(
 
     Raises:
         ValueError: a bad count, length, budget or worker number (the message names it).
+        PolicyMismatchError: the policy was not trained for every subtask, or for these frames.
     """
     from vw_robot.envs import playground_tasks as pt
+    from vw_robot.envs.playground_suite import task_id
 
     if isinstance(num_chains, bool) or not isinstance(num_chains, int) or num_chains < 1:
         raise ValueError(f"num_chains={num_chains!r} must be a positive int.")
@@ -191,6 +193,13 @@ def evaluate_chains(
     }
     if camera is not None:
         env_kwargs["camera"] = camera
+    # A chain may draw any subtask: refuse up front a policy that does not know them all.
+    check_policy_fits(
+        [task_id(name) for name in pt.SUBTASK_NAMES],
+        policy,
+        {"image_size": image_size, **({"camera": camera} if camera is not None else {})},
+        policy_factory,
+    )
     record = frozenset(range(min(videos, num_chains)))
     chunks = max(1, min(num_chains, 4 * workers))
     jobs = [

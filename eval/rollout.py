@@ -185,6 +185,45 @@ def run_jobs(
             collect(future.result())
 
 
+def check_policy_fits(
+    tasks: Sequence[str],
+    policy: str,
+    env_kwargs: dict[str, Any],
+    policy_factory: Callable[[str], Any],
+) -> None:
+    """Refuse, before any episode runs, a policy that cannot drive these tasks.
+
+    A learned policy checks every task id against the tasks it was trained for; then, on the
+    first task of each suite, one env is built and the policy resets and acts once, which
+    checks the action size and the observation's image (key, size, layout). A mismatch raises
+    :class:`PolicyMismatchError` naming both sides; any other failure here is left to the
+    episodes, which record it.
+    """
+    from vw_robot.envs import make_env
+    from vw_robot.policies.videoworld import PolicyMismatchError
+
+    built = policy_factory(policy)
+    check_task = getattr(built, "check_task", None)
+    if check_task is not None:
+        for task_id in tasks:
+            check_task(task_id)
+    first_of_suite: dict[str, str] = {}
+    for task_id in tasks:
+        first_of_suite.setdefault(task_id.split("/")[0], task_id)
+    for task_id in first_of_suite.values():
+        env = make_env(task_id, **env_kwargs)
+        try:
+            obs, info = env.reset(seed=0)
+            built.reset(task_id=task_id, action_space=env.action_space, seed=0)
+            built.select_action(obs, info)
+        except PolicyMismatchError:
+            raise
+        except Exception:  # noqa: BLE001, S110 - recorded by the episodes that hit it
+            pass
+        finally:
+            env.close()
+
+
 def evaluate(
     tasks: Sequence[str],
     *,
@@ -197,6 +236,7 @@ def evaluate(
     stop_on_success: bool = True,
     policy_factory: Callable[[str], Any] = default_policy_factory,
     progress: Callable[[int], None] | None = None,
+    check: bool = True,
 ) -> dict[str, list[EpisodeResult]]:
     """Evaluate a policy on tasks; episodes' seeds depend only on (base_seed, task, index).
 
@@ -212,15 +252,21 @@ def evaluate(
         stop_on_success: end an episode at its first success.
         policy_factory: picklable callable name -> policy (module-level for workers > 1).
         progress: called with the number of episodes each finished job completed.
+        check: first refuse a policy that does not fit the tasks (:func:`check_policy_fits`).
 
     Returns:
         task id -> its episodes ordered by index.
+
+    Raises:
+        PolicyMismatchError: the policy was not trained for a task, its action size or image.
     """
     if episodes_per_task < 1:
         raise ValueError(f"episodes_per_task={episodes_per_task} must be >= 1.")
     if workers < 1:
         raise ValueError(f"workers={workers} must be >= 1.")
     env_kwargs = dict(env_kwargs or {})
+    if check:
+        check_policy_fits(tasks, policy, env_kwargs, policy_factory)
     record = frozenset(range(min(videos_per_task, episodes_per_task)))
     jobs = [
         _Job(task_id, indices, policy, base_seed, env_kwargs, record, stop_on_success)

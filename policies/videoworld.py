@@ -69,8 +69,8 @@ class _ChunkPolicy:
         self._queue: deque[np.ndarray] = deque()
         self._task: int | None = None
 
-    def reset(self, *, task_id: str, action_space: Any = None, seed: int | None = None) -> None:
-        """Start an episode of ``task_id``: clears the action queue and the context."""
+    def check_task(self, task_id: str, action_space: Any = None) -> None:
+        """Refuse a task this checkpoint was not trained for, or actions of another size."""
         if task_id not in self.task_ids:
             raise PolicyMismatchError(
                 f"{self.info.path}: trained for tasks {', '.join(self.task_ids)}; "
@@ -81,6 +81,10 @@ class _ChunkPolicy:
                 f"{self.info.path}: predicts {self.head.config.action_dim}-D actions, the env's "
                 f"action space is {tuple(action_space.shape)}."
             )
+
+    def reset(self, *, task_id: str, action_space: Any = None, seed: int | None = None) -> None:
+        """Start an episode of ``task_id``: clears the action queue and the context."""
+        self.check_task(task_id, action_space)
         self._task = self.task_ids.index(task_id)
         self._queue.clear()
         self._reset_context()

@@ -11,6 +11,7 @@ import pytest
 
 from vw_robot.cli import main
 from vw_robot.envs import make_env
+from vw_robot.eval.chains import evaluate_chains
 from vw_robot.policies import make_policy
 from vw_robot.policies.videoworld import PolicyMismatchError, load_policy
 from vw_robot.training import checkpoint as ckpt
@@ -166,6 +167,20 @@ def test_mismatches_are_refused_naming_both_sides(demo):
             load_policy(demo / "bc").reset(task_id=TASKS[0], action_space=robo.action_space)
     finally:
         robo.close()
+
+
+def test_eval_refuses_a_mismatched_checkpoint_before_any_episode(demo, tmp_path, capsys):
+    """Not one errored episode per mismatch: the run stops at start, naming both sides."""
+    common = [f"policy={demo / 'bc'}", "episodes_per_task=1", "max_episode_steps=3"]
+    wrong_task = ["tasks=[metaworld/push-v3]", f"image_size={SIZE}", f"out={tmp_path / 'a'}"]
+    assert main(["eval", *common, *wrong_task]) == 2
+    assert "not for 'metaworld/push-v3'" in capsys.readouterr().err
+    wrong_size = [f"tasks=[{TASKS[0]}]", "image_size=48", f"out={tmp_path / 'b'}"]
+    assert main(["eval", *common, *wrong_size]) == 2
+    assert "is 48x48 but the policy was trained on 32x32" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    with pytest.raises(PolicyMismatchError, match="playground/"):
+        evaluate_chains(policy=str(demo / "bc"), num_chains=1, image_size=SIZE)
 
 
 def test_non_policy_checkpoint_is_refused(demo):
