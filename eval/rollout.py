@@ -193,20 +193,21 @@ def check_policy_fits(
 ) -> None:
     """Refuse, before any episode runs, a policy that cannot drive these tasks.
 
-    A learned policy checks every task id against the tasks it was trained for; then, on the
-    first task of each suite, one env is built and the policy resets and acts once, which
-    checks the action size and the observation's image (key, size, layout). A mismatch raises
-    :class:`PolicyMismatchError` naming both sides; any other failure here is left to the
-    episodes, which record it.
+    A learned policy (one with ``check_task``: a checkpoint's) checks every task id against
+    the tasks it was trained for; then, on the first task of each suite, one env is built and
+    the policy resets and acts once, which checks the action size and the observation's image
+    (key, size, layout). A mismatch raises :class:`PolicyMismatchError` naming both sides; any
+    other failure here is left to the episodes, which record it. Policies without
+    ``check_task`` (expert, random, your own) are not checked.
     """
     from vw_robot.envs import make_env
     from vw_robot.policies.videoworld import PolicyMismatchError
 
     built = policy_factory(policy)
-    check_task = getattr(built, "check_task", None)
-    if check_task is not None:
-        for task_id in tasks:
-            check_task(task_id)
+    if not hasattr(built, "check_task"):
+        return
+    for task_id in tasks:
+        built.check_task(task_id)
     first_of_suite: dict[str, str] = {}
     for task_id in tasks:
         first_of_suite.setdefault(task_id.split("/")[0], task_id)
