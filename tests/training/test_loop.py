@@ -74,7 +74,7 @@ def test_resume_refuses_another_stage_or_model(tmp_path):
     from tests.training.toy_train import ToyData
     from vw_robot.training.loop import OptimConfig, train
 
-    with pytest.raises(ckpt.CheckpointError, match="model config"):
+    with pytest.raises(ckpt.CheckpointError, match="model config.*hidden: 16 -> 32"):
         train(
             stage="toy",
             model=make_model(),
@@ -85,6 +85,21 @@ def test_resume_refuses_another_stage_or_model(tmp_path):
             model_config={"hidden": 32},
             config_yaml="",
         )
+
+
+def test_config_differences_name_the_keys():
+    from vw_robot.training.loop import config_differences
+
+    old = {"hidden": 16, "env": {"labelled_episodes": [f"e{i}" for i in range(49)], "size": 64}}
+    new = {"hidden": 16, "env": {"labelled_episodes": [f"e{i}" for i in range(20)], "size": 64}}
+    assert config_differences(old, new) == ["env.labelled_episodes: 49 items -> 20 items"]
+    new["env"]["labelled_episodes"] = [f"x{i}" for i in range(49)]
+    new["chunk"] = 4
+    assert config_differences(old, new) == [
+        "chunk: absent -> present",
+        "env.labelled_episodes: 49 items (other items) -> 49 items",
+    ]
+    assert config_differences(old, old) == []
 
 
 def test_tampered_weights_are_refused(tmp_path):

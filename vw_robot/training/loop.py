@@ -161,6 +161,36 @@ def _rewrite_metrics_upto(path: Path, step: int) -> None:
     atomic_write_text(path, buffer.getvalue())
 
 
+def config_differences(old: Any, new: Any, key: str = "") -> list[str]:
+    """``"key: old -> new"`` for each leaf where two nested configs differ (long lists are
+    summarised), e.g. ``env.labelled_episodes: 49 items -> 20 items``."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        lines = []
+        for k in sorted(set(old) | set(new), key=str):
+            sub = f"{key}.{k}" if key else str(k)
+            if k not in old or k not in new:
+                lines.append(
+                    f"{sub}: {'absent' if k not in old else 'present'} -> "
+                    f"{'absent' if k not in new else 'present'}"
+                )
+            else:
+                lines.extend(config_differences(old[k], new[k], sub))
+        return lines
+    if old == new:
+        return []
+
+    def show(value: Any) -> str:
+        if isinstance(value, (list, tuple)) and len(value) > 8:
+            return f"{len(value)} items"
+        text = repr(value)
+        return text if len(text) <= 80 else text[:77] + "..."
+
+    shown_old, shown_new = show(old), show(new)
+    if shown_old == shown_new:  # same length, other items
+        shown_old, shown_new = f"{shown_old} (other items)", shown_new
+    return [f"{key or 'config'}: {shown_old} -> {shown_new}"]
+
+
 def train(
     *,
     stage: str,
@@ -220,8 +250,10 @@ def train(
         info = ckpt.read_info(latest, stage=stage)
         if info.model_config != model_config:
             raise ckpt.CheckpointError(
-                f"{latest}: was trained with model config {info.model_config}, this run asks "
-                f"for {model_config}; use a new run folder to train a different model."
+                f"{latest}: was trained with another model config ("
+                + "; ".join(config_differences(info.model_config, model_config))
+                + "); use a new run folder (run_name=..., or another out=) to train a "
+                "different model."
             )
         model.load_state_dict(
             {k: v for k, v in ckpt.load_weights(latest).items() if k in model.state_dict()}
