@@ -237,7 +237,6 @@ def evaluate(
     stop_on_success: bool = True,
     policy_factory: Callable[[str], Any] = default_policy_factory,
     progress: Callable[[int], None] | None = None,
-    check: bool = True,
 ) -> dict[str, list[EpisodeResult]]:
     """Evaluate a policy on tasks; episodes' seeds depend only on (base_seed, task, index).
 
@@ -253,21 +252,20 @@ def evaluate(
         stop_on_success: end an episode at its first success.
         policy_factory: picklable callable name -> policy (module-level for workers > 1).
         progress: called with the number of episodes each finished job completed.
-        check: first refuse a policy that does not fit the tasks (:func:`check_policy_fits`).
 
     Returns:
         task id -> its episodes ordered by index.
 
     Raises:
-        PolicyMismatchError: the policy was not trained for a task, its action size or image.
+        PolicyMismatchError: before any episode (:func:`check_policy_fits`), the policy was
+            not trained for a task, its action size or image.
     """
     if episodes_per_task < 1:
         raise ValueError(f"episodes_per_task={episodes_per_task} must be >= 1.")
     if workers < 1:
         raise ValueError(f"workers={workers} must be >= 1.")
     env_kwargs = dict(env_kwargs or {})
-    if check:
-        check_policy_fits(tasks, policy, env_kwargs, policy_factory)
+    check_policy_fits(tasks, policy, env_kwargs, policy_factory)
     record = frozenset(range(min(videos_per_task, episodes_per_task)))
     jobs = [
         _Job(task_id, indices, policy, base_seed, env_kwargs, record, stop_on_success)

@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import os
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,10 +137,7 @@ def select_labelled(
 
 def labelled_per_task(episodes: list[str], task_of: Mapping[str, str]) -> str:
     """``"49 (4-5 per task over 10 tasks)"``: how a labelled subset spreads over the tasks."""
-    counts: dict[str, int] = {}
-    for episode in episodes:
-        task = task_of.get(episode, "?")
-        counts[task] = counts.get(task, 0) + 1
+    counts = Counter(task_of.get(episode, "?") for episode in episodes)
     if not counts:
         return "0"
     low, high = min(counts.values()), max(counts.values())
