@@ -1,7 +1,14 @@
 """Control latency of VideoWorldPolicy (planning every step) with and without the KV cache and
 with the plan decoded to frames every step, and evaluation episodes/min with 1 and 2 workers.
 
+Without a checkpoint it times the same per-step work on randomly initialised models of the
+experiment's sizes (tokenize the frame, build the context, generate_codes, head predict), at
+several control windows, rope and absolute positions, with and without the cache, on 1 and 2
+threads. Random weights decode as many ids as trained ones, so the timings carry over.
+
 Usage:
+    python benchmarks/bench_policy.py                        # checkpoint-free, tiny_cpu sizes
+    python benchmarks/bench_policy.py --windows 3 8 16 --steps 60
     python benchmarks/bench_policy.py runs/demo/action_head
     python benchmarks/bench_policy.py runs/demo/action_head --task metaworld/reach-v3 --steps 60
 
@@ -11,11 +18,149 @@ Prints Markdown; asserts nothing.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import time
 import warnings
 
+import torch
+
 import vw_robot  # noqa: F401  (headless GL before mujoco)
+
+
+class RandomControl:
+    """VideoWorldPolicy's per-step work (``_observe`` then ``_plan`` with execute=1) on
+    randomly initialised tokenizer, transformer and action head."""
+
+    def __init__(self, experiment: str, window: int, positions: str, use_cache: bool) -> None:
+        from vw_robot.cli import load_config
+        from vw_robot.models.action_head import ActionHead, ActionHeadConfig
+        from vw_robot.models.tokenizer import FrameTokenizer, TokenizerConfig
+        from vw_robot.models.transformer import TransformerConfig, VideoTransformer
+        from vw_robot.training.codes import sequence_layout
+
+        exp = load_config("train", [f"experiment={experiment}"]).experiment
+        tok = dataclasses.asdict(exp.tokenizer.model)
+        ldm = dataclasses.asdict(exp.ldm.model)
+        torch.manual_seed(0)
+        self.tokenizer = FrameTokenizer(TokenizerConfig(**tok)).eval()
+        self.layout = sequence_layout(tok, ldm)
+        m = exp.transformer.model
+        self.transformer = VideoTransformer(
+            TransformerConfig(
+                layout=self.layout,
+                num_layers=m.num_layers,
+                num_heads=m.num_heads,
+                dim=m.dim,
+                mlp_ratio=m.mlp_ratio,
+                max_timesteps=window,  # the control window is the training window
+                num_tasks=10,
+                positions=positions,
+            )
+        ).eval()
+        h = exp.action_head.model
+        self.head = ActionHead(
+            ActionHeadConfig(
+                image_size=tok["image_size"],
+                down_factor=2 ** len(h.channels),
+                channels=list(h.channels),
+                num_res_blocks=h.num_res_blocks,
+                feature_dim=h.feature_dim,
+                horizon=ldm["horizon"],
+                code_levels=list(ldm["levels"]),
+                code_embed_dim=h.code_embed_dim,
+                hidden=h.hidden,
+                chunk=h.chunk,
+            )
+        ).eval()
+        self.image_size = tok["image_size"]
+        self.window = window
+        self.cache = self.transformer.make_cache(1) if use_cache else None
+        self.task = torch.tensor([0])
+        self.tokens: list[torch.Tensor] = []
+        self.codes: list[torch.Tensor] = []
+
+    @torch.no_grad()
+    def step(self, frame: torch.Tensor) -> torch.Tensor:
+        """One control step on frame (1, 3, S, S) uint8; the action chunk (1, k, A)."""
+        self.tokens.append(self.tokenizer.encode(frame).flatten(1)[0])  # (N,)
+        del self.tokens[: -self.window]
+        history = len(self.tokens) - 1
+        codes = (
+            torch.stack(self.codes[-history:])[None]
+            if history
+            else torch.zeros(1, 0, self.layout.horizon, dtype=torch.long)
+        )  # (1, t-1, H)
+        context = self.layout.build_context(torch.stack(self.tokens)[None], codes)  # (1, L)
+        sampled = self.transformer.generate_codes(context, self.task, cache=self.cache)  # (1, H)
+        self.codes.append(sampled[0])
+        del self.codes[: -self.window]
+        return self.head.predict(frame, sampled)
+
+    @torch.no_grad()
+    def frame_and_head_only(self, frame: torch.Tensor) -> torch.Tensor:
+        """The step's work outside the transformer: tokenize and predict the chunk."""
+        self.tokenizer.encode(frame)
+        codes = torch.zeros(1, self.layout.horizon, dtype=torch.long)
+        return self.head.predict(frame, codes)
+
+
+def random_latencies(controls: dict[str, RandomControl], steps: int) -> dict[str, list[float]]:
+    """ms per control step of each control once its window is full (it slides every step).
+
+    The controls take turns step by step, so load from other processes on a shared machine
+    falls on all of them alike; "frame+head" times the work outside the transformer.
+    """
+    some = next(iter(controls.values()))
+    gen = torch.Generator().manual_seed(0)
+    s = some.image_size
+    frames = [
+        torch.randint(0, 256, (1, 3, s, s), dtype=torch.uint8, generator=gen) for _ in range(8)
+    ]
+    times: dict[str, list[float]] = {name: [] for name in [*controls, "frame+head"]}
+    for i in range(some.window + steps):
+        frame = frames[i % len(frames)]
+        for name, control in controls.items():
+            start = time.perf_counter()
+            control.step(frame)
+            times[name].append(1000 * (time.perf_counter() - start))
+        start = time.perf_counter()
+        some.frame_and_head_only(frame)
+        times["frame+head"].append(1000 * (time.perf_counter() - start))
+    return {name: sorted(t[some.window :]) for name, t in times.items()}
+
+
+def random_table(experiment: str, windows: list[int], steps: int) -> None:
+    print(
+        f"# control step latency — random {experiment}-size models, a new plan every step\n\n"
+        "ms per control step, median (min) over "
+        f"{steps} steps with the window full, so it slides every step: tokenize frame, build "
+        "context, generate_codes, head predict.\n"
+    )
+    print(
+        "| window (timesteps) | threads | rope + cache | rope, no cache | cache speed-up "
+        "(median) | absolute + cache | absolute, no cache | tokenize + head alone |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for window in windows:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            controls = {
+                f"{positions}{'+cache' if cache else ''}": RandomControl(
+                    experiment, window, positions, cache
+                )
+                for positions in ("rope", "absolute")
+                for cache in (True, False)
+            }
+            ms = random_latencies(controls, steps)
+            cell = {name: f"{statistics.median(t):.1f} ({t[0]:.1f})" for name, t in ms.items()}
+            speedup = statistics.median(ms["rope"]) / statistics.median(ms["rope+cache"])
+            print(
+                f"| {window} | {threads} | {cell['rope+cache']} | {cell['rope']} "
+                f"| {speedup:.1f}x | {cell['absolute+cache']} | {cell['absolute']} "
+                f"| {cell['frame+head']} |",
+                flush=True,
+            )
 
 
 def latency(path: str, task: str, steps: int, use_cache: bool, decode: bool) -> float:
@@ -55,13 +200,18 @@ def episodes_per_minute(path: str, task: str, episodes: int, workers: int, limit
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("policy")
+    parser.add_argument("policy", nargs="?", help="a trained policy; none: random models")
     parser.add_argument("--task", default="metaworld/reach-v3")
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--episodes", type=int, default=6)
     parser.add_argument("--limit", type=int, default=100, help="steps per evaluation episode")
+    parser.add_argument("--experiment", default="tiny_cpu", help="model sizes without a policy")
+    parser.add_argument("--windows", type=int, nargs="+", default=[3, 8])
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
+    if args.policy is None:
+        random_table(args.experiment, args.windows, args.steps)
+        return
     print(f"# policy latency — {args.policy} on {args.task}, a new plan every step\n")
     print("| mode | ms per control step (median) |")
     print("|---|---:|")

@@ -1,4 +1,5 @@
-"""Invariants of the video transformer: layout, causality, KV cache, restricted sampling."""
+"""Invariants of the video transformer: layout, causality, KV cache (prefix and sliding,
+batched rows), rotary positions, restricted sampling."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ from vw_robot.models.transformer import (
     SequenceLayout,
     TransformerConfig,
     VideoTransformer,
+    apply_rotary,
+    pad_left,
+    rotary_tables,
     sample_next,
 )
 
@@ -131,6 +135,8 @@ def test_targets_count_frames_and_codes_but_not_sep() -> None:
         ({"max_timesteps": 0}, "max_timesteps"),
         ({"num_tasks": 0}, "num_tasks"),
         ({"layout": "big"}, "layout"),
+        ({"positions": "alibi"}, "positions"),
+        ({"positions": "rope", "dim": 30, "num_heads": 2}, "dim"),  # odd head width
     ],
 )
 def test_config_errors_name_the_key(overrides: dict, key: str) -> None:
@@ -326,3 +332,197 @@ def test_safetensors_round_trip_gives_identical_logits(tmp_path) -> None:
     ids = LAYOUT.build(*random_steps(LAYOUT, batch=2, steps=2))
     task = torch.tensor([0, 1])
     assert torch.equal(model(ids, task)[0], restored(ids, task)[0])
+
+
+# ---- rotary positions and the sliding cache ----
+
+
+class Stream:
+    """One env's control context, kept the way ``VideoWorldPolicy._observe`` keeps it, plus the
+    whole episode's ids (what a sliding cache's banded reference forward reads)."""
+
+    def __init__(self, layout: SequenceLayout, window: int, seed: int) -> None:
+        self.layout, self.window = layout, window
+        self.gen = torch.Generator().manual_seed(seed)
+        self.reset()
+
+    def reset(self) -> None:
+        self.tokens: list[torch.Tensor] = []  # (N,) per timestep in the window
+        self.codes: list[torch.Tensor] = []  # (H,) per timestep in the window
+        self.episode: list[torch.Tensor] = []  # every id since the reset
+
+    def observe(self) -> torch.Tensor:
+        """A new random frame; the context (L,) ending ``[x_t][SEP]``."""
+        layout = self.layout
+        frame = torch.randint(0, layout.frame_vocab, (layout.num_frame_tokens,), generator=self.gen)
+        self.tokens.append(frame)
+        del self.tokens[: -self.window]
+        self.episode += [frame, torch.tensor([layout.sep_id])]
+        history = len(self.tokens) - 1
+        codes = (
+            torch.stack(self.codes[-history:])[None]
+            if history
+            else torch.zeros(1, 0, layout.horizon, dtype=torch.long)
+        )  # (1, t-1, H)
+        return layout.build_context(torch.stack(self.tokens)[None], codes)[0]
+
+    def record(self, codes: torch.Tensor) -> None:
+        self.codes.append(codes)
+        del self.codes[: -self.window]
+        self.episode.append(codes + self.layout.code_range[0])
+
+
+def banded_greedy_codes(
+    model: VideoTransformer, episode: torch.Tensor, task: torch.Tensor, window: int
+) -> torch.Tensor:
+    """Greedy codes after episode (1, L) by full forwards with the timestep-banded mask."""
+    lo, hi = model.layout.code_range
+    ids = episode
+    for _ in range(model.layout.horizon):
+        logits = model(ids, task, window=window)[0][:, -1]  # (1, V)
+        ids = torch.cat([ids, logits[:, lo:hi].argmax(dim=1, keepdim=True) + lo], dim=1)
+    return ids[:, episode.shape[1] :] - lo
+
+
+def test_default_positions_stay_absolute_and_rope_has_no_table() -> None:
+    # Checkpoints whose model_config lacks the key must rebuild the same module.
+    assert TransformerConfig().positions == "absolute"
+    assert "position_embedding.weight" in make_model().state_dict()
+    rope = make_model(positions="rope")
+    assert not any("position" in name for name in rope.state_dict())
+    # No table, no length limit: a window longer than training's still runs.
+    ids = LAYOUT.build(*random_steps(LAYOUT, batch=1, steps=5))
+    logits, _ = rope(ids, torch.tensor([0]))
+    assert logits.shape == (1, ids.shape[1], LAYOUT.vocab_size)
+    with pytest.raises(ValueError, match="slide"):
+        make_model().make_cache(1, slide=True)
+
+
+def test_rotary_scores_depend_only_on_the_offset_even_far_into_an_episode() -> None:
+    gen = torch.Generator().manual_seed(0)
+    q, k = torch.randn(2, 1, 1, 1, 1, 16, generator=gen)  # (B, l, 1, h, hd) each
+    scores = []
+    for shift in (0, 10**6):
+        cos_q, sin_q = rotary_tables(torch.tensor([[37 + shift]]), 16, torch.float32)
+        cos_k, sin_k = rotary_tables(torch.tensor([[5 + shift]]), 16, torch.float32)
+        scores.append((apply_rotary(q, cos_q, sin_q) * apply_rotary(k, cos_k, sin_k)).sum())
+    torch.testing.assert_close(scores[0], scores[1], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("window", [3, 8])
+def test_sliding_cache_equals_the_banded_forward_over_the_episode(window: int) -> None:
+    # Depth 2: the kept entries' deeper keys saw the dropped timesteps, so the reference is the
+    # whole episode with each timestep seeing the window - 1 before it, not a fresh window.
+    model = make_model(positions="rope", max_timesteps=window)
+    task = torch.tensor([1])
+    stream = Stream(LAYOUT, window, seed=window)
+    cache = model.make_cache(1)
+    for step in range(3 * window):
+        context = stream.observe()[None]  # (1, L)
+        episode = torch.cat(stream.episode)[None]  # (1, E) ending [x_t][SEP]
+        logits = model.forward_context(context, task, cache)  # (1, V)
+        reference = model(episode, task, window=window)[0][:, -1]
+        torch.testing.assert_close(logits, reference, atol=1e-5, rtol=1e-5)
+        codes = model.generate_codes(context, task, cache=cache)
+        assert torch.equal(codes, banded_greedy_codes(model, episode, task, window))
+        # The cache ends each step holding whole timesteps and never outgrows make_cache(1).
+        assert cache.length == min(step + 1, window) * LAYOUT.step_len
+        assert cache.capacity == model.config.block_size
+        stream.record(codes[0])
+
+
+@pytest.mark.parametrize("window", [3, 8])
+def test_sliding_cache_equals_fresh_windows_with_one_layer(window: int) -> None:
+    # One layer: keys and values come straight from the embeddings, so sliding is exact.
+    model = make_model(positions="rope", max_timesteps=window, num_layers=1)
+    task = torch.tensor([2])
+    stream = Stream(LAYOUT, window, seed=1)
+    cache = model.make_cache(1)
+    for _ in range(40):  # a long rollout: positions run far past the window
+        context = stream.observe()[None]  # (1, L)
+        logits = model.forward_context(context, task, cache)
+        torch.testing.assert_close(logits, model(context, task)[0][:, -1], atol=1e-5, rtol=1e-5)
+        codes = model.generate_codes(context, task, cache=cache)
+        assert torch.equal(codes, model.generate_codes(context, task))
+        stream.record(codes[0])
+
+
+def test_prefix_only_rope_cache_equals_fresh_windows() -> None:
+    model = make_model(positions="rope")
+    task = torch.tensor([0])
+    stream = Stream(LAYOUT, 3, seed=2)
+    cache = model.make_cache(1, slide=False)
+    for _ in range(10):
+        context = stream.observe()[None]
+        codes = model.generate_codes(context, task, cache=cache)
+        assert torch.equal(codes, model.generate_codes(context, task))
+        stream.record(codes[0])
+
+
+@pytest.mark.parametrize("positions", ["rope", "absolute"])
+def test_batched_rows_at_different_points_equal_each_row_alone(positions: str) -> None:
+    window = 3
+    model = make_model(positions=positions, max_timesteps=window)
+    streams = [Stream(LAYOUT, window, seed=10 + b) for b in range(3)]
+    alone = [model.make_cache(1) for _ in streams]
+    batched = model.make_cache(len(streams))
+    task = torch.tensor([0, 1, 2])
+    restarts = {2: [1], 3: [2], 7: [0, 1]}  # episodes end at different steps
+    seen_lengths = set()
+    for step in range(12):
+        for b in restarts.get(step, []):
+            streams[b].reset()
+            batched.reset_rows([b])
+            alone[b].reset()
+        if step == 9:  # row 2 moves on to another subtask: its cached entries must go
+            task = torch.tensor([0, 1, 0])
+        contexts = [stream.observe() for stream in streams]
+        ids, lengths = pad_left(contexts, pad_id=LAYOUT.sep_id)  # (3, L), (3,)
+        seen_lengths.add(tuple(lengths.tolist()))
+        logits = model.forward_context(ids, task, batched, lengths)  # (3, V)
+        codes = model.generate_codes(ids, task, cache=batched, lengths=lengths)  # (3, H)
+        uncached = model.generate_codes(ids, task, lengths=lengths)
+        for b, context in enumerate(contexts):
+            row_task = task[b : b + 1]
+            one = model.forward_context(context[None], row_task, alone[b])  # (1, V)
+            torch.testing.assert_close(logits[b : b + 1], one, atol=1e-5, rtol=1e-5)
+            own = model.generate_codes(context[None], row_task, cache=alone[b])
+            assert torch.equal(codes[b : b + 1], own)
+            assert torch.equal(uncached[b : b + 1], model.generate_codes(context[None], row_task))
+            streams[b].record(codes[b])
+    assert any(len(set(lengths)) == 3 for lengths in seen_lengths)  # 1, 2 and 3 timesteps
+    if positions == "rope":  # row 2 refilled its window beside rows that slid: more columns
+        assert batched.capacity > model.config.block_size
+
+
+def test_sliding_cache_for_the_no_code_variant_keeps_only_observed_frames() -> None:
+    # The no-LDM policy predicts the next frame from the last window - 1 observed ones.
+    window = 3
+    model = make_model(ABLATION, positions="rope", max_timesteps=window + 1)
+    task = torch.tensor([0])
+    cache = model.make_cache(1)
+    tokens, _ = random_steps(ABLATION, batch=1, steps=12, seed=3)
+    for t in range(tokens.shape[1]):
+        context = ABLATION.build(tokens[:, max(0, t + 1 - window) : t + 1], None)  # (1, L)
+        episode = ABLATION.build(tokens[:, : t + 1], None)
+        logits = model.forward_context(context, task, cache)
+        reference = model(episode, task, window=window)[0][:, -1]
+        torch.testing.assert_close(logits, reference, atol=1e-5, rtol=1e-5)
+        model.generate_frame_tokens(context, task, cache=cache)
+        assert cache.length == context.shape[1]  # the predicted tokens are forgotten
+
+
+def test_pad_left_and_lengths_errors() -> None:
+    ids, lengths = pad_left([torch.tensor([1, 2, 3]), torch.tensor([4])], pad_id=0)
+    assert torch.equal(ids, torch.tensor([[1, 2, 3], [0, 0, 4]]))
+    assert torch.equal(lengths, torch.tensor([3, 1]))
+    model = make_model(positions="rope")
+    cache = model.make_cache(2)
+    cache.reset_rows([])  # nothing to forget
+    assert cache.length == 0
+    context = LAYOUT.build_context(*random_steps(LAYOUT, batch=2, steps=1)[:1], None)
+    task = torch.tensor([0, 0])
+    with pytest.raises(ValueError, match="lengths"):
+        model.generate_codes(context, task, lengths=torch.tensor([0, 7]))
+    with pytest.raises(ValueError, match="context_ids"):  # 5 ids is not [frame tokens][SEP]
+        model.generate_codes(context, task, lengths=torch.tensor([5, 7]))

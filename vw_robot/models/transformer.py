@@ -16,9 +16,16 @@ codes restricted to the code range (:meth:`VideoTransformer.generate_codes`). Th
 is the same model with ``horizon=0``: per timestep ``[x_t][SEP]``, and after a SEP it must
 predict the next frame's tokens (:meth:`VideoTransformer.generate_frame_tokens`).
 
-The task conditions every position: its learned embedding is added to each token embedding,
-next to the position embedding. Nothing is prepended, so windows keep their timestep-aligned
-layout, the KV cache needs no special first entry, and a window that slides keeps its task.
+The task conditions every position: its learned embedding is added to each token embedding.
+Nothing is prepended, so windows keep their timestep-aligned layout, the KV cache needs no
+special first entry, and a window that slides keeps its task.
+
+Positions are either a learned absolute table (``positions="absolute"``, the checkpoints made
+before rope) or rotary (``positions="rope"``). With rope attention sees only offsets, so the
+control loop's KV cache slides with its window: each step drops the oldest timestep and feeds
+only the new frame (:class:`KVCache` says exactly what that computes). The cache keeps
+per-row masks and positions, so envs at different points of their episodes decode in one
+batch (:meth:`VideoTransformer.generate_codes` with ``lengths``).
 """
 
 from __future__ import annotations
@@ -291,6 +298,10 @@ def _in_range(values: torch.Tensor, lo: int, hi: int) -> bool:
     return values.numel() == 0 or bool(((values >= lo) & (values < hi)).all())
 
 
+POSITIONS = ("absolute", "rope")  # the position schemes TransformerConfig.positions accepts
+ROPE_BASE = 10000.0  # rotary base (RoFormer's): wavelengths from 2*pi to ~2*pi*10^4 ids
+
+
 @dataclass
 class TransformerConfig:
     """Size and conditioning of :class:`VideoTransformer`."""
@@ -302,8 +313,11 @@ class TransformerConfig:
     mlp_ratio: int = 4  # MLP hidden width as a multiple of dim (GPT's 4x)
     dropout: float = 0.0  # attention and residual dropout; 0 for small data that must be fit
     bias: bool = False  # biases in Linear/LayerNorm; without them GPTs train as well, a bit faster
-    max_timesteps: int = 4  # T, timesteps per window; fixes the learned position table's size
+    max_timesteps: int = 4  # T, timesteps per training window (and the learned table's size)
     num_tasks: int = 1  # rows of the learned task embedding (task ids 0..num_tasks-1)
+    # "absolute": learned table over the window (what checkpoints without this key used);
+    # "rope": rotary q/k, attention sees only offsets, so a KV cache survives a sliding window.
+    positions: str = "absolute"
 
     def __post_init__(self) -> None:
         self.validate()
@@ -328,21 +342,102 @@ class TransformerConfig:
         _check(0.0 <= self.dropout < 1.0, "dropout", f"{self.dropout} is outside [0, 1)")
         _check(self.max_timesteps >= 1, "max_timesteps", "must be >= 1")
         _check(self.num_tasks >= 1, "num_tasks", "must be >= 1")
+        _check(
+            self.positions in POSITIONS,
+            "positions",
+            f"{self.positions!r} is not one of {', '.join(POSITIONS)}",
+        )
+        _check(
+            self.positions != "rope" or (self.dim // self.num_heads) % 2 == 0,
+            "dim",
+            f"rope rotates pairs of channels: head width dim/num_heads = "
+            f"{self.dim // self.num_heads} must be even",
+        )
 
     @property
     def block_size(self) -> int:
-        """Most ids the model attends over: ``max_timesteps * step_len``."""
+        """Ids per training window, ``max_timesteps * step_len``.
+
+        With absolute positions it is also the most the model can attend over (the table's
+        size); rope has no such limit, but windows longer than training's are extrapolation.
+        """
         return self.layout.seq_len(self.max_timesteps)
+
+
+def rotary_tables(
+    positions: torch.Tensor, head_dim: int, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cosines and sines that rotate channel pairs ``(i, i + head_dim/2)`` by position.
+
+    Args:
+        positions: (B, l) int64 positions (B may be 1 to broadcast over the batch).
+        head_dim: channels per head, even.
+        dtype: dtype of the returned tables.
+
+    Returns:
+        cos, sin: (B, l, 1, 1, head_dim // 2) each, broadcast over (query/key, head).
+    """
+    half = head_dim // 2
+    exponents = torch.arange(half, dtype=torch.float64, device=positions.device) / half
+    inv_freq = ROPE_BASE**-exponents  # (half,)
+    # float64: with a sliding cache positions grow along a whole episode, and float32 angles
+    # would be off by ~position * 6e-8 rad, enough to break cached == uncached logits.
+    angles = positions.to(torch.float64)[..., None] * inv_freq  # (B, l, half)
+    angles = angles[:, :, None, None, :]  # (B, l, 1, 1, half)
+    return angles.cos().to(dtype), angles.sin().to(dtype)
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate x (B, l, ..., hd), positions along dim 1, by :func:`rotary_tables`' tables."""
+    x1, x2 = x.chunk(2, dim=-1)  # (B, l, ..., hd/2) each
+    return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)
+
+
+def pad_left(rows: list[torch.Tensor], pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack id rows of different lengths right-aligned, for batched generation.
+
+    Args:
+        rows: B tensors of shape (L_b,) int64, e.g. each env's :meth:`SequenceLayout.
+            build_context` row.
+        pad_id: filler on the left of shorter rows (never attended to).
+
+    Returns:
+        ids: (B, max L_b) int64, and lengths: (B,) int64, the ``lengths`` argument of
+        :meth:`VideoTransformer.generate_codes`.
+    """
+    _check(len(rows) >= 1 and all(r.dim() == 1 for r in rows), "rows", "expected 1-D id rows")
+    lengths = torch.tensor([len(r) for r in rows], dtype=torch.long, device=rows[0].device)
+    ids = torch.full((len(rows), int(lengths.max())), pad_id, dtype=torch.long)
+    ids = ids.to(rows[0].device)
+    for b, row in enumerate(rows):
+        ids[b, ids.shape[1] - len(row) :] = row
+    return ids, lengths
 
 
 class KVCache:
     """Per-layer keys and values of the ids fed so far, for incremental decoding.
 
-    The cache also remembers the ids and the task it was filled with, so generation can reuse
-    the longest prefix it shares with a new context and recompute only the rest. It never
-    grows past ``capacity``: a full window must be slid by the caller (drop the oldest
-    timesteps and generate again; the prefix then no longer matches and the window is
-    re-prefilled, because positions are absolute within a window).
+    Entries live in columns shared by the batch: every feed writes each row's new entries into
+    the same columns, and a per-row ``valid`` mask marks the columns that hold an entry of that
+    row (rows at different points of their episodes leave padding where they have fewer new
+    ids; attention skips it). Each column also records its id and position, so generation can
+    find what a new context shares with the cache (:meth:`reuse`) and continue the positions.
+
+    Reuse comes in two kinds:
+
+    * prefix (``slide=False``; the only kind for absolute positions): a row keeps the cached
+      entries its new context starts with. Recomputing them would give the same keys and
+      values, so cached decoding equals uncached decoding.
+    * slide (``slide=True``, rope only): a row may first drop its oldest whole timesteps, keep
+      the next ones and feed only the new ids, at positions that continue the cached ones
+      (rotary attention sees only offsets). Caveat: a kept entry's keys and values in layers
+      after the first were computed while the dropped timesteps were still in view, so a
+      multi-layer model no longer equals a fresh forward of the window. What it equals exactly
+      is a forward of the whole episode with each timestep seeing itself and the ``W - 1``
+      timesteps before it, W being the contexts' timesteps
+      (``VideoTransformer.forward(..., window=W)``): Transformer-XL / sliding-window
+      attention. Call :meth:`reset_rows` when a row's episode restarts, or that history would
+      leak into the new one.
     """
 
     def __init__(
@@ -354,45 +449,193 @@ class KVCache:
         capacity: int,
         device: torch.device | str | None = None,
         dtype: torch.dtype = torch.float32,
+        slide: bool = False,
     ) -> None:
-        shape = (batch_size, num_heads, capacity, head_dim)
-        self.keys = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(num_layers)]
-        self.values = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(num_layers)]
+        # One tensor for all layers: sliding moves every layer's entries in one gather.
+        shape = (num_layers, batch_size, num_heads, capacity, head_dim)
+        self.keys = torch.zeros(shape, device=device, dtype=dtype)
+        self.values = torch.zeros(shape, device=device, dtype=dtype)
         self.ids = torch.zeros(batch_size, capacity, dtype=torch.long, device=device)
+        self.positions = torch.zeros(batch_size, capacity, dtype=torch.long, device=device)
+        self.valid = torch.zeros(batch_size, capacity, dtype=torch.bool, device=device)
         self.task: torch.Tensor | None = None  # (B,) task ids of the cached entries
         self.batch_size = batch_size
         self.capacity = capacity
-        self.length = 0  # ids cached so far, the same for every row
+        self.length = 0  # columns in use; a row's entries are its valid columns among them
+        self.slide = slide  # reuse may drop a row's oldest timesteps (rope only)
 
     def reset(self) -> None:
         """Forget everything (start of an episode or a subtask)."""
         self.length = 0
         self.task = None
 
+    def reset_rows(self, rows: torch.Tensor | list[int]) -> None:
+        """Forget some rows' entries (their envs started a new episode); others keep theirs.
+
+        Args:
+            rows: row indices, or a (B,) bool mask.
+        """
+        if not isinstance(rows, torch.Tensor):
+            rows = torch.tensor(rows, dtype=torch.long)
+        self.valid[rows.to(self.valid.device)] = False
+        if not bool(self.valid[:, : self.length].any()):
+            self.reset()
+
     def truncate(self, length: int) -> None:
-        """Keep only the first ``length`` cached ids (older entries stay valid)."""
+        """Keep only the first ``length`` columns (older entries stay valid)."""
         if not 0 <= length <= self.length:
             raise ValueError(f"length: {length} is outside [0, {self.length}]")
         self.length = length
         if length == 0:
             self.task = None
 
-    def common_prefix(self, ids: torch.Tensor) -> int:
-        """Length of the longest prefix that every row of ``ids`` (B, L) shares with the cache."""
-        n = min(self.length, ids.shape[1])
-        same = (self.ids[:, :n] == ids[:, :n].to(self.ids.device)).all(dim=0)  # (n,)
-        mismatch = (~same).nonzero()
-        return int(mismatch[0]) if len(mismatch) else n
+    def row_lengths(self) -> torch.Tensor:
+        """(B,) int64 entries each row holds."""
+        return self.valid[:, : self.length].sum(dim=1)
+
+    def next_positions(self) -> torch.Tensor:
+        """(B,) int64 position of each row's next id: one past its last entry, 0 when empty."""
+        if self.length == 0:
+            return torch.zeros(self.batch_size, dtype=torch.long, device=self.ids.device)
+        cached = self.positions[:, : self.length].masked_fill(~self.valid[:, : self.length], -1)
+        return cached.amax(dim=1) + 1
+
+    def ensure_capacity(self, columns: int) -> None:
+        """Grow the storage to hold ``columns`` columns (copies; rare, see :meth:`reuse`)."""
+        extra = columns - self.capacity
+        if extra <= 0:
+            return
+
+        def grown(t: torch.Tensor, dim: int) -> torch.Tensor:
+            shape = list(t.shape)
+            shape[dim] = extra
+            return torch.cat([t, t.new_zeros(shape)], dim=dim)
+
+        self.keys, self.values = grown(self.keys, 3), grown(self.values, 3)
+        self.ids, self.positions, self.valid = (
+            grown(t, 1) for t in (self.ids, self.positions, self.valid)
+        )
+        self.capacity = columns
+
+    def reuse(
+        self, context_ids: torch.Tensor, lengths: torch.Tensor, stride: int | None
+    ) -> torch.Tensor:
+        """Keep, per row, the cached entries that the row's new context starts with.
+
+        A row's candidates are its entries from rank ``d`` on, where ``d`` is 0 (prefix reuse)
+        or, with ``stride``, any multiple of it (dropping whole timesteps). A candidate whose
+        entries all match (the context continues the cache: the control loop's slide) beats
+        one that matches only in part, and the smallest such ``d`` wins, so a static scene
+        whose frames repeat still drops exactly the timesteps that left the window. Otherwise
+        the longest partial match wins (the smallest ``d`` on ties). Every row keeps at most
+        ``L_b - 1`` entries, so its last id is fed again for the logits after it. The kept
+        entries are moved to end at a common column (``length`` afterwards), everything else
+        is forgotten.
+
+        Args:
+            context_ids: (B, L) int64, row b's ids right-aligned: ``context_ids[b, L - L_b:]``.
+            lengths: (B,) int64 ``L_b``.
+            stride: ids per timestep when sliding is allowed, None for prefix reuse only.
+
+        Returns:
+            kept: (B,) int64 entries kept per row; its next ids are ``context_ids[b, L - L_b +
+            kept_b:]``.
+        """
+        batch, width = context_ids.shape
+        device = self.ids.device
+        counts = self.row_lengths()  # (B,)
+        most = int(counts.max()) if self.length else 0
+        if most == 0:
+            self.reset()
+            return torch.zeros(batch, dtype=torch.long, device=device)
+        # Each row's entries in order, left-aligned; -1 where it has fewer than `most`.
+        entries = self._entry_columns(most)  # (B, C)
+        rank = torch.arange(most, device=device)  # (C,)
+        cached = self.ids.gather(1, entries).masked_fill(rank >= counts[:, None], -1)  # (B, C)
+        # The contexts left-aligned too; -2 past a row's end, so padding never matches.
+        cols = torch.arange(width, device=device)  # (L,)
+        lengths = lengths.to(device)
+        start = (width - lengths)[:, None]  # (B, 1)
+        context = context_ids.to(device).gather(1, (start + cols).clamp(max=width - 1))
+        context = context.masked_fill(cols >= lengths[:, None], -2)  # (B, L)
+        # All candidate drops at once: windows[b, j] holds row b's entries from rank j * step on.
+        step = stride or most
+        padded = F.pad(cached, (0, width), value=-1)  # (B, C + L)
+        windows = padded.unfold(1, width, step)[:, : -(-most // step)]  # (B, D, L)
+        drops = torch.arange(windows.shape[1], device=device) * step  # (D,)
+        same = (windows == context[:, None, :]).long()  # (B, D, L)
+        runs = same.cumprod(dim=2).sum(dim=2)  # (B, D) leading matches
+        whole = (runs == counts[:, None] - drops) & (runs > 0)  # every entry from d on matches
+        score = runs + whole * (width + 1)  # (B, D) whole matches outrank partial ones
+        best = score.argmax(dim=1, keepdim=True)  # (B, 1) the first best: the smallest d
+        drop = drops[best[:, 0]]  # (B,)
+        shared = runs.gather(1, best)[:, 0]  # (B,)
+        kept = torch.minimum(shared, lengths - 1)  # (B,)
+        self._compact(entries, drop, kept)
+        return kept
+
+    def _entry_columns(self, most: int) -> torch.Tensor:
+        """(B, most) int64 column of each row's i-th entry (0 past the row's last entry)."""
+        valid = self.valid[:, : self.length]  # (B, S)
+        rank = valid.long().cumsum(dim=1) - 1  # (B, S) rank of each valid column
+        columns = torch.zeros(self.batch_size, most + 1, dtype=torch.long, device=valid.device)
+        source = torch.arange(self.length, device=valid.device).expand_as(rank)  # (B, S)
+        # Invalid columns all land in the spare slot `most`, which is cut off.
+        columns.scatter_(1, torch.where(valid, rank, most), source)
+        return columns[:, :most]
+
+    def _compact(self, entries: torch.Tensor, drop: torch.Tensor, kept: torch.Tensor) -> None:
+        """Move entries ``drop_b .. drop_b + kept_b - 1`` of each row to end at column K."""
+        last = int(kept.max())  # K
+        if last == 0:
+            self.reset()
+            return
+        target = torch.arange(last, device=kept.device)  # (K,)
+        first = (last - kept)[:, None]  # (B, 1) column of each row's first kept entry
+        lands = target >= first  # (B, K)
+        rank = (drop[:, None] + target - first).clamp(0, entries.shape[1] - 1)  # (B, K)
+        source = entries.gather(1, rank)  # (B, K) column each target column takes
+        if bool(((source != target) & lands).any()):
+            layers, _, heads, _, head_dim = self.keys.shape
+            index = source[None, :, None, :, None].expand(layers, -1, heads, -1, head_dim)
+            self.keys[:, :, :, :last] = self.keys.gather(3, index)  # (layers, B, h, K, hd)
+            self.values[:, :, :, :last] = self.values.gather(3, index)
+            self.ids[:, :last] = self.ids.gather(1, source)
+            self.positions[:, :last] = self.positions.gather(1, source)
+        self.valid[:, :last] = lands
+        self.length = last
+
+    def attention_mask(self, new_valid: torch.Tensor) -> torch.Tensor | None:
+        """Which cached and new columns each new row attends to.
+
+        Args:
+            new_valid: (B, l) bool, False where a row has padding among the new columns.
+
+        Returns:
+            (B, 1, l, length + l) bool, or None where plain causal attention is exact (nothing
+            cached and no padding, or a single new column and no padding).
+        """
+        start, new = self.length, new_valid.shape[1]
+        keys_valid = torch.cat([self.valid[:, :start], new_valid], dim=1)  # (B, S)
+        if (start == 0 or new == 1) and bool(keys_valid.all()):
+            return None
+        rows = torch.arange(start, start + new, device=new_valid.device)  # (l,)
+        cols = torch.arange(start + new, device=new_valid.device)  # (S,)
+        causal = cols[None, :] <= rows[:, None]  # (l, S)
+        # A padding row attends to itself only: a softmax over nothing would give NaN, and NaN
+        # values would leak into real rows through their zero attention weights.
+        own = cols[None, :] == rows[:, None]  # (l, S)
+        return (causal & (keys_valid[:, None, :] | own))[:, None]  # (B, 1, l, S)
 
     def write(
         self, layer: int, start: int, k: torch.Tensor, v: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Store one layer's new keys/values at ``start`` and return all keys/values so far.
+        """Store one layer's new keys/values at column ``start`` and return all columns so far.
 
         Args:
             layer: block index.
-            start: position of the first new entry (the cache length before this step).
-            k: (B, heads, l, head_dim) new keys; v: the same shape, new values.
+            start: column of the first new entry (the cache length before this step).
+            k: (B, heads, l, head_dim) new keys (already rotated with rope); v: the same shape.
 
         Returns:
             keys, values: (B, heads, start + l, head_dim) each.
@@ -402,10 +645,14 @@ class KVCache:
         self.values[layer][:, :, start:end] = v
         return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
 
-    def advance(self, ids: torch.Tensor, task: torch.Tensor) -> None:
-        """Record the ids (B, l) just written by every layer, and their task (B,)."""
+    def append(
+        self, ids: torch.Tensor, valid: torch.Tensor, positions: torch.Tensor, task: torch.Tensor
+    ) -> None:
+        """Record the columns just written by every layer: ids, valid, positions (B, l), task."""
         end = self.length + ids.shape[1]
         self.ids[:, self.length : end] = ids
+        self.valid[:, self.length : end] = valid
+        self.positions[:, self.length : end] = positions
         self.length = end
         self.task = task.detach().clone()
 
@@ -423,41 +670,43 @@ class CausalSelfAttention(nn.Module):
         self.resid_dropout = nn.Dropout(config.dropout)
 
     def forward(
-        self, x: torch.Tensor, cache: KVCache | None = None, start: int = 0
+        self,
+        x: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor] | None = None,
+        mask: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+        start: int = 0,
     ) -> torch.Tensor:
         """Attend causally.
 
         Args:
-            x: (B, l, D) the new positions' activations.
-            cache: keys/values of positions ``0..start-1``; None for a full-sequence pass.
-            start: position of x's first row (0 without a cache).
+            x: (B, l, D) the new columns' activations.
+            rope: (cos, sin) from :func:`rotary_tables` for the new columns; None without rope.
+            mask: (B or 1, 1, l, start + l) bool, True where attention is allowed; None for
+                plain causal attention (required when several new columns follow cached ones).
+            cache: keys/values of columns ``0..start-1``; None for a full-sequence pass.
+            start: column of x's first row (0 without a cache).
 
         Returns:
             (B, l, D).
         """
         batch, length, dim = x.shape
         head_dim = dim // self.num_heads
-        q, k, v = self.qkv(x).split(dim, dim=2)
-        q = q.view(batch, length, self.num_heads, head_dim).transpose(1, 2)  # (B, h, l, hd)
-        k = k.view(batch, length, self.num_heads, head_dim).transpose(1, 2)  # (B, h, l, hd)
-        v = v.view(batch, length, self.num_heads, head_dim).transpose(1, 2)  # (B, h, l, hd)
-        mask = None
-        is_causal = length > 1  # a single new position may see every cached one
+        qkv = self.qkv(x).view(batch, length, 3, self.num_heads, head_dim)  # (B, l, 3, h, hd)
+        qk = qkv[:, :, :2]  # (B, l, 2, h, hd)
+        if rope is not None:
+            # One rotation for queries and keys together: per-op overhead dominates decoding.
+            qk = apply_rotary(qk, *rope).type_as(qkv)
+        q, k, v = (t.transpose(1, 2) for t in (qk[:, :, 0], qk[:, :, 1], qkv[:, :, 2]))
         if cache is not None:
             k, v = cache.write(self.layer, start, k, v)  # (B, h, start + l, hd)
-            if start > 0 and length > 1:
-                # SDPA's is_causal aligns the square mask top-left; new rows sit bottom-right.
-                rows = torch.arange(start, start + length, device=x.device)
-                cols = torch.arange(start + length, device=x.device)
-                mask = cols[None, :] <= rows[:, None]  # (l, start + l)
-                is_causal = False
         y = F.scaled_dot_product_attention(
             q,
             k,
             v,
             attn_mask=mask,
             dropout_p=self.dropout if self.training else 0.0,
-            is_causal=is_causal,
+            is_causal=mask is None and length > 1,  # a single new column sees every cached one
         )  # (B, h, l, hd)
         y = y.transpose(1, 2).contiguous().view(batch, length, dim)  # (B, l, D)
         return self.resid_dropout(self.proj(y))
@@ -489,10 +738,15 @@ class Block(nn.Module):
         self.mlp = MLP(config)
 
     def forward(
-        self, x: torch.Tensor, cache: KVCache | None = None, start: int = 0
+        self,
+        x: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor] | None = None,
+        mask: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+        start: int = 0,
     ) -> torch.Tensor:
         """Map (B, l, D) to (B, l, D); see :meth:`CausalSelfAttention.forward`."""
-        x = x + self.attn(self.ln_attn(x), cache, start)
+        x = x + self.attn(self.ln_attn(x), rope, mask, cache, start)
         return x + self.mlp(self.ln_mlp(x))
 
 
@@ -541,11 +795,14 @@ def sample_next(
 class VideoTransformer(nn.Module):
     """GPT-style decoder over the flat vocabulary, conditioned on a learned task embedding.
 
-    Input embedding = token embedding + learned position embedding + task embedding (added at
-    every position). Position embeddings are absolute within a window of up to
-    ``max_timesteps`` timesteps; training windows and control contexts both start at a
-    timestep boundary. The output head is not tied to the token embedding, so the state dict
-    holds no shared tensors and ``safetensors.torch.save_file`` accepts it as is.
+    Input embedding = token embedding + task embedding (added at every position), plus, with
+    ``positions="absolute"``, a learned position embedding absolute within a window of up to
+    ``max_timesteps`` timesteps (training windows and control contexts both start at a timestep
+    boundary). With ``positions="rope"`` there is no position table: queries and keys are
+    rotated by their position, so attention depends only on offsets and a KV cache can slide
+    with the control window (:class:`KVCache`). The output head is not tied to the token
+    embedding, so the state dict holds no shared tensors and ``safetensors.torch.save_file``
+    accepts it as is.
     """
 
     def __init__(self, config: TransformerConfig) -> None:
@@ -553,9 +810,10 @@ class VideoTransformer(nn.Module):
         config.validate()
         self.config = config
         self.layout = config.layout
+        self.rope = config.positions == "rope"
         vocab = self.layout.vocab_size
         self.token_embedding = nn.Embedding(vocab, config.dim)
-        self.position_embedding = nn.Embedding(config.block_size, config.dim)
+        self.position_embedding = None if self.rope else nn.Embedding(config.block_size, config.dim)
         self.task_embedding = nn.Embedding(config.num_tasks, config.dim)
         self.dropout = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config, i) for i in range(config.num_layers))
@@ -582,29 +840,48 @@ class VideoTransformer(nn.Module):
         total = sum(p.numel() for p in self.parameters())
         if exclude_embeddings:
             for table in (self.token_embedding, self.position_embedding, self.task_embedding):
-                total -= table.weight.numel()
+                total -= table.weight.numel() if table is not None else 0
         return total
 
     # ---- full-sequence pass (training) ----
 
     def forward(
-        self, ids: torch.Tensor, task: torch.Tensor, targets: torch.Tensor | None = None
+        self,
+        ids: torch.Tensor,
+        task: torch.Tensor,
+        targets: torch.Tensor | None = None,
+        *,
+        window: int | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Next-token logits for a window starting at a timestep boundary.
 
         Args:
-            ids: (B, L) int64 flat ids, L <= block_size.
+            ids: (B, L) int64 flat ids; L <= block_size with absolute positions.
             task: (B,) int64 task ids in ``[0, num_tasks)``.
             targets: (B, L) int64 next-token targets with :data:`IGNORE_INDEX` where the loss
                 skips (see :meth:`SequenceLayout.targets`); None to skip the loss.
+            window: None for plain causal attention; else each id attends only to the ids of
+                its own timestep and the ``window - 1`` before it, at every layer. That is what
+                control with a sliding rope cache computes (:class:`KVCache`), so training on
+                sequences longer than ``window`` timesteps with it makes control match training.
 
         Returns:
             logits: (B, L, V), and loss: scalar mean cross entropy over counted targets, or None.
         """
-        self._check_inputs(ids, task, start=0)
-        x = self._embed(ids, task, start=0)  # (B, L, D)
+        self._check_inputs(ids, task)
+        length = ids.shape[1]
+        positions = torch.arange(length, device=ids.device)[None]  # (1, L)
+        self._check_positions(length)
+        mask = None
+        if window is not None:
+            _check(window >= 1, "window", f"{window} < 1")
+            step = positions[0] // self.layout.step_len  # (L,) timestep of each id
+            causal = positions[0][None, :] <= positions[0][:, None]  # (L, L)
+            mask = causal & (step[:, None] - step[None, :] < window)  # (L, L)
+        x = self._embed(ids, task, positions)  # (B, L, D)
+        rope = self._rotary(positions)
         for block in self.blocks:
-            x = block(x)
+            x = block(x, rope, mask)
         logits = self.head(self.ln_final(x))  # (B, L, V)
         if targets is None:
             return logits, None
@@ -623,21 +900,35 @@ class VideoTransformer(nn.Module):
     # ---- incremental decoding (control) ----
 
     def make_cache(
-        self, batch_size: int, capacity: int | None = None, dtype: torch.dtype | None = None
+        self,
+        batch_size: int,
+        capacity: int | None = None,
+        dtype: torch.dtype | None = None,
+        *,
+        slide: bool | None = None,
     ) -> KVCache:
         """An empty KV cache on the model's device.
 
         Args:
             batch_size: rows decoded together.
-            capacity: most ids it holds; defaults to (and may not exceed) ``block_size``.
+            capacity: columns it holds; defaults to ``block_size``, which a control window of
+                ``max_timesteps`` never outgrows (one row, or rows that advance together).
+                Absolute positions refuse more than ``block_size``. Generation grows the cache
+                when rows at different points need more columns side by side.
             dtype: storage dtype; defaults to the parameters' dtype.
+            slide: let generation drop a row's oldest timesteps and keep the rest (see
+                :class:`KVCache` for what that computes); defaults to True with rope. Absolute
+                positions cannot slide.
         """
         capacity = self.config.block_size if capacity is None else capacity
+        _check(capacity >= 1, "capacity", f"{capacity} < 1")
         _check(
-            1 <= capacity <= self.config.block_size,
+            self.rope or capacity <= self.config.block_size,
             "capacity",
-            f"{capacity} is outside [1, block_size={self.config.block_size}]",
+            f"{capacity} exceeds block_size={self.config.block_size} (absolute positions)",
         )
+        slide = self.rope if slide is None else slide
+        _check(self.rope or not slide, "slide", "needs positions='rope'")
         param = self.head.weight
         return KVCache(
             num_layers=self.config.num_layers,
@@ -647,6 +938,7 @@ class VideoTransformer(nn.Module):
             capacity=capacity,
             device=param.device,
             dtype=param.dtype if dtype is None else dtype,
+            slide=slide,
         )
 
     @torch.no_grad()
@@ -658,36 +950,73 @@ class VideoTransformer(nn.Module):
         Inference only (no gradients; call ``eval()`` first so dropout is off).
 
         Args:
-            ids_new: (B, l) int64 ids at positions ``cache.length .. cache.length + l - 1``.
-            task: (B,) int64 task ids; must equal the cached entries' task.
+            ids_new: (B, l) int64 ids, at positions that continue each row's cached ones.
+            task: (B,) int64 task ids; must equal the task of rows that hold entries.
             cache: from :meth:`make_cache`; updated in place.
 
         Returns:
-            logits: (B, l, V) for the new positions, equal to those of a full :meth:`forward`.
+            logits: (B, l, V) for the new ids, equal to those of a full :meth:`forward` of the
+            cached ids and these (``window=`` the contexts' timesteps once a cache has slid).
         """
-        start = cache.length
-        self._check_inputs(ids_new, task, start=start)
+        self._check_inputs(ids_new, task)
         _check(
             ids_new.shape[0] == cache.batch_size,
             "ids_new",
             f"batch {ids_new.shape[0]} differs from the cache's {cache.batch_size}",
         )
+        offsets = torch.arange(ids_new.shape[1], device=cache.ids.device)  # (l,)
+        positions = cache.next_positions()[:, None] + offsets  # (B, l)
+        valid = torch.ones(ids_new.shape, dtype=torch.bool, device=cache.ids.device)
+        return self._feed(ids_new, task, cache, valid, positions)
+
+    @torch.no_grad()
+    def forward_context(
+        self,
+        context_ids: torch.Tensor,
+        task: torch.Tensor,
+        cache: KVCache,
+        lengths: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Bring the cache to ``context_ids`` and return the logits after each row's last id.
+
+        Keeps what each row's context shares with its cached entries (:meth:`KVCache.reuse`:
+        a prefix, or with a sliding cache the entries left after dropping the oldest whole
+        timesteps), forgets the rest and feeds only the ids not kept. Rows whose task differs
+        from their cached one start over. Grows the cache when rows need more columns.
+
+        Args:
+            context_ids: (B, L) int64, a context starting at a timestep boundary per row,
+                right-aligned: row b's ids are ``context_ids[b, L - lengths[b]:]`` and what lies
+                left of them is ignored.
+            task: (B,) int64 task ids.
+            cache: from :meth:`make_cache`, updated in place; row b must always hold row b's
+                stream (the same env), and :meth:`KVCache.reset_rows` forgets a row.
+            lengths: (B,) int64 ids per row; None when every row fills all L columns.
+
+        Returns:
+            logits: (B, V) after each row's last id.
+        """
+        self._check_inputs(context_ids, task)
+        batch, width = context_ids.shape
         _check(
-            start + ids_new.shape[1] <= cache.capacity,
+            batch == cache.batch_size,
             "cache",
-            f"full: {start} cached + {ids_new.shape[1]} new ids exceed capacity "
-            f"{cache.capacity}; slide the window (drop the oldest timesteps) or reset it",
+            f"batch {cache.batch_size} differs from the context's {batch}",
         )
-        _check(
-            cache.task is None or torch.equal(cache.task, task.to(cache.task.device)),
-            "task",
-            "differs from the task the cache was filled with; reset the cache first",
-        )
-        x = self._embed(ids_new, task, start=start)  # (B, l, D)
-        for block in self.blocks:
-            x = block(x, cache, start)
-        cache.advance(ids_new, task)
-        return self.head(self.ln_final(x))  # (B, l, V)
+        lengths = self._checked_lengths(context_ids, lengths).to(cache.ids.device)
+        task = task.to(cache.ids.device)
+        if cache.task is not None:
+            cache.reset_rows(cache.task != task)
+        stride = self.layout.step_len if cache.slide else None
+        kept = cache.reuse(context_ids, lengths, stride)  # (B,)
+        fresh = lengths - kept  # (B,) ids each row feeds, at least 1
+        count = int(fresh.max())
+        cache.ensure_capacity(cache.length + count)
+        offsets = torch.arange(count, device=cache.ids.device) - (count - fresh)[:, None]  # (B, n)
+        valid = offsets >= 0  # (B, n) rows with fewer new ids are padded on the left
+        positions = (cache.next_positions()[:, None] + offsets).clamp(min=0)  # (B, n)
+        ids_new = context_ids[:, width - count :].to(cache.ids.device).masked_fill(~valid, 0)
+        return self._feed(ids_new, task, cache, valid, positions)[:, -1]  # (B, V)
 
     @torch.no_grad()
     def generate_codes(
@@ -697,19 +1026,31 @@ class VideoTransformer(nn.Module):
         horizon: int | None = None,
         *,
         cache: KVCache | None = None,
+        lengths: torch.Tensor | None = None,
         temperature: float = 0.0,
         top_k: int | None = None,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         """Sample the current timestep's codes, restricted to the code range.
 
+        Batched control (one call for B envs at different points of their episodes): lay
+        each env's context out with :meth:`SequenceLayout.build_context`, stack them with
+        :func:`pad_left` and pass ``lengths``; keep one cache for all envs, row b always for env
+        b, and call ``cache.reset_rows([b])`` when env b starts a new episode. Each row then
+        gets the codes it would get alone with its own cache (up to float rounding).
+
         Args:
-            context_ids: (B, L) int64, whole timesteps then ``[frame tokens of x_t][SEP]``
-                (see :meth:`SequenceLayout.build_context`).
+            context_ids: (B, L) int64, per row whole timesteps then ``[frame tokens of x_t][SEP]``
+                (see :meth:`SequenceLayout.build_context`), right-aligned when ``lengths`` is
+                given.
             task: (B,) int64 task ids.
             horizon: codes to sample, 1..layout.horizon; None for all of them.
-            cache: reused where its cached ids are a prefix of ``context_ids`` (the rest is
-                fed and appended); None decodes with a temporary cache.
+            cache: reused as in :meth:`forward_context`; None decodes with a temporary cache.
+                A sliding cache is also fed the last sampled code, so it ends every call
+                holding whole timesteps and the next context (slid by whole timesteps) adds
+                only the new frame.
+            lengths: (B,) int64 ids per row (see :meth:`forward_context`); None when every row
+                fills all L columns.
             temperature: 0 for greedy, else the sampling temperature.
             top_k: sample among the k most likely codes; None for all.
             generator: random source for reproducible sampling.
@@ -722,14 +1063,24 @@ class VideoTransformer(nn.Module):
         horizon = layout.horizon if horizon is None else horizon
         _check(1 <= horizon <= layout.horizon, "horizon", f"must be in [1, {layout.horizon}]")
         _check(context_ids.dim() == 2, "context_ids", "expected (B, L)")
+        lengths = self._checked_lengths(context_ids, lengths)
         _check(
-            context_ids.shape[1] % layout.step_len == layout.num_frame_tokens + 1
+            bool((lengths % layout.step_len == layout.num_frame_tokens + 1).all())
             and bool((context_ids[:, -1] == layout.sep_id).all()),
             "context_ids",
             "must be whole timesteps then [frame tokens][SEP]",
         )
         ids = self._generate(
-            context_ids, task, horizon, layout.code_range, cache, temperature, top_k, generator
+            context_ids,
+            lengths,
+            task,
+            horizon,
+            layout.code_range,
+            cache,
+            temperature,
+            top_k,
+            generator,
+            continues=True,
         )
         return ids - layout.code_range[0]
 
@@ -740,6 +1091,7 @@ class VideoTransformer(nn.Module):
         task: torch.Tensor,
         *,
         cache: KVCache | None = None,
+        lengths: torch.Tensor | None = None,
         temperature: float = 0.0,
         top_k: int | None = None,
         generator: torch.Generator | None = None,
@@ -750,9 +1102,12 @@ class VideoTransformer(nn.Module):
         with codes it ends with ``z_t`` (the plan to show). Either way it is whole timesteps.
 
         Args:
-            context_ids: (B, L) int64, whole timesteps (L a multiple of step_len).
+            context_ids: (B, L) int64, whole timesteps per row (right-aligned with ``lengths``).
             task: (B,) int64 task ids.
-            cache: reused as in :meth:`generate_codes`; None decodes with a temporary cache.
+            cache: reused as in :meth:`forward_context`; None decodes with a temporary cache.
+                A sliding cache forgets the sampled tokens again (the observed frame that
+                follows replaces them), so it ends holding exactly the context.
+            lengths: (B,) int64 ids per row; None when every row fills all L columns.
             temperature: 0 for greedy, else the sampling temperature.
             top_k: sample among the k most likely tokens; None for all.
             generator: random source for reproducible sampling.
@@ -762,13 +1117,15 @@ class VideoTransformer(nn.Module):
         """
         layout = self.layout
         _check(context_ids.dim() == 2, "context_ids", "expected (B, L)")
+        lengths = self._checked_lengths(context_ids, lengths)
         _check(
-            context_ids.shape[1] > 0 and context_ids.shape[1] % layout.step_len == 0,
+            bool((lengths % layout.step_len == 0).all()),
             "context_ids",
             f"must be whole timesteps (a positive multiple of step_len={layout.step_len})",
         )
         return self._generate(
             context_ids,
+            lengths,
             task,
             layout.num_frame_tokens,
             layout.frame_range,
@@ -776,6 +1133,7 @@ class VideoTransformer(nn.Module):
             temperature,
             top_k,
             generator,
+            continues=False,
         )
 
     # ---- internals ----
@@ -783,6 +1141,7 @@ class VideoTransformer(nn.Module):
     def _generate(
         self,
         context_ids: torch.Tensor,
+        lengths: torch.Tensor,
         task: torch.Tensor,
         count: int,
         vocab_range: tuple[int, int],
@@ -790,61 +1149,128 @@ class VideoTransformer(nn.Module):
         temperature: float,
         top_k: int | None,
         generator: torch.Generator | None,
+        continues: bool,
     ) -> torch.Tensor:
-        """Sample ``count`` ids in ``vocab_range`` after ``context_ids`` (B, L); (B, count)."""
-        batch, length = context_ids.shape
-        # The last sampled id is never fed, so the window must hold L + count - 1 ids.
-        needed = length + count - 1
+        """Sample ``count`` ids in ``vocab_range`` after each row's context; (B, count).
+
+        ``continues``: the sampled ids start the next context (codes do; a predicted frame is
+        replaced by the observed one). A sliding cache is then fed the last one too, or else
+        forgets them all, so it ends holding exactly what the next context starts with and
+        every id it keeps was computed against the window of its own timestep.
+        """
+        batch = context_ids.shape[0]
+        # The last sampled id is never needed for sampling: the window holds L + count - 1.
+        needed = int(lengths.max()) + count - 1
         _check(
-            needed <= self.config.block_size,
+            self.rope or needed <= self.config.block_size,
             "context_ids",
-            f"{length} ids + {count} to sample exceed block_size={self.config.block_size}; "
-            "drop the oldest timesteps",
+            f"{needed - count + 1} ids + {count} to sample exceed "
+            f"block_size={self.config.block_size}; drop the oldest timesteps",
         )
+        slide = cache is not None and cache.slide
         if cache is None:
-            cache = self.make_cache(batch, capacity=needed)
-        _check(
-            cache.batch_size == batch,
-            "cache",
-            f"batch {cache.batch_size} differs from the context's {batch}",
-        )
-        _check(
-            needed <= cache.capacity,
-            "cache",
-            f"capacity {cache.capacity} < {needed} ids needed; make a larger cache",
-        )
-        if cache.task is not None and not torch.equal(cache.task, task.to(cache.task.device)):
-            cache.reset()
-        # Reuse what the cache shares with the context; at least the last id must be fed again
-        # to get the logits that follow it.
-        keep = min(cache.common_prefix(context_ids), length - 1)
-        cache.truncate(keep)
-        logits = self.forward_incremental(context_ids[:, keep:], task, cache)[:, -1]  # (B, V)
+            cache = self.make_cache(batch, capacity=needed, slide=False)
+        logits = self.forward_context(context_ids, task, cache, lengths)  # (B, V)
+        context_end = cache.length
+        feed_last = slide and continues
+        cache.ensure_capacity(context_end + count - 1 + feed_last)
         sampled = []
         for i in range(count):
             next_ids = sample_next(logits, vocab_range, temperature, top_k, generator)  # (B,)
             sampled.append(next_ids)
-            if i + 1 < count:
+            if i + 1 < count or feed_last:
                 logits = self.forward_incremental(next_ids[:, None], task, cache)[:, -1]
+        if slide and not continues:
+            cache.truncate(context_end)
         return torch.stack(sampled, dim=1)  # (B, count)
 
-    def _check_inputs(self, ids: torch.Tensor, task: torch.Tensor, start: int) -> None:
-        _check(ids.dim() == 2, "ids", f"expected (B, L), got shape {tuple(ids.shape)}")
+    def _feed(
+        self,
+        ids: torch.Tensor,
+        task: torch.Tensor,
+        cache: KVCache,
+        valid: torch.Tensor,
+        positions: torch.Tensor,
+    ) -> torch.Tensor:
+        """Run ids (B, l) at positions (B, l), padding where valid (B, l) is False, after the
+        cached columns and append them to the cache; logits (B, l, V)."""
+        start = cache.length
         _check(
-            ids.shape[1] >= 1 and start + ids.shape[1] <= self.config.block_size,
-            "ids",
-            f"positions {start}..{start + ids.shape[1] - 1} exceed "
-            f"block_size={self.config.block_size} (max_timesteps={self.config.max_timesteps})",
+            start + ids.shape[1] <= cache.capacity,
+            "cache",
+            f"full: {start} cached + {ids.shape[1]} new columns exceed capacity "
+            f"{cache.capacity}; slide the window (drop the oldest timesteps) or reset it",
         )
+        if not self.rope:
+            self._check_positions(int(positions.max()) + 1)
+        task = task.to(cache.ids.device)
+        if cache.task is not None and not torch.equal(cache.task, task):
+            holds = cache.valid[:, :start].any(dim=1)  # (B,) rows with cached entries
+            _check(
+                not bool((holds & (cache.task != task)).any()),
+                "task",
+                "differs from the task the cache was filled with; reset the cache first",
+            )
+        mask = cache.attention_mask(valid)  # (B, 1, l, start + l) or None
+        x = self._embed(ids, task, positions)  # (B, l, D)
+        rope = self._rotary(positions)
+        for block in self.blocks:
+            x = block(x, rope, mask, cache, start)
+        cache.append(ids, valid, positions, task)
+        return self.head(self.ln_final(x))  # (B, l, V)
+
+    def _check_inputs(self, ids: torch.Tensor, task: torch.Tensor) -> None:
+        _check(ids.dim() == 2, "ids", f"expected (B, L), got shape {tuple(ids.shape)}")
+        _check(ids.shape[1] >= 1, "ids", "is empty")
         _check(
             tuple(task.shape) == (ids.shape[0],),
             "task",
             f"expected shape ({ids.shape[0]},), got {tuple(task.shape)}",
         )
 
-    def _embed(self, ids: torch.Tensor, task: torch.Tensor, start: int) -> torch.Tensor:
-        """Token + position + task embeddings of ids (B, l) at positions start..; (B, l, D)."""
-        positions = torch.arange(start, start + ids.shape[1], device=ids.device)  # (l,)
-        x = self.token_embedding(ids) + self.position_embedding(positions)  # (B, l, D)
+    def _check_positions(self, end: int) -> None:
+        """Absolute positions stop at the table's end; rotary ones have no end."""
+        _check(
+            self.rope or end <= self.config.block_size,
+            "ids",
+            f"positions up to {end - 1} exceed block_size={self.config.block_size} "
+            f"(max_timesteps={self.config.max_timesteps})",
+        )
+
+    def _checked_lengths(
+        self, context_ids: torch.Tensor, lengths: torch.Tensor | None
+    ) -> torch.Tensor:
+        """(B,) int64 ids per right-aligned row; the full width when ``lengths`` is None."""
+        batch, width = context_ids.shape
+        if lengths is None:
+            return torch.full((batch,), width, dtype=torch.long, device=context_ids.device)
+        lengths = torch.as_tensor(lengths, dtype=torch.long, device=context_ids.device)
+        _check(
+            tuple(lengths.shape) == (batch,),
+            "lengths",
+            f"expected shape ({batch},), got {tuple(lengths.shape)}",
+        )
+        _check(
+            bool(((lengths >= 1) & (lengths <= width)).all()),
+            "lengths",
+            f"values must lie in [1, {width}] (the context's width)",
+        )
+        return lengths
+
+    def _embed(
+        self, ids: torch.Tensor, task: torch.Tensor, positions: torch.Tensor
+    ) -> torch.Tensor:
+        """Token (+ absolute position) + task embeddings of ids (B, l) at positions (B or 1, l);
+        (B, l, D)."""
+        x = self.token_embedding(ids)  # (B, l, D)
+        if self.position_embedding is not None:
+            x = x + self.position_embedding(positions)  # (B or 1, l, D) broadcast
         x = x + self.task_embedding(task.to(ids.device))[:, None, :]  # (B, 1, D) broadcast
         return self.dropout(x)
+
+    def _rotary(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Rotary tables for positions (B or 1, l), or None with absolute positions."""
+        if not self.rope:
+            return None
+        head_dim = self.config.dim // self.config.num_heads
+        return rotary_tables(positions, head_dim, self.head.weight.dtype)
