@@ -21,30 +21,25 @@ from typing import Any
 
 from vw_robot.data.format import (
     DATASET_FILE,
-    DROPPED_DIR,
-    EPISODES_DIR,
-    FORMAT,
-    MANIFEST_FILE,
     META_FILE,
     STEPS_FILE,
-    VERSION,
+    TEMP_PATTERN,
     VIDEO_FILE,
     DatasetError,
     EpisodeMeta,
+    codec_problems,
+    dropped_problems,
     episode_dir,
+    list_episode_folders,
     load_steps,
+    manifest_problems,
     read_dataset_info,
     read_json,
 )
+from vw_robot.data.video import read_video
 from vw_robot.io import sha256_file
 
 log = logging.getLogger(__name__)
-
-# Names of the temporary files that atomic writes leave behind when interrupted
-# (io.atomic_write: ".<name>.<random>.tmp"; video.write_video: ".<stem>.tmp<suffix>").
-TEMP_PATTERN = ".*.tmp*"
-# Manifest row keys that must equal the episode's meta.
-_MANIFEST_KEYS = ("task_id", "num_frames", "has_actions", "success", "seed", "source")
 
 
 def check_episode(
@@ -55,9 +50,10 @@ def check_episode(
     Checks ``meta.json`` (present, valid JSON, every key with its type, ``episode_id`` equal
     to the folder name, settings equal to ``dataset.json``'s), ``video.mp4`` (present, the
     checksum in meta, and with ``decode`` a full decode: frame count and resolution) and
-    ``steps.npz`` (present exactly when meta says ``has_actions``; rows, finiteness and
-    dimensions). ``dataset.json`` itself is :func:`check_dataset`'s to report; when it does
-    not parse, the comparisons with it are skipped.
+    ``steps.npz`` (present exactly when meta says ``has_actions``; rows, dimensions, no NaN
+    or inf, actions inside the action space: :func:`vw_robot.data.format.load_steps`).
+    ``dataset.json`` itself is :func:`check_dataset`'s to report; when it does not parse, the
+    comparisons with it are skipped.
 
     Args:
         root: dataset folder.
@@ -85,7 +81,10 @@ def check_dataset(
     ``episodes/`` (:func:`check_episode`, including folders the manifest does not list);
     ``manifest.json`` (present once there are complete episodes, well formed, listing exactly the
     complete episodes with the values in their meta, totals adding up); ``dropped/`` records
-    that do not parse.
+    that do not parse. Every line outside the per-episode checks comes from the functions
+    :func:`vw_robot.data.format.read_manifest` runs, so the loaders refuse a dataset with such
+    a problem with the same line; the per-episode lines are :func:`check_episode`'s, which the
+    loaders run too.
 
     Temporary files left by an interrupted atomic write (``.*.tmp*``) are logged as warnings
     and not returned: they never hold data a reader uses (the rename that would publish them
@@ -111,26 +110,9 @@ def check_dataset(
     except DatasetError as exc:
         problems.append(str(exc))
     if info is not None:
-        from vw_robot.data.video import CODECS
-
-        if info.get("codec") not in CODECS:
-            problems.append(
-                f"{root / DATASET_FILE}: codec {info.get('codec')!r} is not a known preset "
-                f"({', '.join(CODECS)})."
-            )
-
-    episodes = root / EPISODES_DIR
-    ids: list[str] = []
-    if episodes.is_dir():
-        for entry in sorted(episodes.iterdir()):
-            if fnmatch.fnmatch(entry.name, TEMP_PATTERN):
-                continue  # warned about below
-            if entry.is_dir():
-                ids.append(entry.name)
-            else:
-                problems.append(f"{entry}: stray file in {EPISODES_DIR}/ (not an episode folder).")
-    elif episodes.exists():
-        problems.append(f"{episodes}: should be a folder.")
+        problems += codec_problems(root, info)
+    ids, stray = list_episode_folders(root)
+    problems += stray
 
     if workers is None:
         workers = min(8, 2 * (os.cpu_count() or 1))
@@ -142,12 +124,8 @@ def check_dataset(
         if meta is not None:
             metas[episode_id] = meta
 
-    problems += _check_manifest(root, metas)
-    for record in sorted((root / DROPPED_DIR).glob("*.json")):
-        try:
-            read_json(record)
-        except DatasetError as exc:
-            problems.append(str(exc))
+    problems += manifest_problems(root, metas)
+    problems += dropped_problems(root)
     for temp in find_temp_files(root):
         log.warning(
             "%s: temporary file left by an interrupted write (or one in progress); safe to "
@@ -254,8 +232,6 @@ def _episode_problems(
 
 
 def _decode_problems(video: Path, meta: EpisodeMeta | None) -> list[str]:
-    from vw_robot.data.video import read_video
-
     try:
         frames = read_video(video)  # (T, H, W, 3)
     except ValueError as exc:
@@ -287,70 +263,3 @@ def _reason(exc: Exception) -> str:
     elif ": " in text:
         text = text.split(": ", 1)[1]  # drop the path; the caller names the file
     return text.rstrip(".")
-
-
-def _check_manifest(root: Path, metas: dict[str, EpisodeMeta]) -> list[str]:
-    """Problems of manifest.json against the episodes' parsed meta files."""
-    path = root / MANIFEST_FILE
-    hint = "rebuild it with vw_robot.data.format.write_manifest"
-    if not path.exists():
-        # A fresh dataset has no manifest yet; it only matters once there is something to list.
-        return [f"{path}: file is missing; {hint}."] if metas else []
-    try:
-        manifest = read_json(path)
-    except DatasetError as exc:
-        return [f"{exc} ({hint})"]
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("episodes"), list):
-        return [f"{path}: malformed manifest (no 'episodes' list); {hint}."]
-    problems = []
-    if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
-        problems.append(
-            f"{path}: format/version {manifest.get('format')!r}/{manifest.get('version')!r}, "
-            f"expected {FORMAT!r}/{VERSION}."
-        )
-    seen: set[str] = set()
-    for index, row in enumerate(manifest["episodes"]):
-        if not isinstance(row, dict) or not isinstance(row.get("episode_id"), str):
-            problems.append(f"{path}: episodes[{index}] is not a row with an 'episode_id'.")
-            continue
-        episode_id = row["episode_id"]
-        if episode_id in seen:
-            problems.append(f"{path}: episode {episode_id!r} is listed more than once.")
-            continue
-        seen.add(episode_id)
-        meta = metas.get(episode_id)
-        if meta is None:
-            meta_path = episode_dir(root, episode_id) / META_FILE
-            if not meta_path.exists():
-                problems.append(
-                    f"{path}: lists episode {episode_id!r} but {meta_path} does not exist; {hint}."
-                )
-            continue  # an unparsable meta was reported with its episode
-        for key in _MANIFEST_KEYS:
-            if key in row and row[key] != getattr(meta, key):
-                problems.append(
-                    f"{path}: episode {episode_id!r} has {key}={row[key]!r}, its meta.json says "
-                    f"{getattr(meta, key)!r}; {hint}."
-                )
-        missing = [k for k in _MANIFEST_KEYS if k not in row]
-        if missing:
-            problems.append(
-                f"{path}: episode {episode_id!r} lacks key(s) {', '.join(missing)}; {hint}."
-            )
-    unlisted = sorted(set(metas) - seen)
-    if unlisted:
-        shown = ", ".join(unlisted[:5]) + (
-            f" and {len(unlisted) - 5} more" if len(unlisted) > 5 else ""
-        )
-        problems.append(f"{path}: complete episode(s) not listed: {shown}; {hint}.")
-    rows = [r for r in manifest["episodes"] if isinstance(r, dict)]
-    totals = {
-        "num_episodes": len(manifest["episodes"]),
-        "num_frames": sum(
-            r.get("num_frames", 0) for r in rows if isinstance(r.get("num_frames"), int)
-        ),
-    }
-    for key, value in totals.items():
-        if key in manifest and manifest[key] != value:
-            problems.append(f"{path}: {key} is {manifest[key]!r} but its rows add up to {value}.")
-    return problems

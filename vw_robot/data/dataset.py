@@ -1,10 +1,12 @@
 """Training-time access to a dataset: a frame cache and a torch Dataset of clips.
 
 Training never decodes mp4 in its loop: each episode's frames are decoded once into a uint8
-memory-mapped file under ``<root>/cache/`` and read from there. A cache file is keyed by the
-SHA-256 of the video it was decoded from, so a video that changes is decoded again; a video
-whose checksum no longer matches its own meta file is refused (the episode was altered after
-it was written).
+memory-mapped file under the dataset's cache folder (:func:`vw_robot.data.format.cache_root`:
+``<root>/cache/`` when the dataset is writable, a per-user folder otherwise) and read from
+there. A cache file is keyed by the SHA-256 of the video it was decoded from, so a video that
+changes is decoded again; a cache file whose size or checksum is not what was recorded when it
+was built is decoded again too (with a warning); a video whose checksum no longer matches its
+own meta file is refused (the episode was altered after it was written).
 """
 
 from __future__ import annotations
@@ -24,20 +26,33 @@ import torch
 from torch.utils.data import Dataset
 
 from vw_robot.data import format as fmt
+from vw_robot.data.check import check_episode
+from vw_robot.data.video import read_video
 from vw_robot.io import atomic_write, atomic_write_json, sha256_file
 
 log = logging.getLogger(__name__)
 
 
 class FrameCache:
-    """Decoded frames of a dataset's episodes as read-only uint8 memmaps."""
+    """Decoded frames of a dataset's episodes as read-only uint8 memmaps.
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    Args:
+        root: dataset folder.
+        cache_dir: where derived files go (:func:`vw_robot.data.format.cache_root`; None:
+            inside the dataset when it is writable, else a per-user cache).
+    """
+
+    def __init__(
+        self, root: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None = None
+    ) -> None:
         self.root = Path(root)
-        self.folder = self.root / fmt.CACHE_DIR / "frames"
+        self.folder = fmt.cache_root(self.root, cache_dir) / "frames"
 
     def frames(self, meta: fmt.EpisodeMeta, video_sha256: str | None = None) -> np.ndarray:
         """(num_frames, H, W, 3) uint8 memmap of the episode, decoding the video on a miss.
+
+        A cache file that is missing, decoded from another version of the video, or damaged
+        (size or SHA-256 not the ones recorded when it was built) is decoded again.
 
         Args:
             meta: the episode's metadata.
@@ -50,25 +65,56 @@ class FrameCache:
         sha = video_sha256 or sha256_file(video)
         shape = (meta.num_frames, meta.image_size, meta.image_size, 3)
         data, key = self.folder / f"{meta.episode_id}.u8", self.folder / f"{meta.episode_id}.json"
-        if key.exists() and data.exists():
-            try:
-                cached = json.loads(key.read_text())
-            except (json.JSONDecodeError, OSError):
-                cached = {}
-            if cached.get("video_sha256") == sha and tuple(cached.get("shape", ())) == shape:
-                return np.memmap(data, dtype=np.uint8, mode="r", shape=shape)
-        from vw_robot.data.video import read_video
-
-        frames = read_video(video)
+        damage = _cache_damage(data, key, sha, shape)
+        if damage is None:
+            return np.memmap(data, dtype=np.uint8, mode="r", shape=shape)
+        if damage:
+            log.warning("frame cache %s: %s; decoding %s again", data, damage, video)
+        try:
+            frames = read_video(video)
+        except ValueError as exc:
+            raise fmt.DatasetError(str(exc)) from None
         if frames.shape != shape:
             raise fmt.DatasetError(
                 f"{video}: decodes to frames of shape {frames.shape}, meta.json says {shape}."
             )
+        payload = np.ascontiguousarray(frames).tobytes()
         # Data first, key last: a crash in between leaves a key-less file that is rebuilt.
         key.unlink(missing_ok=True)
-        atomic_write(data, lambda f: f.write(np.ascontiguousarray(frames).tobytes()))
-        atomic_write_json(key, {"video_sha256": sha, "shape": list(shape)})
+        atomic_write(data, lambda f: f.write(payload))
+        atomic_write_json(
+            key,
+            {
+                "video_sha256": sha,
+                "shape": list(shape),
+                "frames_sha256": hashlib.sha256(payload).hexdigest(),
+            },
+        )
         return np.memmap(data, dtype=np.uint8, mode="r", shape=shape)
+
+
+def _cache_damage(data: Path, key: Path, video_sha256: str, shape: tuple[int, ...]) -> str | None:
+    """None when the cache file can be used; else why not ("" for a plain miss: not built
+    yet, or built from another version of the video)."""
+    if not (key.exists() and data.exists()):
+        return ""
+    try:
+        cached = json.loads(key.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError):
+        return f"its key file {key.name} is unreadable"
+    if not isinstance(cached, dict):
+        return f"its key file {key.name} is malformed"
+    if cached.get("video_sha256") != video_sha256 or tuple(cached.get("shape", ())) != shape:
+        return ""
+    expected = int(np.prod(shape))
+    size = data.stat().st_size
+    if size != expected:
+        return f"{size} bytes where {expected} were written"
+    if "frames_sha256" not in cached:
+        return "built by an older vw_robot without a checksum"
+    if sha256_file(data) != cached["frames_sha256"]:
+        return "its SHA-256 differs from the one recorded when it was built"
+    return None
 
 
 @dataclass
@@ -168,8 +214,19 @@ class ClipDataset(Dataset):
             usable (:func:`select_labelled`); the others act as videos without actions.
         on_bad_episode: ``"error"`` refuses a dataset with a broken episode (the message
             lists each problem), ``"skip"`` leaves such episodes out and logs which.
-        verify: ``"fast"`` checks files and checksums (full decode on cache misses),
-            ``"full"`` runs every check of ``vw-robot data check`` on every episode.
+        verify: ``"fast"`` checks files, checksums and the arrays' values (full decode on
+            cache misses), ``"full"`` runs every check of ``vw-robot data check`` on every
+            episode.
+        cache_dir: where the frame cache and action statistics go
+            (:func:`vw_robot.data.format.cache_root`; None: inside the dataset when it is
+            writable, else a per-user cache).
+
+    Raises:
+        DatasetError: a problem ``vw-robot data check`` reports, with the same line: the
+            dataset-level ones (:func:`vw_robot.data.format.read_manifest`: e.g. an episode
+            listed twice or a complete one left out) always; those of the episodes it would
+            use, and of episode folders the manifest does not list (incomplete or unreadable
+            meta), unless ``on_bad_episode="skip"``.
     """
 
     def __init__(
@@ -185,9 +242,8 @@ class ClipDataset(Dataset):
         label_seed: int = 0,
         on_bad_episode: str = "error",
         verify: str = "fast",
+        cache_dir: str | os.PathLike[str] | None = None,
     ) -> None:
-        from vw_robot.data.check import check_episode
-
         for name, value in (("clip_len", clip_len), ("stride", stride), ("frame_step", frame_step)):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name}={value!r} must be a positive int.")
@@ -196,9 +252,14 @@ class ClipDataset(Dataset):
         if verify not in ("fast", "full"):
             raise ValueError(f"verify={verify!r}; use 'fast' or 'full'.")
         self.root = Path(root)
+        self.cache_dir = cache_dir
         self.clip_len, self.stride, self.frame_step = clip_len, stride, frame_step
-        manifest = fmt.read_manifest(self.root)
+        manifest = fmt.read_manifest(self.root)  # refuses what data check reports dataset-wide
         rows = manifest["episodes"]
+        listed = {r["episode_id"] for r in rows}
+        # Folders the manifest leaves out: read_manifest refused complete ones, so these are
+        # incomplete or have an unreadable meta.json; data check reports them, so do we.
+        unlisted = [e for e in fmt.list_episode_folders(self.root)[0] if e not in listed]
         if tasks is not None:
             known = {r["task_id"] for r in rows}
             unknown = sorted(set(tasks) - known)
@@ -210,13 +271,13 @@ class ClipDataset(Dataset):
             rows = [r for r in rows if r["task_id"] in tasks]
         problems, self.skipped = [], []
         metas = []
-        for row in rows:
-            issues = check_episode(self.root, row["episode_id"], decode=verify == "full")
+        for episode_id in [r["episode_id"] for r in rows] + unlisted:
+            issues = check_episode(self.root, episode_id, decode=verify == "full")
             if issues:
                 problems.extend(issues)
-                self.skipped.append(row["episode_id"])
-            else:
-                metas.append(fmt.read_meta(self.root, row["episode_id"]))
+                self.skipped.append(episode_id)
+            elif episode_id in listed:
+                metas.append(fmt.read_meta(self.root, episode_id))
         if problems and on_bad_episode == "error":
             raise fmt.DatasetError(
                 f"{self.root}: {len(self.skipped)} episode(s) failed their checks "
@@ -243,7 +304,7 @@ class ClipDataset(Dataset):
             )
         self.action_dim = dims.pop() if dims else 0
         self.state_dim = max((m.state_dim or 0) for m in metas)
-        cache = FrameCache(self.root)
+        cache = FrameCache(self.root, cache_dir)
         self.episodes: list[_Episode] = []
         self.index: list[tuple[int, int]] = []  # (episode, first frame)
         span = (clip_len - 1) * frame_step + 1  # frames a clip covers
@@ -293,8 +354,13 @@ class ClipDataset(Dataset):
         }
 
     def action_stats(self) -> dict[str, list[float]]:
-        """Per-dimension mean/std/min/max of the usable actions, computed once and stored in
-        ``<root>/cache/action_stats/<key>.json`` (the key hashes the episodes used)."""
+        """Per-dimension mean/std/min/max of the usable actions (:func:`action_statistics`),
+        computed once and stored in ``<cache>/action_stats/<key>.json`` (the key hashes the
+        episodes used); a stored file that is unreadable or not finite is computed again.
+
+        Raises:
+            DatasetError: no labelled episode, or statistics that are not finite.
+        """
         ids = sorted(self.labelled_ids)
         if not ids:
             raise fmt.DatasetError(f"{self.root}: no labelled episodes to compute action stats.")
@@ -302,22 +368,62 @@ class ClipDataset(Dataset):
         key = hashlib.sha256(
             "\n".join(f"{i}:{by_id[i].meta.video_sha256}" for i in ids).encode()
         ).hexdigest()[:16]
-        path = self.root / fmt.CACHE_DIR / "action_stats" / f"{key}.json"
+        path = fmt.cache_root(self.root, self.cache_dir) / "action_stats" / f"{key}.json"
         if path.exists():
             try:
-                return json.loads(path.read_text())["stats"]
-            except (json.JSONDecodeError, KeyError, OSError):
-                pass  # rebuilt below
+                stats = json.loads(path.read_text())["stats"]
+                _check_statistics(stats, self.action_dim, str(path))
+                return stats
+            except (KeyError, TypeError, ValueError, OSError) as exc:  # DatasetError too
+                log.warning("%s: not usable (%s); computing the action statistics again", path, exc)
         actions = np.concatenate([by_id[i].steps["actions"] for i in ids])  # (N, A)
-        stats = {
-            "mean": actions.mean(0).tolist(),
-            "std": actions.std(0).tolist(),
-            "min": actions.min(0).tolist(),
-            "max": actions.max(0).tolist(),
-            "count": int(len(actions)),
-        }
+        stats = action_statistics(actions, f"{self.root} ({len(ids)} labelled episode(s))")
         atomic_write_json(path, {"episodes": ids, "stats": stats})
         return stats
+
+
+def action_statistics(actions: np.ndarray, where: str) -> dict[str, Any]:
+    """Per-dimension ``mean``, ``std``, ``min``, ``max`` (lists) and ``count`` of (N, A)
+    actions, for a policy's action normaliser; computed in float64 so large values do not
+    overflow.
+
+    Args:
+        actions: (N, A) actions.
+        where: names the data in errors (e.g. the dataset folder).
+
+    Raises:
+        DatasetError: no actions, or a statistic that is not finite (names the statistic,
+            the dimension and the value) — training would store it in the checkpoint.
+    """
+    values = np.asarray(actions, dtype=np.float64)  # (N, A)
+    if values.ndim != 2 or not len(values):
+        raise fmt.DatasetError(f"{where}: no actions to compute statistics from ({values.shape}).")
+    with np.errstate(over="ignore", invalid="ignore"):  # reported below, naming the dimension
+        stats = {
+            "mean": values.mean(0).tolist(),
+            "std": values.std(0).tolist(),
+            "min": values.min(0).tolist(),
+            "max": values.max(0).tolist(),
+            "count": int(len(values)),
+        }
+    _check_statistics(stats, values.shape[1], where)
+    return stats
+
+
+def _check_statistics(stats: Any, action_dim: int, where: str) -> None:
+    """Refuse normaliser statistics that are malformed or not finite."""
+    for name in ("mean", "std", "min", "max"):
+        values = np.asarray(stats[name], dtype=np.float64)
+        if values.shape != (action_dim,):
+            raise fmt.DatasetError(
+                f"{where}: action {name} has shape {values.shape}, expected ({action_dim},)."
+            )
+        bad = np.flatnonzero(~np.isfinite(values))
+        if len(bad):
+            raise fmt.DatasetError(
+                f"{where}: action {name} of dimension {bad[0]} is {values[bad[0]]:g}; "
+                "normaliser statistics must be finite (run `vw-robot data check`)."
+            )
 
 
 def describe(dataset: ClipDataset) -> dict[str, Any]:

@@ -13,16 +13,29 @@
                               reward (T,) float32, success (T+1,) bool
         meta.json             written last: its presence marks the episode complete
       dropped/<id>.json       failed demonstrations not kept (so a resumed run skips them)
-      cache/                  decoded frames (uint8 memmaps) and action statistics
+      cache/                  decoded frames (uint8 memmaps), action statistics and exported
+                              tokens; elsewhere when the dataset is not writable
+                              (:func:`cache_root`)
 
 Frame k is the observation before action k; the last frame has no action. Every write is
 atomic, and workers write only their own episode folders, so an interrupted or parallel
 collection never leaves a half-written episode or manifest.
+
+Actions must lie in the episode's action space: ``meta.json``'s ``action_low`` /
+``action_high`` when recorded, else :data:`DEFAULT_ACTION_BOUNDS` (every suite of vw_robot
+uses Box[-1, 1]); :func:`load_steps` refuses values outside it, and NaN or inf anywhere.
+
+The manifest's consistency with the episode folders (:func:`manifest_problems`) is checked by
+:func:`read_manifest`, so every reader (``vw-robot data check``, the loaders, training) refuses
+the same manifest with the same lines.
 """
 
 from __future__ import annotations
 
+import fnmatch
+import hashlib
 import json
+import logging
 import os
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
@@ -30,7 +43,11 @@ from typing import Any
 
 import numpy as np
 
+from vw_robot.data.video import CODECS, write_video
+from vw_robot.errors import UserError
 from vw_robot.io import atomic_write, atomic_write_json, folder_lock, sha256_file
+
+log = logging.getLogger(__name__)
 
 FORMAT = "vw_robot.dataset"
 VERSION = 1
@@ -43,9 +60,22 @@ VIDEO_FILE = "video.mp4"
 STEPS_FILE = "steps.npz"
 META_FILE = "meta.json"
 STEP_ARRAYS = {"actions": np.float32, "state": np.float32, "reward": np.float32, "success": bool}
+# The action space assumed when meta.json records none (datasets written before the bounds
+# were recorded): every suite of vw_robot has Box[-1, 1] actions.
+DEFAULT_ACTION_BOUNDS = (-1.0, 1.0)
+# Slack around the action space, as a share of each dimension's width: float32 rounding and
+# experts that clip in float64 land within it; 1e30 or a unit mix-up (degrees for radians) do
+# not.
+ACTION_TOLERANCE = 1e-3
+# Names of the temporary files that atomic writes leave behind when interrupted
+# (io.atomic_write: ".<name>.<random>.tmp"; video.write_video: ".<stem>.tmp<suffix>").
+TEMP_PATTERN = ".*.tmp*"
+# Manifest row keys that must equal the episode's meta.
+MANIFEST_KEYS = ("task_id", "num_frames", "has_actions", "success", "seed", "source")
+_MANIFEST_HINT = "rebuild it with vw_robot.data.format.write_manifest"
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError):
     """A dataset file is missing, malformed or inconsistent; the message names the file."""
 
 
@@ -68,6 +98,9 @@ class EpisodeMeta:
     state_dim: int | None = None
     env_spec: dict[str, Any] | None = None  # make_env arguments that reproduce the episode
     versions: dict[str, str | None] = field(default_factory=dict)  # packages that made it
+    # The env's action space (Box low/high per dimension); None: DEFAULT_ACTION_BOUNDS.
+    action_low: list[float] | None = None
+    action_high: list[float] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -105,7 +138,40 @@ class EpisodeMeta:
         for key in ("num_frames", "image_size", "fps"):
             if payload[key] < 1:
                 raise DatasetError(f"{source}: key {key!r} must be >= 1, got {payload[key]}.")
-        return cls(**payload)
+        meta = cls(**payload)
+        _check_bounds_keys(meta, source)
+        return meta
+
+
+def _check_bounds_keys(meta: EpisodeMeta, source: str | os.PathLike[str]) -> None:
+    """``action_low``/``action_high``: both absent or both lists of numbers, low <= high."""
+    low, high = meta.action_low, meta.action_high
+    if low is None and high is None:
+        return
+    for key, value in (("action_low", low), ("action_high", high)):
+        if not isinstance(value, list) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
+        ):
+            raise DatasetError(
+                f"{source}: key {key!r} should be a list of numbers (one per action dimension) "
+                f"or absent, got {value!r}."
+            )
+    if len(low) != len(high) or (meta.action_dim is not None and len(low) != meta.action_dim):
+        raise DatasetError(
+            f"{source}: action_low has {len(low)} value(s), action_high {len(high)}, "
+            f"action_dim is {meta.action_dim}; they should agree."
+        )
+    if any(lo > hi for lo, hi in zip(low, high, strict=True)):
+        raise DatasetError(f"{source}: action_low {low} exceeds action_high {high} somewhere.")
+
+
+def action_bounds(meta: EpisodeMeta, action_dim: int) -> tuple[np.ndarray, np.ndarray, bool]:
+    """The episode's action space as (low, high) float64 arrays of ``action_dim`` values, and
+    whether meta.json recorded it (False: :data:`DEFAULT_ACTION_BOUNDS`)."""
+    if meta.action_low is None or meta.action_high is None:
+        low, high = DEFAULT_ACTION_BOUNDS
+        return np.full(action_dim, low), np.full(action_dim, high), False
+    return np.asarray(meta.action_low, np.float64), np.asarray(meta.action_high, np.float64), True
 
 
 def episode_dir(root: str | os.PathLike[str], episode_id: str) -> Path:
@@ -135,6 +201,52 @@ def is_complete(root: str | os.PathLike[str], episode_id: str) -> bool:
     return (episode_dir(root, episode_id) / META_FILE).exists() or (
         Path(root) / DROPPED_DIR / f"{episode_id}.json"
     ).exists()
+
+
+def cache_root(
+    root: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None = None
+) -> Path:
+    """The folder that holds a dataset's derived files (frame cache, action statistics,
+    exported tokens); every writer of such files asks here.
+
+    - ``cache_dir`` given: ``<cache_dir>/<dataset key>``, so one cache folder serves many
+      datasets without their episode ids colliding.
+    - the dataset folder is writable: ``<root>/cache`` (the dataset carries its own cache).
+    - otherwise (a read-only or another user's dataset): the per-user
+      ``$XDG_CACHE_HOME/vw_robot/<dataset key>`` (``~/.cache`` when the variable is unset).
+
+    The dataset key is ``<folder name>-<first 16 hex of the SHA-256 of its absolute path>``.
+    Nothing is created here; the first writer creates the folder. The choice is logged once
+    per process.
+    """
+    root = Path(root)
+    own = root / CACHE_DIR
+    if cache_dir is not None:
+        folder, why = Path(cache_dir) / _dataset_key(root), "cache_dir given"
+    elif _writable(own if own.exists() else root):
+        folder, why = own, "inside the dataset"
+    else:
+        base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+        folder = Path(base) / "vw_robot" / _dataset_key(root)
+        why = f"{own if own.exists() else root} is not writable"
+    if (str(root), str(folder)) not in _LOGGED_CACHES:
+        _LOGGED_CACHES.add((str(root), str(folder)))
+        log.info("cache of dataset %s: %s (%s)", root, folder, why)
+    return folder
+
+
+_LOGGED_CACHES: set[tuple[str, str]] = set()
+
+
+def _dataset_key(root: Path) -> str:
+    absolute = os.path.abspath(root)
+    digest = hashlib.sha256(absolute.encode()).hexdigest()[:16]
+    return f"{Path(absolute).name or 'dataset'}-{digest}"
+
+
+def _writable(folder: Path) -> bool:
+    # access() also answers False on a read-only mount, and writes nothing into the dataset.
+    return os.access(folder, os.W_OK | os.X_OK)
 
 
 def init_dataset(
@@ -193,6 +305,16 @@ def read_dataset_info(root: str | os.PathLike[str]) -> dict[str, Any]:
     return info
 
 
+def codec_problems(root: str | os.PathLike[str], info: dict[str, Any]) -> list[str]:
+    """One line when ``dataset.json`` names a codec preset this vw_robot does not know."""
+    if info.get("codec") in CODECS:
+        return []
+    return [
+        f"{Path(root) / DATASET_FILE}: codec {info.get('codec')!r} is not a known preset "
+        f"({', '.join(CODECS)})."
+    ]
+
+
 def write_episode(
     root: str | os.PathLike[str],
     meta: EpisodeMeta,
@@ -201,31 +323,38 @@ def write_episode(
 ) -> EpisodeMeta:
     """Write one episode: video, arrays, then meta (the completion marker), each atomically.
 
-    ``meta.num_frames``, ``image_size``, ``has_actions`` and ``video_sha256`` are filled in
-    from what is written.
+    ``meta.num_frames``, ``image_size``, ``has_actions``, ``action_dim``, ``state_dim`` and
+    ``video_sha256`` are filled in from what is written. Give the env's action space as
+    ``meta.action_low`` / ``meta.action_high`` (``env.action_space.low.tolist()``); without
+    them readers assume :data:`DEFAULT_ACTION_BOUNDS`.
 
     Args:
         root: dataset folder.
         meta: the episode's metadata.
         frames: (T+1, H, W, 3) uint8.
         steps: per-step arrays (see module docstring) or None for a video without actions.
-    """
-    from vw_robot.data.video import write_video
 
+    Raises:
+        DatasetError: the arrays do not fit the frames, hold NaN or inf, or actions lie
+            outside the action space (nothing of the episode is written then).
+    """
     if frames.ndim != 4 or frames.shape[1] != frames.shape[2]:
         raise ValueError(f"frames must be (T, S, S, 3) with square images, got {frames.shape}.")
     folder = episode_dir(root, meta.episode_id)
+    meta.num_frames, meta.image_size = int(len(frames)), int(frames.shape[1])
+    if steps is not None:
+        actions = np.asarray(steps.get("actions"))
+        meta.action_dim = int(actions.shape[1]) if actions.ndim == 2 else None
+        _check_bounds_keys(meta, folder / META_FILE)
+        steps = _check_steps(steps, meta, folder / STEPS_FILE)
+        meta.state_dim = int(steps["state"].shape[1]) if "state" in steps else None
     folder.mkdir(parents=True, exist_ok=True)
     # An episode being rewritten must not look complete (old meta, new video) after a crash.
     (folder / META_FILE).unlink(missing_ok=True)
     if steps is None:
         (folder / STEPS_FILE).unlink(missing_ok=True)
-    meta.num_frames, meta.image_size = int(len(frames)), int(frames.shape[1])
-    if steps is not None:
-        steps = _check_steps(steps, len(frames), folder / STEPS_FILE)
+    else:
         atomic_write(folder / STEPS_FILE, lambda f: np.savez(f, **steps))
-        meta.action_dim = int(steps["actions"].shape[1])
-        meta.state_dim = int(steps["state"].shape[1]) if "state" in steps else None
     meta.has_actions = steps is not None
     write_video(folder / VIDEO_FILE, frames, meta.fps, meta.codec)
     meta.video_sha256 = sha256_file(folder / VIDEO_FILE)
@@ -239,7 +368,14 @@ def write_dropped(root: str | os.PathLike[str], record: dict[str, Any]) -> None:
 
 
 def load_steps(root: str | os.PathLike[str], meta: EpisodeMeta) -> dict[str, np.ndarray]:
-    """Load and check an episode's per-step arrays (no pickled objects are ever loaded)."""
+    """Load and check an episode's per-step arrays (no pickled objects are ever loaded).
+
+    Raises:
+        DatasetError: the file is missing or unreadable; an array has the wrong rows, shape
+            or dimension; a value is NaN or inf; an action lies outside the action space.
+            One line, naming the file, the episode, and for values the step, dimension and
+            value.
+    """
     path = episode_dir(root, meta.episode_id) / STEPS_FILE
     try:
         with np.load(path, allow_pickle=False) as npz:
@@ -248,10 +384,12 @@ def load_steps(root: str | os.PathLike[str], meta: EpisodeMeta) -> dict[str, np.
         raise DatasetError(f"{path}: file is missing (meta says has_actions=true).") from None
     except Exception as exc:  # zipfile.BadZipFile, ValueError on pickled content, OSError
         raise DatasetError(f"{path}: unreadable arrays ({type(exc).__name__}: {exc}).") from None
-    return _check_steps(steps, meta.num_frames, path)
+    return _check_steps(steps, meta, path)
 
 
-def _check_steps(steps: dict[str, np.ndarray], num_frames: int, path: Path) -> dict[str, Any]:
+def _check_steps(steps: dict[str, np.ndarray], meta: EpisodeMeta, path: Path) -> dict[str, Any]:
+    """Shapes, finiteness and the action range of one episode's arrays (first fault raised)."""
+    num_frames = meta.num_frames
     unknown = sorted(set(steps) - set(STEP_ARRAYS))
     if unknown:
         raise DatasetError(f"{path}: unknown array(s) {', '.join(unknown)}.")
@@ -275,10 +413,84 @@ def _check_steps(steps: dict[str, np.ndarray], num_frames: int, path: Path) -> d
             )
         if name in ("actions", "state") and array.ndim != 2:
             raise DatasetError(f"{path}: array {name!r} should be 2-D, got shape {array.shape}.")
-        if array.dtype != bool and not np.all(np.isfinite(array)):
-            raise DatasetError(f"{path}: array {name!r} contains NaN or inf.")
+        if array.dtype != bool:
+            bad = ~np.isfinite(array)
+            if bad.any():
+                raise DatasetError(
+                    f"{path}: array {name!r} contains NaN or inf in episode "
+                    f"{meta.episode_id!r}: {_where(name, bad, array)} "
+                    f"({int(bad.sum())} non-finite value(s) in all)."
+                )
         out[name] = array.astype(STEP_ARRAYS[name], copy=False)
+    _check_action_range(out["actions"], meta, path)
     return out
+
+
+def _where(name: str, bad: np.ndarray, array: np.ndarray) -> str:
+    """'step 3, dimension 1 is nan': the first flagged entry (rows of state/success are frames)."""
+    index = tuple(int(i) for i in np.argwhere(bad)[0])
+    row = "frame" if name in ("state", "success") else "step"
+    place = f"{row} {index[0]}" + (f", dimension {index[1]}" if len(index) > 1 else "")
+    return f"{place} is {float(array[index]):g}"
+
+
+def _check_action_range(actions: np.ndarray, meta: EpisodeMeta, path: Path) -> None:
+    if not actions.size:
+        return
+    if meta.action_low is not None and len(meta.action_low) != actions.shape[1]:
+        raise DatasetError(
+            f"{path}: array 'actions' has dimension {actions.shape[1]}, meta.json's action_low "
+            f"has {len(meta.action_low)} value(s)."
+        )
+    low, high, recorded = action_bounds(meta, actions.shape[1])
+    width = high - low
+    slack = ACTION_TOLERANCE * np.where(np.isfinite(width), width, 0.0)
+    values = actions.astype(np.float64)
+    bad = (values < low - slack) | (values > high + slack)
+    if not bad.any():
+        return
+    step, dim = (int(i) for i in np.argwhere(bad)[0])
+    space = (
+        "the action space in meta.json"
+        if recorded
+        else "the default action space Box[-1, 1]; meta.json records none"
+    )
+    raise DatasetError(
+        f"{path}: action out of range in episode {meta.episode_id!r}: step {step}, dimension "
+        f"{dim} is {float(actions[step, dim]):g}, outside [{low[dim]:g}, {high[dim]:g}] "
+        f"({space}; tolerance {ACTION_TOLERANCE:g} of the width); {int(bad.sum())} value(s) "
+        "out of range in all."
+    )
+
+
+def list_episode_folders(root: str | os.PathLike[str]) -> tuple[list[str], list[str]]:
+    """The folder names under ``episodes/`` (sorted; leftovers of interrupted writes left out)
+    and one problem line per thing there that is not an episode folder."""
+    episodes = Path(root) / EPISODES_DIR
+    ids: list[str] = []
+    problems: list[str] = []
+    if episodes.is_dir():
+        for entry in sorted(episodes.iterdir()):
+            if fnmatch.fnmatch(entry.name, TEMP_PATTERN):
+                continue  # vw_robot.data.check warns about these
+            if entry.is_dir():
+                ids.append(entry.name)
+            else:
+                problems.append(f"{entry}: stray file in {EPISODES_DIR}/ (not an episode folder).")
+    elif episodes.exists():
+        problems.append(f"{episodes}: should be a folder.")
+    return ids, problems
+
+
+def dropped_problems(root: str | os.PathLike[str]) -> list[str]:
+    """One line per record under ``dropped/`` that does not parse."""
+    problems = []
+    for record in sorted((Path(root) / DROPPED_DIR).glob("*.json")):
+        try:
+            read_json(record)
+        except DatasetError as exc:
+            problems.append(str(exc))
+    return problems
 
 
 def write_manifest(root: str | os.PathLike[str]) -> dict[str, Any]:
@@ -321,11 +533,128 @@ def write_manifest(root: str | os.PathLike[str]) -> dict[str, Any]:
     return manifest
 
 
-def read_manifest(root: str | os.PathLike[str]) -> dict[str, Any]:
-    """Parse ``manifest.json`` (after checking ``dataset.json``)."""
-    read_dataset_info(root)
-    path = Path(root) / MANIFEST_FILE
-    manifest = read_json(path)
+def _parse_manifest(root: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """The manifest, or None and the line that says why it cannot be used."""
+    path = root / MANIFEST_FILE
+    try:
+        manifest = read_json(path)
+    except DatasetError as exc:
+        return None, f"{str(exc).rstrip('.')}; {_MANIFEST_HINT}."
     if not isinstance(manifest, dict) or not isinstance(manifest.get("episodes"), list):
-        raise DatasetError(f"{path}: malformed manifest (no 'episodes' list).")
+        return None, f"{path}: malformed manifest (no 'episodes' list); {_MANIFEST_HINT}."
+    return manifest, None
+
+
+def manifest_problems(root: str | os.PathLike[str], metas: dict[str, EpisodeMeta]) -> list[str]:
+    """Every way ``manifest.json`` disagrees with the complete episodes, one line each.
+
+    The manifest must list each complete episode (``metas``: folder name -> parsed meta)
+    exactly once, with the values in its meta, and no episode without a ``meta.json``; its
+    format, version and totals must add up. A missing manifest is only a problem once there
+    are episodes to list. :func:`read_manifest` refuses a manifest with any of these, and
+    ``vw-robot data check`` lists them, with the same lines.
+    """
+    root = Path(root)
+    path = root / MANIFEST_FILE
+    if not path.exists() and not metas:
+        return []  # a fresh dataset has no manifest yet
+    manifest, problem = _parse_manifest(root)
+    if manifest is None:
+        return [problem]
+    problems = []
+    if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
+        problems.append(
+            f"{path}: format/version {manifest.get('format')!r}/{manifest.get('version')!r}, "
+            f"expected {FORMAT!r}/{VERSION}."
+        )
+    seen: set[str] = set()
+    for index, row in enumerate(manifest["episodes"]):
+        if not isinstance(row, dict) or not isinstance(row.get("episode_id"), str):
+            problems.append(f"{path}: episodes[{index}] is not a row with an 'episode_id'.")
+            continue
+        episode_id = row["episode_id"]
+        if episode_id in seen:
+            problems.append(f"{path}: episode {episode_id!r} is listed more than once.")
+            continue
+        seen.add(episode_id)
+        meta = metas.get(episode_id)
+        if meta is None:
+            meta_path = episode_dir(root, episode_id) / META_FILE
+            if not meta_path.exists():
+                problems.append(
+                    f"{path}: lists episode {episode_id!r} but {meta_path} does not exist; "
+                    f"{_MANIFEST_HINT}."
+                )
+            continue  # an unparsable meta is the episode's problem (check_episode)
+        for key in MANIFEST_KEYS:
+            if key in row and row[key] != getattr(meta, key):
+                problems.append(
+                    f"{path}: episode {episode_id!r} has {key}={row[key]!r}, its meta.json says "
+                    f"{getattr(meta, key)!r}; {_MANIFEST_HINT}."
+                )
+        missing = [k for k in MANIFEST_KEYS if k not in row]
+        if missing:
+            problems.append(
+                f"{path}: episode {episode_id!r} lacks key(s) {', '.join(missing)}; "
+                f"{_MANIFEST_HINT}."
+            )
+    unlisted = sorted(set(metas) - seen)
+    if unlisted:
+        shown = ", ".join(unlisted[:5]) + (
+            f" and {len(unlisted) - 5} more" if len(unlisted) > 5 else ""
+        )
+        problems.append(f"{path}: complete episode(s) not listed: {shown}; {_MANIFEST_HINT}.")
+    rows = [r for r in manifest["episodes"] if isinstance(r, dict)]
+    totals = {
+        "num_episodes": len(manifest["episodes"]),
+        "num_frames": sum(
+            r.get("num_frames", 0) for r in rows if isinstance(r.get("num_frames"), int)
+        ),
+    }
+    for key, value in totals.items():
+        if key in manifest and manifest[key] != value:
+            problems.append(f"{path}: {key} is {manifest[key]!r} but its rows add up to {value}.")
+    return problems
+
+
+def parsed_metas(root: str | os.PathLike[str], episode_ids: list[str]) -> dict[str, EpisodeMeta]:
+    """The meta of each of the episodes whose ``meta.json`` exists and parses (the others are
+    their episode's problem, reported by ``vw_robot.data.check.check_episode``)."""
+    metas = {}
+    for episode_id in episode_ids:
+        try:
+            metas[episode_id] = read_meta(root, episode_id)
+        except DatasetError:
+            continue
+    return metas
+
+
+def read_manifest(root: str | os.PathLike[str]) -> dict[str, Any]:
+    """Parse ``manifest.json`` after checking ``dataset.json`` and the dataset's layout.
+
+    Every dataset-level problem ``vw-robot data check`` reports is refused here with the same
+    line: the codec preset, stray files in ``episodes/``, unreadable ``dropped/`` records and
+    each disagreement of the manifest with the complete episodes (:func:`manifest_problems`:
+    an episode listed twice, a complete episode left out, a listed episode without
+    ``meta.json``, values that differ from its meta, totals). Per-episode problems are the
+    loaders' to check (``vw_robot.data.check.check_episode``).
+
+    Raises:
+        DatasetError: one line for a missing or malformed ``dataset.json`` or manifest; else
+            the count and every problem, one per line.
+    """
+    root = Path(root)
+    info = read_dataset_info(root)
+    manifest, problem = _parse_manifest(root)
+    if manifest is None:
+        raise DatasetError(problem)
+    ids, problems = list_episode_folders(root)
+    problems = codec_problems(root, info) + problems
+    problems += manifest_problems(root, parsed_metas(root, ids))
+    problems += dropped_problems(root)
+    if problems:
+        raise DatasetError(
+            f"{root}: {len(problems)} problem(s) `vw-robot data check {root}` reports too "
+            "(it also checks every episode):\n  " + "\n  ".join(problems)
+        )
     return manifest

@@ -2,7 +2,8 @@
 with its frame tokens and its H latent codes, store them beside the dataset, and serve windows
 of T timesteps.
 
-``export_sequences`` writes ``<root>/cache/sequences/<key>/<episode_id>.npz`` holding
+``export_sequences`` writes ``<cache>/sequences/<key>/<episode_id>.npz`` (``<cache>``:
+:func:`vw_robot.data.format.cache_root`, ``<root>/cache`` for a writable dataset) holding
 
 - ``tokens``: (F, N) int16 — the tokenizer's tokens of each of the episode's F frames;
 - ``codes``: (F, H) int16 — ``z_t = LatentDynamicsModel(x_t..x_{t+H})``; near the episode's
@@ -26,6 +27,7 @@ import torch
 from torch.utils.data import Dataset
 
 from vw_robot.data import format as fmt
+from vw_robot.data.dataset import FrameCache
 from vw_robot.io import atomic_write, atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -36,6 +38,13 @@ SEQUENCES_DIR = "sequences"
 def sequence_key(tokenizer_sha: str, ldm_sha: str | None) -> str:
     """Cache key of a (tokenizer, latent dynamics model) pair (LDM None: tokens only)."""
     return hashlib.sha256(f"{tokenizer_sha}:{ldm_sha or '-'}".encode()).hexdigest()[:16]
+
+
+def sequences_dir(
+    root: str | os.PathLike[str], key: str, cache_dir: str | os.PathLike[str] | None = None
+) -> Path:
+    """The folder of the dataset's episodes exported under ``key``."""
+    return fmt.cache_root(root, cache_dir) / SEQUENCES_DIR / key
 
 
 def padded_clips(frames: np.ndarray, horizon: int) -> tuple[np.ndarray, np.ndarray]:
@@ -62,24 +71,29 @@ def export_sequences(
     *,
     batch_size: int = 64,
     device: str | torch.device = "cpu",
+    tasks: list[str] | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
 ) -> Path:
-    """Label every episode of the dataset ``root``; returns the folder of the npz files.
+    """Label every episode of the dataset ``root`` (of ``tasks`` only, when given); returns
+    the folder of the npz files (:func:`sequences_dir`).
 
     Episodes already exported under ``key`` are skipped (resume).
-    """
-    from vw_robot.data.dataset import FrameCache
 
+    Args:
+        cache_dir: see :func:`vw_robot.data.format.cache_root` (None: inside the dataset when
+            it is writable, else a per-user cache).
+    """
     root = Path(root)
-    out = root / fmt.CACHE_DIR / SEQUENCES_DIR / key
+    out = sequences_dir(root, key, cache_dir)
     manifest = fmt.read_manifest(root)
-    cache = FrameCache(root)
+    cache = FrameCache(root, cache_dir)
     tokenizer.eval().to(device)
     if ldm is not None:
         ldm.eval().to(device)
     done = 0
     for row in manifest["episodes"]:
         path = out / f"{row['episode_id']}.npz"
-        if path.exists():
+        if path.exists() or (tasks and row["task_id"] not in tasks):
             continue
         meta = fmt.read_meta(root, row["episode_id"])
         frames = np.array(cache.frames(meta))  # (F, S, S, 3) uint8, a writable copy
@@ -114,7 +128,8 @@ class SequenceDataset(Dataset):
     """Windows of T timesteps of exported tokens (and codes), never crossing episodes.
 
     Item: ``tokens`` (T, N) int64, ``codes`` (T, H) int64 (absent without an LDM),
-    ``codes_valid`` (T,) bool, ``task_index`` () int64 into :attr:`task_ids`.
+    ``codes_valid`` (T,) bool, ``task_index`` () int64 into :attr:`task_ids`. ``cache_dir``
+    must be the one :func:`export_sequences` was given.
     """
 
     def __init__(
@@ -125,11 +140,15 @@ class SequenceDataset(Dataset):
         *,
         stride: int = 1,
         task_ids: list[str] | None = None,
+        tasks: list[str] | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         self.root = Path(root)
-        folder = self.root / fmt.CACHE_DIR / SEQUENCES_DIR / key
+        folder = sequences_dir(self.root, key, cache_dir)
         manifest = fmt.read_manifest(self.root)
         rows = manifest["episodes"]
+        if tasks:
+            rows = [r for r in rows if r["task_id"] in set(tasks)]
         self.task_ids = task_ids or sorted({r["task_id"] for r in rows})
         self.episodes: list[dict[str, np.ndarray]] = []
         self.task_index: list[int] = []
@@ -200,6 +219,9 @@ class ActionChunkDataset(Dataset):
         seed: fixes which items use sampled codes.
         task_ids: task list of the policy (index order).
         next_tokens: serve next-frame tokens instead of codes (needs ``key``).
+        cache_dir: where the frame cache and exported sequences are
+            (:func:`vw_robot.data.format.cache_root`; the one given to
+            :func:`export_sequences`).
     """
 
     def __init__(
@@ -214,14 +236,13 @@ class ActionChunkDataset(Dataset):
         seed: int = 0,
         task_ids: list[str],
         next_tokens: bool = False,
+        cache_dir: str | os.PathLike[str] | None = None,
     ) -> None:
-        from vw_robot.data.dataset import FrameCache
-
         if next_tokens and key is None:
             raise ValueError("next_tokens needs the key of exported tokens")
 
         self.root = Path(root)
-        cache = FrameCache(self.root)
+        cache = FrameCache(self.root, cache_dir)
         self.chunk = chunk
         self.target = "next_tokens" if next_tokens else "codes"
         self.items: list[tuple[int, int, bool]] = []  # (episode, t, use sampled codes)
@@ -236,7 +257,7 @@ class ActionChunkDataset(Dataset):
             self.tasks.append(task_ids.index(meta.task_id))
             codes = None
             if key is not None:
-                path = self.root / fmt.CACHE_DIR / SEQUENCES_DIR / key / f"{episode_id}.npz"
+                path = sequences_dir(self.root, key, cache_dir) / f"{episode_id}.npz"
                 with np.load(path, allow_pickle=False) as npz:
                     if next_tokens:
                         tokens = npz["tokens"].astype(np.int64)  # (F, N)
