@@ -31,8 +31,8 @@ DEFAULT_TASKS = [
 
 def raw_loop(tasks: list[str], episodes: int, size: int) -> tuple[int, float]:
     """The same episodes as collection, without storing anything: (frames, seconds)."""
-    from vw_robot.data.collect import EpisodeJob, record_episode
     from vw_robot.envs import make_env
+    from vw_robot.eval.collect import EpisodeJob, record_episode
     from vw_robot.policies import ExpertPolicy
 
     frames, start = 0, time.perf_counter()
@@ -48,7 +48,7 @@ def raw_loop(tasks: list[str], episodes: int, size: int) -> tuple[int, float]:
 
 
 def collection(tasks: list[str], episodes: int, size: int, workers: int) -> tuple[int, float]:
-    from vw_robot.data.collect import collect
+    from vw_robot.eval.collect import collect
 
     with tempfile.TemporaryDirectory() as root:
         start = time.perf_counter()
@@ -59,9 +59,9 @@ def collection(tasks: list[str], episodes: int, size: int, workers: int) -> tupl
 
 def loading(tasks: list[str], episodes: int, size: int, clip_len: int, clips: int) -> dict:
     from vw_robot.data import format as fmt
-    from vw_robot.data.collect import collect
     from vw_robot.data.dataset import ClipDataset
     from vw_robot.data.video import read_video
+    from vw_robot.eval.collect import collect
 
     with tempfile.TemporaryDirectory() as root:
         collect(root, tasks, episodes_per_task=episodes, image_size=size)

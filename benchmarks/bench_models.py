@@ -21,8 +21,9 @@ import numpy as np
 import torch
 
 from vw_robot.cli import load_config
+from vw_robot.models.registry import build_model, load_model
 from vw_robot.models.transformer import TransformerConfig, VideoTransformer
-from vw_robot.training.stages import build_model, sequence_layout
+from vw_robot.training.codes import sequence_layout
 
 
 def stage_inputs(stage: str, cfg, batch: int) -> tuple[torch.nn.Module, callable]:
@@ -30,12 +31,12 @@ def stage_inputs(stage: str, cfg, batch: int) -> tuple[torch.nn.Module, callable
 
     exp = cfg.experiment
     if stage == "tokenizer":
-        model = build_model("tokenizer", dataclasses.asdict(exp.tokenizer.model))
+        model = build_model("FrameTokenizer", dataclasses.asdict(exp.tokenizer.model))
         s = exp.tokenizer.model.image_size
         frames = torch.randint(0, 256, (batch, 3, s, s), dtype=torch.uint8)
         return model, lambda: model(frames)["loss"]
     if stage == "ldm":
-        model = build_model("ldm", dataclasses.asdict(exp.ldm.model))
+        model = build_model("LatentDynamicsModel", dataclasses.asdict(exp.ldm.model))
         s, h = exp.ldm.model.image_size, exp.ldm.model.horizon
         clips = torch.randint(0, 256, (batch, h + 1, 3, s, s), dtype=torch.uint8)
         return model, lambda: model(clips)["loss"]
@@ -49,6 +50,7 @@ def stage_inputs(stage: str, cfg, batch: int) -> tuple[torch.nn.Module, callable
             num_layers=m.num_layers,
             num_heads=m.num_heads,
             dim=m.dim,
+            positions=m.positions,
             mlp_ratio=m.mlp_ratio,
             dropout=m.dropout,
             max_timesteps=m.max_timesteps,
@@ -92,10 +94,9 @@ def speed(stage: str, cfg, steps: int, precision: str) -> tuple[int, float, int]
 def heldout_psnr(pipeline: str, heldout: str, clips: int = 64) -> dict[str, float]:
     from vw_robot.data.dataset import ClipDataset
     from vw_robot.training.pictures import psnr
-    from vw_robot.training.stages import load_stage
 
-    tokenizer, _ = load_stage(f"{pipeline}/tokenizer", "tokenizer")
-    ldm, _ = load_stage(f"{pipeline}/ldm", "ldm")
+    tokenizer, _ = load_model(f"{pipeline}/tokenizer", "tokenizer")
+    ldm, _ = load_model(f"{pipeline}/ldm", "ldm")
     h = ldm.config.horizon
     ds = ClipDataset(heldout, clip_len=h + 1, stride=h + 1)
     picks = np.linspace(0, len(ds) - 1, min(clips, len(ds))).astype(int)

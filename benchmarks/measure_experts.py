@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 from vw_robot.eval import evaluate, markdown_table, summarize
-from vw_robot.eval.report import provenance
 from vw_robot.io import atomic_write_text
+from vw_robot.provenance import provenance
 
 DEFAULT_SUITES = {"metaworld/mt50": 20, "robosuite/all": 50}
 

@@ -18,7 +18,7 @@ import time
 
 from vw_robot.eval import evaluate, markdown_table, summarize
 from vw_robot.eval.chains import chains_markdown, evaluate_chains, summarize_chains
-from vw_robot.eval.report import provenance
+from vw_robot.provenance import provenance
 
 
 def main() -> None:

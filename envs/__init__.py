@@ -6,11 +6,15 @@ Example:
     >>> obs, info = env.reset(seed=0)
     >>> expert = make_expert("metaworld/reach-v3")
     >>> obs, reward, terminated, truncated, info = env.step(expert(obs, info))
+
+Importing this package also registers every task with gymnasium under ``vw_robot/`` (see
+:mod:`vw_robot.envs.gym_registration`): ``gymnasium.make("vw_robot/metaworld-reach-v3")``.
 """
 
 from __future__ import annotations
 
 import vw_robot  # noqa: F401  (selects the headless GL backend before mujoco is imported)
+from vw_robot.envs.gym_registration import gym_id, register_gym_envs
 from vw_robot.envs.registry import (
     TaskSpec,
     get_spec,
@@ -25,6 +29,7 @@ from vw_robot.envs.registry import (
 __all__ = [
     "TaskSpec",
     "get_spec",
+    "gym_id",
     "list_suites",
     "list_tasks",
     "make_env",
@@ -32,3 +37,5 @@ __all__ = [
     "make_vector_env",
     "resolve_tasks",
 ]
+
+register_gym_envs()

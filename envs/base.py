@@ -20,6 +20,7 @@ import mujoco
 import numpy as np
 
 from vw_robot.envs.rendering import FastRenderer, validate_image_size
+from vw_robot.errors import UserError
 
 # Simulator seeds are drawn below this bound so every simulator's seeding accepts them.
 _SIM_SEED_BOUND = 2**31 - 1
@@ -57,7 +58,7 @@ class SimEnv(gym.Env, abc.ABC):
     ) -> None:
         super().__init__()
         if render_mode not in (None, "rgb_array"):
-            raise ValueError(
+            raise UserError(
                 f"render_mode={render_mode!r} is not supported; use None or 'rgb_array'."
             )
         self.task_id = task_id
@@ -119,7 +120,7 @@ class SimEnv(gym.Env, abc.ABC):
         super().reset(seed=seed)
         if seed is not None:
             if not 0 <= int(seed) < _SIM_SEED_BOUND:
-                raise ValueError(f"seed={seed} must be in [0, {_SIM_SEED_BOUND}).")
+                raise UserError(f"seed={seed} must be in [0, {_SIM_SEED_BOUND}).")
             self.sim_seed = int(seed)
         else:
             self.sim_seed = int(self.np_random.integers(_SIM_SEED_BOUND))

@@ -27,6 +27,8 @@ from vw_robot.envs import playground_tasks as pt
 from vw_robot.envs.base import SimEnv
 from vw_robot.envs.playground_experts import ChainExpert, SubtaskExpert
 from vw_robot.envs.playground_scene import PlaygroundSim
+from vw_robot.envs.rendering import validate_image_size
+from vw_robot.errors import UserError
 
 CAMERAS = ("front", "top", "side")
 STATE_DIM = 4  # grip point xyz + finger gap
@@ -172,7 +174,7 @@ class PlaygroundChainEnv(_PlaygroundBase):
             pt.get_subtask(s).name for s in (pt.SUBTASK_NAMES if subtasks is None else subtasks)
         )
         if chain_length > len(self.subtasks):
-            raise ValueError(
+            raise UserError(
                 f"chain_length={chain_length} exceeds the {len(self.subtasks)} subtasks given."
             )
         super().__init__(
@@ -259,8 +261,6 @@ def make_chain_env(
     Raises:
         ValueError: bad ``chain_length``, ``steps_per_subtask``, subtask name or image size.
     """
-    from vw_robot.envs.rendering import validate_image_size
-
     env = PlaygroundChainEnv(
         chain_length=chain_length,
         steps_per_subtask=steps_per_subtask,

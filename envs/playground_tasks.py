@@ -30,6 +30,7 @@ import numpy as np
 
 from vw_robot.envs import playground_scene as ps
 from vw_robot.envs.playground_scene import BLOCK_COLORS, BLOCK_HALF, SceneState
+from vw_robot.errors import UserError
 
 # Detector thresholds (metres of joint travel / block displacement).
 DRAWER_OPEN = 0.15  # open_drawer fires at or above
@@ -528,7 +529,7 @@ def get_subtask(name: str) -> Subtask:
     """
     key = name.replace("-", "_")
     if key not in SUBTASKS:
-        raise ValueError(f"Unknown playground subtask {name!r}; known: {', '.join(SUBTASKS)}.")
+        raise UserError(f"Unknown playground subtask {name!r}; known: {', '.join(SUBTASKS)}.")
     return SUBTASKS[key]
 
 
@@ -594,9 +595,9 @@ def check_chain_args(length: object, steps_per_subtask: object) -> None:
     """Raise a ValueError naming the bad value when a chain's length or budget is not usable."""
     for key, value in (("chain_length", length), ("steps_per_subtask", steps_per_subtask)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{key}={value!r} must be a positive int.")
+            raise UserError(f"{key}={value!r} must be a positive int.")
     if length > len(SUBTASKS):
-        raise ValueError(
+        raise UserError(
             f"chain_length={length} exceeds the {len(SUBTASKS)} subtasks a chain can hold "
             "(subtasks do not repeat within a chain)."
         )

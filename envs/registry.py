@@ -16,7 +16,13 @@ from typing import Any
 
 import gymnasium as gym
 
+# The suite modules are cheap to import: each imports its simulator package only when an env
+# is built (metaworld's task names are METAWORLD_V3_TASKS below).
+from vw_robot.envs import metaworld_suite as mw
+from vw_robot.envs import playground_suite as pg
+from vw_robot.envs import robosuite_suite as rs
 from vw_robot.envs.rendering import validate_image_size
+from vw_robot.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -30,9 +36,65 @@ class TaskSpec:
     expert: Callable[[], Any]  # () -> scripted expert
 
 
-def _metaworld_specs() -> dict[str, TaskSpec]:
-    from vw_robot.envs import metaworld_suite as mw
+# The 50 Meta-World v3 task names (MT50) in the package's order, written out so that listing
+# tasks (and registering them with gymnasium on `import vw_robot.envs`) does not import
+# metaworld (~0.3 s). tests/envs/test_gym_registration.py checks it against
+# metaworld.env_dict.ALL_V3_ENVIRONMENTS.
+METAWORLD_V3_TASKS = (
+    "assembly-v3",
+    "basketball-v3",
+    "bin-picking-v3",
+    "box-close-v3",
+    "button-press-topdown-v3",
+    "button-press-topdown-wall-v3",
+    "button-press-v3",
+    "button-press-wall-v3",
+    "coffee-button-v3",
+    "coffee-pull-v3",
+    "coffee-push-v3",
+    "dial-turn-v3",
+    "disassemble-v3",
+    "door-close-v3",
+    "door-lock-v3",
+    "door-open-v3",
+    "door-unlock-v3",
+    "hand-insert-v3",
+    "drawer-close-v3",
+    "drawer-open-v3",
+    "faucet-open-v3",
+    "faucet-close-v3",
+    "hammer-v3",
+    "handle-press-side-v3",
+    "handle-press-v3",
+    "handle-pull-side-v3",
+    "handle-pull-v3",
+    "lever-pull-v3",
+    "pick-place-wall-v3",
+    "pick-out-of-hole-v3",
+    "pick-place-v3",
+    "plate-slide-v3",
+    "plate-slide-side-v3",
+    "plate-slide-back-v3",
+    "plate-slide-back-side-v3",
+    "peg-insert-side-v3",
+    "peg-unplug-side-v3",
+    "soccer-v3",
+    "stick-push-v3",
+    "stick-pull-v3",
+    "push-v3",
+    "push-wall-v3",
+    "push-back-v3",
+    "reach-v3",
+    "reach-wall-v3",
+    "shelf-place-v3",
+    "sweep-into-v3",
+    "sweep-v3",
+    "window-open-v3",
+    "window-close-v3",
+)
 
+
+def _metaworld_specs() -> dict[str, TaskSpec]:
     def build(name: str) -> Callable[..., gym.Env]:
         return lambda **kw: mw.MetaWorldEnv(name, **kw)
 
@@ -47,13 +109,11 @@ def _metaworld_specs() -> dict[str, TaskSpec]:
             build(name),
             expert(name),
         )
-        for name in mw.all_task_names()
+        for name in METAWORLD_V3_TASKS
     }
 
 
 def _robosuite_specs() -> dict[str, TaskSpec]:
-    from vw_robot.envs import robosuite_suite as rs
-
     def build(name: str) -> Callable[..., gym.Env]:
         return lambda **kw: rs.RobosuiteEnv(name, **kw)
 
@@ -73,8 +133,6 @@ def _robosuite_specs() -> dict[str, TaskSpec]:
 
 
 def _playground_specs() -> dict[str, TaskSpec]:
-    from vw_robot.envs import playground_suite as pg
-
     def build(name: str) -> Callable[..., gym.Env]:
         return lambda **kw: pg.build(name, **kw)
 
@@ -105,9 +163,6 @@ def _specs() -> dict[str, TaskSpec]:
 
 def list_suites() -> dict[str, list[str]]:
     """Every suite name with its task ids, in a stable order."""
-    from vw_robot.envs import metaworld_suite as mw
-    from vw_robot.envs import playground_suite as pg
-
     specs = _specs()
     return {
         "metaworld/mt10": [f"metaworld/{n}" for n in mw.MT10_TASKS],
@@ -129,7 +184,7 @@ def list_tasks(suite: str | None = None) -> list[str]:
         return list(_specs())
     suites = list_suites()
     if suite not in suites:
-        raise ValueError(_unknown_message("suite", suite, list(suites), list(suites)))
+        raise UserError(_unknown_message("suite", suite, list(suites), list(suites)))
     return list(suites[suite])
 
 
@@ -140,7 +195,7 @@ def resolve_tasks(suite: str | None = None, tasks: list[str] | tuple[str, ...] =
             get_spec(task_id)
         return list(tasks)
     if suite is None:
-        raise ValueError("Give a suite (e.g. suite=metaworld/mt10) or a list of tasks.")
+        raise UserError("Give a suite (e.g. suite=metaworld/mt10) or a list of tasks.")
     return list_tasks(suite)
 
 
@@ -152,7 +207,7 @@ def get_spec(task_id: str) -> TaskSpec:
     """
     specs = _specs()
     if task_id not in specs:
-        raise ValueError(_unknown_message("task id", task_id, list(specs), list(list_suites())))
+        raise UserError(_unknown_message("task id", task_id, list(specs), list(list_suites())))
     return specs[task_id]
 
 
@@ -183,7 +238,7 @@ def make_env(
     if camera is None:
         camera = spec.cameras[0]
     elif camera not in spec.cameras:
-        raise ValueError(
+        raise UserError(
             f"camera={camera!r} is not a camera of {task_id}; allowed: {', '.join(spec.cameras)}."
         )
     if max_episode_steps is None:
@@ -193,9 +248,9 @@ def make_env(
         or not isinstance(max_episode_steps, int)
         or (max_episode_steps < 1)
     ):
-        raise ValueError(f"max_episode_steps={max_episode_steps!r} must be a positive int.")
+        raise UserError(f"max_episode_steps={max_episode_steps!r} must be a positive int.")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
-        raise ValueError(f"seed={seed!r} must be a non-negative int or None.")
+        raise UserError(f"seed={seed!r} must be a non-negative int or None.")
     env = spec.build(
         image_size=image_size,
         camera=camera,
@@ -223,7 +278,7 @@ def make_vector_env(
     uses ``seed + k`` for its first reset.
     """
     if num_envs < 1:
-        raise ValueError(f"num_envs={num_envs} must be >= 1.")
+        raise UserError(f"num_envs={num_envs} must be >= 1.")
     get_spec(task_id)  # fail here, not inside a worker
     fns = [
         functools.partial(

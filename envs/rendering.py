@@ -13,6 +13,8 @@ from __future__ import annotations
 import mujoco
 import numpy as np
 
+from vw_robot.errors import UserError
+
 MIN_IMAGE_SIZE = 16
 MAX_IMAGE_SIZE = 1024
 
@@ -20,12 +22,12 @@ MAX_IMAGE_SIZE = 1024
 def validate_image_size(image_size: object) -> int:
     """Return ``image_size`` as an int, or raise a ValueError naming the value and the range."""
     if isinstance(image_size, bool) or not isinstance(image_size, (int, np.integer)):
-        raise ValueError(
+        raise UserError(
             f"image_size={image_size!r} is not an integer; expected an int in "
             f"[{MIN_IMAGE_SIZE}, {MAX_IMAGE_SIZE}] (square images, e.g. 64)."
         )
     if not MIN_IMAGE_SIZE <= int(image_size) <= MAX_IMAGE_SIZE:
-        raise ValueError(
+        raise UserError(
             f"image_size={image_size} is out of range; expected an int in "
             f"[{MIN_IMAGE_SIZE}, {MAX_IMAGE_SIZE}] (square images, e.g. 64)."
         )

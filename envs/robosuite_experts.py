@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from vw_robot.errors import UserError
+
 __all__ = [
     "ROBOSUITE_TASKS",
     "ROBOSUITE_EXPERTS",
@@ -80,7 +82,7 @@ ROBOSUITE_TASKS: dict[str, dict[str, Any]] = {
 def _check_task(name: str) -> None:
     """Raises ValueError for an unknown task name, listing the known ones."""
     if name not in ROBOSUITE_TASKS:
-        raise ValueError(f"unknown robosuite task {name!r}; known tasks: {sorted(ROBOSUITE_TASKS)}")
+        raise UserError(f"unknown robosuite task {name!r}; known tasks: {sorted(ROBOSUITE_TASKS)}")
 
 
 def make_robosuite_env(

@@ -15,12 +15,9 @@ A second report evaluates the 12 subtasks VideoWorld reports on CALVIN one at a 
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import json
 import logging
 import os
-import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,9 +26,16 @@ from typing import Any
 
 import numpy as np
 
+from vw_robot.envs import playground_tasks as pt
+from vw_robot.envs.playground_suite import make_chain_env, task_id
+from vw_robot.errors import UserError
 from vw_robot.eval.metrics import wilson_interval
-from vw_robot.eval.rollout import check_policy_fits, default_policy_factory, run_jobs
+from vw_robot.eval.report import write_video
+from vw_robot.eval.rollout import check_policy_fits, run_jobs
 from vw_robot.eval.seeding import episode_seed
+from vw_robot.io import atomic_write_text
+from vw_robot.policies import make_policy
+from vw_robot.provenance import provenance
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +80,6 @@ def run_chain(
     An exception (simulator divergence, policy bug) ends the chain with its reason recorded;
     the subtasks completed before it count.
     """
-    from vw_robot.envs.playground_suite import task_id
 
     frames: list[np.ndarray] = []
     steps, chain, completed, invalid = 0, (), 0, 0
@@ -123,7 +126,6 @@ class _ChainJob:
 
 
 def _run_chain_job(job: _ChainJob, policy_factory: Callable[[str], Any]) -> list[ChainResult]:
-    from vw_robot.envs.playground_suite import make_chain_env
 
     env = make_chain_env(**job.env_kwargs)
     try:
@@ -153,7 +155,7 @@ def evaluate_chains(
     image_size: int = 64,
     camera: str | None = None,
     videos: int = 0,
-    policy_factory: Callable[[str], Any] = default_policy_factory,
+    policy_factory: Callable[[str], Any] = make_policy,
     progress: Callable[[int], None] | None = None,
 ) -> list[ChainResult]:
     """Run ``num_chains`` chains of a policy (CALVIN protocol: 1000 chains of 5).
@@ -178,14 +180,12 @@ def evaluate_chains(
         ValueError: a bad count, length, budget or worker number (the message names it).
         PolicyMismatchError: the policy was not trained for every subtask, or for these frames.
     """
-    from vw_robot.envs import playground_tasks as pt
-    from vw_robot.envs.playground_suite import task_id
 
     if isinstance(num_chains, bool) or not isinstance(num_chains, int) or num_chains < 1:
-        raise ValueError(f"num_chains={num_chains!r} must be a positive int.")
+        raise UserError(f"num_chains={num_chains!r} must be a positive int.")
     pt.check_chain_args(chain_length, steps_per_subtask)
     if workers < 1:
-        raise ValueError(f"workers={workers} must be >= 1.")
+        raise UserError(f"workers={workers} must be >= 1.")
     env_kwargs = {
         "chain_length": chain_length,
         "steps_per_subtask": steps_per_subtask,
@@ -222,7 +222,7 @@ def summarize_chains(results: Sequence[ChainResult], chain_length: int) -> dict[
     per subtask: attempts (chains that reached it) and successes."""
     n = len(results)
     if n == 0:
-        raise ValueError("summarize_chains needs at least one chain.")
+        raise UserError("summarize_chains needs at least one chain.")
     success_after = []
     for k in range(1, chain_length + 1):
         hits = sum(r.completed >= k for r in results)
@@ -284,8 +284,6 @@ def write_chain_report(
 ) -> dict[str, Any]:
     """Write ``chains.json`` (summary, chains, config, provenance), ``chains.md`` and an mp4
     per recorded chain under ``videos/``. Returns the summary."""
-    from vw_robot.eval.report import provenance, write_video
-    from vw_robot.io import atomic_write_text
 
     out_dir = Path(out_dir)
     summary = summarize_chains(results, chain_length)
@@ -301,73 +299,3 @@ def write_chain_report(
         if r.frames is not None:
             write_video(out_dir / "videos" / f"chain{r.index:04d}.mp4", r.frames, fps)
     return summary
-
-
-def eval_chains_job(cfg: Any) -> dict[str, Any]:
-    """``vw-robot eval-chains``: chains, then the 12 VideoWorld subtasks one at a time.
-
-    Writes ``chains.json``/``chains.md`` (+ ``videos/``) into ``cfg.out`` and, unless
-    ``cfg.single_episodes`` is 0, the per-subtask report of :func:`vw_robot.eval.write_report`
-    into ``cfg.out/single``. Returns ``{"chains": summary, "single": summary or None}``.
-    """
-    from tqdm import tqdm
-
-    from vw_robot.envs.playground_suite import VIDEOWORLD_SUBTASKS, task_id
-    from vw_robot.eval.report import markdown_table, write_report
-    from vw_robot.eval.rollout import evaluate
-    from vw_robot.jobs import policy_factory
-
-    cfg.validate()
-    out = Path(cfg.out)
-    factory = functools.partial(policy_factory, execute=cfg.execute, device=cfg.device)
-    config = dataclasses.asdict(cfg)
-    log.info(
-        "eval-chains: policy=%s, %d chain(s) of %d, %d step(s) per subtask, out=%s",
-        cfg.policy,
-        cfg.chains,
-        cfg.chain_length,
-        cfg.steps_per_subtask,
-        out,
-    )
-    start = time.perf_counter()
-    with tqdm(total=cfg.chains, desc="chains", unit="chain") as bar:
-        results = evaluate_chains(
-            policy=cfg.policy,
-            num_chains=cfg.chains,
-            chain_length=cfg.chain_length,
-            steps_per_subtask=cfg.steps_per_subtask,
-            base_seed=cfg.seed,
-            workers=cfg.workers,
-            image_size=cfg.image_size,
-            camera=cfg.camera,
-            videos=cfg.videos,
-            policy_factory=factory,
-            progress=bar.update,
-        )
-    chains = write_chain_report(
-        out, results, chain_length=cfg.chain_length, config=config, fps=cfg.fps
-    )
-    print(chains_markdown(chains), end="")
-    print(f"\n{len(results)} chains in {time.perf_counter() - start:.1f} s; {out / 'chains.md'}")
-    single = None
-    if cfg.single_episodes:
-        tasks = [task_id(name) for name in VIDEOWORLD_SUBTASKS]
-        with tqdm(total=len(tasks) * cfg.single_episodes, desc="subtasks", unit="ep") as bar:
-            singles = evaluate(
-                tasks,
-                policy=cfg.policy,
-                episodes_per_task=cfg.single_episodes,
-                base_seed=cfg.seed,
-                workers=cfg.workers,
-                env_kwargs={
-                    "image_size": cfg.image_size,
-                    "camera": cfg.camera,
-                    "max_episode_steps": cfg.steps_per_subtask,
-                },
-                videos_per_task=0,
-                policy_factory=factory,
-                progress=bar.update,
-            )
-        single = write_report(out / "single", singles, config=config, fps=cfg.fps)
-        print("\nVideoWorld's 12 subtasks, one at a time:\n" + markdown_table(single), end="")
-    return {"chains": chains, "single": single}

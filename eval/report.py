@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import warnings
 from collections.abc import Mapping, Sequence
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -16,18 +14,7 @@ import numpy as np
 from vw_robot.eval.metrics import wilson_interval
 from vw_robot.eval.rollout import EpisodeResult
 from vw_robot.io import atomic_write_text
-
-_TRACKED_PACKAGES = (
-    "vw_robot",
-    "torch",
-    "mujoco",
-    "metaworld",
-    "robosuite",
-    "gymnasium",
-    "numpy",
-    "hydra-core",
-    "imageio",
-)
+from vw_robot.provenance import provenance
 
 
 def summarize(results: Mapping[str, Sequence[EpisodeResult]]) -> dict[str, Any]:
@@ -73,37 +60,6 @@ def markdown_table(summary: Mapping[str, Any]) -> str:
     if summary["mean_success"] is not None:
         lines.append(f"| **mean over tasks** | | | **{summary['mean_success']:.3f}** | | |")
     return "\n".join(lines) + "\n"
-
-
-def provenance() -> dict[str, Any]:
-    """Package versions and the git revision of the vw_robot checkout (None when not a git tree)."""
-    versions = {}
-    for name in _TRACKED_PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return {"packages": versions, "git_revision": _git_revision()}
-
-
-def _git_revision() -> str | None:
-    here = Path(__file__).resolve().parent
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if out.returncode != 0:
-        return None
-    dirty = subprocess.run(
-        ["git", "status", "--porcelain", "--untracked-files=no"],
-        cwd=here,
-        capture_output=True,
-        text=True,
-        timeout=10,
-    ).stdout.strip()
-    return out.stdout.strip() + ("-dirty" if dirty else "")
 
 
 def write_video(path: str | os.PathLike[str], frames: np.ndarray, fps: int = 20) -> None:

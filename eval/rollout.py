@@ -11,8 +11,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
 
+from vw_robot.envs import make_env
+from vw_robot.errors import UserError
 from vw_robot.eval.seeding import episode_seed
+from vw_robot.policies import make_policy
+from vw_robot.policies.videoworld import PolicyMismatchError
 
 
 @dataclass
@@ -110,8 +115,6 @@ class _Job:
 
 
 def _run_job(job: _Job, policy_factory: Callable[[str], Any]) -> list[EpisodeResult]:
-    from vw_robot.envs import make_env
-
     env = make_env(job.task_id, **job.env_kwargs)
     try:
         policy = policy_factory(job.policy)
@@ -134,19 +137,7 @@ def _run_job(job: _Job, policy_factory: Callable[[str], Any]) -> list[EpisodeRes
 def _limit_threads(threads: int) -> None:
     """Share the cores between worker processes (learned policies run torch in each)."""
     os.environ["OMP_NUM_THREADS"] = str(threads)
-    try:
-        import torch
-
-        torch.set_num_threads(threads)
-    except ImportError:
-        pass
-
-
-def default_policy_factory(name: str) -> Any:
-    """``make_policy(name)``: expert, random or a checkpoint, on the CPU."""
-    from vw_robot.policies import make_policy
-
-    return make_policy(name)
+    torch.set_num_threads(threads)
 
 
 def _split(tasks: Sequence[str], episodes: int, workers: int) -> list[tuple[str, tuple[int, ...]]]:
@@ -200,9 +191,6 @@ def check_policy_fits(
     other failure here is left to the episodes, which record it. Policies without
     ``check_task`` (expert, random, your own) are not checked.
     """
-    from vw_robot.envs import make_env
-    from vw_robot.policies.videoworld import PolicyMismatchError
-
     built = policy_factory(policy)
     if not hasattr(built, "check_task"):
         return
@@ -235,7 +223,7 @@ def evaluate(
     env_kwargs: dict[str, Any] | None = None,
     videos_per_task: int = 0,
     stop_on_success: bool = True,
-    policy_factory: Callable[[str], Any] = default_policy_factory,
+    policy_factory: Callable[[str], Any] = make_policy,
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, list[EpisodeResult]]:
     """Evaluate a policy on tasks; episodes' seeds depend only on (base_seed, task, index).
@@ -261,9 +249,9 @@ def evaluate(
             not trained for a task, its action size or image.
     """
     if episodes_per_task < 1:
-        raise ValueError(f"episodes_per_task={episodes_per_task} must be >= 1.")
+        raise UserError(f"episodes_per_task={episodes_per_task} must be >= 1.")
     if workers < 1:
-        raise ValueError(f"workers={workers} must be >= 1.")
+        raise UserError(f"workers={workers} must be >= 1.")
     env_kwargs = dict(env_kwargs or {})
     check_policy_fits(tasks, policy, env_kwargs, policy_factory)
     record = frozenset(range(min(videos_per_task, episodes_per_task)))

@@ -17,17 +17,21 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from vw_robot.training import checkpoint as ckpt
-from vw_robot.training.loop import resolve_device
+from vw_robot import checkpoint as ckpt
+from vw_robot.device import resolve_device
+from vw_robot.errors import UserError
+from vw_robot.models.registry import load_model
+
+# The checkpoint stages that are policies (each with its class in POLICY_CLASSES below).
+POLICY_STAGES = ("action_head", "bc", "noldm_head")
 
 
-class PolicyMismatchError(ValueError):
+class PolicyMismatchError(UserError):
     """A checkpoint does not fit the env it is asked to drive; both sides are named."""
 
 
@@ -64,7 +68,7 @@ class _ChunkPolicy:
         self.image_size = int(head.config.image_size)
         self.execute = execute or head.config.chunk
         if not 1 <= self.execute <= head.config.chunk:
-            raise ValueError(f"execute={execute} must be in [1, chunk={head.config.chunk}].")
+            raise UserError(f"execute={execute} must be in [1, chunk={head.config.chunk}].")
         self.pixels_key = pixels_key
         self._queue: deque[np.ndarray] = deque()
         self._task: int | None = None
@@ -133,11 +137,9 @@ class _GeneratorPolicy(_ChunkPolicy):
         use_cache: bool = True,
         device: str = "cpu",
     ) -> None:
-        from vw_robot.training.stages import load_stage
-
         super().__init__(head, info, execute, pixels_key, device)
-        self.transformer = load_stage(info.parents["transformer"], "transformer")[0].to(self.device)
-        self.tokenizer = load_stage(info.parents["tokenizer"], "tokenizer")[0].to(self.device)
+        self.transformer = _parent(info, "transformer").to(self.device)
+        self.tokenizer = _parent(info, "tokenizer").to(self.device)
         self.layout = self.transformer.config.layout
         self.temperature = temperature
         self.use_cache = use_cache
@@ -151,7 +153,7 @@ class VideoWorldPolicy(_GeneratorPolicy):
 
     def __init__(self, head: Any, info: ckpt.CheckpointInfo, **kwargs: Any) -> None:
         super().__init__(head, info, **kwargs)
-        self._ldm_path = info.parents["ldm"]
+        self._ldm_path = ckpt.parent_checkpoint(info, "ldm")
         self._ldm = None
         self.window = self.transformer.config.max_timesteps
         self._tokens: list[torch.Tensor] = []  # (N,) per timestep in the context
@@ -197,10 +199,8 @@ class VideoWorldPolicy(_GeneratorPolicy):
         the latent dynamics model rebuilds from it and the sampled codes."""
         if not self._codes:
             raise RuntimeError("No plan yet: call select_action first.")
-        from vw_robot.training.stages import load_stage
-
-        if self._ldm is None:
-            self._ldm = load_stage(self._ldm_path, "ldm")[0].to(self.device)
+        if self._ldm is None:  # loaded on first use: control never needs it
+            self._ldm = load_model(self._ldm_path, "ldm")[0].to(self.device)
         frame = self._frames[-1]
         future = self._ldm.decode(frame, self._codes[-1][None])[0]  # (H, 3, S, S)
         frames = torch.cat([frame.float() / 255, future])
@@ -253,32 +253,47 @@ class NoLDMPolicy(_GeneratorPolicy):
         return pixels.permute(0, 2, 3, 1).numpy()
 
 
-def load_policy(path: str | os.PathLike[str], **kwargs: Any) -> _ChunkPolicy:
-    """Rebuild a learned policy from a checkpoint or run folder (``.../action_head`` or
-    ``.../bc``); the checkpoint names everything it was built on.
+def _parent(info: ckpt.CheckpointInfo, stage: str) -> torch.nn.Module:
+    """The model of the ``stage`` checkpoint a policy checkpoint was built on."""
+    return load_model(ckpt.parent_checkpoint(info, stage), stage)[0]
+
+
+def policy_info(path: str | os.PathLike[str]) -> ckpt.CheckpointInfo:
+    """Read a policy checkpoint's info (nothing loaded) and check that its parents exist.
 
     Raises:
         CheckpointError: not a policy checkpoint, or a missing parent (with the command that
             produces it).
     """
-    from vw_robot.training.stages import build_model
-
     info = ckpt.read_info(path)
-    if info.stage not in ("action_head", "bc", "noldm_head"):
+    if info.stage not in POLICY_STAGES:
         raise ckpt.CheckpointError(
             f"{info.path}: is a {info.stage!r} checkpoint; a policy is an 'action_head' (or "
             "'bc', 'noldm_head') checkpoint — `vw-robot train stage=action_head` makes one."
         )
-    for stage, parent in info.parents.items():
-        if not Path(parent).exists():
-            raise ckpt.CheckpointError(
-                f"{info.path}: was built on the {stage} checkpoint {parent}, which is missing; "
-                f"rebuild it with `vw-robot train stage={stage}`."
-            )
-    head = build_model(info.stage, info.model_config)
-    weights = ckpt.load_weights(info.path)
-    head.load_state_dict(weights)
-    if info.stage == "bc":
+    for stage in info.parents:
+        ckpt.parent_checkpoint(info, stage)
+    return info
+
+
+def load_policy(path: str | os.PathLike[str], **kwargs: Any) -> _ChunkPolicy:
+    """Rebuild a learned policy from a checkpoint, run folder or exported policy folder
+    (``.../action_head``, ``.../bc``, ``vw-robot export-policy``'s ``out``); the checkpoint
+    names everything it was built on, relative to itself.
+
+    Args:
+        path: the policy checkpoint.
+        **kwargs: ``execute``, ``temperature``, ``pixels_key``, ``use_cache``, ``device``
+            (BC takes only ``execute``, ``pixels_key`` and ``device``).
+
+    Raises:
+        CheckpointError: not a policy checkpoint, or a missing parent (with the command that
+            produces it).
+    """
+    info = policy_info(path)
+    head, _ = load_model(info.path, info.stage)
+    policy_class = POLICY_CLASSES[info.stage]
+    if policy_class is BCPolicy:
         kwargs.pop("temperature", None)
         kwargs.pop("use_cache", None)
         return BCPolicy(
@@ -288,6 +303,11 @@ def load_policy(path: str | os.PathLike[str], **kwargs: Any) -> _ChunkPolicy:
             kwargs.pop("pixels_key", "pixels"),
             kwargs.pop("device", "cpu"),
         )
-    if info.stage == "noldm_head":
-        return NoLDMPolicy(head, info, **kwargs)
-    return VideoWorldPolicy(head, info, **kwargs)
+    return policy_class(head, info, **kwargs)
+
+
+POLICY_CLASSES: dict[str, type[_ChunkPolicy]] = {
+    "action_head": VideoWorldPolicy,
+    "bc": BCPolicy,
+    "noldm_head": NoLDMPolicy,
+}

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
+from vw_robot import cli
 from vw_robot.cli import load_config, main
 
 
@@ -87,8 +89,6 @@ def test_collect_bad_codec_names_the_key(tmp_path, capsys):
 
 
 def test_data_import_from_the_command_line(tmp_path, capsys):
-    import numpy as np
-
     from vw_robot.data.format import read_manifest
     from vw_robot.data.video import write_video
 
@@ -105,8 +105,59 @@ def test_data_import_from_the_command_line(tmp_path, capsys):
 
 
 def test_run_suite_replaces_the_default_tasks():
-    from vw_robot.cli import load_config
-
     cfg = load_config("run", ["suite=metaworld/mt10"])
     assert len(cfg.validate()) == 10
     assert load_config("run", []).validate() == list(load_config("run", []).tasks)
+
+
+def test_lerobot_export_check_import_from_the_command_line(tmp_path, capsys):
+    from vw_robot.data.format import load_steps, read_manifest, read_meta
+
+    data = tmp_path / "demo"
+    collect = ["collect", "tasks=[metaworld/reach-v3]", "episodes_per_task=2", "image_size=16"]
+    assert main([*collect, "max_episode_steps=12", "keep_failed=true", f"out={data}"]) == 0
+    exported = tmp_path / "lerobot"
+    assert main(["data", "export-lerobot", str(data), f"out={exported}"]) == 0
+    assert "validated" in capsys.readouterr().out
+    assert main(["data", "check-lerobot", str(exported)]) == 0
+    back = tmp_path / "back"
+    assert main(["data", "import-lerobot", str(exported), f"out={back}", "image_size=16"]) == 0
+    assert main(["data", "check", str(back)]) == 0
+    originals, imported = read_manifest(data)["episodes"], read_manifest(back)["episodes"]
+    assert [r["num_frames"] for r in imported] == [r["num_frames"] for r in originals]
+    first = read_meta(back, imported[0]["episode_id"])
+    assert first.task_id == "metaworld/reach-v3"
+    before = load_steps(data, read_meta(data, originals[0]["episode_id"]))["actions"]
+    np.testing.assert_array_equal(load_steps(back, first)["actions"], before)
+    # A second export into the same folder is refused, naming the key that allows it.
+    assert main(["data", "export-lerobot", str(data), f"out={exported}"]) == 2
+    assert "overwrite" in capsys.readouterr().err
+
+
+def test_a_user_mistake_exits_2_and_a_bug_keeps_its_traceback(monkeypatch, capsys):
+    from vw_robot import jobs
+    from vw_robot.errors import UserError
+
+    def mistake(cfg):
+        raise UserError("tasks: 'x' is not a task")
+
+    def bug(cfg):
+        raise ValueError("shapes (3,) and (4,) do not align")
+
+    monkeypatch.setitem(cli.COMMANDS, "tasks", ("tasks", mistake, ""))
+    assert main(["tasks"]) == 2
+    assert "'x' is not a task" in capsys.readouterr().err
+    monkeypatch.setitem(cli.COMMANDS, "tasks", ("tasks", bug, ""))
+    with pytest.raises(ValueError, match="do not align"):
+        main(["tasks"])
+    assert jobs.tasks is not bug
+
+
+def test_serve_and_export_policy_configs_validate():
+    from vw_robot.errors import ConfigError
+
+    assert load_config("serve", []).port == 8765
+    with pytest.raises(ConfigError, match="port"):
+        load_config("serve", ["port=70000"]).validate()
+    with pytest.raises(ConfigError, match="policy"):
+        load_config("serve", ["policy=no/such/folder"]).validate()

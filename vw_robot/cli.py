@@ -6,9 +6,13 @@ Usage:
     vw-robot collect suite=metaworld/mt10 episodes_per_task=20 workers=2 out=data/mt10
     vw-robot data check data/mt10                  # validate every episode, modify nothing
     vw-robot data import my_videos/ out=data/mine task_id=my-task
+    vw-robot data import-lerobot lerobot_ds/ out=data/from_lerobot camera_key=observation.image
+    vw-robot data export-lerobot data/mt10 out=exports/mt10_lerobot
     vw-robot eval policy=expert suite=robosuite/all episodes_per_task=10 workers=2
     vw-robot eval tasks=[metaworld/reach-v3,metaworld/push-v3] policy=random
     vw-robot eval-chains policy=expert chains=50 single_episodes=10 workers=2
+    vw-robot export-policy runs/demo/action_head out=policies/demo   # a folder that moves
+    vw-robot serve policy=runs/demo/action_head port=8765   # for a benchmark's own process
     vw-robot tasks suite=metaworld/mt10            # list task ids
     vw-robot run --cfg                             # print the resolved config and exit
 
@@ -23,31 +27,62 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from hydra import compose, initialize_config_module
+from hydra.errors import HydraException
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
 import vw_robot  # noqa: F401  (headless GL backend before any simulator import)
 from vw_robot import config as config_module
 from vw_robot import jobs
-
-
-def _eval_chains(cfg: Any) -> Any:
-    from vw_robot.eval.chains import eval_chains_job
-
-    return eval_chains_job(cfg)
-
+from vw_robot.errors import UserError
 
 # subcommand -> (config name, job, one-line help)
 COMMANDS: dict[str, tuple[str, Callable[[Any], Any], str]] = {
     "run": ("run", jobs.run, "main job: demos -> every stage -> evaluation -> report"),
     "eval": ("eval", jobs.evaluate, "evaluate a policy (expert, random, checkpoint) on tasks"),
-    "eval-chains": ("eval_chains", _eval_chains, "playground chains (CALVIN protocol) + subtasks"),
+    "eval-chains": (
+        "eval_chains",
+        jobs.eval_chains,
+        "playground chains (CALVIN protocol) + subtasks",
+    ),
     "tasks": ("tasks", jobs.tasks, "list suites and task ids"),
     "collect": ("collect", jobs.collect, "record expert demonstrations into a dataset"),
     "data check": ("data_check", jobs.data_check, "validate a dataset: data check DIR"),
     "data import": ("data_import", jobs.data_import, "plain videos -> dataset: data import SRC"),
+    "data import-lerobot": (
+        "data_import_lerobot",
+        jobs.data_import_lerobot,
+        "LeRobotDataset -> dataset: data import-lerobot SRC out=DIR",
+    ),
+    "data export-lerobot": (
+        "data_export_lerobot",
+        jobs.data_export_lerobot,
+        "dataset -> LeRobotDataset v3.0: data export-lerobot DIR out=DST",
+    ),
+    "data check-lerobot": (
+        "data_check_lerobot",
+        jobs.data_check_lerobot,
+        "validate a LeRobotDataset v3.0: data check-lerobot DIR",
+    ),
     "train": ("train", jobs.train, "train a stage: stage=tokenizer|ldm|transformer"),
     "export-codes": ("export_codes", jobs.export_codes, "label a dataset with tokens and codes"),
+    "serve": ("serve", jobs.serve, "serve a policy over a websocket: policy=... host= port="),
+    "export-policy": (
+        "export_policy",
+        jobs.export_policy,
+        "a policy folder that moves: RUN/action_head out=DIR",
+    ),
 }
 # Subcommands that take one positional argument, given to this config key.
-POSITIONAL = {"data check": "root", "data import": "src"}
+POSITIONAL = {
+    "data check": "root",
+    "data import": "src",
+    "data import-lerobot": "src",
+    "data export-lerobot": "root",
+    "data check-lerobot": "root",
+    "export-policy": "policy",
+}
 
 
 def _usage() -> str:
@@ -59,9 +94,6 @@ def _usage() -> str:
 
 def load_config(command: str, overrides: Sequence[str]) -> Any:
     """Compose the command's YAML with overrides and return its typed config object."""
-    from hydra import compose, initialize_config_module
-    from omegaconf import OmegaConf
-
     config_module.register_configs()
     with initialize_config_module(config_module="vw_robot.configs", version_base="1.3"):
         cfg = compose(config_name=COMMANDS[command][0], overrides=list(overrides))
@@ -73,8 +105,6 @@ def load_config(command: str, overrides: Sequence[str]) -> Any:
 
 def _failing_node(cfg: Any, prefix: str = "") -> str:
     """Dotted path (with a trailing dot) of the deepest sub-config that fails to build."""
-    from omegaconf import DictConfig, OmegaConf
-
     for key, child in cfg.items_ex(resolve=False) if hasattr(cfg, "items_ex") else ():
         if isinstance(child, DictConfig):
             try:
@@ -85,11 +115,12 @@ def _failing_node(cfg: Any, prefix: str = "") -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Parse ``argv`` (default ``sys.argv[1:]``), run the subcommand, return the exit status."""
-    from hydra.errors import HydraException
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
+    """Parse ``argv`` (default ``sys.argv[1:]``), run the subcommand, return the exit status.
 
+    A mistake in what the user gave (:class:`~vw_robot.errors.UserError`: a config value, a
+    missing file, a checkpoint that does not fit) prints one line and returns 2; problems that
+    ``data check`` listed return 1; anything else is a bug and keeps its traceback.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(_usage())
@@ -126,7 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except jobs.DataProblems as exc:
         print(f"vw-robot {command}: {exc}", file=sys.stderr)
         return 1
-    except ValueError as exc:  # ConfigError and registry errors: a user mistake, not a bug
+    except UserError as exc:
         print(f"vw-robot {command}: {exc}", file=sys.stderr)
         return 2
     return 0

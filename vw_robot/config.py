@@ -12,11 +12,14 @@ from typing import Optional  # noqa: UP035 - OmegaConf needs typing.Optional on 
 
 from hydra.core.config_store import ConfigStore
 
-from vw_robot.training.config import ExperimentConfig
-
-
-class ConfigError(ValueError):
-    """A config value that does not fit; the message names the key."""
+from vw_robot.data.video import CODECS
+from vw_robot.envs import get_spec, resolve_tasks
+from vw_robot.envs import playground_suite as pg
+from vw_robot.envs import playground_tasks as pt
+from vw_robot.envs.rendering import validate_image_size
+from vw_robot.errors import ConfigError, UserError
+from vw_robot.policies import check_policy_spec
+from vw_robot.training.config import ExperimentConfig, ExportCodesConfig, TrainConfig
 
 
 def _check(condition: bool, key: str, message: str) -> None:
@@ -40,11 +43,8 @@ def _validate_env_choice(
     max_episode_steps: int | None,
     policy: str,
 ) -> list[str]:
-    """Check the keys that pick tasks, envs and the acting policy; return the task ids."""
-    from vw_robot.envs import get_spec, resolve_tasks
-    from vw_robot.envs.rendering import validate_image_size
-    from vw_robot.policies import make_policy
-
+    """Check the keys that pick tasks, envs and the acting policy (its checkpoint's info is
+    read, no weights are loaded); return the task ids."""
     _check(
         max_episode_steps is None or max_episode_steps >= 1,
         "max_episode_steps",
@@ -55,8 +55,8 @@ def _validate_env_choice(
     except ValueError as exc:
         raise ConfigError(f"image_size: {exc}") from None
     try:
-        make_policy(policy)
-    except ValueError as exc:
+        check_policy_spec(policy)
+    except UserError as exc:
         raise ConfigError(f"policy: {exc}") from None
     try:
         task_ids = resolve_tasks(suite, tasks)
@@ -134,9 +134,6 @@ class EvalChainsConfig:
 
     def validate(self) -> None:
         """Check values (the message names the key)."""
-        from vw_robot.envs import playground_suite as pg
-        from vw_robot.envs import playground_tasks as pt
-
         _check(self.chains >= 1, "chains", f"{self.chains} < 1")
         try:
             pt.check_chain_args(self.chain_length, self.steps_per_subtask)
@@ -181,8 +178,6 @@ class CollectConfig:
 
     def validate(self) -> list[str]:
         """Check values; return the resolved task ids."""
-        from vw_robot.data.video import CODECS
-
         _check(self.episodes_per_task >= 1, "episodes_per_task", f"{self.episodes_per_task} < 1")
         _check(self.workers >= 1, "workers", f"{self.workers} < 1")
         _check(self.seed >= 0, "seed", f"{self.seed} is negative")
@@ -229,9 +224,6 @@ class DataImportConfig:
     codec: str = "lossless"  # lossless | high | standard
 
     def validate(self) -> None:
-        from vw_robot.data.video import CODECS
-        from vw_robot.envs.rendering import validate_image_size
-
         try:
             validate_image_size(self.image_size)
         except ValueError as exc:
@@ -242,6 +234,53 @@ class DataImportConfig:
             "codec",
             f"{self.codec!r} is unknown; use one of {', '.join(CODECS)}",
         )
+
+
+@dataclass
+class LeRobotImportConfig:
+    """A LeRobotDataset (v3.0, v2.1, v2.0) -> a dataset of ours, one camera."""
+
+    src: str = "???"  # LeRobot dataset folder (`vw-robot data import-lerobot SRC out=DIR`)
+    out: str = "???"  # dataset folder to create or extend (resumable)
+    camera_key: Optional[str] = None  # e.g. observation.images.top; None: the only camera
+    image_size: int = 64  # frames are centre-cropped to a square and resized to this
+    codec: str = "lossless"  # lossless | high | standard
+    version: Optional[str] = None  # v3.0 | v2.1 | v2.0; None: read from meta/info.json
+
+    def validate(self) -> None:
+        try:
+            validate_image_size(self.image_size)
+        except ValueError as exc:
+            raise ConfigError(f"image_size: {exc}") from None
+        _check(self.codec in CODECS, "codec", f"{self.codec!r}; use one of {', '.join(CODECS)}")
+        _check(
+            self.version in (None, "v3.0", "v2.1", "v2.0"),
+            "version",
+            f"{self.version!r}; use v3.0, v2.1, v2.0 or leave it unset",
+        )
+
+
+@dataclass
+class LeRobotExportConfig:
+    """A dataset of ours -> LeRobotDataset v3.0 (parquet + mp4 + stats), checked after."""
+
+    root: str = "???"  # our dataset folder (`vw-robot data export-lerobot DIR out=DST`)
+    out: str = "???"  # the LeRobot folder to write (refused when not empty, unless overwrite)
+    fps: Optional[int] = None  # None: the dataset's own frame rate
+    codec: str = "lossless"  # lossless | high | standard
+    overwrite: bool = False  # replace a non-empty out
+    robot_type: Optional[str] = None  # recorded in meta/info.json
+
+    def validate(self) -> None:
+        _check(self.fps is None or self.fps >= 1, "fps", f"{self.fps} < 1")
+        _check(self.codec in CODECS, "codec", f"{self.codec!r}; use one of {', '.join(CODECS)}")
+
+
+@dataclass
+class LeRobotCheckConfig:
+    """Validate a LeRobotDataset v3.0 folder against the format's schema."""
+
+    root: str = "???"  # LeRobot dataset folder (`vw-robot data check-lerobot DIR`)
 
 
 BASELINES = ("bc", "bc_all", "noldm", "expert", "random")
@@ -303,6 +342,43 @@ class RunConfig:
 
 
 @dataclass
+class ExportPolicyConfig:
+    """Write a policy and every checkpoint it needs into one folder that can be moved."""
+
+    policy: str = (
+        "???"  # policy checkpoint or run folder (`vw-robot export-policy RUN/action_head`)
+    )
+    out: str = "???"  # the folder to write (refused when it exists and is not empty)
+    overwrite: bool = False  # replace an existing non-empty out
+
+
+@dataclass
+class ServeConfig:
+    """Serve a policy over a websocket for a benchmark that runs in its own environment."""
+
+    policy: str = "expert"  # expert | random | a policy checkpoint or exported policy folder
+    host: str = "127.0.0.1"  # listen address; the default accepts local clients only
+    port: int = 8765  # TCP port; 0 picks a free one (logged)
+    device: str = "cpu"  # where a learned policy's networks run: auto | cpu | cuda
+    execute: Optional[int] = None  # learned policies: actions run per plan (None: whole chunk)
+    max_message_bytes: int = 16 * 2**20  # the largest request accepted (16 MiB)
+    max_connections: int = 4  # clients served at once, each with its own policy state
+    threads: Optional[int] = None  # torch threads per policy call; None: CPUs / connections
+
+    def validate(self) -> None:
+        _check(0 <= self.port <= 65535, "port", f"{self.port} is not a TCP port")
+        _check_device(self.device, "device")
+        _check(self.execute is None or self.execute >= 1, "execute", f"{self.execute} < 1")
+        _check(self.max_message_bytes >= 1024, "max_message_bytes", "must be >= 1024")
+        _check(self.max_connections >= 1, "max_connections", f"{self.max_connections} < 1")
+        _check(self.threads is None or self.threads >= 1, "threads", f"{self.threads} < 1")
+        try:
+            check_policy_spec(self.policy)
+        except UserError as exc:
+            raise ConfigError(f"policy: {exc}") from None
+
+
+@dataclass
 class TasksConfig:
     """List suites and their task ids."""
 
@@ -319,7 +395,10 @@ def register_configs() -> None:
     store.store(name="collect_schema", node=CollectConfig)
     store.store(name="data_check_schema", node=DataCheckConfig)
     store.store(name="data_import_schema", node=DataImportConfig)
-    from vw_robot.training.config import ExportCodesConfig, TrainConfig
-
+    store.store(name="export_policy_schema", node=ExportPolicyConfig)
+    store.store(name="serve_schema", node=ServeConfig)
+    store.store(name="lerobot_import_schema", node=LeRobotImportConfig)
+    store.store(name="lerobot_export_schema", node=LeRobotExportConfig)
+    store.store(name="lerobot_check_schema", node=LeRobotCheckConfig)
     store.store(name="train_schema", node=TrainConfig)
     store.store(name="export_codes_schema", node=ExportCodesConfig)

@@ -9,14 +9,40 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tqdm import tqdm
+
 from vw_robot.config import (
     CollectConfig,
     DataCheckConfig,
     DataImportConfig,
+    EvalChainsConfig,
     EvalConfig,
+    ExportPolicyConfig,
+    LeRobotCheckConfig,
+    LeRobotExportConfig,
+    LeRobotImportConfig,
     RunConfig,
+    ServeConfig,
     TasksConfig,
 )
+from vw_robot.data.check import check_dataset
+from vw_robot.data.format import read_manifest
+from vw_robot.data.importer import import_videos
+from vw_robot.data.lerobot import export_lerobot, import_lerobot, validate_lerobot
+from vw_robot.envs import list_suites, list_tasks, playground_suite
+from vw_robot.errors import UserError
+from vw_robot.eval import evaluate as rollout
+from vw_robot.eval import markdown_table, write_report
+from vw_robot.eval.chains import chains_markdown, evaluate_chains, write_chain_report
+from vw_robot.eval.collect import collect as collect_episodes
+from vw_robot.eval.collect import format_summary
+from vw_robot.pipeline import run_pipeline
+from vw_robot.policies import make_policy
+from vw_robot.policies.export import export_policy as export_policy_folder
+from vw_robot.serving.server import serve as serve_policy
+from vw_robot.training.codes import export
+from vw_robot.training.config import ExportCodesConfig, TrainConfig
+from vw_robot.training.stages import run_stage
 
 log = logging.getLogger("vw_robot")
 
@@ -27,11 +53,6 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     Returns:
         The summary (per-task rows and the mean success over tasks).
     """
-    from tqdm import tqdm
-
-    from vw_robot.eval import evaluate as rollout
-    from vw_robot.eval import markdown_table, write_report
-
     tasks = cfg.validate()
     out = Path(cfg.out)
     env_kwargs = {
@@ -59,9 +80,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
             videos_per_task=cfg.videos_per_task,
             stop_on_success=cfg.stop_on_success,
             progress=bar.update,
-            policy_factory=functools.partial(
-                policy_factory, execute=cfg.execute, device=cfg.device
-            ),
+            policy_factory=functools.partial(make_policy, execute=cfg.execute, device=cfg.device),
         )
     elapsed = time.perf_counter() - start
     config = dataclasses.asdict(cfg) | {"resolved_tasks": tasks}
@@ -75,46 +94,23 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     return summary
 
 
-def policy_factory(spec: str, execute: int | None = None, device: str = "cpu") -> Any:
-    """Build a policy by name or checkpoint (module level: worker processes pickle it)."""
-    from vw_robot.policies import make_policy
-
-    policy = make_policy(spec, device=device)
-    if execute is not None:
-        if not hasattr(policy, "execute"):
-            raise ValueError(f"execute: policy {spec!r} does not execute action chunks.")
-        if not 1 <= execute <= policy.head.config.chunk:
-            raise ValueError(f"execute: {execute} must be in [1, {policy.head.config.chunk}].")
-        policy.execute = execute
-    return policy
-
-
 def run(cfg: RunConfig) -> dict[str, Any]:
     """The main job: collect -> train every stage -> evaluate -> ``<out>/report.md``."""
-    from vw_robot.pipeline import run_pipeline
-
     return run_pipeline(cfg)
 
 
 def tasks(cfg: TasksConfig) -> dict[str, list[str]]:
     """Print suites and their task ids (one suite when ``cfg.suite`` is set)."""
-    from vw_robot.envs import list_suites, list_tasks
-
     suites = list_suites() if cfg.suite is None else {cfg.suite: list_tasks(cfg.suite)}
     for name, ids in suites.items():
         print(f"{name} ({len(ids)} tasks)")
-        for task_id in ids:
-            print(f"  {task_id}")
+        for task in ids:
+            print(f"  {task}")
     return suites
 
 
 def collect(cfg: CollectConfig) -> dict[str, Any]:
     """Record demonstrations (``vw-robot collect``); prints a per-task summary."""
-    from tqdm import tqdm
-
-    from vw_robot.data.collect import collect as collect_episodes
-    from vw_robot.data.collect import format_summary
-
     tasks = cfg.validate()
     log.info(
         "collect: %d task(s) x %d episode(s) -> %s", len(tasks), cfg.episodes_per_task, cfg.out
@@ -143,15 +139,11 @@ def collect(cfg: CollectConfig) -> dict[str, Any]:
 
 def data_check(cfg: DataCheckConfig) -> list[str]:
     """Validate a dataset (``vw-robot data check DIR``); raises on problems after listing them."""
-    from vw_robot.data.check import check_dataset
-
     problems = check_dataset(cfg.root)
     for line in problems:
         print(line)
     if problems:
         raise DataProblems(f"{cfg.root}: {len(problems)} problem(s) found.")
-    from vw_robot.data.format import read_manifest
-
     manifest = read_manifest(cfg.root)
     print(f"{cfg.root}: OK — {manifest['num_episodes']} episodes, {manifest['num_frames']} frames.")
     return problems
@@ -159,8 +151,6 @@ def data_check(cfg: DataCheckConfig) -> list[str]:
 
 def data_import(cfg: DataImportConfig) -> dict[str, Any]:
     """Import plain videos as episodes without actions (``vw-robot data import SRC``)."""
-    from vw_robot.data.importer import import_videos
-
     cfg.validate()
     summary = import_videos(
         cfg.src,
@@ -179,14 +169,68 @@ def data_import(cfg: DataImportConfig) -> dict[str, Any]:
     return summary
 
 
-class DataProblems(ValueError):
+def data_import_lerobot(cfg: LeRobotImportConfig) -> dict[str, Any]:
+    """Import a LeRobotDataset (``vw-robot data import-lerobot SRC out=DIR``)."""
+    cfg.validate()
+    summary = import_lerobot(
+        cfg.src,
+        cfg.out,
+        camera_key=cfg.camera_key,
+        image_size=cfg.image_size,
+        codec=cfg.codec,
+        version=cfg.version,
+    )
+    print(
+        f"imported {summary['imported']} episode(s) of {cfg.src} ({summary['version']}, camera "
+        f"{summary['camera_key']}), {summary['skipped_existing']} already there; "
+        f"{summary['frames']} frames -> {cfg.out}"
+    )
+    return summary
+
+
+def data_export_lerobot(cfg: LeRobotExportConfig) -> dict[str, Any]:
+    """Export a dataset as LeRobotDataset v3.0 and validate what was written
+    (``vw-robot data export-lerobot DIR out=DST``)."""
+    cfg.validate()
+    summary = export_lerobot(
+        cfg.root,
+        cfg.out,
+        fps=cfg.fps,
+        codec=cfg.codec,
+        overwrite=cfg.overwrite,
+        robot_type=cfg.robot_type,
+    )
+    problems = validate_lerobot(cfg.out)
+    for line in problems:
+        print(line)
+    if problems:
+        raise DataProblems(f"{cfg.out}: the export fails {len(problems)} check(s).")
+    skipped = summary["skipped_without_actions"]
+    print(
+        f"exported {summary['episodes']} episode(s), {summary['frames']} frames, "
+        f"{summary['tasks']} task(s) -> {cfg.out} (LeRobotDataset v3.0, validated)"
+        + (f"; {skipped} episode(s) without actions left out" if skipped else "")
+    )
+    return summary
+
+
+def data_check_lerobot(cfg: LeRobotCheckConfig) -> list[str]:
+    """Validate a LeRobotDataset v3.0 folder (``vw-robot data check-lerobot DIR``)."""
+    problems = validate_lerobot(cfg.root)
+    for line in problems:
+        print(line)
+    if problems:
+        raise DataProblems(f"{cfg.root}: {len(problems)} problem(s) found.")
+    print(f"{cfg.root}: OK — a valid LeRobotDataset v3.0.")
+    return problems
+
+
+class DataProblems(UserError):
     """``data check`` found problems (already printed, one per line)."""
 
 
-def train(cfg: Any) -> dict[str, Any]:
+def train(cfg: TrainConfig) -> dict[str, Any]:
     """Train one stage (``vw-robot train stage=...``)."""
-    from vw_robot.training.stages import run_stage
-
     result = run_stage(cfg)
     speed = result["samples_per_s"]
     rate = "already trained" if speed is None else f"{speed:.1f} samples/s"
@@ -199,10 +243,101 @@ def train(cfg: Any) -> dict[str, Any]:
     return result
 
 
-def export_codes(cfg: Any) -> str:
+def export_codes(cfg: ExportCodesConfig) -> str:
     """Label a dataset's timesteps with tokens and codes (``vw-robot export-codes``)."""
-    from vw_robot.training.stages import export
-
-    key, _, _ = export(cfg)
+    key, _, _ = export(
+        cfg.dataset,
+        cfg.out,
+        tokenizer_checkpoint=cfg.tokenizer_checkpoint,
+        ldm_checkpoint=cfg.ldm_checkpoint,
+        tasks=list(cfg.tasks) or None,
+        device=cfg.device,
+        cache_dir=cfg.cache_dir,
+    )
     print(f"exported tokens and codes of {cfg.dataset} under key {key}")
     return key
+
+
+def eval_chains(cfg: EvalChainsConfig) -> dict[str, Any]:
+    """``vw-robot eval-chains``: chains, then the 12 VideoWorld subtasks one at a time.
+
+    Writes ``chains.json``/``chains.md`` (+ ``videos/``) into ``cfg.out`` and, unless
+    ``cfg.single_episodes`` is 0, the per-subtask report of :func:`vw_robot.eval.write_report`
+    into ``cfg.out/single``. Returns ``{"chains": summary, "single": summary or None}``.
+    """
+    cfg.validate()
+    out = Path(cfg.out)
+    factory = functools.partial(make_policy, execute=cfg.execute, device=cfg.device)
+    config = dataclasses.asdict(cfg)
+    log.info(
+        "eval-chains: policy=%s, %d chain(s) of %d, %d step(s) per subtask, out=%s",
+        cfg.policy,
+        cfg.chains,
+        cfg.chain_length,
+        cfg.steps_per_subtask,
+        out,
+    )
+    start = time.perf_counter()
+    with tqdm(total=cfg.chains, desc="chains", unit="chain") as bar:
+        results = evaluate_chains(
+            policy=cfg.policy,
+            num_chains=cfg.chains,
+            chain_length=cfg.chain_length,
+            steps_per_subtask=cfg.steps_per_subtask,
+            base_seed=cfg.seed,
+            workers=cfg.workers,
+            image_size=cfg.image_size,
+            camera=cfg.camera,
+            videos=cfg.videos,
+            policy_factory=factory,
+            progress=bar.update,
+        )
+    chains = write_chain_report(
+        out, results, chain_length=cfg.chain_length, config=config, fps=cfg.fps
+    )
+    print(chains_markdown(chains), end="")
+    print(f"\n{len(results)} chains in {time.perf_counter() - start:.1f} s; {out / 'chains.md'}")
+    single = None
+    if cfg.single_episodes:
+        tasks = [playground_suite.task_id(name) for name in playground_suite.VIDEOWORLD_SUBTASKS]
+        with tqdm(total=len(tasks) * cfg.single_episodes, desc="subtasks", unit="ep") as bar:
+            singles = rollout(
+                tasks,
+                policy=cfg.policy,
+                episodes_per_task=cfg.single_episodes,
+                base_seed=cfg.seed,
+                workers=cfg.workers,
+                env_kwargs={
+                    "image_size": cfg.image_size,
+                    "camera": cfg.camera,
+                    "max_episode_steps": cfg.steps_per_subtask,
+                },
+                videos_per_task=0,
+                policy_factory=factory,
+                progress=bar.update,
+            )
+        single = write_report(out / "single", singles, config=config, fps=cfg.fps)
+        print("\nVideoWorld's 12 subtasks, one at a time:\n" + markdown_table(single), end="")
+    return {"chains": chains, "single": single}
+
+
+def export_policy(cfg: ExportPolicyConfig) -> Path:
+    """Write a self-contained policy folder (``vw-robot export-policy RUN/action_head``)."""
+    out = export_policy_folder(cfg.policy, cfg.out, overwrite=cfg.overwrite)
+    print(f"exported {cfg.policy} -> {out} (load it with make_policy({str(out)!r}))")
+    return out
+
+
+def serve(cfg: ServeConfig) -> None:
+    """Serve a policy over a websocket until interrupted (``vw-robot serve policy=...``)."""
+    cfg.validate()
+    serve_policy(
+        cfg.policy,
+        cfg.host,
+        cfg.port,
+        device=cfg.device,
+        max_message_bytes=cfg.max_message_bytes,
+        execute=cfg.execute,
+        max_connections=cfg.max_connections,
+        threads=cfg.threads,
+    )

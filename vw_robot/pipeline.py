@@ -7,30 +7,45 @@ training and must reflect the checkpoints on disk).
 
 from __future__ import annotations
 
+import copy
 import functools
 import logging
 import time
 from pathlib import Path
 from typing import Any
 
+from omegaconf import OmegaConf
+from tqdm import tqdm
+
+from vw_robot import checkpoint as ckpt
 from vw_robot.config import RunConfig
+from vw_robot.data.dataset import labelled_per_task
+from vw_robot.data.format import read_manifest
+from vw_robot.envs import make_env
+from vw_robot.eval import evaluate, write_report
+from vw_robot.eval.collect import collect, format_summary
+from vw_robot.eval.report import bar_chart
+from vw_robot.io import atomic_write_text
+from vw_robot.policies import load_policy, make_policy
+from vw_robot.provenance import provenance
+from vw_robot.training.config import TrainConfig
+from vw_robot.training.pictures import image_grid, save_image
+from vw_robot.training.stages import STAGES, run_stage
 
 log = logging.getLogger("vw_robot")
 
-STAGES = ("tokenizer", "ldm", "transformer", "action_head")
+# The VideoWorld pipeline, in order; baselines and label sweeps add heads after it.
+PIPELINE = ("tokenizer", "ldm", "transformer", "action_head")
 
 
-def training_jobs(cfg: RunConfig) -> dict[str, Any]:
+def training_jobs(cfg: RunConfig, tasks: list[str]) -> dict[str, TrainConfig]:
     """Run folder name -> the TrainConfig that fills it, for the pipeline and its baselines.
 
-    The baselines that compare against VideoWorld at equal supervision (``bc``, ``noldm``)
-    get the action head's label settings; ``bc_all`` gets every labelled episode; a label
-    sweep adds one VideoWorld head per share.
+    Every stage trains on ``tasks`` only (the dataset folder may hold others). The baselines
+    that compare against VideoWorld at equal supervision (``bc``, ``noldm``) get the action
+    head's label settings; ``bc_all`` gets every labelled episode; a label sweep adds one
+    VideoWorld head per share. The folder names come from the stage declarations.
     """
-    import copy
-
-    from vw_robot.training.config import TrainConfig
-
     exp = cfg.experiment
     labels = {
         "label_fraction": exp.action_head.label_fraction,
@@ -43,25 +58,26 @@ def training_jobs(cfg: RunConfig) -> dict[str, Any]:
         target = experiment.transformer if stage == "transformer" else getattr(experiment, stage)
         for key, value in stage_changes.items():
             setattr(target, key, value)
-        return TrainConfig(
+        train_cfg = TrainConfig(
             stage=stage,
             dataset=str(Path(cfg.out) / "data"),
             out=cfg.out,
+            tasks=list(tasks),
             run_name=run_name,
             experiment=experiment,
         )
+        return STAGES[stage].run_name(train_cfg), train_cfg
 
-    jobs = {stage: job(stage) for stage in STAGES}
+    jobs = dict(job(stage) for stage in PIPELINE)
     if "bc" in cfg.baselines:
-        jobs["bc"] = job("bc", **labels)
+        jobs.update([job("bc", **labels)])
     if "bc_all" in cfg.baselines:
-        jobs["bc_all"] = job("bc", "bc_all", label_fraction=None, labelled_episodes=None)
+        jobs.update([job("bc", "bc_all", label_fraction=None, labelled_episodes=None)])
     if "noldm" in cfg.baselines:
-        jobs["transformer_nocodes"] = job("transformer", use_codes=False)
-        jobs["noldm_head"] = job("noldm_head", **labels)
+        jobs.update([job("transformer", use_codes=False), job("noldm_head", **labels)])
     for fraction in cfg.label_sweep:
         name = f"action_head_labels{round(fraction * 100)}"
-        jobs[name] = job("action_head", name, label_fraction=fraction, labelled_episodes=None)
+        jobs.update([job("action_head", name, label_fraction=fraction, labelled_episodes=None)])
     return jobs
 
 
@@ -80,21 +96,12 @@ def policy_specs(cfg: RunConfig) -> dict[str, str]:
 
 def run_pipeline(cfg: RunConfig) -> dict[str, Any]:
     """Run the whole pipeline into ``cfg.out``; returns per-policy summaries."""
-    from tqdm import tqdm
-
-    from vw_robot.data.collect import collect, format_summary
-    from vw_robot.eval import evaluate, write_report
-    from vw_robot.eval.report import bar_chart
-    from vw_robot.io import atomic_write_text
-    from vw_robot.jobs import policy_factory
-    from vw_robot.training.stages import run_stage
-
     tasks = cfg.validate()
     out = Path(cfg.out)
     data = out / "data"
     began = time.perf_counter()
     timings: dict[str, float] = {}
-    jobs = training_jobs(cfg)
+    jobs = training_jobs(cfg, tasks)
     total = 1 + len(jobs) + 1
     log.info(
         "[1/%d] collect %d demonstrations per task of %s -> %s",
@@ -137,7 +144,7 @@ def run_pipeline(cfg: RunConfig) -> dict[str, Any]:
                 env_kwargs={"image_size": cfg.image_size, "max_episode_steps": cfg.eval_max_steps},
                 videos_per_task=cfg.videos_per_task,
                 progress=bar.update,
-                policy_factory=functools.partial(policy_factory, device=cfg.eval_device),
+                policy_factory=functools.partial(make_policy, device=cfg.eval_device),
             )
         summaries[name] = write_report(
             out / "eval" / name,
@@ -184,10 +191,6 @@ def _comparison_table(summaries: dict[str, Any], tasks: list[str]) -> str:
 def _plan_pictures(policy_path: Path, tasks: list[str], cfg: RunConfig, path: Path) -> str:
     """For each task: the current frame and the H frames decoded from the sampled plan, at
     steps 0, 10 and 20 of an evaluation episode."""
-    from vw_robot.envs import make_env
-    from vw_robot.policies.videoworld import load_policy
-    from vw_robot.training.pictures import image_grid, save_image
-
     policy = load_policy(policy_path, device=cfg.eval_device)
     rows = []
     for task_id in tasks:
@@ -214,13 +217,6 @@ def _report(
     chart: str,
     plans: str,
 ) -> str:
-    from omegaconf import OmegaConf
-
-    from vw_robot.data.dataset import labelled_per_task
-    from vw_robot.data.format import read_manifest
-    from vw_robot.eval.report import provenance
-    from vw_robot.training.checkpoint import read_info
-
     out = Path(cfg.out)
     prov = provenance()
     task_of = {row["episode_id"]: row["task_id"] for row in read_manifest(out / "data")["episodes"]}
@@ -242,7 +238,7 @@ def _report(
     for stage, result in stages.items():
         loss = "—" if result["last_loss"] is None else f"{result['last_loss']:.4f}"
         speed = "—" if result["samples_per_s"] is None else f"{result['samples_per_s']:.1f}"
-        env = read_info(result["checkpoint"]).model_config.get("env", {})
+        env = ckpt.read_info(result["checkpoint"]).model_config.get("env", {})
         labelled = (
             labelled_per_task(env["labelled_episodes"], task_of)
             if "labelled_episodes" in env

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from vw_robot.data import format as fmt
-from vw_robot.data.collect import EpisodeJob, collect, record_episode
 from vw_robot.data.dataset import ClipDataset, FrameCache, labelled_per_task, select_labelled
 from vw_robot.data.video import read_video
 from vw_robot.envs import make_env
+from vw_robot.eval.collect import EpisodeJob, collect, record_episode
 from vw_robot.policies import ExpertPolicy
 
 TASKS = ["metaworld/reach-v3", "metaworld/drawer-close-v3"]

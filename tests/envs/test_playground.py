@@ -340,7 +340,7 @@ def test_cli_eval_chains_writes_reports(tmp_path, capsys):
 
 # --------------------------------------------------------------------------- demonstrations
 def test_collector_records_playground_demonstrations(tmp_path):
-    from vw_robot.data.collect import collect
+    from vw_robot.eval.collect import collect
 
     summary = collect(
         tmp_path / "demo",

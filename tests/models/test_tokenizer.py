@@ -11,9 +11,7 @@ from safetensors.torch import load_file, save_file
 
 from vw_robot.models.tokenizer import (
     FrameTokenizer,
-    PatchDiscriminator,
     TokenizerConfig,
-    count_parameters,
 )
 
 
@@ -75,7 +73,6 @@ def test_wrong_frame_shape_rejected() -> None:
 def test_default_config_geometry() -> None:
     model = FrameTokenizer(TokenizerConfig())
     assert model.num_tokens == 64 and model.vocab_size == 1000
-    assert model.discriminator is None
 
 
 @pytest.mark.parametrize(
@@ -88,7 +85,6 @@ def test_default_config_geometry() -> None:
         ({"levels": [8, 1]}, "levels"),
         ({"levels": []}, "levels"),
         ({"mse_weight": -0.1}, "mse_weight"),
-        ({"adversarial_weight": -1.0}, "adversarial_weight"),
     ],
 )
 def test_config_errors_name_the_key(overrides: dict[str, object], key: str) -> None:
@@ -103,33 +99,10 @@ def test_validate_catches_fields_changed_after_construction() -> None:
         FrameTokenizer(config)
 
 
-def test_discriminator_shapes_and_gradient_routing() -> None:
-    torch.manual_seed(0)
-    model = FrameTokenizer(tiny_config(adversarial_weight=0.1, disc_channels=8, disc_layers=2))
-    assert isinstance(model.discriminator, PatchDiscriminator)
-    frames = random_frames(2)
-    out = model(frames)
-    assert model.discriminator(out["recon"]).shape == (2, 1, 4, 4)
-    assert out["generator_loss"].ndim == 0
-    out["loss"].backward()
-    # The generator term trains the autoencoder only.
-    assert all(p.grad is None for p in model.discriminator.parameters())
-    assert model.encoder.conv_in.weight.grad is not None
-    model.zero_grad(set_to_none=True)
-    model.discriminator_loss(frames, out["recon"]).backward()
-    assert all(p.grad is not None for p in model.discriminator.parameters())
-    assert all(p.grad is None for p in model.autoencoder_parameters())
-    n_disc = count_parameters(model.discriminator)
-    assert len(model.autoencoder_parameters()) + len(list(model.discriminator.parameters())) == len(
-        list(model.parameters())
-    )
-    assert n_disc > 0
-
-
-def test_no_discriminator_when_adversarial_weight_is_zero() -> None:
-    model = FrameTokenizer(tiny_config())
-    with pytest.raises(RuntimeError, match="adversarial_weight"):
-        model.discriminator_loss(random_frames(1), torch.zeros(1, 3, 16, 16))
+def test_adversarial_option_is_gone() -> None:
+    # It was half-wired (its discriminator was never trained); a config asking for it fails.
+    with pytest.raises(TypeError, match="adversarial_weight"):
+        tiny_config(adversarial_weight=0.1)
 
 
 def test_overfits_coloured_squares() -> None:
@@ -159,7 +132,7 @@ def test_overfits_coloured_squares() -> None:
 
 def test_safetensors_round_trip_is_bit_exact(tmp_path: Path) -> None:
     torch.manual_seed(0)
-    config = tiny_config(adversarial_weight=0.1, disc_channels=8, disc_layers=2)
+    config = tiny_config()
     model = FrameTokenizer(config).eval()
     path = tmp_path / "tokenizer.safetensors"
     save_file(model.state_dict(), str(path))
@@ -173,4 +146,3 @@ def test_safetensors_round_trip_is_bit_exact(tmp_path: Path) -> None:
         assert torch.equal(tokens, twin_out["tokens"])
         assert torch.equal(out["recon"], twin_out["recon"])
         assert torch.equal(model.decode(tokens), twin.decode(tokens))
-        assert torch.equal(model.discriminator(out["recon"]), twin.discriminator(out["recon"]))

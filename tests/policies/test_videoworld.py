@@ -5,16 +5,19 @@ sweep."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
+import torch
 
+from vw_robot import checkpoint as ckpt
 from vw_robot.cli import main
 from vw_robot.envs import make_env
+from vw_robot.eval import evaluate
 from vw_robot.eval.chains import evaluate_chains
 from vw_robot.policies import make_policy
 from vw_robot.policies.videoworld import PolicyMismatchError, load_policy
-from vw_robot.training import checkpoint as ckpt
 
 SIZE = 32
 TASKS = ["metaworld/reach-v3", "metaworld/drawer-close-v3"]
@@ -83,7 +86,7 @@ def test_baselines_compare_at_the_stated_labels(demo):
     assert len(labelled("bc_all")) == 4 and len(labelled("action_head_labels100")) == 4
     noldm = ckpt.read_info(demo / "noldm_head")
     assert set(noldm.parents) == {"transformer", "tokenizer"}
-    assert noldm.parents["transformer"].startswith(str(demo / "transformer_nocodes"))
+    assert str(noldm.parents["transformer"]).startswith(str(demo / "transformer_nocodes"))
 
 
 def test_noldm_policy_predicts_a_frame_and_resets(demo):
@@ -206,3 +209,126 @@ def test_eval_a_checkpoint_from_the_command_line(demo, tmp_path, capsys):
         == 0
     )
     assert (out / "results.json").exists() and (out / "success.png").exists()
+
+
+def _copy_stages(demo, dst, runs=("tokenizer", "ldm", "transformer", "action_head")):
+    for run in runs:
+        shutil.copytree(demo / run, dst / run, ignore=shutil.ignore_patterns("pictures"))
+
+
+def test_a_moved_run_folder_still_loads_from_another_directory(demo, tmp_path, monkeypatch):
+    expected = _actions(load_policy(demo / "action_head", execute=1), TASKS[0], seed=2)
+    _copy_stages(demo, tmp_path / "moved")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    moved = load_policy(tmp_path / "moved" / "action_head", execute=1)
+    np.testing.assert_array_equal(_actions(moved, TASKS[0], seed=2), expected)
+    # Only the policy folder moved, without the checkpoints it names: a clear refusal.
+    shutil.copytree(demo / "bc", tmp_path / "lonely" / "bc")  # bc needs no parent: loads
+    load_policy(tmp_path / "lonely" / "bc")
+    shutil.copytree(demo / "action_head", tmp_path / "lonely" / "action_head")
+    with pytest.raises(ckpt.CheckpointError, match="moved whole.*export-policy"):
+        load_policy(tmp_path / "lonely" / "action_head")
+
+
+def test_export_policy_writes_one_folder_that_moves(demo, tmp_path, monkeypatch, capsys):
+    expected = _actions(load_policy(demo / "action_head", execute=1), TASKS[0], seed=4)
+    out = tmp_path / "exported"
+    assert main(["export-policy", str(demo / "action_head"), f"out={out}"]) == 0
+    card = (out / "README.md").read_text()
+    assert all(task in card for task in TASKS) and "4-D" in card and "label_fraction" in card
+    assert sorted(p.name for p in (out / "parents").iterdir()) == [
+        "ldm",
+        "tokenizer",
+        "transformer",
+    ]
+    assert not list(out.rglob("trainer.*"))  # no optimizer state: a policy is for acting
+    # A second export into the same folder is refused, not merged.
+    assert main(["export-policy", str(demo / "action_head"), f"out={out}"]) == 2
+    assert "exists and is not empty" in capsys.readouterr().err
+    shutil.move(out, tmp_path / "deployed")
+    monkeypatch.chdir(tmp_path / "deployed" / "parents")
+    policy = make_policy(str(tmp_path / "deployed"), execute=1)
+    np.testing.assert_array_equal(_actions(policy, TASKS[0], seed=4), expected)
+
+
+def test_a_checkpoint_from_before_relative_parents_is_refused_clearly(demo, tmp_path, monkeypatch):
+    """Old info.json files (no "format") named parents relative to the training cwd."""
+    head = tmp_path / "old" / "action_head"
+    shutil.copytree(ckpt.resolve_checkpoint(demo / "action_head"), head)
+    info = json.loads((head / ckpt.INFO_FILE).read_text())
+    del info["format"]
+    info["parents"] = {k: f"runs/demo/{k}/checkpoints/step_00000004" for k in info["parents"]}
+    (head / ckpt.INFO_FILE).write_text(json.dumps(info))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ckpt.CheckpointError, match="older vw_robot.*relative to the directory"):
+        load_policy(head)
+
+
+def test_execute_sets_how_often_the_head_plans(demo):
+    """The transformer takes in every frame; the head plans once per `execute` steps."""
+    policy = load_policy(demo / "action_head", execute=2)
+    calls = {"plan": 0, "codes": 0}
+    predict, generate = policy.head.predict, policy.transformer.generate_codes
+
+    def counted(name, fn):
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return fn(*args, **kwargs)
+
+        return wrapper
+
+    policy.head.predict = counted("plan", predict)
+    policy.transformer.generate_codes = counted("codes", generate)
+    actions = _actions(policy, TASKS[0], seed=1, steps=7)
+    assert len(actions) == 7
+    assert calls == {"plan": 4, "codes": 7}  # plans at steps 0, 2, 4, 6
+
+
+def test_policy_context_is_the_training_layout(demo):
+    """What the policy feeds the transformer before sampling z_t is the training window's
+    [x_{t-1}][SEP][z_{t-1}][x_t][SEP] for the same frames and codes."""
+    policy = load_policy(demo / "action_head", execute=1)
+    contexts, sampled = [], []
+    generate = policy.transformer.generate_codes
+
+    def spy(context, task, **kwargs):
+        contexts.append(context.clone())
+        codes = generate(context, task, **kwargs)
+        sampled.append(codes[0].clone())
+        return codes
+
+    policy.transformer.generate_codes = spy
+    env = make_env(TASKS[0], image_size=SIZE)
+    frames = []
+    try:
+        obs, info = env.reset(seed=0)
+        policy.reset(task_id=TASKS[0], action_space=env.action_space)
+        for _ in range(4):
+            frames.append(obs["pixels"])
+            obs, _, _, _, info = env.step(policy.select_action(obs, info))
+    finally:
+        env.close()
+    layout, window = policy.layout, policy.window  # window 2 in this tiny config
+    pixels = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2)
+    tokens = policy.tokenizer.encode(pixels).flatten(1)  # (4, N)
+    codes = torch.stack(sampled)  # (4, H)
+    for t in range(1, 4):
+        lo = max(0, t - window + 1)
+        window_ids = layout.build(tokens[None, lo : t + 1], codes[None, lo : t + 1])[0]
+        upto_sep = (t - lo) * layout.step_len + layout.num_frame_tokens + 1
+        torch.testing.assert_close(contexts[t][0], window_ids[:upto_sep], rtol=0, atol=0)
+
+
+def test_learned_policy_results_do_not_depend_on_workers(demo):
+    kwargs = {
+        "policy": str(demo / "action_head"),
+        "episodes_per_task": 2,
+        "env_kwargs": {"image_size": SIZE, "max_episode_steps": 8},
+        "stop_on_success": False,
+    }
+    one = evaluate(TASKS, workers=1, **kwargs)
+    two = evaluate(TASKS, workers=2, **kwargs)
+    for task in TASKS:
+        assert [e.to_json() for e in one[task]] == [e.to_json() for e in two[task]]

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from tests.training.toy_train import make_model, run
-from vw_robot.training import checkpoint as ckpt
+from vw_robot import checkpoint as ckpt
 from vw_robot.training.loop import StepBatchSampler, read_metrics
 
 TOY = Path(__file__).with_name("toy_train.py")
@@ -147,7 +147,7 @@ def test_ddp_two_gloo_processes(tmp_path):
 
 
 def test_resolve_device_names_a_bad_value():
-    from vw_robot.training.loop import resolve_device
+    from vw_robot.device import resolve_device
 
     assert resolve_device("cpu") == torch.device("cpu")
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")

@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 
+from vw_robot import checkpoint as ckpt
 from vw_robot.cli import load_config, main
-from vw_robot.data.collect import collect
-from vw_robot.training import checkpoint as ckpt
+from vw_robot.eval.collect import collect
 
 SIZE = 32
 TINY = [
@@ -53,7 +53,13 @@ def test_every_stage_checkpoints_and_records_its_parents(pipeline):
     ldm = ckpt.read_info(out / "ldm", stage="ldm")
     trf = ckpt.read_info(out / "transformer", stage="transformer")
     assert tok.step == ldm.step == trf.step == 4
-    assert trf.parents == {"tokenizer": str(tok.path), "ldm": str(ldm.path)}
+    assert trf.parents == {"tokenizer": tok.path, "ldm": ldm.path}
+    # Stored relative to the checkpoint itself, so the run folder can move.
+    stored = json.loads((trf.path / ckpt.INFO_FILE).read_text())["parents"]
+    assert stored == {
+        "tokenizer": "../../../tokenizer/checkpoints/step_00000004",
+        "ldm": "../../../ldm/checkpoints/step_00000004",
+    }
     assert trf.model_config["task_ids"] == ["metaworld/drawer-close-v3", "metaworld/reach-v3"]
     assert trf.model_config["layout"]["horizon"] == 2
     for run in ("tokenizer", "ldm", "transformer"):

@@ -38,6 +38,9 @@ from vw_robot.data.format import (
     write_episode,
     write_manifest,
 )
+from vw_robot.data.video import CODECS, resize_frames
+from vw_robot.errors import UserError
+from vw_robot.provenance import provenance
 
 log = logging.getLogger(__name__)
 
@@ -89,16 +92,14 @@ def import_videos(
             and no video's frame rate could be read.
         DatasetError: ``out`` holds a dataset with other settings, or another folder's files.
     """
-    from vw_robot.data.video import CODECS
-
     if codec not in CODECS:
-        raise ValueError(f"codec={codec!r} is unknown; presets: {', '.join(CODECS)}.")
+        raise UserError(f"codec={codec!r} is unknown; presets: {', '.join(CODECS)}.")
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
-        raise ValueError(f"image_size must be a positive int, got {image_size!r}.")
+        raise UserError(f"image_size must be a positive int, got {image_size!r}.")
     if fps is not None and (isinstance(fps, bool) or not isinstance(fps, int) or fps < 1):
-        raise ValueError(f"fps must be a positive int or None, got {fps!r}.")
+        raise UserError(f"fps must be a positive int or None, got {fps!r}.")
     if task_id is not None and (not isinstance(task_id, str) or not task_id.strip()):
-        raise ValueError(f"task_id must be a non-empty string or None, got {task_id!r}.")
+        raise UserError(f"task_id must be a non-empty string or None, got {task_id!r}.")
 
     src, out = Path(src), Path(out)
     videos = find_videos(src, extensions, exclude=out)
@@ -108,7 +109,7 @@ def import_videos(
         task = task_id
         if task is None:
             if len(rel.parts) < 2:
-                raise ValueError(
+                raise UserError(
                     f"{path}: video lies directly in {src}, so it has no task folder; pass "
                     "task_id=... or move the videos into subfolders named after their task."
                 )
@@ -190,9 +191,9 @@ def find_videos(
     """
     src = Path(src)
     if not src.exists():
-        raise ValueError(f"{src}: source folder does not exist.")
+        raise UserError(f"{src}: source folder does not exist.")
     if not src.is_dir():
-        raise ValueError(f"{src}: source is not a folder.")
+        raise UserError(f"{src}: source is not a folder.")
     if isinstance(extensions, str):
         extensions = (extensions,)
     wanted = {e.lower() if e.startswith(".") else f".{e.lower()}" for e in extensions}
@@ -206,7 +207,7 @@ def find_videos(
             here / n for n in files if not n.startswith(".") and Path(n).suffix.lower() in wanted
         ]
     if not found:
-        raise ValueError(
+        raise UserError(
             f"{src}: no video files found (looked for {', '.join(sorted(wanted))}, in "
             "subfolders too)."
         )
@@ -237,8 +238,6 @@ def decode_resized(path: str | os.PathLike[str], size: int) -> tuple[np.ndarray,
     """
     import imageio.v2 as imageio
 
-    from vw_robot.data.video import resize_frames
-
     chunks, pending = [], []
     try:
         with imageio.get_reader(path, format="FFMPEG") as reader:
@@ -250,13 +249,11 @@ def decode_resized(path: str | os.PathLike[str], size: int) -> tuple[np.ndarray,
                     chunks.append(resize_frames(np.stack(pending), size))
                     pending = []
     except Exception as exc:  # imageio raises OSError, RuntimeError, IndexError... by case
-        raise ValueError(
-            f"cannot decode video ({type(exc).__name__}: {_first_line(exc)})"
-        ) from None
+        raise UserError(f"cannot decode video ({type(exc).__name__}: {_first_line(exc)})") from None
     if pending:
         chunks.append(resize_frames(np.stack(pending), size))
     if not chunks:
-        raise ValueError("video has no frames")
+        raise UserError("video has no frames")
     count = sum(len(c) for c in chunks)
     if source_fps is not None and isinstance(duration, (int, float)) and math.isfinite(duration):
         # ffmpeg decodes a cut-off file whose index sits at the front ("faststart" mp4s, most
@@ -264,7 +261,7 @@ def decode_resized(path: str | os.PathLike[str], size: int) -> tuple[np.ndarray,
         # it away; the margin leaves room for variable-frame-rate clips whose fps is an average.
         expected = duration * source_fps
         if count < 0.8 * expected - 1:
-            raise ValueError(
+            raise UserError(
                 f"truncated video: decoded {count} frames, the container says {duration:.3g} s "
                 f"at {source_fps:.3g} fps (about {expected:.0f} frames)"
             )
@@ -274,8 +271,6 @@ def decode_resized(path: str | os.PathLike[str], size: int) -> tuple[np.ndarray,
 @functools.cache
 def _versions() -> dict[str, str | None]:
     # provenance() also asks git for the revision: once per process is enough.
-    from vw_robot.eval.report import provenance
-
     return provenance()["packages"]
 
 
@@ -298,7 +293,7 @@ def _first_fps(videos: list[Path]) -> int:
             continue
         if rate is not None and round(rate) >= 1:
             return round(rate)
-    raise ValueError(
+    raise UserError(
         f"none of the {len(videos)} video(s) reports a frame rate (all unreadable?); pass fps=."
     )
 

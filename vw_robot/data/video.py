@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from vw_robot.errors import UserError
+
 CODECS: dict[str, dict[str, Any]] = {
     "lossless": {
         "codec": "libx264rgb",
@@ -53,10 +55,10 @@ def write_video(
     import imageio.v2 as imageio
 
     if codec not in CODECS:
-        raise ValueError(f"codec={codec!r} is unknown; presets: {', '.join(CODECS)}.")
+        raise UserError(f"codec={codec!r} is unknown; presets: {', '.join(CODECS)}.")
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or not len(frames):
-        raise ValueError(
+        raise UserError(
             f"frames must be a non-empty (T, H, W, 3) uint8 array, got {frames.shape} "
             f"{frames.dtype}."
         )
@@ -95,9 +97,9 @@ def read_video(path: str | os.PathLike[str], max_frames: int | None = None) -> n
     except Exception as exc:  # imageio raises OSError, RuntimeError, IndexError... by case
         # ffmpeg's message runs to kilobytes; its first line says what went wrong.
         first = (str(exc).strip().splitlines() or [""])[0]
-        raise ValueError(f"{path}: cannot decode video ({type(exc).__name__}: {first})") from None
+        raise UserError(f"{path}: cannot decode video ({type(exc).__name__}: {first})") from None
     if not frames:
-        raise ValueError(f"{path}: video has no frames.")
+        raise UserError(f"{path}: video has no frames.")
     return np.stack(frames).astype(np.uint8, copy=False)  # (T, H, W, 3)
 
 
@@ -107,11 +109,11 @@ def _read_video_opencv(path: str | os.PathLike[str], max_frames: int | None) -> 
     try:
         import cv2
     except ImportError:
-        raise ValueError(
+        raise UserError(
             f"{path}: cannot decode video: neither imageio-ffmpeg nor OpenCV is installed."
         ) from None
     if not Path(path).is_file():
-        raise ValueError(f"{path}: cannot decode video (file is missing).")
+        raise UserError(f"{path}: cannot decode video (file is missing).")
     capture = cv2.VideoCapture(str(path))
     frames = []
     while max_frames is None or len(frames) < max_frames:
@@ -121,7 +123,7 @@ def _read_video_opencv(path: str | os.PathLike[str], max_frames: int | None) -> 
         frames.append(frame[:, :, ::-1])  # BGR -> RGB
     capture.release()
     if not frames:
-        raise ValueError(f"{path}: cannot decode video (OpenCV read no frame).")
+        raise UserError(f"{path}: cannot decode video (OpenCV read no frame).")
     return np.ascontiguousarray(np.stack(frames))  # (T, H, W, 3)
 
 

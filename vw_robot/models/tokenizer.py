@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.func import functional_call
 
 from vw_robot.models.fsq import FSQ, FSQConfig, validate_levels
 
@@ -176,39 +175,6 @@ class Decoder(nn.Module):
         return self.conv_out(F.silu(self.norm_out(h)))
 
 
-class PatchDiscriminator(nn.Module):
-    """PatchGAN-style critic: one real/fake logit per overlapping image patch.
-
-    GroupNorm instead of BatchNorm, so that real and fake batches do not share
-    statistics and DDP needs no synchronised norms.
-
-    Args:
-        channels: width of the first layer; doubled at each further stride-2 layer.
-        num_layers: stride-2 layers; each halves the logit map.
-    """
-
-    def __init__(self, channels: int = 64, num_layers: int = 3) -> None:
-        super().__init__()
-        layers: list[nn.Module] = [
-            nn.Conv2d(3, channels, 4, stride=2, padding=1),
-            nn.LeakyReLU(0.2),
-        ]
-        width = channels
-        for _ in range(num_layers - 1):
-            layers += [
-                nn.Conv2d(width, 2 * width, 4, stride=2, padding=1),
-                _group_norm(2 * width),
-                nn.LeakyReLU(0.2),
-            ]
-            width *= 2
-        layers.append(nn.Conv2d(width, 1, 3, padding=1))
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) float in [0, 1] -> logits (B, 1, H / 2^num_layers, W / 2^num_layers)."""
-        return self.net(images * 2 - 1)
-
-
 @dataclass
 class TokenizerConfig:
     """Frame tokenizer settings; defaults are the 64 px CPU-sized model."""
@@ -219,9 +185,6 @@ class TokenizerConfig:
     num_res_blocks: int = 1  # residual blocks per resolution, in encoder and decoder
     levels: list[int] = field(default_factory=lambda: [8, 5, 5, 5])  # FSQ levels, 1000 tokens
     mse_weight: float = 0.0  # optional L2 term beside L1; helps colour fidelity early on
-    adversarial_weight: float = 0.0  # PatchGAN generator term; 0 = off (GPU configs only)
-    disc_channels: int = 64  # discriminator's first width, used when adversarial_weight > 0
-    disc_layers: int = 3  # discriminator's stride-2 layers
 
     def __post_init__(self) -> None:
         self.validate()
@@ -230,12 +193,8 @@ class TokenizerConfig:
         """Raise ValueError naming the offending key."""
         validate_conv_stack(self.image_size, self.down_factor, self.channels, self.num_res_blocks)
         validate_levels(self.levels, "levels")
-        for key in ("mse_weight", "adversarial_weight"):
-            if getattr(self, key) < 0:
-                raise ValueError(f"{key}: expected >= 0, got {getattr(self, key)}")
-        for key in ("disc_channels", "disc_layers"):
-            if getattr(self, key) < 1:
-                raise ValueError(f"{key}: expected >= 1, got {getattr(self, key)}")
+        if self.mse_weight < 0:
+            raise ValueError(f"mse_weight: expected >= 0, got {self.mse_weight}")
 
 
 class FrameTokenizer(nn.Module):
@@ -251,9 +210,6 @@ class FrameTokenizer(nn.Module):
         self.encoder = Encoder(config.channels, config.num_res_blocks, out_channels=latent)
         self.quantizer = FSQ(FSQConfig(levels=list(config.levels)))
         self.decoder = Decoder(config.channels, config.num_res_blocks, in_channels=latent)
-        self.discriminator: PatchDiscriminator | None = None
-        if config.adversarial_weight > 0:
-            self.discriminator = PatchDiscriminator(config.disc_channels, config.disc_layers)
 
     @property
     def grid_size(self) -> int:
@@ -308,8 +264,7 @@ class FrameTokenizer(nn.Module):
         Returns:
             recon: (B, 3, S, S) float in [0, 1].
             tokens: (B, h, w) int64.
-            loss: scalar, L1 (+ mse_weight * MSE) on the unclamped output
-                (+ adversarial_weight * generator loss).
+            loss: scalar, L1 (+ mse_weight * MSE) on the unclamped output.
             l1: scalar, the L1 term alone, for logging.
         """
         target = frames_to_float(frames)
@@ -321,38 +276,8 @@ class FrameTokenizer(nn.Module):
             loss = loss + self.config.mse_weight * F.mse_loss(raw, target)
         recon = raw.clamp(0, 1)
         out = {"recon": recon, "tokens": tokens, "l1": l1.detach()}
-        if self.discriminator is not None:
-            # Detached critic weights: the generator term moves the autoencoder only,
-            # so one backward pass does not also push the critic towards "real".
-            params = {name: p.detach() for name, p in self.discriminator.named_parameters()}
-            fake_logits = functional_call(self.discriminator, params, (recon,))
-            generator_loss = -fake_logits.mean()  # hinge-GAN generator objective
-            loss = loss + self.config.adversarial_weight * generator_loss
-            out["generator_loss"] = generator_loss.detach()
         out["loss"] = loss
         return out
-
-    def discriminator_loss(self, frames: torch.Tensor, recon: torch.Tensor) -> torch.Tensor:
-        """Hinge loss for the critic on real frames vs (detached) reconstructions.
-
-        Args:
-            frames: (B, 3, S, S) uint8 (or float in [0, 1]) real frames.
-            recon: (B, 3, S, S) float in [0, 1], e.g. ``forward(frames)["recon"]``.
-
-        Returns:
-            Scalar loss; gradients reach only the discriminator.
-        """
-        if self.discriminator is None:
-            raise RuntimeError("adversarial_weight is 0: this tokenizer has no discriminator")
-        real_logits = self.discriminator(frames_to_float(frames))
-        fake_logits = self.discriminator(recon.detach())
-        return F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
-
-    def autoencoder_parameters(self) -> list[nn.Parameter]:
-        """Parameters of the encoder/decoder, i.e. all but the discriminator's."""
-        critic = self.discriminator
-        skip = set() if critic is None else {id(p) for p in critic.parameters()}
-        return [p for p in self.parameters() if id(p) not in skip]
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -6,16 +6,13 @@ in minutes on 2 CPU cores (tests, the default demo), ``gpu`` is the larger bf16 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Optional  # noqa: UP035 - OmegaConf needs typing.Optional on Python 3.10
 
+from vw_robot.errors import ConfigError
 from vw_robot.models.latent_dynamics import LatentDynamicsConfig
 from vw_robot.models.tokenizer import TokenizerConfig
 from vw_robot.training.loop import OptimConfig
-
-STAGES = ("tokenizer", "ldm", "transformer", "action_head", "bc", "noldm_head")
-# The stages that train a policy head on labelled episodes.
-HEAD_STAGES = ("action_head", "bc", "noldm_head")
 
 
 @dataclass
@@ -28,6 +25,10 @@ class TransformerModelConfig:
     mlp_ratio: int = 4  # MLP width as a multiple of dim
     dropout: float = 0.0  # attention and residual dropout
     max_timesteps: int = 4  # T: timesteps per training window and control context
+    # absolute: learned table, the control cache refills when the window slides. rope: the cache
+    # slides, computing banded attention (each timestep sees max_timesteps), which matches
+    # training only for one layer or when trained banded on longer sequences (docs/models.md).
+    positions: str = "absolute"
 
 
 @dataclass
@@ -86,6 +87,13 @@ class ExperimentConfig:
     noldm_head: ActionHeadStage = field(default_factory=ActionHeadStage)
 
 
+# Every stage has its section of the experiment; the heads are those with an ActionHeadStage.
+STAGES = tuple(f.name for f in fields(ExperimentConfig) if f.name != "name")
+HEAD_STAGES = tuple(
+    f.name for f in fields(ExperimentConfig) if f.default_factory is ActionHeadStage
+)
+
+
 @dataclass
 class TrainConfig:
     """``vw-robot train stage=...``: one stage of the pipeline on a dataset."""
@@ -93,6 +101,10 @@ class TrainConfig:
     stage: str = "tokenizer"  # tokenizer | ldm | transformer | action_head | bc | noldm_head
     dataset: str = "data/demo"  # dataset folder made by `vw-robot collect` / `data import`
     out: str = "runs/train"  # pipeline folder: <out>/<stage>/ holds each stage's run
+    tasks: list[str] = field(default_factory=list)  # train on these tasks' episodes; []: all
+    # Derived files (frame cache, exported codes); None: <dataset>/cache when it is writable,
+    # else the per-user ~/.cache/vw_robot/<dataset name>-<hash>.
+    cache_dir: Optional[str] = None
     tokenizer_checkpoint: Optional[str] = None  # default: <out>/tokenizer
     ldm_checkpoint: Optional[str] = None  # default: <out>/ldm
     transformer_checkpoint: Optional[str] = None  # default: <out>/transformer
@@ -103,8 +115,6 @@ class TrainConfig:
     experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
 
     def validate(self) -> None:
-        from vw_robot.config import ConfigError
-
         if self.stage not in STAGES:
             raise ConfigError(f"stage: {self.stage!r} is unknown; use one of {', '.join(STAGES)}")
         for name in STAGES:
@@ -135,6 +145,8 @@ class ExportCodesConfig:
 
     dataset: str = "data/demo"  # dataset folder
     out: str = "runs/train"  # pipeline folder holding tokenizer/ and ldm/ runs
+    tasks: list[str] = field(default_factory=list)  # export these tasks' episodes; []: all
+    cache_dir: Optional[str] = None  # as in TrainConfig
     tokenizer_checkpoint: Optional[str] = None  # default: <out>/tokenizer
     ldm_checkpoint: Optional[str] = None  # default: <out>/ldm
     device: str = "auto"  # auto | cpu | cuda

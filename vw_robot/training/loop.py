@@ -24,8 +24,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from vw_robot import checkpoint as ckpt
+from vw_robot.errors import ConfigError
 from vw_robot.io import atomic_write_text
-from vw_robot.training import checkpoint as ckpt
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +51,6 @@ class OptimConfig:
     device: str = "auto"  # auto (cuda if available) | cpu | cuda
 
     def validate(self, prefix: str = "optim") -> None:
-        from vw_robot.config import ConfigError
-
         positive = ("steps", "batch_size", "log_every", "checkpoint_every")
         for key in positive:
             if getattr(self, key) < 1:
@@ -105,27 +104,12 @@ class StepBatchSampler:
         return max(0, self.steps - self.start)
 
 
-def resolve_device(name: str) -> torch.device:
-    """``"auto"`` (CUDA when available, else CPU), ``"cpu"`` or ``"cuda[:k]"`` as a device.
-
-    Raises:
-        ValueError: an unknown name, or CUDA asked for where none is visible.
-    """
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name != "cpu" and not name.startswith("cuda"):
-        raise ValueError(f"device={name!r}: use auto, cpu or cuda[:k].")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device={name!r}: CUDA is not available on this machine.")
-    return torch.device(name)
-
-
 def _distributed() -> tuple[int, int, int]:
     """(rank, local rank, world size) from torchrun's environment; (0, 0, 1) otherwise."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return 0, 0, 1
-    import torch.distributed as dist
+    import torch.distributed as dist  # only under torchrun: it initialises a process group
 
     if not dist.is_initialized():
         backend = "nccl" if torch.cuda.is_available() else "gloo"
@@ -201,8 +185,7 @@ def train(
     run_dir: str | os.PathLike[str],
     model_config: dict[str, Any],
     config_yaml: str,
-    parents: dict[str, str] | None = None,
-    extra_tensors: dict[str, torch.Tensor] | None = None,
+    parents: dict[str, str | os.PathLike[str]] | None = None,
     stop_at: int | None = None,
 ) -> dict[str, Any]:
     """Train ``model`` on ``dataset`` and checkpoint it; resume when ``run_dir`` has a
@@ -219,7 +202,6 @@ def train(
         model_config: plain dict that rebuilds the model (stored in every checkpoint).
         config_yaml: the resolved config, stored beside the weights.
         parents: stage -> checkpoint this stage is built on.
-        extra_tensors: buffers saved with the weights (e.g. normaliser statistics).
         stop_at: end after this step's checkpoint, as a kill would (tests, time-boxed runs).
 
     Returns:
@@ -255,9 +237,7 @@ def train(
                 + "); use a new run folder (run_name=..., or another out=) to train a "
                 "different model."
             )
-        model.load_state_dict(
-            {k: v for k, v in ckpt.load_weights(latest).items() if k in model.state_dict()}
-        )
+        model.load_state_dict(ckpt.load_weights(latest))  # strict: every tensor must fit
         start = ckpt.load_trainer_state(latest, optimizer)
         log.info("%s: resuming from %s (step %d)", stage, latest, start)
         if rank == 0:
@@ -365,7 +345,6 @@ def train(
                         config_yaml=config_yaml,
                         optimizer=optimizer,
                         parents=parents,
-                        extra_tensors=extra_tensors,
                     )
                 if world > 1:
                     torch.distributed.barrier()

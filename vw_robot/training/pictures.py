@@ -17,6 +17,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from vw_robot.data.dataset import ClipDataset
+from vw_robot.models.registry import load_model
+
 log = logging.getLogger(__name__)
 
 PICTURES_DIR = "pictures"
@@ -59,10 +62,17 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 @torch.no_grad()
-def tokenizer_pictures(model: Any, dataset_root: str, out: Path, count: int = 8) -> dict:
-    from vw_robot.data.dataset import ClipDataset
-
-    ds = ClipDataset(dataset_root, clip_len=1)
+def tokenizer_pictures(
+    model: Any,
+    dataset_root: str,
+    out: Path,
+    parents: dict[str, Path],
+    tasks: list[str] | None = None,
+    cache_dir: str | None = None,
+    count: int = 8,
+) -> dict:
+    """Real frames over their reconstructions, and the PSNR between them."""
+    ds = ClipDataset(dataset_root, clip_len=1, tasks=tasks, cache_dir=cache_dir)
     picks = np.linspace(0, len(ds) - 1, count).astype(int)
     frames = torch.stack([ds[int(k)]["frames"][0] for k in picks])  # (K, 3, S, S) uint8
     frames = frames.to(_device(model))
@@ -74,11 +84,18 @@ def tokenizer_pictures(model: Any, dataset_root: str, out: Path, count: int = 8)
 
 
 @torch.no_grad()
-def ldm_pictures(model: Any, dataset_root: str, out: Path, count: int = 4) -> dict:
-    from vw_robot.data.dataset import ClipDataset
-
+def ldm_pictures(
+    model: Any,
+    dataset_root: str,
+    out: Path,
+    parents: dict[str, Path],
+    tasks: list[str] | None = None,
+    cache_dir: str | None = None,
+    count: int = 4,
+) -> dict:
+    """Real clips over x_0 + the frames rebuilt from x_0 and the codes; the code map."""
     horizon = model.config.horizon
-    ds = ClipDataset(dataset_root, clip_len=horizon + 1)
+    ds = ClipDataset(dataset_root, clip_len=horizon + 1, tasks=tasks, cache_dir=cache_dir)
     picks = np.linspace(0, len(ds) - 1, count).astype(int)
     clips = torch.stack([ds[int(k)]["frames"] for k in picks]).to(_device(model))  # (K, H+1, ..)
     model.eval()
@@ -97,6 +114,7 @@ def ldm_pictures(model: Any, dataset_root: str, out: Path, count: int = 4) -> di
 @torch.no_grad()
 def code_map(model: Any, ds: Any, path: Path, clips: int = 400) -> str:
     """Scatter the continuous FSQ codes of many clips in 2-D, by task and by step offset."""
+    # matplotlib is imported only when a picture is drawn: it costs ~1 s at start-up.
     import matplotlib
 
     matplotlib.use("Agg")
@@ -146,19 +164,22 @@ def code_map(model: Any, ds: Any, path: Path, clips: int = 400) -> str:
 
 @torch.no_grad()
 def transformer_pictures(
-    model: Any, dataset_root: str, out: Path, parents: dict, count: int = 4
+    model: Any,
+    dataset_root: str,
+    out: Path,
+    parents: dict[str, Path],
+    tasks: list[str] | None = None,
+    cache_dir: str | None = None,
+    count: int = 4,
 ) -> dict:
     """Sample from a window's context and decode what the transformer predicts."""
-    from vw_robot.data.dataset import ClipDataset
-    from vw_robot.training.stages import load_stage
-
     device = _device(model)
-    tokenizer = load_stage(parents["tokenizer"], "tokenizer")[0].to(device)
+    tokenizer = load_model(parents["tokenizer"], "tokenizer")[0].to(device)
     layout = model.config.layout
     horizon = layout.horizon
-    ldm = load_stage(parents["ldm"], "ldm")[0].to(device) if horizon > 0 else None
+    ldm = load_model(parents["ldm"], "ldm")[0].to(device) if horizon > 0 else None
     steps_ahead = horizon if horizon > 0 else 1
-    ds = ClipDataset(dataset_root, clip_len=steps_ahead + 1)
+    ds = ClipDataset(dataset_root, clip_len=steps_ahead + 1, tasks=tasks, cache_dir=cache_dir)
     picks = np.linspace(0, len(ds) - 1, count).astype(int)
     model.eval()
     rows, reals, fakes = [], [], []
@@ -188,19 +209,3 @@ def transformer_pictures(
         "predictions": path,
         "prediction_psnr_db": psnr(np.concatenate(reals), np.concatenate(fakes)),
     }
-
-
-def for_stage(
-    stage: str, run_dir: Path, dataset_root: str, model: Any, parents: dict[str, str]
-) -> dict:
-    """Write the pictures of ``stage`` under ``run_dir/pictures``; return paths and figures."""
-    out = Path(run_dir) / PICTURES_DIR
-    # On the device it trained on: the gpu experiment's models are slow on a CPU.
-    if stage == "tokenizer":
-        result = tokenizer_pictures(model, dataset_root, out)
-    elif stage == "ldm":
-        result = ldm_pictures(model, dataset_root, out)
-    else:
-        result = transformer_pictures(model, dataset_root, out, parents)
-    log.info("%s pictures: %s", stage, result)
-    return result

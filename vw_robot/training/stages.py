@@ -1,243 +1,199 @@
-"""The pipeline's training stages: tokenizer -> latent dynamics model -> transformer.
+"""The pipeline's training stages, each declared once.
 
-Each stage trains in its own run folder ``<out>/<stage>/`` through the shared loop, records
-the checkpoints it was built on, and writes its pictures at the end.
+A :class:`Stage` says everything particular to one stage: the run folder it produces, how it
+builds its model and data from the config (and which checkpoints it builds on), its loss, and
+the pictures it writes at the end. :func:`run_stage` does the rest through the shared loop, so
+adding a stage means one declaration in :data:`STAGES` plus its section of the typed
+experiment config (:class:`~vw_robot.training.config.ExperimentConfig`); a stage that makes a
+policy also names its policy class in :mod:`vw_robot.policies`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from omegaconf import OmegaConf
+from torch.utils.data import Dataset
 
+from vw_robot import checkpoint as ckpt
 from vw_robot.data import format as fmt
-from vw_robot.training import checkpoint as ckpt
-from vw_robot.training.config import HEAD_STAGES, ExportCodesConfig, TrainConfig
-from vw_robot.training.loop import resolve_device, train
+from vw_robot.data.dataset import (
+    ClipDataset,
+    action_statistics,
+    labelled_per_task,
+    select_labelled,
+)
+from vw_robot.data.sequences import ActionChunkDataset, SequenceDataset
+from vw_robot.device import resolve_device
+from vw_robot.models.registry import build_model, load_model
+from vw_robot.training import pictures
+from vw_robot.training.codes import export, sample_codes, sequence_layout, stage_checkpoint
+from vw_robot.training.config import TrainConfig
+from vw_robot.training.loop import train
 
 log = logging.getLogger(__name__)
 
-
-def build_model(stage: str, model_config: dict[str, Any]) -> torch.nn.Module:
-    """Rebuild a stage's model from the plain-dict config stored in its checkpoints."""
-    if stage == "tokenizer":
-        from vw_robot.models.tokenizer import FrameTokenizer, TokenizerConfig
-
-        return FrameTokenizer(TokenizerConfig(**model_config))
-    if stage == "ldm":
-        from vw_robot.models.latent_dynamics import LatentDynamicsConfig, LatentDynamicsModel
-
-        return LatentDynamicsModel(LatentDynamicsConfig(**model_config))
-    if stage == "transformer":
-        from vw_robot.models.transformer import SequenceLayout, TransformerConfig, VideoTransformer
-
-        config = dict(model_config)
-        layout = SequenceLayout(**config.pop("layout"))
-        config.pop("task_ids", None)
-        return VideoTransformer(TransformerConfig(layout=layout, **config))
-    if stage in HEAD_STAGES:
-        from vw_robot.models.action_head import ActionHead, ActionHeadConfig
-
-        config = {k: v for k, v in model_config.items() if k not in ("env", "task_ids")}
-        return ActionHead(ActionHeadConfig(**config))
-    raise ValueError(
-        f"stage={stage!r} has no model; known: tokenizer, ldm, transformer, "
-        f"{', '.join(HEAD_STAGES)}."
-    )
+LossFn = Callable[[torch.nn.Module, dict[str, torch.Tensor]], tuple[torch.Tensor, dict]]
+PicturesFn = Callable[..., dict[str, Any]]
 
 
-def load_stage(path: str | Path, stage: str) -> tuple[torch.nn.Module, ckpt.CheckpointInfo]:
-    """Load a trained stage's model from a checkpoint or run folder (eval mode).
+@dataclass
+class Setup:
+    """What a stage trains: built from its config before the loop starts."""
 
-    Raises:
-        CheckpointError: missing, tampered, or a checkpoint of another stage.
+    model: torch.nn.Module
+    model_config: dict[str, Any]  # plain dict that rebuilds the model (stored in checkpoints)
+    dataset: Dataset
+    loss: LossFn
+    parents: dict[str, Path] = dataclasses.field(default_factory=dict)  # stage -> checkpoint
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage of the pipeline.
+
+    Attributes:
+        name: the ``stage=`` value and the experiment config section it reads.
+        produces: one line on what its run folder holds (``vw-robot train`` help, docs).
+        setup: config -> :class:`Setup` (model, data, loss, parent checkpoints).
+        pictures: ``(model, dataset_root, out_dir, parents, tasks, cache_dir) -> {name: path
+            or figure}``
+            written at the end, or None.
+        run_folder: config -> the run folder's name under ``out`` (default: ``name``).
     """
-    info = ckpt.read_info(path, stage=stage)
-    model = build_model(stage, info.model_config)
-    weights = ckpt.load_weights(info.path)
-    model.load_state_dict({k: v for k, v in weights.items() if k in model.state_dict()})
-    return model.eval(), info
+
+    name: str
+    produces: str
+    setup: Callable[[TrainConfig], Setup]
+    pictures: PicturesFn | None = None
+    run_folder: Callable[[TrainConfig], str] | None = None
+
+    def run_name(self, cfg: TrainConfig) -> str:
+        """The run folder name: ``cfg.run_name`` when given, else the stage's own."""
+        if cfg.run_name:
+            return cfg.run_name
+        return self.run_folder(cfg) if self.run_folder else self.name
 
 
-def _stage_checkpoint(cfg: TrainConfig | ExportCodesConfig, stage: str) -> Path:
-    given = getattr(cfg, f"{stage}_checkpoint", None)
-    path = Path(given) if given else Path(cfg.out) / stage
-    try:
-        return ckpt.resolve_checkpoint(path)
-    except ckpt.CheckpointError:
-        raise ckpt.CheckpointError(
-            f"{path}: no trained {stage} checkpoint; produce it with `vw-robot train "
-            f"stage={stage} dataset=... out={cfg.out}` or pass {stage}_checkpoint=PATH."
-        ) from None
+def _unwrap(m: torch.nn.Module) -> torch.nn.Module:
+    return m.module if hasattr(m, "module") else m  # DDP wraps the model
 
 
-def _seeded(seed: int) -> None:
-    torch.manual_seed(seed)
+def _tasks(cfg: TrainConfig) -> list[str] | None:
+    return list(cfg.tasks) or None
 
 
-def run_stage(cfg: TrainConfig) -> dict[str, Any]:
-    """Train ``cfg.stage``; returns the loop's result plus the run folder."""
-    from vw_robot.data.dataset import ClipDataset
+# --- tokenizer ------------------------------------------------------------------------------
 
-    cfg.validate()
-    fmt.read_manifest(cfg.dataset)  # a clear error for a missing dataset, before any work
-    exp = cfg.experiment
-    stage_cfg = getattr(exp, cfg.stage)
-    run_name = cfg.run_name or (
-        "transformer_nocodes"
-        if cfg.stage == "transformer" and not stage_cfg.use_codes
-        else cfg.stage
+
+def _tokenizer_setup(cfg: TrainConfig) -> Setup:
+    model_config = dataclasses.asdict(cfg.experiment.tokenizer.model)
+
+    def loss(m: torch.nn.Module, batch: dict) -> tuple[torch.Tensor, dict]:
+        out = m(batch["frames"][:, 0])  # (B, 3, S, S) uint8
+        return out["loss"], {"l1": out["l1"]}
+
+    return Setup(
+        build_model("FrameTokenizer", model_config),
+        model_config,
+        ClipDataset(cfg.dataset, clip_len=1, tasks=_tasks(cfg), cache_dir=cfg.cache_dir),
+        loss,
     )
-    run_dir = Path(cfg.out) / run_name
-    config_yaml = OmegaConf.to_yaml(OmegaConf.structured(cfg))
-    _seeded(stage_cfg.optim.seed)
-    parents: dict[str, str] = {}
-    if cfg.stage == "tokenizer":
-        model_config = dataclasses.asdict(exp.tokenizer.model)
-        model = build_model("tokenizer", model_config)
-        dataset = ClipDataset(cfg.dataset, clip_len=1)
 
-        def loss_fn(m: torch.nn.Module, batch: dict) -> tuple[torch.Tensor, dict]:
-            out = m(batch["frames"][:, 0])  # (B, 3, S, S) uint8
-            return out["loss"], {"l1": out["l1"]}
 
-    elif cfg.stage == "ldm":
-        model_config = dataclasses.asdict(exp.ldm.model)
-        model = build_model("ldm", model_config)
-        dataset = ClipDataset(cfg.dataset, clip_len=exp.ldm.model.horizon + 1)
+# --- latent dynamics model ------------------------------------------------------------------
 
-        def loss_fn(m: torch.nn.Module, batch: dict) -> tuple[torch.Tensor, dict]:
-            out = m(batch["frames"])  # (B, H+1, 3, S, S) uint8
-            # Distinct codes in the batch: 1 means the codes collapsed (they carry nothing).
-            return out["loss"], {"distinct_codes": float(out["codes"].unique().numel())}
 
-    elif cfg.stage in HEAD_STAGES:
-        model, model_config, dataset, parents = _action_head_setup(cfg)
-        # The no-LDM head reads next frames as the policy will see them: decoded tokens.
-        decoder = None
-        if cfg.stage == "noldm_head":
-            decoder = load_stage(parents["tokenizer"], "tokenizer")[0]
+def _ldm_setup(cfg: TrainConfig) -> Setup:
+    model_config = dataclasses.asdict(cfg.experiment.ldm.model)
+    horizon = cfg.experiment.ldm.model.horizon
 
-        def loss_fn(m: torch.nn.Module, batch: dict) -> tuple[torch.Tensor, dict]:
-            head = m.module if hasattr(m, "module") else m
-            next_frames = None
-            if decoder is not None:
-                tokens = batch["next_tokens"]  # (B, N)
-                grid = int(round(tokens.shape[1] ** 0.5))
-                with torch.no_grad():
-                    next_frames = decoder.to(tokens.device).decode(tokens.view(-1, grid, grid))
-            # Through DDP when wrapped.
-            predicted = m(batch["frames"], batch.get("codes"), next_frames=next_frames)
-            return head.chunk_loss(predicted, batch["actions"], batch["action_mask"]), {}
+    def loss(m: torch.nn.Module, batch: dict) -> tuple[torch.Tensor, dict]:
+        out = m(batch["frames"])  # (B, H+1, 3, S, S) uint8
+        # Distinct codes in the batch: 1 means the codes collapsed (they carry nothing).
+        return out["loss"], {"distinct_codes": float(out["codes"].unique().numel())}
 
-    else:
-        model, model_config, dataset, parents = _transformer_setup(cfg)
-
-        def loss_fn(m: torch.nn.Module, batch: dict) -> tuple[torch.Tensor, dict]:
-            layout = (m.module if hasattr(m, "module") else m).config.layout
-            codes = batch.get("codes") if layout.horizon > 0 else None
-            ids = layout.build(batch["tokens"], codes)  # (B, T * step_len)
-            valid = batch.get("codes_valid") if codes is not None else None
-            targets = layout.targets(ids, valid=valid)
-            _, loss = m(ids, batch["task_index"], targets)
-            return loss, {}
-
-    log.info("train %s: %d samples, run folder %s", cfg.stage, len(dataset), run_dir)
-    result = train(
-        stage=cfg.stage,
-        model=model,
-        dataset=dataset,
-        loss_fn=loss_fn,
-        optim=stage_cfg.optim,
-        run_dir=run_dir,
-        model_config=model_config,
-        config_yaml=config_yaml,
-        parents=parents,
+    return Setup(
+        build_model("LatentDynamicsModel", model_config),
+        model_config,
+        ClipDataset(cfg.dataset, clip_len=horizon + 1, tasks=_tasks(cfg), cache_dir=cfg.cache_dir),
+        loss,
     )
-    result["run_dir"] = str(run_dir)
-    if cfg.pictures:
-        from vw_robot.training import pictures
-
-        if cfg.stage in ("tokenizer", "ldm", "transformer"):
-            result["pictures"] = pictures.for_stage(cfg.stage, run_dir, cfg.dataset, model, parents)
-    return result
 
 
-def _transformer_setup(cfg: TrainConfig) -> tuple[torch.nn.Module, dict, Any, dict[str, str]]:
-    from vw_robot.data.sequences import SequenceDataset
+# --- transformer ----------------------------------------------------------------------------
 
+
+def _transformer_setup(cfg: TrainConfig) -> Setup:
     stage_cfg = cfg.experiment.transformer
-    key, tokenizer_info, ldm_info = export(cfg, use_codes=stage_cfg.use_codes)
+    key, tokenizer_info, ldm_info = export(
+        cfg.dataset,
+        cfg.out,
+        tokenizer_checkpoint=cfg.tokenizer_checkpoint,
+        ldm_checkpoint=cfg.ldm_checkpoint,
+        use_codes=stage_cfg.use_codes,
+        tasks=_tasks(cfg),
+        device=stage_cfg.optim.device,
+        cache_dir=cfg.cache_dir,
+    )
     layout = sequence_layout(
         tokenizer_info.model_config, ldm_info.model_config if ldm_info else None
     )
-    dataset = SequenceDataset(cfg.dataset, key, stage_cfg.model.max_timesteps)
+    dataset = SequenceDataset(
+        cfg.dataset,
+        key,
+        stage_cfg.model.max_timesteps,
+        tasks=_tasks(cfg),
+        cache_dir=cfg.cache_dir,
+    )
     model_config = {
         **dataclasses.asdict(stage_cfg.model),
         "layout": dataclasses.asdict(layout),
         "num_tasks": len(dataset.task_ids),
         "task_ids": dataset.task_ids,
     }
-    model = build_model("transformer", model_config)
-    parents = {"tokenizer": str(tokenizer_info.path)}
+    parents = {"tokenizer": tokenizer_info.path}
     if ldm_info is not None:
-        parents["ldm"] = str(ldm_info.path)
-    return model, model_config, dataset, parents
+        parents["ldm"] = ldm_info.path
 
+    def loss(m: torch.nn.Module, batch: dict) -> tuple[torch.Tensor, dict]:
+        layout = _unwrap(m).config.layout
+        codes = batch.get("codes") if layout.horizon > 0 else None
+        ids = layout.build(batch["tokens"], codes)  # (B, T * step_len)
+        valid = batch.get("codes_valid") if codes is not None else None
+        _, value = m(ids, batch["task_index"], layout.targets(ids, valid=valid))
+        return value, {}
 
-def sequence_layout(tokenizer_config: dict[str, Any], ldm_config: dict[str, Any] | None) -> Any:
-    """The transformer's vocabulary and per-timestep layout implied by the tokenizer's and the
-    latent dynamics model's configs (no LDM: the no-code ablation)."""
-    from vw_robot.models.transformer import SequenceLayout
-
-    grid = tokenizer_config["image_size"] // tokenizer_config["down_factor"]
-    return SequenceLayout(
-        num_frame_tokens=grid * grid,
-        frame_vocab=math.prod(tokenizer_config["levels"]),
-        horizon=ldm_config["horizon"] if ldm_config else 0,
-        code_vocab=math.prod(ldm_config["levels"]) if ldm_config else 1,
+    return Setup(
+        build_model("VideoTransformer", model_config), model_config, dataset, loss, parents
     )
 
 
-def export(
-    cfg: TrainConfig | ExportCodesConfig, *, use_codes: bool = True
-) -> tuple[str, ckpt.CheckpointInfo, ckpt.CheckpointInfo | None]:
-    """Export tokens (and codes) for ``cfg.dataset`` with the pipeline's checkpoints."""
-    from vw_robot.data.sequences import export_sequences, sequence_key
-
-    tokenizer, tokenizer_info = load_stage(_stage_checkpoint(cfg, "tokenizer"), "tokenizer")
-    ldm, ldm_info = (None, None)
-    if use_codes:
-        ldm, ldm_info = load_stage(_stage_checkpoint(cfg, "ldm"), "ldm")
-    key = sequence_key(tokenizer_info.model_sha256, ldm_info.model_sha256 if ldm_info else None)
-    device = resolve_device(getattr(cfg, "device", "auto"))
-    export_sequences(cfg.dataset, tokenizer, ldm, key, device=device)
-    return key, tokenizer_info, ldm_info
+# --- heads: VideoWorld's action head, behaviour cloning, the no-LDM ablation ----------------
 
 
-def _action_head_setup(cfg: TrainConfig) -> tuple[torch.nn.Module, dict, Any, dict[str, str]]:
-    """Action head (codes from the LDM and the transformer) or BC (frames only)."""
-    import numpy as np
-
-    from vw_robot.data.dataset import labelled_per_task, select_labelled
-    from vw_robot.data.sequences import ActionChunkDataset, export_sequences, sequence_key
-
+def _labelled_episodes(cfg: TrainConfig) -> tuple[list[str], list[fmt.EpisodeMeta]]:
+    """The head's labelled episodes of the configured tasks, stratified by task."""
     stage_cfg = getattr(cfg.experiment, cfg.stage)
-    use_codes = cfg.stage == "action_head"
-    next_frame = cfg.stage == "noldm_head"
     manifest = fmt.read_manifest(cfg.dataset)
-    labelled_all = [r["episode_id"] for r in manifest["episodes"] if r["has_actions"]]
+    tasks = _tasks(cfg)
+    rows = [r for r in manifest["episodes"] if tasks is None or r["task_id"] in tasks]
+    labelled_all = [r["episode_id"] for r in rows if r["has_actions"]]
     if not labelled_all:
         raise fmt.DatasetError(
-            f"{cfg.dataset}: no episode has actions; an action head needs "
-            "some (collect demonstrations with `vw-robot collect`)."
+            f"{cfg.dataset}: no episode"
+            + (f" of {', '.join(tasks)}" if tasks else "")
+            + " has actions; an action head needs some (collect demonstrations with "
+            "`vw-robot collect`)."
         )
-    task_of = {r["episode_id"]: r["task_id"] for r in manifest["episodes"]}
+    task_of = {r["episode_id"]: r["task_id"] for r in rows}
     labelled = sorted(
         select_labelled(
             labelled_all,
@@ -254,90 +210,24 @@ def _action_head_setup(cfg: TrainConfig) -> tuple[torch.nn.Module, dict, Any, di
     dims = {m.action_dim for m in metas}
     if len(dims) != 1:
         raise fmt.DatasetError(f"{cfg.dataset}: labelled episodes mix action sizes {sorted(dims)}")
-    image_size = metas[0].image_size
-    parents: dict[str, str] = {}
-    key, sampled, horizon, levels = None, None, 1, [8, 5, 5, 5]
+    return labelled, metas
+
+
+def _generator(cfg: TrainConfig, use_codes: bool) -> tuple[torch.nn.Module, ckpt.CheckpointInfo]:
+    """The transformer a head builds on: with codes (VideoWorld) or code-free (no-LDM)."""
     if use_codes:
-        transformer, trf_info = load_stage(_stage_checkpoint(cfg, "transformer"), "transformer")
-        transformer.to(resolve_device(stage_cfg.optim.device))  # only samples codes here
+        path = stage_checkpoint(cfg.transformer_checkpoint, cfg.out, "transformer")
+        transformer, info = load_model(path, "transformer")
         if transformer.config.layout.horizon == 0:
             raise ckpt.CheckpointError(
-                f"{trf_info.path}: is the no-LDM ablation; the action "
-                "head needs a transformer trained with codes."
+                f"{info.path}: is the no-LDM ablation; the action head needs a transformer "
+                "trained with codes."
             )
-        tokenizer, tok_info = load_stage(trf_info.parents["tokenizer"], "tokenizer")
-        ldm, ldm_info = load_stage(trf_info.parents["ldm"], "ldm")
-        key = sequence_key(tok_info.model_sha256, ldm_info.model_sha256)
-        export_sequences(cfg.dataset, tokenizer, ldm, key)
-        task_ids = trf_info.model_config["task_ids"]
-        if stage_cfg.sampled_fraction > 0:
-            sampled = sample_codes(cfg.dataset, key, labelled, transformer, trf_info, task_ids)
-        horizon, levels = ldm.config.horizon, list(ldm.config.levels)
-        parents = {"transformer": str(trf_info.path), **trf_info.parents}
-    elif next_frame:
-        transformer, trf_info = _nocodes_transformer(cfg)
-        transformer.to(resolve_device(stage_cfg.optim.device))
-        tokenizer, tok_info = load_stage(trf_info.parents["tokenizer"], "tokenizer")
-        key = sequence_key(tok_info.model_sha256, None)
-        export_sequences(cfg.dataset, tokenizer, None, key)
-        task_ids = trf_info.model_config["task_ids"]
-        if stage_cfg.sampled_fraction > 0:
-            sampled = sample_codes(cfg.dataset, key, labelled, transformer, trf_info, task_ids)
-        parents = {"transformer": str(trf_info.path), **trf_info.parents}
-    else:
-        task_ids = sorted({row["task_id"] for row in manifest["episodes"]})
-    if parents and tok_info.model_config["image_size"] != image_size:
-        raise ckpt.CheckpointError(
-            f"{tok_info.path}: tokenizer image_size={tok_info.model_config['image_size']} "
-            f"but the dataset's frames are {image_size} px."
-        )
-    dataset = ActionChunkDataset(
-        cfg.dataset,
-        key,
-        stage_cfg.model.chunk,
-        labelled,
-        sampled=sampled,
-        sampled_fraction=stage_cfg.sampled_fraction,
-        seed=stage_cfg.label_seed,
-        task_ids=task_ids,
-        next_tokens=next_frame,
-    )
-    m = stage_cfg.model
-    model_config = {
-        "image_size": image_size,
-        "down_factor": 2 ** len(m.channels),
-        "channels": list(m.channels),
-        "num_res_blocks": m.num_res_blocks,
-        "feature_dim": m.feature_dim,
-        "use_codes": use_codes,
-        "use_next_frame": next_frame,
-        "horizon": horizon,
-        "code_levels": levels,
-        "code_embed_dim": m.code_embed_dim,
-        "hidden": m.hidden,
-        "action_dim": dims.pop(),
-        "chunk": m.chunk,
-        "state_dim": 0,
-        "task_ids": task_ids,
-        # What a checkpoint needs to say about the env it acts in.
-        "env": {
-            "image_size": image_size,
-            "camera": metas[0].env_spec.get("camera") if metas[0].env_spec else None,
-            "labelled_episodes": labelled,
-        },
-    }
-    model = build_model(cfg.stage, model_config)
-    actions = np.concatenate([fmt.load_steps(cfg.dataset, meta)["actions"] for meta in metas])
-    model.set_normalizer(torch.from_numpy(actions.mean(0)), torch.from_numpy(actions.std(0)))
-    return model, model_config, dataset, parents
-
-
-def _nocodes_transformer(cfg: TrainConfig) -> tuple[torch.nn.Module, ckpt.CheckpointInfo]:
-    """The code-free transformer the no-LDM head builds on (``<out>/transformer_nocodes``)."""
+        return transformer, info
     given = cfg.transformer_nocodes_checkpoint
     path = Path(given) if given else Path(cfg.out) / "transformer_nocodes"
     try:
-        transformer, info = load_stage(ckpt.resolve_checkpoint(path), "transformer")
+        transformer, info = load_model(ckpt.resolve_checkpoint(path), "transformer")
     except ckpt.CheckpointError as error:
         if Path(path).exists():
             raise
@@ -354,81 +244,172 @@ def _nocodes_transformer(cfg: TrainConfig) -> tuple[torch.nn.Module, ckpt.Checkp
     return transformer, info
 
 
-@torch.no_grad()
-def sample_codes(
-    root: str,
-    key: str,
-    episode_ids: list[str],
-    transformer: torch.nn.Module,
-    info: ckpt.CheckpointInfo,
-    task_ids: list[str],
-) -> dict[str, Any]:
-    """The codes the transformer samples (greedy) at every timestep of the given episodes,
-    with the episode's real past as context; cached under the transformer's checksum.
-
-    For the code-free transformer (the no-LDM ablation) it is the next frame's tokens that are
-    sampled, from a context one timestep shorter (the predicted frame fills the window).
-    Returns episode id -> (F, H) codes, or (F, N) next-frame tokens.
-    """
-    import numpy as np
-
-    from vw_robot.data.sequences import SEQUENCES_DIR
-    from vw_robot.io import atomic_write
-
-    layout, window = transformer.config.layout, transformer.config.max_timesteps
-    frames_mode = layout.horizon == 0
-    if frames_mode:
-        window -= 1  # the predicted frame takes the last timestep of the window
-        if window < 1:
-            raise ckpt.CheckpointError(
-                f"{info.path}: max_timesteps={transformer.config.max_timesteps} leaves no room "
-                "for a context before the predicted frame; train with max_timesteps >= 2."
+def _head_setup(cfg: TrainConfig) -> Setup:
+    """Action head (codes from the LDM and the transformer), BC (frames only) or the no-LDM
+    head (current frame + the frame the code-free transformer predicts)."""
+    stage_cfg = getattr(cfg.experiment, cfg.stage)
+    use_codes = cfg.stage == "action_head"
+    next_frame = cfg.stage == "noldm_head"
+    labelled, metas = _labelled_episodes(cfg)
+    image_size = metas[0].image_size
+    parents: dict[str, Path] = {}
+    key, sampled, horizon, levels = None, None, 1, [8, 5, 5, 5]
+    decoder = None
+    if use_codes or next_frame:
+        transformer, trf_info = _generator(cfg, use_codes)
+        transformer.to(resolve_device(stage_cfg.optim.device))  # only samples codes here
+        tokenizer, tok_info = load_model(ckpt.parent_checkpoint(trf_info, "tokenizer"), "tokenizer")
+        ldm, ldm_info = None, None
+        if use_codes:
+            ldm, ldm_info = load_model(ckpt.parent_checkpoint(trf_info, "ldm"), "ldm")
+            horizon, levels = ldm.config.horizon, list(ldm.config.levels)
+        else:
+            # The no-LDM head reads next frames as the policy will see them: decoded tokens.
+            decoder = tokenizer
+        key, _, _ = export(
+            cfg.dataset,
+            cfg.out,
+            tokenizer_checkpoint=str(tok_info.path),
+            ldm_checkpoint=str(ldm_info.path) if ldm_info else None,
+            use_codes=use_codes,
+            tasks=_tasks(cfg),
+            device="cpu",
+            cache_dir=cfg.cache_dir,
+        )
+        task_ids = trf_info.model_config["task_ids"]
+        if stage_cfg.sampled_fraction > 0:
+            sampled = sample_codes(
+                cfg.dataset, key, labelled, transformer, trf_info, task_ids, cfg.cache_dir
             )
-    kind = "sampled_next_tokens" if frames_mode else "sampled_codes"
-    folder = Path(root) / fmt.CACHE_DIR / kind / info.model_sha256[:16]
-    device = transformer.head.weight.device
-    out: dict[str, Any] = {}
-    todo: dict[str, tuple[torch.Tensor, torch.Tensor | None, int]] = {}
-    for episode_id in episode_ids:
-        path = folder / f"{episode_id}.npy"
-        if path.exists():
-            out[episode_id] = np.load(path, allow_pickle=False)
-            continue
-        meta = fmt.read_meta(root, episode_id)
-        with np.load(
-            Path(root) / fmt.CACHE_DIR / SEQUENCES_DIR / key / f"{episode_id}.npz",
-            allow_pickle=False,
-        ) as npz:
-            tokens = torch.from_numpy(npz["tokens"].astype(np.int64))  # (F, N)
-            codes = None if frames_mode else torch.from_numpy(npz["codes"].astype(np.int64))
-        todo[episode_id] = (tokens, codes, task_ids.index(meta.task_id))
-    # Every (episode, t) with the same history length shares batched calls, across episodes:
-    # one autoregressive decode per batch of 64 instead of one per early timestep.
-    by_history: dict[int, list[tuple[str, int]]] = {}
-    for episode_id, (tokens, _, _) in todo.items():
-        for t in range(len(tokens)):
-            by_history.setdefault(min(t, window - 1), []).append((episode_id, t))
-    sampled = {
-        e: torch.zeros_like(tokens if frames_mode else codes)  # (F, N) or (F, H)
-        for e, (tokens, codes, _) in todo.items()
+        parents = {"transformer": trf_info.path, **trf_info.parents}
+        if tok_info.model_config["image_size"] != image_size:
+            raise ckpt.CheckpointError(
+                f"{tok_info.path}: tokenizer image_size={tok_info.model_config['image_size']} "
+                f"but the dataset's frames are {image_size} px."
+            )
+    else:
+        task_ids = sorted({m.task_id for m in metas})
+    dataset = ActionChunkDataset(
+        cfg.dataset,
+        key,
+        stage_cfg.model.chunk,
+        labelled,
+        sampled=sampled,
+        sampled_fraction=stage_cfg.sampled_fraction,
+        seed=stage_cfg.label_seed,
+        task_ids=task_ids,
+        next_tokens=next_frame,
+        cache_dir=cfg.cache_dir,
+    )
+    m = stage_cfg.model
+    model_config = {
+        "image_size": image_size,
+        "down_factor": 2 ** len(m.channels),
+        "channels": list(m.channels),
+        "num_res_blocks": m.num_res_blocks,
+        "feature_dim": m.feature_dim,
+        "use_codes": use_codes,
+        "use_next_frame": next_frame,
+        "horizon": horizon,
+        "code_levels": levels,
+        "code_embed_dim": m.code_embed_dim,
+        "hidden": m.hidden,
+        "action_dim": metas[0].action_dim,
+        "chunk": m.chunk,
+        "state_dim": 0,
+        "task_ids": task_ids,
+        # What a checkpoint needs to say about the env it acts in.
+        "env": {
+            "image_size": image_size,
+            "camera": metas[0].env_spec.get("camera") if metas[0].env_spec else None,
+            "labelled_episodes": labelled,
+        },
     }
-    for history, rows in by_history.items():
-        for i in range(0, len(rows), 64):
-            group = rows[i : i + 64]
-            tok = torch.stack([todo[e][0][t - history : t + 1] for e, t in group]).to(device)
-            tasks = torch.tensor([todo[e][2] for e, _ in group], device=device)
-            if frames_mode:
-                context = layout.build_context(tok, None)  # (b, L), whole timesteps
-                result = transformer.generate_frame_tokens(context, tasks)
-            else:
-                cod = torch.stack([todo[e][1][t - history : t] for e, t in group]).to(device)
-                context = layout.build_context(tok, cod)  # (b, L)
-                result = transformer.generate_codes(context, tasks)
-            for (e, t), row in zip(group, result.cpu(), strict=True):
-                sampled[e][t] = row
-    for episode_id, values in sampled.items():
-        array = values.numpy().astype(np.int16)
-        path = folder / f"{episode_id}.npy"
-        atomic_write(path, lambda f, a=array: np.save(f, a))
-        out[episode_id] = array
-    return out
+    model = build_model("ActionHead", model_config)
+    actions = np.concatenate([fmt.load_steps(cfg.dataset, meta)["actions"] for meta in metas])
+    stats = action_statistics(actions, f"{cfg.dataset} ({len(metas)} labelled episode(s))")
+    model.set_normalizer(torch.tensor(stats["mean"]), torch.tensor(stats["std"]))
+
+    def loss(m: torch.nn.Module, batch: dict) -> tuple[torch.Tensor, dict]:
+        next_frames = None
+        if decoder is not None:
+            tokens = batch["next_tokens"]  # (B, N)
+            grid = int(round(tokens.shape[1] ** 0.5))
+            with torch.no_grad():
+                next_frames = decoder.to(tokens.device).decode(tokens.view(-1, grid, grid))
+        predicted = m(batch["frames"], batch.get("codes"), next_frames=next_frames)
+        return _unwrap(m).chunk_loss(predicted, batch["actions"], batch["action_mask"]), {}
+
+    return Setup(model, model_config, dataset, loss, parents)
+
+
+_HEAD = "{} -> action chunk; its folder is a policy (`vw-robot eval policy=...`)"
+
+STAGES: dict[str, Stage] = {
+    stage.name: stage
+    for stage in (
+        Stage(
+            "tokenizer",
+            "frame tokenizer: 64 px frame <-> grid of FSQ tokens",
+            _tokenizer_setup,
+            pictures.tokenizer_pictures,
+        ),
+        Stage(
+            "ldm",
+            "latent dynamics model: H discrete codes of x_t -> x_{t+1..t+H}",
+            _ldm_setup,
+            pictures.ldm_pictures,
+        ),
+        Stage(
+            "transformer",
+            "GPT over [frame tokens][SEP][codes] per timestep (code-free: the no-LDM ablation)",
+            _transformer_setup,
+            pictures.transformer_pictures,
+            # The ablation's transformer gets its own folder beside the one with codes.
+            lambda cfg: (
+                "transformer" if cfg.experiment.transformer.use_codes else "transformer_nocodes"
+            ),
+        ),
+        Stage("action_head", _HEAD.format("frame + LDM/transformer codes"), _head_setup),
+        Stage("bc", _HEAD.format("behaviour cloning: frame"), _head_setup),
+        Stage("noldm_head", _HEAD.format("frame + predicted next frame"), _head_setup),
+    )
+}
+
+
+def run_stage(cfg: TrainConfig) -> dict[str, Any]:
+    """Train ``cfg.stage``; returns the loop's result plus the run folder (and pictures)."""
+    cfg.validate()
+    manifest = fmt.read_manifest(cfg.dataset)  # a clear error for a missing dataset, first
+    present = {row["task_id"] for row in manifest["episodes"]}
+    absent = sorted(set(cfg.tasks) - present)
+    if absent:
+        raise fmt.DatasetError(
+            f"{cfg.dataset}: no episodes of task(s) {', '.join(absent)} (tasks=); the dataset "
+            f"has {', '.join(sorted(present))}."
+        )
+    stage = STAGES[cfg.stage]
+    stage_cfg = getattr(cfg.experiment, cfg.stage)
+    run_dir = Path(cfg.out) / stage.run_name(cfg)
+    torch.manual_seed(stage_cfg.optim.seed)
+    setup = stage.setup(cfg)
+    log.info("train %s: %d samples, run folder %s", cfg.stage, len(setup.dataset), run_dir)
+    result = train(
+        stage=cfg.stage,
+        model=setup.model,
+        dataset=setup.dataset,
+        loss_fn=setup.loss,
+        optim=stage_cfg.optim,
+        run_dir=run_dir,
+        model_config=setup.model_config,
+        config_yaml=OmegaConf.to_yaml(OmegaConf.structured(cfg)),
+        parents=setup.parents,
+    )
+    result["run_dir"] = str(run_dir)
+    if cfg.pictures and stage.pictures is not None:
+        out = run_dir / pictures.PICTURES_DIR
+        result["pictures"] = stage.pictures(
+            setup.model, cfg.dataset, out, setup.parents, _tasks(cfg), cfg.cache_dir
+        )
+        log.info("%s pictures: %s", cfg.stage, result["pictures"])
+    return result

@@ -13,6 +13,16 @@ A checkpoint is a folder::
 
 The folder is written under a temporary name and renamed into place, and ``last.json`` is
 replaced atomically after it, so a kill at any moment leaves the previous checkpoint intact.
+
+Parents are stored relative to the checkpoint folder itself (``info.json`` ``"format": 2``),
+so a run folder moved whole, or a policy folder exported by ``vw-robot export-policy``, still
+finds them from any working directory. Checkpoints written before that (no ``format``) named
+their parents relative to the directory training ran in; they load from that directory and
+are refused elsewhere with a message saying so.
+
+This module sits at the bottom of the layers (it needs only torch, numpy and safetensors):
+building a model from a checkpoint (:mod:`vw_robot.models.registry`) and acting
+(:mod:`vw_robot.policies`) read checkpoints without importing the training loop.
 """
 
 from __future__ import annotations
@@ -29,6 +39,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from vw_robot.errors import UserError
 from vw_robot.io import atomic_write_json, atomic_write_text, sha256_file
 
 CHECKPOINTS_DIR = "checkpoints"
@@ -38,9 +49,11 @@ TRAINER_TENSORS = "trainer.safetensors"
 TRAINER_JSON = "trainer.json"
 CONFIG_FILE = "config.yaml"
 INFO_FILE = "info.json"
+# 2: parents relative to the checkpoint folder; absent (1): relative to the training cwd.
+FORMAT = 2
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError):
     """A checkpoint is missing, incomplete, or does not fit what asks for it."""
 
 
@@ -53,8 +66,9 @@ class CheckpointInfo:
     step: int
     model_class: str
     model_config: dict[str, Any]
-    parents: dict[str, str]  # stage -> checkpoint folder this one was built on
+    parents: dict[str, Path]  # stage -> checkpoint folder this one was built on (resolved)
     model_sha256: str
+    format: int = FORMAT  # 1: a checkpoint whose parents were stored relative to the cwd
 
 
 def _split_optimizer_state(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict]:
@@ -89,8 +103,7 @@ def save_checkpoint(
     model_config: dict[str, Any],
     config_yaml: str,
     optimizer: torch.optim.Optimizer | None = None,
-    parents: dict[str, str] | None = None,
-    extra_tensors: dict[str, torch.Tensor] | None = None,
+    parents: dict[str, str | os.PathLike[str]] | None = None,
 ) -> Path:
     """Write a complete checkpoint atomically and point ``last.json`` at it.
 
@@ -102,8 +115,8 @@ def save_checkpoint(
         model_config: the model's config as a plain dict (rebuilds the model).
         config_yaml: the run's resolved config.
         optimizer: saved with the RNG states for exact resume (None for export-only saves).
-        parents: stage -> checkpoint path this stage was built on.
-        extra_tensors: more buffers to keep beside the weights (e.g. normaliser statistics).
+        parents: stage -> checkpoint folder this stage was built on (any path that exists
+            from here; it is stored relative to the new checkpoint).
 
     Returns:
         The checkpoint folder.
@@ -116,7 +129,6 @@ def save_checkpoint(
     tmp.mkdir()
     try:
         weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-        weights.update(extra_tensors or {})
         save_file(weights, str(tmp / MODEL_FILE))
         if optimizer is not None:
             tensors, rest = _split_optimizer_state(optimizer.state_dict())
@@ -144,7 +156,8 @@ def save_checkpoint(
                 "step": step,
                 "model_class": type(model).__name__,
                 "model_config": model_config,
-                "parents": parents or {},
+                "format": FORMAT,
+                "parents": relative_parents(parents or {}, final),
                 "model_sha256": sha256_file(tmp / MODEL_FILE),
             },
         )
@@ -156,6 +169,22 @@ def save_checkpoint(
         raise
     atomic_write_json(root / LAST_FILE, {"path": final.name, "step": step})
     return final
+
+
+def relative_parents(
+    parents: dict[str, str | os.PathLike[str]], folder: str | os.PathLike[str]
+) -> dict[str, str]:
+    """Parents as POSIX paths relative to the checkpoint ``folder`` that records them.
+
+    Raises:
+        CheckpointError: a parent that is not a checkpoint.
+    """
+    base = Path(os.path.abspath(folder))
+    out = {}
+    for stage, parent in parents.items():
+        target = Path(os.path.abspath(resolve_checkpoint(parent)))
+        out[stage] = Path(os.path.relpath(target, base)).as_posix()
+    return out
 
 
 def _python_rng_state() -> tuple:
@@ -203,19 +232,67 @@ def read_info(path: str | os.PathLike[str], *, stage: str | None = None) -> Chec
         info = json.loads((path / INFO_FILE).read_text())
     except (json.JSONDecodeError, OSError) as exc:
         raise CheckpointError(f"{path / INFO_FILE}: unreadable ({exc}).") from None
+    if not isinstance(info, dict):
+        raise CheckpointError(f"{path / INFO_FILE}: not a JSON object.")
+    missing = [
+        k for k in ("stage", "step", "model_class", "model_config", "model_sha256") if k not in info
+    ]
+    if missing:
+        raise CheckpointError(f"{path / INFO_FILE}: missing {', '.join(missing)}.")
     if stage is not None and info.get("stage") != stage:
         raise CheckpointError(
             f"{path}: is a {info.get('stage')!r} checkpoint, but a {stage!r} checkpoint is "
             "needed here."
         )
+    version = int(info.get("format", 1))
+    if version > FORMAT:
+        raise CheckpointError(
+            f"{path / INFO_FILE}: format {version} is newer than this vw_robot reads "
+            f"({FORMAT}); upgrade vw_robot."
+        )
+    stored = dict(info.get("parents", {}))
+    if version >= 2:
+        parents = {k: Path(os.path.normpath(path / v)) for k, v in stored.items()}
+    else:  # written relative to the cwd of the training run
+        parents = {k: Path(v) for k, v in stored.items()}
     return CheckpointInfo(
         path,
         info["stage"],
         int(info["step"]),
         info["model_class"],
         info["model_config"],
-        dict(info.get("parents", {})),
+        parents,
         info["model_sha256"],
+        version,
+    )
+
+
+def parent_checkpoint(info: CheckpointInfo, stage: str) -> Path:
+    """The checkpoint folder ``info`` was built on for ``stage``, checked to exist.
+
+    Raises:
+        CheckpointError: no such parent recorded, or it is missing on disk (with why: a moved
+            folder, an old checkpoint read from another directory).
+    """
+    if stage not in info.parents:
+        raise CheckpointError(
+            f"{info.path}: records no {stage} checkpoint (parents: "
+            f"{', '.join(info.parents) or 'none'})."
+        )
+    parent = info.parents[stage]
+    if (parent / INFO_FILE).exists() or (parent / CHECKPOINTS_DIR / LAST_FILE).exists():
+        return parent
+    if info.format < 2:
+        raise CheckpointError(
+            f"{info.path}: was written by an older vw_robot that named its {stage} checkpoint "
+            f"relative to the directory training ran in ({parent}), which is not found from "
+            f"{Path.cwd()}; run from that directory, or retrain the stage to get a checkpoint "
+            "that can be moved."
+        )
+    raise CheckpointError(
+        f"{info.path}: was built on the {stage} checkpoint {parent}, which is missing (a run "
+        f"folder must be moved whole; `vw-robot export-policy` makes a self-contained "
+        f"folder); rebuild it with `vw-robot train stage={stage}`."
     )
 
 

@@ -22,8 +22,11 @@ from typing import Any
 import numpy as np
 
 from vw_robot.data import format as fmt
+from vw_robot.envs import make_env
 from vw_robot.eval.seeding import episode_seed
 from vw_robot.io import LockHeldError, folder_lock
+from vw_robot.policies import make_policy
+from vw_robot.provenance import provenance
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +68,8 @@ def record_episode(env: Any, policy: Any, job: EpisodeJob) -> dict[str, Any]:
     while first_success is None or len(actions) < first_success + job.steps_after_success:
         action = np.asarray(policy.select_action(obs, info), dtype=np.float32)
         obs, reward, terminated, truncated, info = env.step(action)
-        actions.append(action)
+        # Our envs clip to their Box: record the action that acted, which stays in bounds.
+        actions.append(np.clip(action, env.action_space.low, env.action_space.high))
         rewards.append(reward)
         frames.append(obs["pixels"])
         states.append(obs["state"])
@@ -94,8 +98,6 @@ _POLICIES: dict[str, Any] = {}
 
 
 def _env_for(job: EpisodeJob) -> Any:
-    from vw_robot.envs import make_env
-
     key = (job.task_id, job.env_kwargs)
     if key not in _ENVS:
         _ENVS[key] = make_env(job.task_id, **dict(job.env_kwargs))
@@ -110,15 +112,11 @@ def _close_envs() -> None:
 
 @functools.cache
 def _versions() -> dict[str, str | None]:
-    from vw_robot.eval.report import provenance
-
     return provenance()["packages"]
 
 
 def run_job(root: str, job: EpisodeJob) -> dict[str, Any]:
     """Record and store one episode (runs in a worker). Returns a row for the summary."""
-    from vw_robot.policies import make_policy
-
     if job.policy not in _POLICIES:
         _POLICIES[job.policy] = make_policy(job.policy)
     env = _env_for(job)
@@ -153,6 +151,8 @@ def run_job(root: str, job: EpisodeJob) -> dict[str, Any]:
                 "max_episode_steps": env._max_episode_steps,
             },
             versions=_versions(),
+            action_low=env.action_space.low.astype(float).tolist(),
+            action_high=env.action_space.high.astype(float).tolist(),
         )
         fmt.write_episode(root, meta, episode["frames"], episode["steps"])
         folder = fmt.episode_dir(root, job.episode_id)

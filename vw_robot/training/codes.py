@@ -1,0 +1,161 @@
+"""Tokens and codes for the data: the export that labels every timestep, the transformer's
+own samples that the action head also trains on, and the layout they imply.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from vw_robot import checkpoint as ckpt
+from vw_robot.data import format as fmt
+from vw_robot.data.sequences import export_sequences, sequence_key, sequences_dir
+from vw_robot.device import resolve_device
+from vw_robot.io import atomic_write
+from vw_robot.models.registry import load_model
+from vw_robot.models.transformer import SequenceLayout
+
+
+def stage_checkpoint(
+    given: str | os.PathLike[str] | None, out: str | os.PathLike[str], stage: str
+) -> Path:
+    """The checkpoint a stage builds on: ``given`` (a ``<stage>_checkpoint=`` key), else the
+    pipeline folder's ``<out>/<stage>`` run.
+
+    Raises:
+        CheckpointError: none there, with the command that makes it.
+    """
+    path = Path(given) if given else Path(out) / stage
+    try:
+        return ckpt.resolve_checkpoint(path)
+    except ckpt.CheckpointError:
+        raise ckpt.CheckpointError(
+            f"{path}: no trained {stage} checkpoint; produce it with `vw-robot train "
+            f"stage={stage} dataset=... out={out}` or pass {stage}_checkpoint=PATH."
+        ) from None
+
+
+def sequence_layout(
+    tokenizer_config: dict[str, Any], ldm_config: dict[str, Any] | None
+) -> SequenceLayout:
+    """The transformer's vocabulary and per-timestep layout implied by the tokenizer's and the
+    latent dynamics model's configs (no LDM: the no-code ablation)."""
+    grid = tokenizer_config["image_size"] // tokenizer_config["down_factor"]
+    return SequenceLayout(
+        num_frame_tokens=grid * grid,
+        frame_vocab=math.prod(tokenizer_config["levels"]),
+        horizon=ldm_config["horizon"] if ldm_config else 0,
+        code_vocab=math.prod(ldm_config["levels"]) if ldm_config else 1,
+    )
+
+
+def export(
+    dataset: str,
+    out: str,
+    *,
+    tokenizer_checkpoint: str | None = None,
+    ldm_checkpoint: str | None = None,
+    use_codes: bool = True,
+    tasks: list[str] | None = None,
+    device: str = "auto",
+    cache_dir: str | None = None,
+) -> tuple[str, ckpt.CheckpointInfo, ckpt.CheckpointInfo | None]:
+    """Export tokens (and codes) for ``dataset`` (``tasks`` only, when given) with the
+    pipeline's checkpoints; returns the export key and the checkpoints it used."""
+    tokenizer_path = stage_checkpoint(tokenizer_checkpoint, out, "tokenizer")
+    tokenizer, tokenizer_info = load_model(tokenizer_path, "tokenizer")
+    ldm, ldm_info = (None, None)
+    if use_codes:
+        ldm, ldm_info = load_model(stage_checkpoint(ldm_checkpoint, out, "ldm"), "ldm")
+    key = sequence_key(tokenizer_info.model_sha256, ldm_info.model_sha256 if ldm_info else None)
+    export_sequences(
+        dataset,
+        tokenizer,
+        ldm,
+        key,
+        device=resolve_device(device),
+        tasks=tasks,
+        cache_dir=cache_dir,
+    )
+    return key, tokenizer_info, ldm_info
+
+
+@torch.no_grad()
+def sample_codes(
+    root: str,
+    key: str,
+    episode_ids: list[str],
+    transformer: torch.nn.Module,
+    info: ckpt.CheckpointInfo,
+    task_ids: list[str],
+    cache_dir: str | None = None,
+) -> dict[str, Any]:
+    """The codes the transformer samples (greedy) at every timestep of the given episodes,
+    with the episode's real past as context; cached under the transformer's checksum.
+
+    For the code-free transformer (the no-LDM ablation) it is the next frame's tokens that are
+    sampled, from a context one timestep shorter (the predicted frame fills the window).
+    Returns episode id -> (F, H) codes, or (F, N) next-frame tokens.
+    """
+    layout, window = transformer.config.layout, transformer.config.max_timesteps
+    frames_mode = layout.horizon == 0
+    if frames_mode:
+        window -= 1  # the predicted frame takes the last timestep of the window
+        if window < 1:
+            raise ckpt.CheckpointError(
+                f"{info.path}: max_timesteps={transformer.config.max_timesteps} leaves no room "
+                "for a context before the predicted frame; train with max_timesteps >= 2."
+            )
+    kind = "sampled_next_tokens" if frames_mode else "sampled_codes"
+    folder = fmt.cache_root(root, cache_dir) / kind / info.model_sha256[:16]
+    device = transformer.head.weight.device
+    out: dict[str, Any] = {}
+    todo: dict[str, tuple[torch.Tensor, torch.Tensor | None, int]] = {}
+    for episode_id in episode_ids:
+        path = folder / f"{episode_id}.npy"
+        if path.exists():
+            out[episode_id] = np.load(path, allow_pickle=False)
+            continue
+        meta = fmt.read_meta(root, episode_id)
+        with np.load(
+            sequences_dir(root, key, cache_dir) / f"{episode_id}.npz",
+            allow_pickle=False,
+        ) as npz:
+            tokens = torch.from_numpy(npz["tokens"].astype(np.int64))  # (F, N)
+            codes = None if frames_mode else torch.from_numpy(npz["codes"].astype(np.int64))
+        todo[episode_id] = (tokens, codes, task_ids.index(meta.task_id))
+    # Every (episode, t) with the same history length shares batched calls, across episodes:
+    # one autoregressive decode per batch of 64 instead of one per early timestep.
+    by_history: dict[int, list[tuple[str, int]]] = {}
+    for episode_id, (tokens, _, _) in todo.items():
+        for t in range(len(tokens)):
+            by_history.setdefault(min(t, window - 1), []).append((episode_id, t))
+    sampled = {
+        e: torch.zeros_like(tokens if frames_mode else codes)  # (F, N) or (F, H)
+        for e, (tokens, codes, _) in todo.items()
+    }
+    for history, rows in by_history.items():
+        for i in range(0, len(rows), 64):
+            group = rows[i : i + 64]
+            tok = torch.stack([todo[e][0][t - history : t + 1] for e, t in group]).to(device)
+            tasks = torch.tensor([todo[e][2] for e, _ in group], device=device)
+            if frames_mode:
+                context = layout.build_context(tok, None)  # (b, L), whole timesteps
+                result = transformer.generate_frame_tokens(context, tasks)
+            else:
+                cod = torch.stack([todo[e][1][t - history : t] for e, t in group]).to(device)
+                context = layout.build_context(tok, cod)  # (b, L)
+                result = transformer.generate_codes(context, tasks)
+            for (e, t), row in zip(group, result.cpu(), strict=True):
+                sampled[e][t] = row
+    for episode_id, values in sampled.items():
+        array = values.numpy().astype(np.int16)
+        path = folder / f"{episode_id}.npy"
+        atomic_write(path, lambda f, a=array: np.save(f, a))
+        out[episode_id] = array
+    return out
