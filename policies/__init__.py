@@ -12,7 +12,9 @@ from vw_robot.policies.videoworld import load_policy, policy_info
 _BUILTIN = {"expert": ExpertPolicy, "random": RandomPolicy}
 
 
-def make_policy(spec: str, device: str = "cpu", execute: int | None = None) -> Policy:
+def make_policy(
+    spec: str, device: str = "cpu", execute: int | None = None, ensemble: float | None = None
+) -> Policy:
     """Build a policy: ``"expert"``, ``"random"``, or a policy checkpoint / run folder
     (``runs/x/action_head``, ``runs/x/bc``, ``runs/x/noldm_head``, a ``checkpoints/step_...``
     folder in them, or a folder written by ``vw-robot export-policy``).
@@ -24,6 +26,8 @@ def make_policy(spec: str, device: str = "cpu", execute: int | None = None) -> P
         spec: the name or folder.
         device: where a learned policy's networks run (``auto``, ``cpu``, ``cuda``).
         execute: learned policies: actions run per plan (None: the whole chunk).
+        ensemble: learned policies: plan every step and average the chunks' predictions with
+            ACT's weights exp(-ensemble * i) (None: off; ``execute`` is then ignored).
 
     Raises:
         UserError: neither a known name nor a policy checkpoint (the message says which), or
@@ -31,10 +35,10 @@ def make_policy(spec: str, device: str = "cpu", execute: int | None = None) -> P
     """
     check_policy_spec(spec)
     if spec in _BUILTIN:
-        if execute is not None:
-            raise UserError(f"execute: policy {spec!r} does not execute action chunks.")
+        if execute is not None or ensemble is not None:
+            raise UserError(f"execute/ensemble: policy {spec!r} does not act in action chunks.")
         return _BUILTIN[spec]()
-    policy = load_policy(spec, device=device)
+    policy = load_policy(spec, device=device, ensemble=ensemble)
     if execute is not None:
         if not 1 <= execute <= policy.head.config.chunk:
             raise UserError(f"execute: {execute} must be in [1, {policy.head.config.chunk}].")

@@ -50,8 +50,35 @@ def _frame_tensor(obs: dict[str, np.ndarray], key: str, size: int) -> torch.Tens
     return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None]
 
 
+def _state_tensor(obs: dict[str, np.ndarray], size: int) -> torch.Tensor:
+    """The observation's proprio state as (1, D) float32, checked against the head's size."""
+    if "state" not in obs:
+        raise PolicyMismatchError(
+            f"the policy reads a {size}-D proprio 'state', the observation has none (keys: "
+            f"{sorted(obs)})."
+        )
+    state = np.asarray(obs["state"], dtype=np.float32)
+    if state.shape != (size,):
+        raise PolicyMismatchError(
+            f"the policy was trained on a {size}-D proprio state; the env's is {state.shape}."
+        )
+    return torch.from_numpy(state)[None]
+
+
+def ensemble_action(predictions: list[np.ndarray], weight: float) -> np.ndarray:
+    """ACT's temporal ensembling: the actions that successive chunks predicted for the same
+    step, oldest first, averaged with weights exp(-weight * i) (i = 0 the oldest chunk).
+
+    Args:
+        predictions: (A,) actions for the current step, oldest chunk first.
+        weight: m >= 0; larger trusts older predictions more; 0 is a plain mean.
+    """
+    weights = np.exp(-weight * np.arange(len(predictions)))  # (n,)
+    return (weights[:, None] * np.stack(predictions)).sum(0) / weights.sum()
+
+
 class _ChunkPolicy:
-    """Shared per-episode machinery: task, action queue, env checks."""
+    """Shared per-episode machinery: task, action queue (or temporal ensemble), env checks."""
 
     def __init__(
         self,
@@ -60,6 +87,7 @@ class _ChunkPolicy:
         execute: int | None,
         pixels_key: str,
         device: str = "cpu",
+        ensemble: float | None = None,
     ) -> None:
         self.device = resolve_device(device)
         self.head = head.eval().to(self.device)
@@ -70,7 +98,14 @@ class _ChunkPolicy:
         if not 1 <= self.execute <= head.config.chunk:
             raise UserError(f"execute={execute} must be in [1, chunk={head.config.chunk}].")
         self.pixels_key = pixels_key
+        # Temporal ensembling (ACT): plan every step and average what the recent chunks
+        # predicted for it; None executes `execute` actions of each chunk open-loop.
+        if ensemble is not None and ensemble < 0:
+            raise UserError(f"ensemble={ensemble} must be >= 0 (or None: off).")
+        self.ensemble = ensemble
         self._queue: deque[np.ndarray] = deque()
+        self._chunks: deque[tuple[int, np.ndarray]] = deque()  # (step planned at, (k, A))
+        self._step = 0
         self._task: int | None = None
 
     def check_task(self, task_id: str, action_space: Any = None) -> None:
@@ -91,6 +126,8 @@ class _ChunkPolicy:
         self.check_task(task_id, action_space)
         self._task = self.task_ids.index(task_id)
         self._queue.clear()
+        self._chunks.clear()
+        self._step = 0
         self._reset_context()
 
     def _reset_context(self) -> None:
@@ -103,18 +140,37 @@ class _ChunkPolicy:
             raise RuntimeError("select_action called before reset(task_id=...).")
         frame = _frame_tensor(obs, self.pixels_key, self.image_size).to(self.device)
         codes = self._observe(frame)
+        inputs = self._head_inputs(obs)
+        if self.ensemble is not None:
+            step, self._step = self._step, self._step + 1
+            self._chunks.append((step, self._plan(frame, codes, inputs)[0].cpu().numpy()))
+            while self._chunks[0][0] + len(self._chunks[0][1]) <= step:
+                self._chunks.popleft()
+            predictions = [chunk[step - start] for start, chunk in self._chunks]
+            return ensemble_action(predictions, self.ensemble).astype(np.float32)
         if not self._queue:
-            chunk = self._plan(frame, codes)[0].cpu().numpy()  # (k, A)
+            chunk = self._plan(frame, codes, inputs)[0].cpu().numpy()  # (k, A)
             self._queue.extend(chunk[: self.execute])
         return self._queue.popleft().astype(np.float32)
+
+    def _head_inputs(self, obs: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+        """The task index and proprio state, for a head trained with them."""
+        config, inputs = self.head.config, {}
+        if config.num_tasks:
+            inputs["task"] = torch.tensor([self._task], device=self.device)
+        if config.state_dim:
+            inputs["state"] = _state_tensor(obs, config.state_dim).to(self.device)
+        return inputs
 
     def _observe(self, frame: torch.Tensor) -> torch.Tensor | None:
         """Take in the current frame (every step); return the codes the head needs."""
         return None
 
-    def _plan(self, frame: torch.Tensor, codes: torch.Tensor | None) -> torch.Tensor:
-        """The next action chunk (1, k, A) in env units."""
-        return self.head.predict(frame, codes)
+    def _plan(
+        self, frame: torch.Tensor, codes: torch.Tensor | None, inputs: dict[str, torch.Tensor]
+    ) -> torch.Tensor:
+        """The next action chunk (1, k, A) in env units (``inputs``: task, state)."""
+        return self.head.predict(frame, codes, **inputs)
 
 
 class BCPolicy(_ChunkPolicy):
@@ -136,8 +192,9 @@ class _GeneratorPolicy(_ChunkPolicy):
         pixels_key: str = "pixels",
         use_cache: bool = True,
         device: str = "cpu",
+        ensemble: float | None = None,
     ) -> None:
-        super().__init__(head, info, execute, pixels_key, device)
+        super().__init__(head, info, execute, pixels_key, device, ensemble)
         self.transformer = _parent(info, "transformer").to(self.device)
         self.tokenizer = _parent(info, "tokenizer").to(self.device)
         self.layout = self.transformer.config.layout
@@ -233,7 +290,9 @@ class NoLDMPolicy(_GeneratorPolicy):
         return None
 
     @torch.no_grad()
-    def _plan(self, frame: torch.Tensor, codes: torch.Tensor | None) -> torch.Tensor:
+    def _plan(
+        self, frame: torch.Tensor, codes: torch.Tensor | None, inputs: dict[str, torch.Tensor]
+    ) -> torch.Tensor:
         context = self.layout.build_context(torch.stack(self._tokens)[None], None)  # (1, L)
         tokens = self.transformer.generate_frame_tokens(
             context,
@@ -243,7 +302,7 @@ class NoLDMPolicy(_GeneratorPolicy):
         )  # (1, N)
         grid = self.tokenizer.config.image_size // self.tokenizer.config.down_factor
         self._predicted = self.tokenizer.decode(tokens.view(1, grid, grid))  # (1, 3, S, S)
-        return self.head.predict(frame, next_frames=self._predicted)
+        return self.head.predict(frame, next_frames=self._predicted, **inputs)
 
     def plan_frames(self) -> np.ndarray:
         """(1, S, S, 3) uint8: the next frame the transformer predicted at the last plan."""
@@ -283,8 +342,8 @@ def load_policy(path: str | os.PathLike[str], **kwargs: Any) -> _ChunkPolicy:
 
     Args:
         path: the policy checkpoint.
-        **kwargs: ``execute``, ``temperature``, ``pixels_key``, ``use_cache``, ``device``
-            (BC takes only ``execute``, ``pixels_key`` and ``device``).
+        **kwargs: ``execute``, ``temperature``, ``pixels_key``, ``use_cache``, ``device``,
+            ``ensemble`` (BC takes only ``execute``, ``pixels_key``, ``device``, ``ensemble``).
 
     Raises:
         CheckpointError: not a policy checkpoint, or a missing parent (with the command that
@@ -302,6 +361,7 @@ def load_policy(path: str | os.PathLike[str], **kwargs: Any) -> _ChunkPolicy:
             kwargs.pop("execute", None),
             kwargs.pop("pixels_key", "pixels"),
             kwargs.pop("device", "cpu"),
+            kwargs.pop("ensemble", None),
         )
     return policy_class(head, info, **kwargs)
 

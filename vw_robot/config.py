@@ -91,6 +91,7 @@ class EvalConfig:
     device: str = "auto"  # where learned policies run: auto (CUDA if available) | cpu | cuda
     fps: int = 20  # frame rate of saved videos
     execute: Optional[int] = None  # learned policies: actions run per plan (None: whole chunk)
+    ensemble: Optional[float] = None  # learned policies: ACT temporal ensembling weight m
     out: str = "runs/eval"  # output folder (results.json, results.md, videos/)
 
     def validate(self) -> list[str]:
@@ -102,6 +103,7 @@ class EvalConfig:
         _check(self.fps >= 1, "fps", f"{self.fps} < 1")
         _check_device(self.device, "device")
         _check(self.execute is None or self.execute >= 1, "execute", f"{self.execute} < 1")
+        _check(self.ensemble is None or self.ensemble >= 0, "ensemble", f"{self.ensemble} < 0")
         return _validate_env_choice(
             self.suite,
             self.tasks,
@@ -130,6 +132,7 @@ class EvalChainsConfig:
     device: str = "auto"  # where learned policies run: auto (CUDA if available) | cpu | cuda
     fps: int = 20  # frame rate of saved videos
     execute: Optional[int] = None  # learned policies: actions run per plan (None: whole chunk)
+    ensemble: Optional[float] = None  # learned policies: ACT temporal ensembling weight m
     out: str = "runs/eval_chains"  # output folder (chains.json, chains.md, single/, videos/)
 
     def validate(self) -> None:

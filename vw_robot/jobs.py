@@ -80,7 +80,9 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
             videos_per_task=cfg.videos_per_task,
             stop_on_success=cfg.stop_on_success,
             progress=bar.update,
-            policy_factory=functools.partial(make_policy, execute=cfg.execute, device=cfg.device),
+            policy_factory=functools.partial(
+                make_policy, execute=cfg.execute, device=cfg.device, ensemble=cfg.ensemble
+            ),
         )
     elapsed = time.perf_counter() - start
     config = dataclasses.asdict(cfg) | {"resolved_tasks": tasks}
@@ -267,7 +269,9 @@ def eval_chains(cfg: EvalChainsConfig) -> dict[str, Any]:
     """
     cfg.validate()
     out = Path(cfg.out)
-    factory = functools.partial(make_policy, execute=cfg.execute, device=cfg.device)
+    factory = functools.partial(
+        make_policy, execute=cfg.execute, device=cfg.device, ensemble=cfg.ensemble
+    )
     config = dataclasses.asdict(cfg)
     log.info(
         "eval-chains: policy=%s, %d chain(s) of %d, %d step(s) per subtask, out=%s",

@@ -7,6 +7,11 @@ chunk with the same conv trunk), so the two differ only in whether they see the 
 the current frame and the predicted next frame, and their features are concatenated.
 Actions are predicted in normalised units; the normaliser's statistics are buffers, so they
 travel with the weights and ``predict`` returns actions in the env's units.
+
+Two optional inputs, recorded in the config (so in every checkpoint): the task (``num_tasks >
+0``: a learned embedding of the task index, as multi-task policies have; without it a BC head
+must tell reach from push from a pixel or two) and the proprio state (``state_dim > 0``,
+normalised by statistics kept as buffers like the actions').
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ class ActionHeadConfig:
     action_dim: int = 4  # A: the env's action size
     chunk: int = 4  # k: actions predicted per call
     state_dim: int = 0  # proprio inputs (0 = pixels only, as the paper's head)
+    num_tasks: int = 0  # > 0: condition on the task index through a learned embedding
+    task_embed_dim: int = 16  # size of that embedding
 
     def __post_init__(self) -> None:
         self.validate()
@@ -53,8 +60,11 @@ class ActionHeadConfig:
             raise ValueError(f"horizon: expected >= 1 when use_codes, got {self.horizon}")
         if self.use_codes and self.use_next_frame:
             raise ValueError("use_next_frame: the head reads codes or a next frame, not both")
-        if self.state_dim < 0:
-            raise ValueError(f"state_dim: expected >= 0, got {self.state_dim}")
+        for key in ("state_dim", "num_tasks"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"{key}: expected >= 0, got {getattr(self, key)}")
+        if self.task_embed_dim < 1:
+            raise ValueError(f"task_embed_dim: expected >= 1, got {self.task_embed_dim}")
 
     @property
     def code_vocab(self) -> int:
@@ -66,7 +76,7 @@ class ActionHeadConfig:
 
 class ActionHead(nn.Module):
     """frames (B, 3, S, S) uint8 [+ codes (B, H) | next frames (B, 3, S, S)] [+ state (B, D)]
-    -> actions (B, k, A)."""
+    [+ task (B,)] -> actions (B, k, A)."""
 
     def __init__(self, config: ActionHeadConfig) -> None:
         super().__init__()
@@ -82,6 +92,9 @@ class ActionHead(nn.Module):
             )
             inputs += config.horizon * config.code_embed_dim
         inputs += config.state_dim
+        if config.num_tasks:
+            self.task_embedding = nn.Embedding(config.num_tasks, config.task_embed_dim)
+            inputs += config.task_embed_dim
         self.mlp = nn.Sequential(
             nn.Linear(inputs, config.hidden),
             nn.SiLU(),
@@ -91,11 +104,19 @@ class ActionHead(nn.Module):
         )
         self.register_buffer("action_mean", torch.zeros(config.action_dim))
         self.register_buffer("action_std", torch.ones(config.action_dim))
+        if config.state_dim:  # only then: checkpoints of pixel-only heads keep their tensors
+            self.register_buffer("state_mean", torch.zeros(config.state_dim))
+            self.register_buffer("state_std", torch.ones(config.state_dim))
 
     def set_normalizer(self, mean: torch.Tensor, std: torch.Tensor) -> None:
         """Action statistics of the training labels (std floored to avoid dividing by ~0)."""
         self.action_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
         self.action_std.copy_(torch.as_tensor(std, dtype=torch.float32).clamp_min(1e-3))
+
+    def set_state_normalizer(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Proprio statistics of the training data (std floored like the actions')."""
+        self.state_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
+        self.state_std.copy_(torch.as_tensor(std, dtype=torch.float32).clamp_min(1e-3))
 
     def forward(
         self,
@@ -103,8 +124,17 @@ class ActionHead(nn.Module):
         codes: torch.Tensor | None = None,
         state: torch.Tensor | None = None,
         next_frames: torch.Tensor | None = None,
+        task: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Normalised action chunk (B, k, A)."""
+        """Normalised action chunk (B, k, A).
+
+        Args:
+            frames: (B, 3, S, S) uint8 current frames.
+            codes: (B, H) int64 latent codes (``use_codes``).
+            state: (B, D) proprio in env units (``state_dim > 0``).
+            next_frames: (B, 3, S, S) predicted next frames (``use_next_frame``).
+            task: (B,) int64 task indices (``num_tasks > 0``).
+        """
         c = self.config
         features = self.trunk(frames_to_float(frames) * 2 - 1).flatten(1)  # (B, F*g*g)
         parts = [features]
@@ -124,7 +154,19 @@ class ActionHead(nn.Module):
             offsets = torch.arange(c.horizon, device=codes.device) * c.code_vocab
             parts.append(self.code_embedding(codes + offsets).flatten(1))  # (B, H*E)
         if c.state_dim:
-            parts.append(state.float())
+            if state is None or state.shape[1:] != (c.state_dim,):
+                raise ValueError(
+                    f"state must be (B, {c.state_dim}), got "
+                    f"{None if state is None else tuple(state.shape)}"
+                )
+            parts.append((state.float() - self.state_mean) / self.state_std)
+        if c.num_tasks:
+            if task is None or task.shape != (frames.shape[0],):
+                raise ValueError(
+                    f"task must be ({frames.shape[0]},) task indices, got "
+                    f"{None if task is None else tuple(task.shape)}"
+                )
+            parts.append(self.task_embedding(task))  # (B, E)
         out = self.mlp(torch.cat(parts, dim=1))  # (B, k*A)
         return out.view(-1, c.chunk, c.action_dim)  # (B, k, A)
 
@@ -135,9 +177,10 @@ class ActionHead(nn.Module):
         actions: torch.Tensor,
         mask: torch.Tensor,
         state: torch.Tensor | None = None,
+        task: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Masked MSE in normalised units (see :meth:`chunk_loss`)."""
-        return self.chunk_loss(self(frames, codes, state), actions, mask)
+        return self.chunk_loss(self(frames, codes, state, task=task), actions, mask)
 
     def chunk_loss(
         self, predicted: torch.Tensor, actions: torch.Tensor, mask: torch.Tensor
@@ -163,7 +206,8 @@ class ActionHead(nn.Module):
         codes: torch.Tensor | None = None,
         state: torch.Tensor | None = None,
         next_frames: torch.Tensor | None = None,
+        task: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Action chunk (B, k, A) in env units, clipped to [-1, 1]."""
-        normalised = self(frames, codes, state, next_frames)
+        """Action chunk (B, k, A) in env units, clipped to [-1, 1] (inputs as in forward)."""
+        normalised = self(frames, codes, state, next_frames, task)
         return (normalised * self.action_std + self.action_mean).clamp(-1.0, 1.0)

@@ -72,6 +72,10 @@ class ActionHeadStage:
     labelled_episodes: Optional[int] = None
     label_seed: int = 0
     sampled_fraction: float = 0.5  # share of items with transformer-sampled instead of LDM codes
+    # The head recipe (issue #11), each a switch recorded in the checkpoint:
+    task_conditioning: bool = False  # a learned task embedding as an input (multi-task heads)
+    use_state: bool = False  # the proprio state as an input (the env must provide it)
+    augment_shift: int = 0  # random shifts of up to this many pixels while training (0: off)
 
 
 @dataclass
@@ -131,6 +135,10 @@ class TrainConfig:
                 )
             if not 0 <= stage.sampled_fraction <= 1:
                 raise ConfigError(f"experiment.{name}.sampled_fraction: must be in [0, 1]")
+            if not 0 <= stage.augment_shift <= 16:
+                raise ConfigError(
+                    f"experiment.{name}.augment_shift: {stage.augment_shift} must be in [0, 16]"
+                )
         ldm, tok = self.experiment.ldm.model, self.experiment.tokenizer.model
         if ldm.image_size != tok.image_size:
             raise ConfigError(

@@ -32,6 +32,7 @@ from vw_robot.data.dataset import (
 )
 from vw_robot.data.sequences import ActionChunkDataset, SequenceDataset
 from vw_robot.device import resolve_device
+from vw_robot.models.augment import random_shift
 from vw_robot.models.registry import build_model, load_model
 from vw_robot.training import pictures
 from vw_robot.training.codes import export, sample_codes, sequence_layout, stage_checkpoint
@@ -301,6 +302,16 @@ def _head_setup(cfg: TrainConfig) -> Setup:
         next_tokens=next_frame,
         cache_dir=cfg.cache_dir,
     )
+    steps = [fmt.load_steps(cfg.dataset, meta) for meta in metas]
+    state_dim = 0
+    if stage_cfg.use_state:
+        dims = {step["state"].shape[1] for step in steps}
+        if len(dims) != 1 or 0 in dims:
+            raise fmt.DatasetError(
+                f"{cfg.dataset}: use_state needs one proprio size in every labelled episode, "
+                f"found {sorted(dims)}."
+            )
+        state_dim = dims.pop()
     m = stage_cfg.model
     model_config = {
         "image_size": image_size,
@@ -316,7 +327,8 @@ def _head_setup(cfg: TrainConfig) -> Setup:
         "hidden": m.hidden,
         "action_dim": metas[0].action_dim,
         "chunk": m.chunk,
-        "state_dim": 0,
+        "state_dim": state_dim,
+        "num_tasks": len(task_ids) if stage_cfg.task_conditioning else 0,
         "task_ids": task_ids,
         # What a checkpoint needs to say about the env it acts in.
         "env": {
@@ -326,19 +338,38 @@ def _head_setup(cfg: TrainConfig) -> Setup:
         },
     }
     model = build_model("ActionHead", model_config)
-    actions = np.concatenate([fmt.load_steps(cfg.dataset, meta)["actions"] for meta in metas])
-    stats = action_statistics(actions, f"{cfg.dataset} ({len(metas)} labelled episode(s))")
+    where = f"{cfg.dataset} ({len(metas)} labelled episode(s))"
+    stats = action_statistics(np.concatenate([step["actions"] for step in steps]), where)
     model.set_normalizer(torch.tensor(stats["mean"]), torch.tensor(stats["std"]))
+    if state_dim:
+        states = np.concatenate([step["state"] for step in steps]).astype(np.float64)
+        model.set_state_normalizer(torch.tensor(states.mean(0)), torch.tensor(states.std(0)))
+    shift = stage_cfg.augment_shift
 
     def loss(m: torch.nn.Module, batch: dict) -> tuple[torch.Tensor, dict]:
+        head = _unwrap(m)
         next_frames = None
         if decoder is not None:
             tokens = batch["next_tokens"]  # (B, N)
             grid = int(round(tokens.shape[1] ** 0.5))
             with torch.no_grad():
                 next_frames = decoder.to(tokens.device).decode(tokens.view(-1, grid, grid))
-        predicted = m(batch["frames"], batch.get("codes"), next_frames=next_frames)
-        return _unwrap(m).chunk_loss(predicted, batch["actions"], batch["action_mask"]), {}
+        frames = batch["frames"]  # (B, 3, S, S) uint8
+        if shift and head.training:
+            if next_frames is None:
+                frames = random_shift(frames, shift)
+            else:  # the same shift for both frames: they must stay aligned
+                both = random_shift(torch.cat([frames.float() / 255, next_frames], 1), shift)
+                frames = (both[:, :3] * 255).round().to(torch.uint8)
+                next_frames = both[:, 3:]
+        predicted = m(
+            frames,
+            batch.get("codes"),
+            state=batch["state"] if state_dim else None,
+            next_frames=next_frames,
+            task=batch["task_index"] if head.config.num_tasks else None,
+        )
+        return head.chunk_loss(predicted, batch["actions"], batch["action_mask"]), {}
 
     return Setup(model, model_config, dataset, loss, parents)
 
