@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# The head recipe, one change at a time (issue #11, item 1), on BC with every label on MT10:
+# 20 expert demonstrations per task (collection seed 0, as the README's MT10 run), the mt10_cpu
+# heads (600 steps), each variant evaluated closed-loop on 20 episodes per task, 200 steps.
+#
+# Recipe choices are made on SELECTION seeds episode_seed(5000, task, i) — unseen by training
+# and distinct from the reporting seeds episode_seed(1000, task, i) of every README table — so
+# no recipe is picked on the episodes it is reported on.
+#
+#   bash benchmarks/mt10_recipe.sh [OUT (runs/recipe)] [DATA (data/mt10)] [VARIANTS (all)]
+#
+# Resumable: a trained variant is not retrained; an evaluated one is not re-evaluated.
+# Results: OUT/eval/<variant>/results.{md,json}; summary: python benchmarks/recipe_table.py OUT
+set -euo pipefail
+out=${1:-runs/recipe}
+data=${2:-data/mt10}
+only=${3:-}
+export MUJOCO_GL=${MUJOCO_GL:-egl}
+
+vw-robot collect suite=metaworld/mt10 episodes_per_task=20 image_size=64 workers=2 seed=0 \
+  "out=$data"
+
+# name | training switches (experiment.bc.*) | evaluation switches
+variants=(
+  "base||"
+  "base_execute1||execute=1"
+  "base_ensemble||ensemble=0.1"
+  "task|task_conditioning=true|"
+  "task_shift|task_conditioning=true augment_shift=4|"
+  "task_state|task_conditioning=true use_state=true|"
+  "task_shift_state|task_conditioning=true augment_shift=4 use_state=true|"
+  "task_shift_state_execute1|task_conditioning=true augment_shift=4 use_state=true|execute=1"
+  "task_shift_state_ensemble|task_conditioning=true augment_shift=4 use_state=true|ensemble=0.1"
+)
+for row in "${variants[@]}"; do
+  IFS='|' read -r name train_switches eval_switches <<<"$row"
+  if [ -n "$only" ] && [[ " $only " != *" $name "* ]]; then continue; fi
+  # Evaluation-only variants reuse the checkpoint of the variant they extend.
+  run=${name%_execute1}
+  run=${run%_ensemble}
+  overrides=()
+  for switch in $train_switches; do overrides+=("experiment.bc.$switch"); done
+  vw-robot train stage=bc experiment=mt10_cpu "dataset=$data" "out=$out" "run_name=bc_$run" \
+    pictures=false "${overrides[@]}"
+  if [ -f "$out/eval/$name/results.json" ]; then
+    echo "$name: evaluated already ($out/eval/$name)"
+    continue
+  fi
+  # shellcheck disable=SC2086  # the switches are separate key=value words
+  vw-robot eval "policy=$out/bc_$run" suite=metaworld/mt10 episodes_per_task=20 \
+    max_episode_steps=200 seed=5000 workers=2 image_size=64 videos_per_task=0 \
+    "out=$out/eval/$name" $eval_switches
+done
