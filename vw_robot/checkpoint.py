@@ -10,6 +10,9 @@ A checkpoint is a folder::
         info.json                stage, step, parent checkpoints this stage was built on,
                                  model class and config, checksum of model.safetensors
     <run>/checkpoints/last.json  {"path": "step_00000100"}: the newest complete checkpoint
+    <run>/checkpoints/selected.json  {"path": ..., "val_loss": ...}: written when a run chose
+                                 its checkpoint by validation loss; loading the run folder
+                                 takes it (resuming training still starts from last.json)
 
 The folder is written under a temporary name and renamed into place, and ``last.json`` is
 replaced atomically after it, so a kill at any moment leaves the previous checkpoint intact.
@@ -44,6 +47,7 @@ from vw_robot.io import atomic_write_json, atomic_write_text, sha256_file
 
 CHECKPOINTS_DIR = "checkpoints"
 LAST_FILE = "last.json"
+SELECTED_FILE = "selected.json"
 MODEL_FILE = "model.safetensors"
 TRAINER_TENSORS = "trainer.safetensors"
 TRAINER_JSON = "trainer.json"
@@ -104,6 +108,7 @@ def save_checkpoint(
     config_yaml: str,
     optimizer: torch.optim.Optimizer | None = None,
     parents: dict[str, str | os.PathLike[str]] | None = None,
+    extra_info: dict[str, Any] | None = None,
 ) -> Path:
     """Write a complete checkpoint atomically and point ``last.json`` at it.
 
@@ -117,6 +122,7 @@ def save_checkpoint(
         optimizer: saved with the RNG states for exact resume (None for export-only saves).
         parents: stage -> checkpoint folder this stage was built on (any path that exists
             from here; it is stored relative to the new checkpoint).
+        extra_info: more JSON-able facts for info.json (e.g. ``val_loss``).
 
     Returns:
         The checkpoint folder.
@@ -159,6 +165,7 @@ def save_checkpoint(
                 "format": FORMAT,
                 "parents": relative_parents(parents or {}, final),
                 "model_sha256": sha256_file(tmp / MODEL_FILE),
+                **(extra_info or {}),
             },
         )
         if final.exists():  # re-saving the same step (e.g. after a resume): replace it
@@ -206,13 +213,51 @@ def latest_checkpoint(run_dir: str | os.PathLike[str]) -> Path | None:
     return path
 
 
+def select_checkpoint(run_dir: str | os.PathLike[str], key: str = "val_loss") -> Path | None:
+    """Point ``selected.json`` at the run's checkpoint with the lowest ``key`` in its info.json
+    (ties: the later step); None when no checkpoint records it."""
+    root = Path(run_dir) / CHECKPOINTS_DIR
+    scored = []
+    for folder in sorted(root.glob("step_*")):
+        try:
+            info = json.loads((folder / INFO_FILE).read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if isinstance(info.get(key), (int, float)):
+            scored.append((info[key], -int(info["step"]), folder))
+    if not scored:
+        return None
+    value, _, best = min(scored)
+    atomic_write_json(root / SELECTED_FILE, {"path": best.name, key: value})
+    return best
+
+
 def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
-    """Accept a checkpoint folder, a run folder (its last checkpoint) or ``.../last``."""
+    """Accept a checkpoint folder, a run folder or ``.../last``.
+
+    A run folder gives the checkpoint its training selected (``selected.json``, chosen by
+    validation loss) when it has one, else its last checkpoint; ``.../last`` always the last.
+    """
     path = Path(path)
     if path.name == "last":
         path = path.parent.parent if path.parent.name == CHECKPOINTS_DIR else path.parent
+        latest = latest_checkpoint(path)
+        if latest is None:
+            raise CheckpointError(
+                f"{path}: no checkpoint there (no {CHECKPOINTS_DIR}/{LAST_FILE})."
+            )
+        return latest
     if (path / INFO_FILE).exists():
         return path
+    selected = path / CHECKPOINTS_DIR / SELECTED_FILE
+    if selected.exists():
+        try:
+            chosen = path / CHECKPOINTS_DIR / json.loads(selected.read_text())["path"]
+        except (json.JSONDecodeError, KeyError, OSError, TypeError) as exc:
+            raise CheckpointError(f"{selected}: unreadable ({exc}).") from None
+        if (chosen / INFO_FILE).exists():
+            return chosen
+        raise CheckpointError(f"{selected}: points at {chosen}, which is incomplete.")
     latest = latest_checkpoint(path)
     if latest is None:
         raise CheckpointError(

@@ -10,6 +10,7 @@ import pytest
 
 from vw_robot import checkpoint as ckpt
 from vw_robot.cli import main
+from vw_robot.data.dataset import split_validation
 from vw_robot.envs import make_env
 from vw_robot.policies import make_policy
 from vw_robot.policies.videoworld import PolicyMismatchError, ensemble_action
@@ -104,3 +105,41 @@ def test_ensembling_policy_plans_every_step_and_averages_the_chunks(bc):
     for t in range(5):
         covering = [chunks[s][t - s] for s in range(max(0, t - k + 1), t + 1)]
         np.testing.assert_allclose(actions[t], np.mean(covering, axis=0), rtol=1e-6)
+
+
+def test_split_validation_is_per_task_disjoint_and_fixed_by_its_seed():
+    task_of = {f"a{i}": "a" for i in range(10)} | {f"b{i}": "b" for i in range(3)} | {"c0": "c"}
+    ids = sorted(task_of)
+    train, held = split_validation(ids, task_of, 0.2, seed=0)
+    assert not set(train) & set(held) and sorted(train + held) == ids
+    assert sorted(task_of[e] for e in held) == ["a", "a", "b"]  # 2 of 10, 1 of 3, none of 1
+    assert split_validation(ids, task_of, 0.2, seed=0) == (train, held)
+    assert split_validation(ids, task_of, 0.2, seed=1)[1] != held
+    assert split_validation(ids, task_of, 0.0) == (ids, [])
+
+
+def test_validation_episodes_choose_the_checkpoint(bc, tmp_path):
+    data = bc.parent.parent / "data"
+    out = tmp_path / "runs"
+    train = [
+        "train",
+        "stage=bc",
+        f"dataset={data}",
+        f"out={out}",
+        "experiment.bc.val_fraction=0.5",
+        *[f"experiment.bc.optim.{k}={v}" for k, v in (("steps", 6), ("batch_size", 4))],
+        "experiment.bc.optim.warmup_steps=1",
+        "experiment.bc.optim.checkpoint_every=2",
+    ]
+    assert main(train) == 0
+    run = out / "bc"
+    env = ckpt.read_info(run).model_config["env"]
+    held, labelled = env["validation_episodes"], env["labelled_episodes"]
+    assert len(held) == 2 and set(held) < set(labelled)  # one of each task's two
+    rows = (run / "validation.csv").read_text().splitlines()
+    assert rows[0] == "step,val_loss" and [r.split(",")[0] for r in rows[1:]] == ["2", "4", "6"]
+    losses = {int(r.split(",")[0]): float(r.split(",")[1]) for r in rows[1:]}
+    chosen = ckpt.resolve_checkpoint(run)
+    assert ckpt.read_info(chosen).step == min(losses, key=lambda s: (losses[s], -s))
+    assert ckpt.resolve_checkpoint(run / "checkpoints" / "last").name == "step_00000006"
+    make_policy(str(run))  # the run folder loads the chosen checkpoint

@@ -15,6 +15,7 @@ import hashlib
 import json
 import logging
 import os
+import zlib
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -123,6 +124,32 @@ class _Episode:
     frames: np.ndarray  # (N, H, W, 3) uint8 memmap
     steps: dict[str, np.ndarray] | None  # None when unlabelled or outside the labelled subset
     task_index: int
+
+
+def split_validation(
+    episode_ids: list[str], task_of: Mapping[str, str], fraction: float, seed: int = 0
+) -> tuple[list[str], list[str]]:
+    """Hold out a share of each task's episodes for validation: (train, validation), disjoint.
+
+    Each task with n >= 2 episodes gives ``round(fraction * n)`` of them, at least one and at
+    most n - 1, drawn by ``seed``; a task with one episode keeps it for training. A head's
+    checkpoint is chosen on these episodes' loss, never on evaluation success.
+    """
+    if not 0 <= fraction < 1:
+        raise ValueError(f"val_fraction={fraction} must be in [0, 1).")
+    if fraction == 0:
+        return sorted(episode_ids), []
+    by_task: dict[str, list[str]] = {}
+    for episode_id in sorted(episode_ids):
+        by_task.setdefault(task_of[episode_id], []).append(episode_id)
+    held: list[str] = []
+    for task, ids in sorted(by_task.items()):
+        if len(ids) < 2:
+            continue
+        count = min(len(ids) - 1, max(1, round(fraction * len(ids))))
+        rng = np.random.default_rng([seed, zlib.crc32(task.encode())])
+        held.extend(ids[i] for i in rng.permutation(len(ids))[:count])
+    return sorted(set(episode_ids) - set(held)), sorted(held)
 
 
 def select_labelled(

@@ -76,6 +76,9 @@ class ActionHeadStage:
     task_conditioning: bool = False  # a learned task embedding as an input (multi-task heads)
     use_state: bool = False  # the proprio state as an input (the env must provide it)
     augment_shift: int = 0  # random shifts of up to this many pixels while training (0: off)
+    # Share of each task's labelled episodes held out; the checkpoint with the lowest loss on
+    # them is the run's policy (0: none held out, the last checkpoint is the policy).
+    val_fraction: float = 0.0
 
 
 @dataclass
@@ -135,6 +138,10 @@ class TrainConfig:
                 )
             if not 0 <= stage.sampled_fraction <= 1:
                 raise ConfigError(f"experiment.{name}.sampled_fraction: must be in [0, 1]")
+            if not 0 <= stage.val_fraction < 1:
+                raise ConfigError(
+                    f"experiment.{name}.val_fraction: {stage.val_fraction} must be in [0, 1)"
+                )
             if not 0 <= stage.augment_shift <= 16:
                 raise ConfigError(
                     f"experiment.{name}.augment_shift: {stage.augment_shift} must be in [0, 16]"

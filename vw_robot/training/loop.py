@@ -31,6 +31,7 @@ from vw_robot.io import atomic_write_text
 log = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.csv"
+VALIDATION_FILE = "validation.csv"
 
 
 @dataclass
@@ -187,6 +188,7 @@ def train(
     config_yaml: str,
     parents: dict[str, str | os.PathLike[str]] | None = None,
     stop_at: int | None = None,
+    validate: Callable[[torch.nn.Module], float] | None = None,
 ) -> dict[str, Any]:
     """Train ``model`` on ``dataset`` and checkpoint it; resume when ``run_dir`` has a
     checkpoint of this stage.
@@ -203,6 +205,9 @@ def train(
         config_yaml: the resolved config, stored beside the weights.
         parents: stage -> checkpoint this stage is built on.
         stop_at: end after this step's checkpoint, as a kill would (tests, time-boxed runs).
+        validate: model -> loss on held-out data, run (in eval mode, without gradients) at
+            every checkpoint and stored in its info.json and ``validation.csv``; after the
+            last step the checkpoint with the lowest one is selected (``selected.json``).
 
     Returns:
         ``{"step", "checkpoint", "last_loss", "seconds", "samples_per_s"}``.
@@ -247,7 +252,7 @@ def train(
         rows = read_metrics(run_dir) if (run_dir / METRICS_FILE).exists() else []
         return {
             "step": start,
-            "checkpoint": str(latest),
+            "checkpoint": str(ckpt.resolve_checkpoint(run_dir)),  # the selected one, if any
             "last_loss": rows[-1]["loss"] if rows else None,
             "seconds": 0.0,
             "samples_per_s": None,
@@ -335,6 +340,10 @@ def train(
                             tensorboard.add_scalar(f"{stage}/{key}", value, step)
                 log.info("%s step %d/%d loss %.4f", stage, step, optim.steps, last_loss)
             if step % optim.checkpoint_every == 0 or step == optim.steps or step == stop_at:
+                extra = None
+                if validate is not None and rank == 0:
+                    extra = {"val_loss": _validation_loss(model, validate, run_dir, step)}
+                    log.info("%s step %d validation loss %.4f", stage, step, extra["val_loss"])
                 if rank == 0:
                     saved = ckpt.save_checkpoint(
                         run_dir,
@@ -345,6 +354,7 @@ def train(
                         config_yaml=config_yaml,
                         optimizer=optimizer,
                         parents=parents,
+                        extra_info=extra,
                     )
                 if world > 1:
                     torch.distributed.barrier()
@@ -357,6 +367,9 @@ def train(
             tensorboard.close()
     seconds = time.perf_counter() - began
     samples = (step - start) * optim.batch_size * world
+    if validate is not None and rank == 0 and step == optim.steps:
+        saved = ckpt.select_checkpoint(run_dir) or saved
+        log.info("%s: checkpoint chosen by validation loss: %s", stage, saved)
     return {
         "step": step,
         "checkpoint": str(saved),
@@ -365,6 +378,23 @@ def train(
         "samples_per_s": samples / seconds if seconds > 0 else 0.0,
         "optim": asdict(optim),
     }
+
+
+def _validation_loss(
+    model: torch.nn.Module, validate: Callable[[torch.nn.Module], float], run_dir: Path, step: int
+) -> float:
+    """Held-out loss at ``step``, appended to ``validation.csv``; the model is left training."""
+    model.eval()
+    try:
+        with torch.no_grad():
+            value = float(validate(model))
+    finally:
+        model.train()
+    path = run_dir / VALIDATION_FILE
+    rows = path.read_text().splitlines() if path.exists() else ["step,val_loss"]
+    rows = [r for r in rows if not r.startswith(f"{step},")]  # a resumed step is replaced
+    atomic_write_text(path, "\n".join([*rows, f"{step},{value}"]) + "\n")
+    return value
 
 
 def _tensorboard(run_dir: Path) -> Any:

@@ -29,6 +29,7 @@ from vw_robot.data.dataset import (
     action_statistics,
     labelled_per_task,
     select_labelled,
+    split_validation,
 )
 from vw_robot.data.sequences import ActionChunkDataset, SequenceDataset
 from vw_robot.device import resolve_device
@@ -54,6 +55,7 @@ class Setup:
     dataset: Dataset
     loss: LossFn
     parents: dict[str, Path] = dataclasses.field(default_factory=dict)  # stage -> checkpoint
+    validate: Callable[[torch.nn.Module], float] | None = None  # held-out loss (heads)
 
 
 @dataclass(frozen=True)
@@ -252,6 +254,12 @@ def _head_setup(cfg: TrainConfig) -> Setup:
     use_codes = cfg.stage == "action_head"
     next_frame = cfg.stage == "noldm_head"
     labelled, metas = _labelled_episodes(cfg)
+    task_of = {m.episode_id: m.task_id for m in metas}
+    training, held_out = split_validation(
+        labelled, task_of, stage_cfg.val_fraction, stage_cfg.label_seed
+    )
+    if held_out:
+        log.info("%s: validation episodes %s", cfg.stage, labelled_per_task(held_out, task_of))
     image_size = metas[0].image_size
     parents: dict[str, Path] = {}
     key, sampled, horizon, levels = None, None, 1, [8, 5, 5, 5]
@@ -280,7 +288,7 @@ def _head_setup(cfg: TrainConfig) -> Setup:
         task_ids = trf_info.model_config["task_ids"]
         if stage_cfg.sampled_fraction > 0:
             sampled = sample_codes(
-                cfg.dataset, key, labelled, transformer, trf_info, task_ids, cfg.cache_dir
+                cfg.dataset, key, training, transformer, trf_info, task_ids, cfg.cache_dir
             )
         parents = {"transformer": trf_info.path, **trf_info.parents}
         if tok_info.model_config["image_size"] != image_size:
@@ -294,7 +302,7 @@ def _head_setup(cfg: TrainConfig) -> Setup:
         cfg.dataset,
         key,
         stage_cfg.model.chunk,
-        labelled,
+        training,
         sampled=sampled,
         sampled_fraction=stage_cfg.sampled_fraction,
         seed=stage_cfg.label_seed,
@@ -302,7 +310,7 @@ def _head_setup(cfg: TrainConfig) -> Setup:
         next_tokens=next_frame,
         cache_dir=cfg.cache_dir,
     )
-    steps = [fmt.load_steps(cfg.dataset, meta) for meta in metas]
+    steps = [fmt.load_steps(cfg.dataset, meta) for meta in metas if meta.episode_id in training]
     state_dim = 0
     if stage_cfg.use_state:
         dims = {step["state"].shape[1] for step in steps}
@@ -335,10 +343,11 @@ def _head_setup(cfg: TrainConfig) -> Setup:
             "image_size": image_size,
             "camera": metas[0].env_spec.get("camera") if metas[0].env_spec else None,
             "labelled_episodes": labelled,
+            "validation_episodes": held_out,
         },
     }
     model = build_model("ActionHead", model_config)
-    where = f"{cfg.dataset} ({len(metas)} labelled episode(s))"
+    where = f"{cfg.dataset} ({len(steps)} labelled training episode(s))"
     stats = action_statistics(np.concatenate([step["actions"] for step in steps]), where)
     model.set_normalizer(torch.tensor(stats["mean"]), torch.tensor(stats["std"]))
     if state_dim:
@@ -371,7 +380,30 @@ def _head_setup(cfg: TrainConfig) -> Setup:
         )
         return head.chunk_loss(predicted, batch["actions"], batch["action_mask"]), {}
 
-    return Setup(model, model_config, dataset, loss, parents)
+    validate = None
+    if held_out:
+        # The real clips' codes (no sampled ones), no augmentation: a fixed yardstick.
+        val_data = ActionChunkDataset(
+            cfg.dataset,
+            key,
+            stage_cfg.model.chunk,
+            held_out,
+            task_ids=task_ids,
+            next_tokens=next_frame,
+            cache_dir=cfg.cache_dir,
+        )
+
+        def validate(m: torch.nn.Module) -> float:
+            device = next(m.parameters()).device
+            total, count = 0.0, 0
+            for start in range(0, len(val_data), 256):
+                items = [val_data[i] for i in range(start, min(start + 256, len(val_data)))]
+                batch = {k: torch.stack([it[k] for it in items]).to(device) for k in items[0]}
+                total += float(loss(m, batch)[0]) * len(items)
+                count += len(items)
+            return total / count
+
+    return Setup(model, model_config, dataset, loss, parents, validate)
 
 
 _HEAD = "{} -> action chunk; its folder is a policy (`vw-robot eval policy=...`)"
@@ -435,6 +467,7 @@ def run_stage(cfg: TrainConfig) -> dict[str, Any]:
         model_config=setup.model_config,
         config_yaml=OmegaConf.to_yaml(OmegaConf.structured(cfg)),
         parents=setup.parents,
+        validate=setup.validate,
     )
     result["run_dir"] = str(run_dir)
     if cfg.pictures and stage.pictures is not None:

@@ -1,0 +1,103 @@
+"""Summarise benchmarks/mt10_recipe.sh: a Markdown table (one row per variant) and the results
+as data (docs/results/mt10_recipe.json, one entry per variant in the schema of issue #11).
+
+Usage:
+    python benchmarks/recipe_table.py runs/recipe                       # print the table
+    python benchmarks/recipe_table.py runs/recipe --json docs/results/mt10_recipe.json
+
+Reads only what the harness wrote (OUT/eval/<variant>/results.json and the checkpoints'
+info.json); asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from vw_robot import checkpoint as ckpt
+from vw_robot.eval.metrics import wilson_interval
+
+ORDER = [
+    "base",
+    "base_execute1",
+    "base_ensemble",
+    "task",
+    "task_shift",
+    "task_state",
+    "task_shift_state",
+    "task_shift_state_execute1",
+    "task_shift_state_ensemble",
+]
+
+
+def entry(out: Path, name: str) -> dict:
+    payload = json.loads((out / "eval" / name / "results.json").read_text())
+    config, summary = payload["config"], payload["summary"]
+    info = ckpt.read_info(config["policy"])
+    model = info.model_config
+    tasks = {
+        task: {"successes": row["successes"], "episodes": row["episodes"]}
+        for task, row in summary["tasks"].items()
+    }
+    switches = {
+        "task_conditioning": bool(model.get("num_tasks", 0)),
+        "use_state": bool(model.get("state_dim", 0)),
+        "execute": config.get("execute"),
+        "ensemble": config.get("ensemble"),
+    }
+    run_config = OmegaConf.load(info.path / ckpt.CONFIG_FILE)
+    switches["augment_shift"] = int(run_config.experiment.bc.get("augment_shift", 0))
+    return {
+        "policy": "bc_all",
+        "variant": name,
+        "switches": switches,
+        "label_fraction": 1.0,
+        "labelled_episodes": len(model["env"]["labelled_episodes"]),
+        "train_seed": 0,
+        "train_steps": info.step,
+        "mean_success": summary["mean_success"],
+        "tasks": tasks,
+        "eval_seed_base": config["seed"],
+        "max_steps": config["max_episode_steps"],
+        "commit": payload["provenance"]["git_revision"],
+        "command": f"bash benchmarks/mt10_recipe.sh  # variant {name}",
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    names = [n for n in ORDER if (args.out / "eval" / n / "results.json").exists()]
+    entries = [entry(args.out, n) for n in names]
+    print("| variant | task | shift | state | acting | successes | mean | 95% interval |")
+    print("|---|---|---:|---|---|---:|---:|---|")
+    for e in entries:
+        s = e["switches"]
+        wins = sum(t["successes"] for t in e["tasks"].values())
+        total = sum(t["episodes"] for t in e["tasks"].values())
+        low, high = wilson_interval(wins, total)
+        acting = (
+            f"ensemble m={s['ensemble']}"
+            if s["ensemble"] is not None
+            else f"execute {s['execute']}"
+            if s["execute"]
+            else "chunk of 4"
+        )
+        print(
+            f"| {e['variant']} | {'yes' if s['task_conditioning'] else 'no'} | "
+            f"{s['augment_shift']} | {'yes' if s['use_state'] else 'no'} | {acting} | "
+            f"{wins}/{total} | {e['mean_success']:.3f} | [{low:.2f}, {high:.2f}] |"
+        )
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(entries, indent=1) + "\n")
+        print(f"\n{len(entries)} entries -> {args.json}")
+
+
+if __name__ == "__main__":
+    main()
