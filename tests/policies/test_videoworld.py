@@ -16,6 +16,7 @@ from vw_robot.cli import main
 from vw_robot.envs import make_env
 from vw_robot.eval import evaluate
 from vw_robot.eval.chains import evaluate_chains
+from vw_robot.models.registry import load_model
 from vw_robot.policies import make_policy
 from vw_robot.policies.videoworld import PolicyMismatchError, load_policy
 
@@ -332,3 +333,24 @@ def test_learned_policy_results_do_not_depend_on_workers(demo):
     two = evaluate(TASKS, workers=2, **kwargs)
     for task in TASKS:
         assert [e.to_json() for e in one[task]] == [e.to_json() for e in two[task]]
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+def test_a_head_can_read_through_the_latent_dynamics_models_encoder(demo, freeze):
+    """trunk=ldm: the head's trunk starts as the LDM's frame encoder (trained on all the
+    video); frozen it stays so, fine-tuned it moves."""
+    name = f"bc_ldm_trunk_{freeze}"
+    tiny = [o for o in TINY if not o.startswith("image_size=")]  # a key of `run`, not `train`
+    args = [f"dataset={demo / 'data'}", f"out={demo}", f"run_name={name}", *tiny]
+    switches = ["experiment.bc.trunk=ldm", f"experiment.bc.freeze_trunk={str(freeze).lower()}"]
+    assert main(["train", "stage=bc", *args, *switches]) == 0
+    info = ckpt.read_info(demo / name)
+    assert info.model_config["unit_inputs"] and set(info.parents) == {"ldm"}
+    ldm = load_model(demo / "ldm", "ldm")[0]
+    head = load_policy(demo / name).head
+    same = [
+        torch.equal(value, head.trunk.state_dict()[key])
+        for key, value in ldm.encoder.state_dict().items()
+    ]
+    assert all(same) if freeze else not all(same)
+    _actions(load_policy(demo / name), TASKS[0], seed=0)

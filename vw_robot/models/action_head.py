@@ -43,6 +43,9 @@ class ActionHeadConfig:
     action_dim: int = 4  # A: the env's action size
     chunk: int = 4  # k: actions predicted per call
     state_dim: int = 0  # proprio inputs (0 = pixels only, as the paper's head)
+    # Pixels in [0, 1] instead of [-1, 1]: a trunk copied from the latent dynamics model's
+    # frame encoder (trained on all the video) reads them as it was trained to.
+    unit_inputs: bool = False
     num_tasks: int = 0  # > 0: condition on the task index through a learned embedding
     task_embed_dim: int = 16  # size of that embedding
 
@@ -136,7 +139,7 @@ class ActionHead(nn.Module):
             task: (B,) int64 task indices (``num_tasks > 0``).
         """
         c = self.config
-        features = self.trunk(frames_to_float(frames) * 2 - 1).flatten(1)  # (B, F*g*g)
+        features = self.trunk(self._pixels(frames)).flatten(1)  # (B, F*g*g)
         parts = [features]
         if c.use_next_frame:
             if next_frames is None or next_frames.shape != frames.shape:
@@ -144,7 +147,7 @@ class ActionHead(nn.Module):
                     f"next_frames must be shaped like frames {tuple(frames.shape)}, got "
                     f"{None if next_frames is None else tuple(next_frames.shape)}"
                 )
-            parts.append(self.trunk(frames_to_float(next_frames) * 2 - 1).flatten(1))
+            parts.append(self.trunk(self._pixels(next_frames)).flatten(1))
         if c.use_codes:
             if codes is None or codes.shape[1:] != (c.horizon,):
                 raise ValueError(
@@ -169,6 +172,11 @@ class ActionHead(nn.Module):
             parts.append(self.task_embedding(task))  # (B, E)
         out = self.mlp(torch.cat(parts, dim=1))  # (B, k*A)
         return out.view(-1, c.chunk, c.action_dim)  # (B, k, A)
+
+    def _pixels(self, frames: torch.Tensor) -> torch.Tensor:
+        """The trunk's input: (B, 3, S, S) float in [0, 1] or [-1, 1] (``unit_inputs``)."""
+        pixels = frames_to_float(frames)
+        return pixels if self.config.unit_inputs else pixels * 2 - 1
 
     def loss(
         self,

@@ -79,6 +79,11 @@ class ActionHeadStage:
     # Share of each task's labelled episodes held out; the checkpoint with the lowest loss on
     # them is the run's policy (0: none held out, the last checkpoint is the policy).
     val_fraction: float = 0.0
+    # The conv trunk that reads the frame: "own" (trained on the labelled episodes only) or
+    # "ldm" (a copy of the latent dynamics model's frame encoder, trained on all the video;
+    # its sizes replace model.channels/num_res_blocks/feature_dim), frozen or fine-tuned.
+    trunk: str = "own"
+    freeze_trunk: bool = False
 
 
 @dataclass
@@ -119,6 +124,9 @@ class TrainConfig:
     transformer_nocodes_checkpoint: Optional[str] = None
     run_name: Optional[str] = None  # default: the stage name (transformer_nocodes for ablation)
     pictures: bool = True  # write the stage's pictures at the end
+    # Resume a run whose checkpoint was trained with other settings (lr, dataset, tasks,
+    # labels...); without it such a resume is refused, naming the keys that differ.
+    resume_changed: bool = False
     experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
 
     def validate(self) -> None:
@@ -138,6 +146,13 @@ class TrainConfig:
                 )
             if not 0 <= stage.sampled_fraction <= 1:
                 raise ConfigError(f"experiment.{name}.sampled_fraction: must be in [0, 1]")
+            if stage.trunk not in ("own", "ldm"):
+                raise ConfigError(f"experiment.{name}.trunk: {stage.trunk!r}; use own or ldm")
+            if stage.freeze_trunk and stage.trunk == "own":
+                raise ConfigError(
+                    f"experiment.{name}.freeze_trunk: a trunk of its own must train; "
+                    "freeze only trunk=ldm"
+                )
             if not 0 <= stage.val_fraction < 1:
                 raise ConfigError(
                     f"experiment.{name}.val_fraction: {stage.val_fraction} must be in [0, 1)"

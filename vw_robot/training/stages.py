@@ -321,12 +321,27 @@ def _head_setup(cfg: TrainConfig) -> Setup:
             )
         state_dim = dims.pop()
     m = stage_cfg.model
+    trunk = {"channels": list(m.channels), "num_res_blocks": m.num_res_blocks}
+    trunk["feature_dim"] = m.feature_dim
+    encoder = None
+    if stage_cfg.trunk == "ldm":
+        ldm_path = parents.get("ldm") or stage_checkpoint(cfg.ldm_checkpoint, cfg.out, "ldm")
+        ldm_model, ldm_info = load_model(ldm_path, "ldm")
+        if ldm_model.config.image_size != image_size:
+            raise ckpt.CheckpointError(
+                f"{ldm_info.path}: image_size={ldm_model.config.image_size} but the dataset's "
+                f"frames are {image_size} px; trunk=ldm needs the same size."
+            )
+        encoder = ldm_model.encoder
+        lc = ldm_model.config
+        trunk = {"channels": list(lc.channels), "num_res_blocks": lc.num_res_blocks}
+        trunk["feature_dim"] = lc.dim
+        parents.setdefault("ldm", ldm_info.path)
     model_config = {
         "image_size": image_size,
-        "down_factor": 2 ** len(m.channels),
-        "channels": list(m.channels),
-        "num_res_blocks": m.num_res_blocks,
-        "feature_dim": m.feature_dim,
+        "down_factor": 2 ** len(trunk["channels"]),
+        **trunk,
+        "unit_inputs": encoder is not None,
         "use_codes": use_codes,
         "use_next_frame": next_frame,
         "horizon": horizon,
@@ -347,6 +362,10 @@ def _head_setup(cfg: TrainConfig) -> Setup:
         },
     }
     model = build_model("ActionHead", model_config)
+    if encoder is not None:
+        model.trunk.load_state_dict(encoder.state_dict())
+        if stage_cfg.freeze_trunk:
+            model.trunk.requires_grad_(False)
     where = f"{cfg.dataset} ({len(steps)} labelled training episode(s))"
     stats = action_statistics(np.concatenate([step["actions"] for step in steps]), where)
     model.set_normalizer(torch.tensor(stats["mean"]), torch.tensor(stats["std"]))
@@ -468,6 +487,7 @@ def run_stage(cfg: TrainConfig) -> dict[str, Any]:
         config_yaml=OmegaConf.to_yaml(OmegaConf.structured(cfg)),
         parents=setup.parents,
         validate=setup.validate,
+        resume_changed=cfg.resume_changed,
     )
     result["run_dir"] = str(run_dir)
     if cfg.pictures and stage.pictures is not None:
