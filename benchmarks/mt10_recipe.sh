@@ -21,15 +21,17 @@ vw-robot collect suite=metaworld/mt10 episodes_per_task=20 image_size=64 workers
   "out=$data"
 
 # name | training switches (experiment.bc.*) | evaluation switches
+# In order of what each run tells: the baseline, everything at once, then one switch at a time.
 variants=(
   "base||"
   "base_execute1||execute=1"
-  "base_ensemble||ensemble=0.1"
+  "task_shift_state|task_conditioning=true augment_shift=4 use_state=true|"
+  "task_shift_state_execute1|task_conditioning=true augment_shift=4 use_state=true|execute=1"
+  "task_shift_state_2k|task_conditioning=true augment_shift=4 use_state=true optim.steps=2000|"
   "task|task_conditioning=true|"
   "task_shift|task_conditioning=true augment_shift=4|"
   "task_state|task_conditioning=true use_state=true|"
-  "task_shift_state|task_conditioning=true augment_shift=4 use_state=true|"
-  "task_shift_state_execute1|task_conditioning=true augment_shift=4 use_state=true|execute=1"
+  "base_ensemble||ensemble=0.1"
   "task_shift_state_ensemble|task_conditioning=true augment_shift=4 use_state=true|ensemble=0.1"
 )
 for row in "${variants[@]}"; do

@@ -29,6 +29,7 @@ ORDER = [
     "task_state",
     "task_shift_state",
     "task_shift_state_execute1",
+    "task_shift_state_2k",
     "task_shift_state_ensemble",
 ]
 

@@ -7,7 +7,9 @@ the scene carries on. A chain stops at its first failure. Reported: success afte
 subtasks (the fraction of chains that completed at least k), the average completed length,
 and per subtask how often it was attempted and solved. Chain i's seed is
 ``episode_seed(base_seed, "playground/chain", i)``: a function of (base seed, index) only, so
-the same chains are evaluated whatever the worker count.
+the same chains are evaluated whatever the worker count or batch size (``batch=N``: N chain envs
+step in worker processes while one policy acts for all of them, :mod:`vw_robot.eval.batched`;
+a subtask switch resets the policy's row for that chain only).
 
 A second report evaluates the 12 subtasks VideoWorld reports on CALVIN one at a time, through
 :func:`vw_robot.eval.rollout.evaluate`.
@@ -29,12 +31,21 @@ import numpy as np
 from vw_robot.envs import playground_tasks as pt
 from vw_robot.envs.playground_suite import make_chain_env, task_id
 from vw_robot.errors import UserError
+from vw_robot.eval.batched import (
+    Reply,
+    Unit,
+    error_detail,
+    make_batch_policy,
+    run_batched,
+    stack_frames,
+)
 from vw_robot.eval.metrics import wilson_interval
 from vw_robot.eval.report import write_video
-from vw_robot.eval.rollout import check_policy_fits, run_jobs
+from vw_robot.eval.rollout import check_batch, check_policy_fits, run_jobs
 from vw_robot.eval.seeding import episode_seed
 from vw_robot.io import atomic_write_text
 from vw_robot.policies import make_policy
+from vw_robot.policies.base import BatchPolicy
 from vw_robot.provenance import provenance
 
 log = logging.getLogger(__name__)
@@ -157,6 +168,7 @@ def evaluate_chains(
     videos: int = 0,
     policy_factory: Callable[[str], Any] = make_policy,
     progress: Callable[[int], None] | None = None,
+    batch: int | None = None,
 ) -> list[ChainResult]:
     """Run ``num_chains`` chains of a policy (CALVIN protocol: 1000 chains of 5).
 
@@ -166,12 +178,17 @@ def evaluate_chains(
         chain_length: subtasks per chain.
         steps_per_subtask: step budget of each subtask.
         base_seed: base of the chain seeds.
-        workers: processes (``spawn``); results do not depend on it.
+        workers: processes (``spawn``); results do not depend on it. Batched: the processes
+            the chain envs are spread over (1: this process).
         image_size: camera image side.
         camera: playground camera (None: the default, ``front``).
         videos: the first this-many chains keep their frames.
         policy_factory: picklable name -> policy (module level for workers > 1).
-        progress: called with the number of chains each finished job completed.
+        progress: called with the number of chains each finished job (batched: each chain)
+            completed.
+        batch: chain envs acting together with one policy in this process (its device); None
+            runs whole chains per process. Results do not depend on it (a learned policy's up
+            to float rounding in its batched forward).
 
     Returns:
         The chains ordered by index.
@@ -186,6 +203,7 @@ def evaluate_chains(
     pt.check_chain_args(chain_length, steps_per_subtask)
     if workers < 1:
         raise UserError(f"workers={workers} must be >= 1.")
+    check_batch(batch)
     env_kwargs = {
         "chain_length": chain_length,
         "steps_per_subtask": steps_per_subtask,
@@ -194,13 +212,36 @@ def evaluate_chains(
     if camera is not None:
         env_kwargs["camera"] = camera
     # A chain may draw any subtask: refuse up front a policy that does not know them all.
+    built = policy_factory(policy) if batch is not None else None
     check_policy_fits(
         [task_id(name) for name in pt.SUBTASK_NAMES],
         policy,
         {"image_size": image_size, **({"camera": camera} if camera is not None else {})},
-        policy_factory,
+        policy_factory if built is None else (lambda _: built),
     )
     record = frozenset(range(min(videos, num_chains)))
+    if batch is not None:
+        units = [
+            Unit(CHAIN_TASK, i, chain_seed(base_seed, i), i in record) for i in range(num_chains)
+        ]
+        chains: list[ChainResult] = []
+
+        def on_done(chain: ChainResult) -> None:
+            chains.append(chain)
+            if progress is not None:
+                progress(1)
+
+        run_batched(
+            units,
+            make_run=_ChainRun,
+            make_policy=lambda size: make_batch_policy(policy, size, policy_factory, built),
+            slots=batch,
+            workers=workers,
+            make_env=_make_chain_env,
+            env_kwargs=env_kwargs,
+            on_done=on_done,
+        )
+        return sorted(chains, key=lambda r: r.index)
     chunks = max(1, min(num_chains, 4 * workers))
     jobs = [
         _ChainJob(tuple(range(c, num_chains, chunks)), policy, base_seed, env_kwargs, record)
@@ -215,6 +256,77 @@ def evaluate_chains(
 
     run_jobs(_run_chain_job, jobs, policy_factory, workers, collect)
     return sorted(results, key=lambda r: r.index)
+
+
+def _make_chain_env(task: str, **env_kwargs: Any) -> Any:
+    """A batched worker's env factory: every unit is a chain (``task`` is CHAIN_TASK)."""
+    return make_chain_env(**env_kwargs)
+
+
+class _ChainRun:
+    """:func:`run_chain`'s steps, fed by batched evaluation: the same statements in the same
+    order (a subtask switch resets the policy's row with that subtask's task id and seed)."""
+
+    def __init__(self, unit: Unit) -> None:
+        self.unit = unit
+        self.frames: list[np.ndarray] = []
+        self.steps, self.chain, self.completed, self.invalid = 0, (), 0, 0
+        self.error: str | None = None
+        self.obs: dict[str, np.ndarray] | None = None
+        self.info: dict[str, Any] | None = None
+        self._action_space: Any = None
+        self._current: int | None = None
+        self._started = False
+
+    def receive(self, reply: Reply, policy: BatchPolicy, row: int) -> bool:
+        kind, payload = reply
+        if kind == "error":
+            self.fail(payload)
+            return True
+        try:
+            if not self._started:
+                self._started = True
+                self.obs, self.info, self._action_space = payload
+                self.chain = tuple(self.info["chain"])
+                if self.unit.record:
+                    self.frames.append(self.obs["pixels"])
+            else:
+                self.obs, _, terminated, truncated, self.info = payload
+                self.steps += 1
+                self.completed = int(self.info["completed"])
+                if self.unit.record:
+                    self.frames.append(self.obs["pixels"])
+                if self.info["is_success"] or terminated or truncated:
+                    return True
+            if self.info["subtask_index"] != self._current:
+                self._current = self.info["subtask_index"]
+                self.invalid += not self.info["subtask_valid"]
+                policy.reset(
+                    row,
+                    task_id=task_id(self.info["subtask"]),
+                    action_space=self._action_space,
+                    seed=self.unit.seed + self._current,
+                )
+            return False
+        except Exception as exc:  # noqa: BLE001 - one chain's failure is recorded, not fatal
+            self.fail(error_detail(exc))
+            return True
+
+    def fail(self, detail: str) -> None:
+        self.error = detail
+
+    def result(self) -> ChainResult:
+        u = self.unit
+        return ChainResult(
+            u.index,
+            u.seed,
+            self.chain,
+            self.completed,
+            self.steps,
+            self.invalid,
+            self.error,
+            stack_frames(self.frames),
+        )
 
 
 def summarize_chains(results: Sequence[ChainResult], chain_length: int) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import contextlib
 import functools
 import logging
 import multiprocessing
+import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -26,6 +27,7 @@ from vw_robot.envs import make_env
 from vw_robot.eval.seeding import episode_seed
 from vw_robot.io import LockHeldError, folder_lock
 from vw_robot.policies import make_policy
+from vw_robot.processes import die_with_parent
 from vw_robot.provenance import provenance
 
 log = logging.getLogger(__name__)
@@ -174,6 +176,30 @@ def run_job(root: str, job: EpisodeJob) -> dict[str, Any]:
     return row
 
 
+def _remove_leftovers(out: Path, jobs: Sequence[EpisodeJob]) -> None:
+    """Delete the temporary files an interrupted collection left (a kill mid-write), in the
+    episode folders and drop records of ``jobs`` and beside the manifest.
+
+    Only what this collection owns: it holds the collection lock, so no other collection
+    writes these episodes, and the manifest's temporaries are removed under the manifest's own
+    lock. Episode folders of these jobs without ``meta.json`` are rewritten when recorded.
+    """
+    found: list[Path] = []
+    for job in jobs:
+        found += fmt.episode_dir(out, job.episode_id).glob(fmt.TEMP_PATTERN)
+        found += (out / fmt.DROPPED_DIR).glob(f".{job.episode_id}.json.*.tmp")
+    with folder_lock(out, ".manifest.lock"):
+        stale = [*found, *out.glob(f".{fmt.MANIFEST_FILE}.*.tmp")]
+        for path in stale:
+            path.unlink(missing_ok=True)
+    if stale:
+        log.info(
+            "collect: removed %d temporary file(s) left by an interrupted run in %s",
+            len(stale),
+            out,
+        )
+
+
 def collect(
     out: str | Path,
     tasks: Sequence[str],
@@ -194,8 +220,9 @@ def collect(
     """Record ``episodes_per_task`` demonstrations of each task into the dataset ``out``.
 
     Complete episodes already in ``out`` (kept or dropped) are skipped, so an interrupted run
-    resumes where it stopped. Returns a summary: per task kept/dropped/skipped, frames, bytes,
-    and wall time.
+    resumes where it stopped; the temporary files it left are deleted. Worker processes end
+    with this one (``kill -9`` of the collection leaves none writing). Returns a summary: per
+    task kept/dropped/skipped, frames, bytes, and wall time.
 
     Raises:
         DatasetError: ``out`` holds a dataset with other settings, or another collection is
@@ -222,6 +249,7 @@ def collect(
             raise fmt.DatasetError(
                 f"{out}: another collection is writing to this dataset; wait for it to finish."
             ) from None
+        _remove_leftovers(out, jobs)
         todo = []
         for job in jobs:
             if fmt.is_complete(out, job.episode_id):
@@ -250,7 +278,13 @@ def collect(
                     account(run_job(str(out), job))
             else:
                 context = multiprocessing.get_context("spawn")
-                with ProcessPoolExecutor(workers, mp_context=context) as pool:
+                # Workers end with this process: a killed collection leaves none writing.
+                with ProcessPoolExecutor(
+                    workers,
+                    mp_context=context,
+                    initializer=die_with_parent,
+                    initargs=(os.getpid(),),
+                ) as pool:
                     futures = [pool.submit(run_job, str(out), job) for job in todo]
                     for future in as_completed(futures):
                         account(future.result())

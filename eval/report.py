@@ -1,20 +1,275 @@
-"""Per-task success tables, result files with provenance, and rollout videos."""
+"""Per-task success tables, result files with provenance, and rollout videos.
+
+An evaluation folder is written as results arrive (:func:`open_record`, :func:`run_recorded`):
+``episodes.jsonl`` holds the config the folder's results belong to on its first line and one
+line per finished episode after it, each task's episodes appended (videos first) as soon as
+they finish. Rerunning the same config resumes: recorded episodes are kept and not run again.
+Another config is refused, naming the keys that differ, unless ``overwrite`` clears the earlier
+results and videos first; so every file in the folder belongs to the run its record names.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import fnmatch
 import json
+import logging
 import os
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from vw_robot.data.video import read_video
+from vw_robot.errors import UserError
 from vw_robot.eval.metrics import wilson_interval
 from vw_robot.eval.rollout import EpisodeResult
-from vw_robot.io import atomic_write_text
+from vw_robot.io import LockHeldError, atomic_write_text, folder_lock
 from vw_robot.provenance import provenance
+
+log = logging.getLogger(__name__)
+
+EPISODES_FILE = "episodes.jsonl"
+VIDEOS_DIR = "videos"
+# What write_report writes into an evaluation folder (cleared by overwrite).
+REPORT_OUTPUTS = ("results.json", "results.md", "rollouts.mp4", "success.png", VIDEOS_DIR)
+# Config keys that do not change an evaluation's results: a rerun may change them.
+RESULTS_INDEPENDENT = ("workers", "out", "overwrite")
+# Temporary files of an interrupted write (vw_robot.io.atomic_write, write_video).
+_TEMP_PATTERN = ".*.tmp*"
+
+
+class ResultsError(UserError):
+    """An evaluation folder holds other results, or its record is damaged; the message names
+    the folder or file."""
+
+
+class ResultsRecord:
+    """An evaluation folder's record (``episodes.jsonl``): ``config``, then ``rows`` (one dict
+    per finished episode or chain, in the order they were recorded)."""
+
+    def __init__(self, path: Path, config: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+        self.path, self.config, self.rows = path, config, rows
+
+    def append(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Append ``rows`` and flush them to disk (a kill then loses at most a torn last line,
+        which the next run drops)."""
+        if not rows:
+            return
+        with open(self.path, "a") as handle:
+            handle.write("".join(json.dumps(dict(row)) + "\n" for row in rows))
+            handle.flush()
+            os.fsync(handle.fileno())
+        self.rows.extend(dict(row) for row in rows)
+
+
+@contextlib.contextmanager
+def open_record(
+    folder: str | os.PathLike[str],
+    config: Mapping[str, Any],
+    *,
+    overwrite: bool,
+    differences: Callable[[Any, Any], list[str]],
+    name: str = EPISODES_FILE,
+    outputs: Sequence[str] = REPORT_OUTPUTS,
+) -> Iterator[ResultsRecord]:
+    """Hold ``folder`` for one evaluation with ``config`` and yield its record.
+
+    A new folder gets a record naming ``config``. A folder whose record has the same config
+    (keys of :data:`RESULTS_INDEPENDENT` aside) is resumed: its rows are the results kept.
+
+    Args:
+        folder: the output folder.
+        config: the run's config (JSON-able), stored on the record's first line.
+        overwrite: first delete the record and ``outputs`` (results of any earlier run).
+        differences: ``(old, new) -> ["key: old -> new", ...]``, how configs are compared.
+        name: the record's file name.
+        outputs: the files and folders the run writes besides the record; of a folder, only
+            its ``.mp4`` and temporary files are deleted.
+
+    Raises:
+        ResultsError: another evaluation is writing to ``folder``; it holds results of another
+            config (the keys named) or results without a record, and ``overwrite`` is False;
+            or its record is damaged (file and line named).
+    """
+    folder = Path(folder)
+    config = dict(config)
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(folder_lock(folder, f".{name}.lock", wait=False))
+        except LockHeldError:
+            raise ResultsError(
+                f"{folder}: another evaluation is writing to this folder; wait for it to finish "
+                "or choose another out=."
+            ) from None
+        path = folder / name
+        if overwrite:
+            _clear(folder, (name, *outputs))
+        if path.exists():
+            record = _read_record(path)
+            changed = differences(_comparable(record.config), _comparable(config))
+            if changed:
+                raise ResultsError(
+                    f"{folder}: holds the results of an evaluation with another config ("
+                    + "; ".join(changed)
+                    + "); pass overwrite=true to replace them, or choose another out=."
+                )
+            if record.rows:
+                log.info(
+                    "%s: resuming; %d result(s) recorded earlier are kept", path, len(record.rows)
+                )
+        else:
+            earlier = [n for n in outputs if _has_output(folder / n)]
+            if earlier:
+                raise ResultsError(
+                    f"{folder}: holds results of an earlier evaluation ({', '.join(earlier)}) "
+                    f"without the {name} that names their config (an older vw_robot wrote them, "
+                    "or it was deleted); pass overwrite=true to replace them, or choose another "
+                    "out=."
+                )
+            atomic_write_text(path, json.dumps({"config": config}) + "\n")
+            record = ResultsRecord(path, config, [])
+        _remove_temporaries(folder, outputs)
+        yield record
+
+
+def run_recorded(
+    out_dir: str | os.PathLike[str],
+    record: ResultsRecord,
+    tasks: Sequence[str],
+    episodes_per_task: int,
+    run: Callable[[list[str]], Mapping[str, Sequence[EpisodeResult]]],
+    *,
+    fps: int = 20,
+) -> dict[str, list[EpisodeResult]]:
+    """Run what ``record`` lacks, one task at a time (``run([task_id])``), recording each task's
+    episodes (their videos first) as soon as it finishes.
+
+    Returns:
+        Every episode of ``tasks``, recorded earlier or now, per task by index (no frames: the
+        videos are on disk, see :func:`recorded_videos`).
+    """
+    out_dir = Path(out_dir)
+    done = episodes_by_task(record.rows)
+    for task_id in tasks:
+        have = done.setdefault(task_id, {})
+        if all(i in have for i in range(episodes_per_task)):
+            continue
+        fresh = [ep for ep in run([task_id])[task_id] if ep.index not in have]
+        rows = []
+        for ep in fresh:
+            video = None
+            if ep.frames is not None:
+                video = f"{VIDEOS_DIR}/{video_name(ep.task_id, ep.index)}"
+                write_video(out_dir / video, ep.frames, fps)
+            rows.append(ep.to_json() | {"video": video})
+            have[ep.index] = dataclasses.replace(ep, frames=None)
+        record.append(rows)
+    return {task_id: [done[task_id][i] for i in sorted(done[task_id])] for task_id in tasks}
+
+
+def episodes_by_task(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[int, EpisodeResult]]:
+    """Recorded rows as task id -> index -> :class:`EpisodeResult` (no frames; the first row
+    of an episode recorded twice wins)."""
+    out: dict[str, dict[int, EpisodeResult]] = {}
+    for row in rows:
+        ep = EpisodeResult(
+            row["task_id"],
+            int(row["index"]),
+            int(row["seed"]),
+            bool(row["success"]),
+            int(row["steps"]),
+            float(row["return"]),
+            row.get("error"),
+        )
+        out.setdefault(ep.task_id, {}).setdefault(ep.index, ep)
+    return out
+
+
+def recorded_videos(
+    out_dir: str | os.PathLike[str], record: ResultsRecord
+) -> dict[tuple[str, int], Path]:
+    """(task id, index) -> the video file its row names, for :func:`write_report`."""
+    return {
+        (row["task_id"], int(row["index"])): Path(out_dir) / row["video"]
+        for row in record.rows
+        if row.get("video")
+    }
+
+
+def video_name(task_id: str, index: int) -> str:
+    """File name of an episode's video under ``videos/``."""
+    return f"{task_id.replace('/', '__')}__ep{index:03d}.mp4"
+
+
+def _comparable(config: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in config.items() if k not in RESULTS_INDEPENDENT}
+
+
+def _read_record(path: Path) -> ResultsRecord:
+    """Parse a record; a torn last line (a kill mid-append) is dropped from the file, logged."""
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ResultsError(f"{path}: unreadable ({type(exc).__name__}: {exc}).") from None
+    *lines, tail = text.split("\n")
+    if tail:
+        with open(path, "r+b") as handle:
+            handle.truncate(len(text.encode()) - len(tail.encode()))
+        log.warning(
+            "%s: dropped an incomplete last line (a run killed while recording); that "
+            "result is computed again",
+            path,
+        )
+    hint = "pass overwrite=true to start the evaluation again"
+    parsed = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ResultsError(f"{path}:{number}: not valid JSON ({exc}); {hint}.") from None
+        if not isinstance(value, dict):
+            raise ResultsError(f"{path}:{number}: not a JSON object; {hint}.")
+        parsed.append(value)
+    if not parsed or not isinstance(parsed[0].get("config"), dict):
+        raise ResultsError(f'{path}:1: should be {{"config": {{...}}}}; {hint}.')
+    return ResultsRecord(path, parsed[0]["config"], parsed[1:])
+
+
+def _has_output(path: Path) -> bool:
+    if path.is_dir():
+        return any(p.suffix == ".mp4" for p in path.iterdir())
+    return path.exists()
+
+
+def _clear(folder: Path, names: Sequence[str]) -> None:
+    removed = 0
+    for name in names:
+        path = folder / name
+        if path.is_dir():
+            for entry in path.iterdir():
+                if entry.is_file() and (
+                    entry.suffix == ".mp4" or fnmatch.fnmatch(entry.name, _TEMP_PATTERN)
+                ):
+                    entry.unlink()
+                    removed += 1
+            with contextlib.suppress(OSError):  # not empty: files that are not ours stay
+                path.rmdir()
+        elif path.exists():
+            path.unlink()
+            removed += 1
+    if removed:
+        log.info("%s: overwrite=true: removed %d file(s) of earlier results", folder, removed)
+
+
+def _remove_temporaries(folder: Path, names: Sequence[str]) -> None:
+    """Temporary files a killed run left beside its outputs (we hold the folder's lock)."""
+    for where in [folder, *(folder / n for n in names if (folder / n).is_dir())]:
+        for temp in where.glob(_TEMP_PATTERN):
+            temp.unlink(missing_ok=True)
 
 
 def summarize(results: Mapping[str, Sequence[EpisodeResult]]) -> dict[str, Any]:
@@ -99,35 +354,65 @@ def write_report(
     *,
     config: Mapping[str, Any],
     fps: int = 20,
+    videos: Mapping[tuple[str, int], Path] | None = None,
 ) -> dict[str, Any]:
-    """Write ``results.json`` (summary, episodes, config, provenance), ``results.md`` and one
-    mp4 per recorded episode plus ``rollouts.mp4`` tiling each task's first recorded episode.
+    """Write ``results.json`` (summary, episodes with their video, config, provenance),
+    ``results.md``, one mp4 per episode with frames, and ``rollouts.mp4`` tiling each task's
+    first recorded episode.
+
+    Args:
+        videos: (task id, index) -> video written earlier, for episodes without frames (a
+            resumed run: :func:`recorded_videos`).
 
     Returns:
         The summary dict.
     """
     out_dir = Path(out_dir)
+    videos = dict(videos or {})
+    firsts = []
+    for task_id, episodes in results.items():
+        first = None
+        for ep in episodes:
+            if ep.frames is not None:
+                videos[(task_id, ep.index)] = out_dir / VIDEOS_DIR / video_name(task_id, ep.index)
+                write_video(videos[(task_id, ep.index)], ep.frames, fps)
+                first = ep.frames if first is None else first
+            elif first is None and (task_id, ep.index) in videos:
+                first = _decoded(videos[(task_id, ep.index)])
+        if first is not None:
+            firsts.append(first)
     summary = summarize(results)
     payload = {
         "summary": summary,
-        "episodes": [ep.to_json() for eps in results.values() for ep in eps],
+        "episodes": [
+            ep.to_json() | {"video": _relative(videos.get((ep.task_id, ep.index)), out_dir)}
+            for eps in results.values()
+            for ep in eps
+        ],
         "config": dict(config),
         "provenance": provenance(),
     }
     atomic_write_text(out_dir / "results.json", json.dumps(payload, indent=2) + "\n")
     atomic_write_text(out_dir / "results.md", markdown_table(summary))
-    firsts = []
-    for task_id, episodes in results.items():
-        recorded = [ep for ep in episodes if ep.frames is not None]
-        for ep in recorded:
-            name = task_id.replace("/", "__")
-            write_video(out_dir / "videos" / f"{name}__ep{ep.index:03d}.mp4", ep.frames, fps)
-        if recorded:
-            firsts.append(recorded[0].frames)
     if firsts and len({f.shape[1:] for f in firsts}) == 1:
         write_video(out_dir / "rollouts.mp4", tile_videos(firsts), fps)
     bar_chart({str(config.get("policy", "policy")): summary}, out_dir / "success.png")
     return summary
+
+
+def _decoded(path: Path) -> np.ndarray | None:
+    """A recorded video's frames for the tiled overview, or None (logged) if it fails."""
+    try:
+        return read_video(path)
+    except UserError as exc:
+        log.warning("%s; left out of rollouts.mp4", exc)
+        return None
+
+
+def _relative(path: Path | None, out_dir: Path) -> str | None:
+    if path is None:
+        return None
+    return Path(os.path.relpath(path, out_dir)).as_posix()
 
 
 def bar_chart(

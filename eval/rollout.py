@@ -1,4 +1,6 @@
-"""Closed-loop rollouts of any policy on registered tasks, in one or several processes."""
+"""Closed-loop rollouts of any policy on registered tasks, in one or several processes, or
+batched: env slots in worker processes and one policy acting for all of them
+(:mod:`vw_robot.eval.batched`)."""
 
 from __future__ import annotations
 
@@ -15,9 +17,19 @@ import torch
 
 from vw_robot.envs import make_env
 from vw_robot.errors import UserError
+from vw_robot.eval.batched import (
+    Reply,
+    Unit,
+    error_detail,
+    make_batch_policy,
+    run_batched,
+    stack_frames,
+)
 from vw_robot.eval.seeding import episode_seed
 from vw_robot.policies import make_policy
+from vw_robot.policies.base import BatchPolicy
 from vw_robot.policies.videoworld import PolicyMismatchError
+from vw_robot.processes import die_with_parent_then
 
 
 @dataclass
@@ -168,8 +180,12 @@ def run_jobs(
         return
     context = multiprocessing.get_context("spawn")
     threads = max(1, (os.cpu_count() or 1) // workers)
+    # Workers end with this process (a killed evaluation leaves none running).
     with ProcessPoolExecutor(
-        max_workers=workers, mp_context=context, initializer=_limit_threads, initargs=(threads,)
+        max_workers=workers,
+        mp_context=context,
+        initializer=die_with_parent_then,
+        initargs=(os.getpid(), _limit_threads, threads),
     ) as pool:
         futures = [pool.submit(run, job, policy_factory) for job in jobs]
         for future in as_completed(futures):
@@ -225,21 +241,35 @@ def evaluate(
     stop_on_success: bool = True,
     policy_factory: Callable[[str], Any] = make_policy,
     progress: Callable[[int], None] | None = None,
+    batch: int | None = None,
 ) -> dict[str, list[EpisodeResult]]:
     """Evaluate a policy on tasks; episodes' seeds depend only on (base_seed, task, index).
 
+    Two ways to run: per process (``batch=None``: each of ``workers`` processes builds its
+    own policy and runs whole episodes one after another), or batched (``batch=N``: N envs
+    step at once in ``workers`` processes while one policy, in this process and on its own
+    device, acts for all N with one batched forward per step; a finished episode's slot
+    takes the next one). Both give the same episodes: the expert and random policies
+    exactly, a learned policy up to float rounding in its batched forward (greedy decoding
+    makes the same choices unless two choices are within rounding of each other).
+
     Args:
         tasks: task ids.
-        policy: name given to ``policy_factory`` (built once per worker job).
+        policy: name given to ``policy_factory`` (built once per worker job, or once when
+            batched).
         episodes_per_task: episodes per task.
         base_seed: base of the per-episode seeds.
         workers: processes; each builds its own envs (``spawn``: GL contexts do not survive
-            ``fork``). 1 runs in this process.
+            ``fork``). 1 runs in this process. Batched: the processes the env slots are
+            spread over (1: the envs step in this process).
         env_kwargs: extra ``make_env`` arguments (image_size, camera, max_episode_steps).
         videos_per_task: the first this-many episodes of each task keep their frames.
         stop_on_success: end an episode at its first success.
-        policy_factory: picklable callable name -> policy (module-level for workers > 1).
-        progress: called with the number of episodes each finished job completed.
+        policy_factory: picklable callable name -> policy (module-level for workers > 1;
+            batched, it is only called in this process).
+        progress: called with the number of episodes each finished job (batched: each
+            episode) completed.
+        batch: env slots acting together (batched evaluation); None runs per process.
 
     Returns:
         task id -> its episodes ordered by index.
@@ -252,7 +282,22 @@ def evaluate(
         raise UserError(f"episodes_per_task={episodes_per_task} must be >= 1.")
     if workers < 1:
         raise UserError(f"workers={workers} must be >= 1.")
+    check_batch(batch)
     env_kwargs = dict(env_kwargs or {})
+    if batch is not None:
+        return _evaluate_batched(
+            tasks,
+            policy=policy,
+            episodes_per_task=episodes_per_task,
+            base_seed=base_seed,
+            workers=workers,
+            env_kwargs=env_kwargs,
+            videos_per_task=videos_per_task,
+            stop_on_success=stop_on_success,
+            policy_factory=policy_factory,
+            progress=progress,
+            batch=batch,
+        )
     check_policy_fits(tasks, policy, env_kwargs, policy_factory)
     record = frozenset(range(min(videos_per_task, episodes_per_task)))
     jobs = [
@@ -268,6 +313,109 @@ def evaluate(
             progress(len(episodes))
 
     run_jobs(_run_job, jobs, policy_factory, workers, collect)
+    for episodes in results.values():
+        episodes.sort(key=lambda ep: ep.index)
+    return results
+
+
+def check_batch(batch: int | None) -> None:
+    """Refuse a batch size that is not None or a positive int."""
+    if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
+        raise UserError(f"batch={batch!r} must be a positive int (env slots) or None.")
+
+
+class _EpisodeRun:
+    """:func:`run_episode`'s steps, fed by batched evaluation: the same statements in the same
+    order, so an episode ends the same way (and records the same error) either way."""
+
+    def __init__(self, unit: Unit, stop_on_success: bool) -> None:
+        self.unit = unit
+        self.stop_on_success = stop_on_success
+        self.frames: list[np.ndarray] = []
+        self.steps, self.episode_return, self.success = 0, 0.0, False
+        self.error: str | None = None
+        self.obs: dict[str, np.ndarray] | None = None
+        self.info: dict[str, Any] | None = None
+        self._started = False
+
+    def receive(self, reply: Reply, policy: BatchPolicy, row: int) -> bool:
+        kind, payload = reply
+        if kind == "error":
+            self.fail(payload)
+            return True
+        try:
+            if not self._started:
+                self._started = True
+                self.obs, self.info, action_space = payload
+                policy.reset(
+                    row, task_id=self.unit.task_id, action_space=action_space, seed=self.unit.seed
+                )
+                self.success = bool(self.info["is_success"])
+                if self.unit.record:
+                    self.frames.append(self.obs["pixels"])
+                return self.success and self.stop_on_success
+            self.obs, reward, terminated, truncated, self.info = payload
+            self.steps += 1
+            self.episode_return += float(reward)
+            self.success = self.success or bool(self.info["is_success"])
+            if self.unit.record:
+                self.frames.append(self.obs["pixels"])
+            return bool(terminated or truncated) or (self.success and self.stop_on_success)
+        except Exception as exc:  # noqa: BLE001 - any failure of one episode is recorded
+            self.fail(error_detail(exc))
+            return True
+
+    def fail(self, detail: str) -> None:
+        self.error = detail
+
+    def result(self) -> EpisodeResult:
+        u = self.unit
+        success = self.success and self.error is None
+        frames = stack_frames(self.frames)
+        return EpisodeResult(
+            u.task_id, u.index, u.seed, success, self.steps, self.episode_return, self.error, frames
+        )
+
+
+def _evaluate_batched(
+    tasks: Sequence[str],
+    *,
+    policy: str,
+    episodes_per_task: int,
+    base_seed: int,
+    workers: int,
+    env_kwargs: dict[str, Any],
+    videos_per_task: int,
+    stop_on_success: bool,
+    policy_factory: Callable[[str], Any],
+    progress: Callable[[int], None] | None,
+    batch: int,
+) -> dict[str, list[EpisodeResult]]:
+    """:func:`evaluate` with ``batch`` env slots and one policy in this process."""
+    built = policy_factory(policy)
+    check_policy_fits(tasks, policy, env_kwargs, lambda _: built)
+    units = [
+        Unit(task_id, i, episode_seed(base_seed, task_id, i), i < videos_per_task)
+        for task_id in tasks
+        for i in range(episodes_per_task)
+    ]
+    results: dict[str, list[EpisodeResult]] = {t: [] for t in tasks}
+
+    def on_done(episode: EpisodeResult) -> None:
+        results[episode.task_id].append(episode)
+        if progress is not None:
+            progress(1)
+
+    run_batched(
+        units,
+        make_run=lambda unit: _EpisodeRun(unit, stop_on_success),
+        make_policy=lambda size: make_batch_policy(policy, size, policy_factory, built),
+        slots=batch,
+        workers=workers,
+        make_env=make_env,
+        env_kwargs=env_kwargs,
+        on_done=on_done,
+    )
     for episodes in results.values():
         episodes.sort(key=lambda ep: ep.index)
     return results

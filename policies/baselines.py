@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from vw_robot.envs import make_expert
+from vw_robot.policies.base import SlotPolicies
 
 
 class ExpertPolicy:
@@ -23,6 +24,10 @@ class ExpertPolicy:
             self._experts[task_id] = make_expert(task_id)
         self._current = self._experts[task_id]
         self._current.reset()
+
+    def make_batch(self, size: int) -> SlotPolicies:
+        """``size`` rows, each its own expert objects (as one evaluation worker has)."""
+        return SlotPolicies([ExpertPolicy() for _ in range(size)])
 
     def select_action(self, obs: dict[str, np.ndarray], info: dict[str, Any]) -> np.ndarray:
         if self._current is None:
@@ -42,6 +47,10 @@ class RandomPolicy:
     def reset(self, *, task_id: str, action_space: Any, seed: int | None = None) -> None:
         self._space = action_space
         self._rng = np.random.default_rng(seed)
+
+    def make_batch(self, size: int) -> SlotPolicies:
+        """``size`` rows, each with its own generator seeded by its episode's seed."""
+        return SlotPolicies([RandomPolicy() for _ in range(size)])
 
     def select_action(self, obs: dict[str, np.ndarray], info: dict[str, Any]) -> np.ndarray:
         if self._space is None:

@@ -11,12 +11,22 @@ are never decoded to act; :meth:`plan_frames` decodes the latest plan for a pers
 :class:`NoLDMPolicy` is the ablation without latent codes: when the action queue is empty, the
 code-free transformer predicts the next frame's tokens from the recent frames, the tokenizer
 decodes them, and the head acts from the current and the predicted frame.
+
+Batched control (DESIGN §5): ``policy.make_batch(n)`` gives n rows that share the networks,
+each with its own context, KV-cache row and action queue; one ``select_actions`` call
+tokenizes the rows' frames together, decodes their codes together (contexts of different
+lengths left-padded, :func:`~vw_robot.models.transformer.pad_left`) and runs the head once
+for the rows whose queues are empty. ``reset``/``select_action`` are a batch of one row, so
+one code path acts for one env or for many; a row acts as it would alone up to the float
+rounding of the batched matmuls.
 """
 
 from __future__ import annotations
 
 import os
 from collections import deque
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -26,6 +36,8 @@ from vw_robot import checkpoint as ckpt
 from vw_robot.device import resolve_device
 from vw_robot.errors import UserError
 from vw_robot.models.registry import load_model
+from vw_robot.models.transformer import KVCache, pad_left
+from vw_robot.policies.base import RowErrors
 
 # The checkpoint stages that are policies (each with its class in POLICY_CLASSES below).
 POLICY_STAGES = ("action_head", "bc", "noldm_head")
@@ -78,7 +90,10 @@ def ensemble_action(predictions: list[np.ndarray], weight: float) -> np.ndarray:
 
 
 class _ChunkPolicy:
-    """Shared per-episode machinery: task, action queue (or temporal ensemble), env checks."""
+    """Shared machinery: the models, env checks, and the single-env API, which is a batch of
+    one row (:meth:`make_batch`): one code path acts for one env or for many."""
+
+    batch_class: type[ChunkBatch]  # set below, once the batch classes exist
 
     def __init__(
         self,
@@ -103,10 +118,7 @@ class _ChunkPolicy:
         if ensemble is not None and ensemble < 0:
             raise UserError(f"ensemble={ensemble} must be >= 0 (or None: off).")
         self.ensemble = ensemble
-        self._queue: deque[np.ndarray] = deque()
-        self._chunks: deque[tuple[int, np.ndarray]] = deque()  # (step planned at, (k, A))
-        self._step = 0
-        self._task: int | None = None
+        self._single: ChunkBatch | None = None  # the one row behind reset/select_action
 
     def check_task(self, task_id: str, action_space: Any = None) -> None:
         """Refuse a task this checkpoint was not trained for, or actions of another size."""
@@ -121,62 +133,185 @@ class _ChunkPolicy:
                 f"action space is {tuple(action_space.shape)}."
             )
 
+    def make_batch(self, size: int) -> ChunkBatch:
+        """A batch of ``size`` rows that share this policy's networks (batched evaluation:
+        one forward per step for every env); each row has its own context, KV-cache row and
+        action queue (see :class:`vw_robot.policies.base.BatchPolicy`)."""
+        return self.batch_class(self, size)
+
     def reset(self, *, task_id: str, action_space: Any = None, seed: int | None = None) -> None:
         """Start an episode of ``task_id``: clears the action queue and the context."""
-        self.check_task(task_id, action_space)
-        self._task = self.task_ids.index(task_id)
-        self._queue.clear()
-        self._chunks.clear()
-        self._step = 0
-        self._reset_context()
-
-    def _reset_context(self) -> None:
-        pass
+        if self._single is None:
+            self._single = self.make_batch(1)
+        self._single.reset(0, task_id=task_id, action_space=action_space, seed=seed)
 
     def select_action(
         self, obs: dict[str, np.ndarray], info: dict[str, Any] | None = None
     ) -> np.ndarray:
-        if self._task is None:
+        if self._single is None or self._single.task(0) is None:
             raise RuntimeError("select_action called before reset(task_id=...).")
-        frame = _frame_tensor(obs, self.pixels_key, self.image_size).to(self.device)
-        codes = self._observe(frame)
-        inputs = self._head_inputs(obs)
-        if self.ensemble is not None:
-            step, self._step = self._step, self._step + 1
-            self._chunks.append((step, self._plan(frame, codes, inputs)[0].cpu().numpy()))
-            while self._chunks[0][0] + len(self._chunks[0][1]) <= step:
-                self._chunks.popleft()
-            predictions = [chunk[step - start] for start, chunk in self._chunks]
-            return ensemble_action(predictions, self.ensemble).astype(np.float32)
-        if not self._queue:
-            chunk = self._plan(frame, codes, inputs)[0].cpu().numpy()  # (k, A)
-            self._queue.extend(chunk[: self.execute])
-        return self._queue.popleft().astype(np.float32)
+        try:
+            return self._single.select_actions([obs], [info], [0])[0]
+        except RowErrors as exc:
+            raise exc.errors[0] from None
 
-    def _head_inputs(self, obs: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
-        """The task index and proprio state, for a head trained with them."""
-        config, inputs = self.head.config, {}
+
+class ChunkBatch:
+    """Rows of a learned policy acting together (behaviour cloning: frame -> action chunk).
+
+    Per row: the task, the action queue (or the chunks being ensembled) and, in subclasses,
+    the context. Every call acts for the rows given in one batched forward; the head's
+    inputs are gathered in :meth:`_head_inputs` and the head runs only in :meth:`_head`, the
+    one place a plan becomes an action chunk.
+    """
+
+    def __init__(self, policy: _ChunkPolicy, size: int) -> None:
+        if size < 1:
+            raise ValueError(f"size={size} must be >= 1.")
+        self.policy = policy
+        self.size = size
+        self._task: list[int | None] = [None] * size
+        self._queue: list[deque[np.ndarray]] = [deque() for _ in range(size)]
+        # Temporal ensembling: (step planned at, (k, A) chunk) per row, and the row's step.
+        self._chunks: list[deque[tuple[int, np.ndarray]]] = [deque() for _ in range(size)]
+        self._step = [0] * size
+
+    def task(self, row: int) -> int | None:
+        """The task index row ``row`` acts in (None before its first reset)."""
+        return self._task[row]
+
+    def reset(
+        self, row: int, *, task_id: str, action_space: Any = None, seed: int | None = None
+    ) -> None:
+        """Start an episode of ``task_id`` in ``row``: clears its queue and its context."""
+        self.policy.check_task(task_id, action_space)
+        self._task[row] = self.policy.task_ids.index(task_id)
+        self._queue[row].clear()
+        self._chunks[row].clear()
+        self._step[row] = 0
+        self._reset_row(row)
+
+    @torch.no_grad()
+    def select_actions(
+        self,
+        obs: Sequence[dict[str, np.ndarray]],
+        infos: Sequence[dict[str, Any] | None] | None = None,
+        rows: Sequence[int] | None = None,
+    ) -> np.ndarray:
+        """One action per row given, (R, A) float32 (rows default to 0..len(obs)-1).
+
+        Rows whose observation cannot be read (no image, another size, no proprio state)
+        fail alone: the others act, then :class:`RowErrors` names the failures.
+        """
+        rows = list(range(len(obs))) if rows is None else list(rows)
+        if len(rows) != len(obs) or len(set(rows)) != len(rows):
+            raise ValueError(f"rows {rows} must be distinct, one per observation ({len(obs)}).")
+        unset = [row for row in rows if self._task[row] is None]
+        if unset:
+            raise RuntimeError(f"select_actions before reset(row, task_id=...) of rows {unset}.")
+        errors: dict[int, BaseException] = {}
+        good: list[int] = []
+        for i, (row, o) in enumerate(zip(rows, obs, strict=True)):
+            try:
+                self._check_obs(o)
+            except PolicyMismatchError as exc:
+                errors[row] = exc
+            else:
+                good.append(i)
+        actions = self._act([rows[i] for i in good], [obs[i] for i in good]) if good else None
+        if errors:
+            acted = {rows[i]: actions[j] for j, i in enumerate(good)}
+            raise RowErrors(errors, acted)
+        return actions
+
+    def _act(self, rows: list[int], obs: list[dict[str, np.ndarray]]) -> np.ndarray:
+        """Observe, plan where needed and pop one action per row; (R, A) float32."""
+        policy = self.policy
+        frames = torch.cat([_frame_tensor(o, policy.pixels_key, policy.image_size) for o in obs])
+        frames = frames.to(policy.device)  # (R, 3, S, S) uint8
+        inputs = self._head_inputs(rows, obs)
+        codes = self._observe(rows, frames)  # (R, H) or None
+        if policy.ensemble is not None:
+            chunks = self._plan(rows, frames, codes, inputs).cpu().numpy()  # (R, k, A)
+            acted = [self._ensembled(row, chunk) for row, chunk in zip(rows, chunks, strict=True)]
+            return np.stack(acted)
+        planning = [i for i, row in enumerate(rows) if not self._queue[row]]
+        if planning:
+            if len(planning) < len(rows):
+                index = torch.tensor(planning, device=policy.device)
+                frames, codes = frames[index], None if codes is None else codes[index]
+                inputs = {key: value[index] for key, value in inputs.items()}
+            planned = [rows[i] for i in planning]
+            chunks = self._plan(planned, frames, codes, inputs).cpu().numpy()  # (R', k, A)
+            for row, chunk in zip(planned, chunks, strict=True):
+                self._queue[row].extend(chunk[: policy.execute])
+        return np.stack([self._queue[row].popleft() for row in rows]).astype(np.float32)
+
+    def _ensembled(self, row: int, chunk: np.ndarray) -> np.ndarray:
+        """ACT: keep row's chunk (k, A) planned now; average what the live chunks say now."""
+        step = self._step[row]
+        self._step[row] += 1
+        chunks = self._chunks[row]
+        chunks.append((step, chunk))
+        while chunks[0][0] + len(chunks[0][1]) <= step:
+            chunks.popleft()
+        predictions = [planned[step - start] for start, planned in chunks]
+        return ensemble_action(predictions, self.policy.ensemble).astype(np.float32)
+
+    def _check_obs(self, obs: dict[str, np.ndarray]) -> None:
+        """Raise PolicyMismatchError for an observation this policy cannot read."""
+        _frame_tensor(obs, self.policy.pixels_key, self.policy.image_size)
+        if self.policy.head.config.state_dim:
+            _state_tensor(obs, self.policy.head.config.state_dim)
+
+    def _head_inputs(
+        self, rows: list[int], obs: list[dict[str, np.ndarray]]
+    ) -> dict[str, torch.Tensor]:
+        """The rows' task indices (R,) and proprio states (R, D), for a head trained on them."""
+        config, device, inputs = self.policy.head.config, self.policy.device, {}
         if config.num_tasks:
-            inputs["task"] = torch.tensor([self._task], device=self.device)
+            inputs["task"] = torch.tensor([self._task[row] for row in rows], device=device)
         if config.state_dim:
-            inputs["state"] = _state_tensor(obs, config.state_dim).to(self.device)
+            states = [_state_tensor(o, config.state_dim) for o in obs]
+            inputs["state"] = torch.cat(states).to(device)  # (R, D)
         return inputs
 
-    def _observe(self, frame: torch.Tensor) -> torch.Tensor | None:
-        """Take in the current frame (every step); return the codes the head needs."""
+    def _reset_row(self, row: int) -> None:
+        """Forget ``row``'s context."""
+
+    def _observe(self, rows: list[int], frames: torch.Tensor) -> torch.Tensor | None:
+        """Take in the rows' current frames (every step); the codes the head needs, or None."""
         return None
 
     def _plan(
-        self, frame: torch.Tensor, codes: torch.Tensor | None, inputs: dict[str, torch.Tensor]
+        self,
+        rows: list[int],
+        frames: torch.Tensor,
+        codes: torch.Tensor | None,
+        inputs: dict[str, torch.Tensor],
     ) -> torch.Tensor:
-        """The next action chunk (1, k, A) in env units (``inputs``: task, state)."""
-        return self.head.predict(frame, codes, **inputs)
+        """The rows' next action chunks (R, k, A) in env units."""
+        return self._head(frames, inputs, codes=codes)
+
+    def _head(
+        self,
+        frames: torch.Tensor,
+        inputs: dict[str, torch.Tensor],
+        codes: torch.Tensor | None = None,
+        next_frames: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Action chunks (R, k, A) from frames (R, 3, S, S), codes (R, H) or predicted next
+        frames (R, 3, S, S), and :meth:`_head_inputs`."""
+        if next_frames is None:
+            return self.policy.head.predict(frames, codes, **inputs)
+        return self.policy.head.predict(frames, codes, next_frames=next_frames, **inputs)
 
 
 class BCPolicy(_ChunkPolicy):
     """Behaviour cloning: frame -> action chunk, no generator."""
 
     name = "bc"
+    batch_class = ChunkBatch
 
 
 class _GeneratorPolicy(_ChunkPolicy):
@@ -200,68 +335,179 @@ class _GeneratorPolicy(_ChunkPolicy):
         self.layout = self.transformer.config.layout
         self.temperature = temperature
         self.use_cache = use_cache
-        self._cache = self.transformer.make_cache(1) if use_cache else None
+
+
+class _GeneratorBatch(ChunkBatch):
+    """Rows that decode with the transformer: one KV cache, row r for row r's env."""
+
+    policy: _GeneratorPolicy
+
+    def __init__(self, policy: _GeneratorPolicy, size: int) -> None:
+        super().__init__(policy, size)
+        self._cache = policy.transformer.make_cache(size) if policy.use_cache else None
+        self._tokens: list[list[torch.Tensor]] = [[] for _ in range(size)]  # (N,) per timestep
+
+    def _reset_row(self, row: int) -> None:
+        self._tokens[row].clear()
+        if self._cache is not None:
+            self._cache.reset_rows([row])
+
+    @contextmanager
+    def _cache_of(self, rows: list[int]) -> Iterator[KVCache | None]:
+        """The cache to decode ``rows`` with: the whole cache when every row decodes in order,
+        else their rows copied out and copied back afterwards."""
+        if self._cache is None or rows == list(range(self.size)):
+            yield self._cache
+            return
+        part = _take_rows(self._cache, rows)
+        yield part
+        _put_rows(self._cache, part, rows)
+
+    def _task_tensor(self, rows: list[int]) -> torch.Tensor:
+        return torch.tensor([self._task[row] for row in rows], device=self.policy.device)
+
+
+class VideoWorldBatch(_GeneratorBatch):
+    """VideoWorld rows: tokenize every frame, sample z_t every step, head on frame + codes."""
+
+    policy: VideoWorldPolicy
+
+    def __init__(self, policy: VideoWorldPolicy, size: int) -> None:
+        super().__init__(policy, size)
+        self._codes: list[list[torch.Tensor]] = [[] for _ in range(size)]  # (H,) per timestep
+        self._frames: list[list[torch.Tensor]] = [[] for _ in range(size)]  # (1, 3, S, S)
+
+    def _reset_row(self, row: int) -> None:
+        super()._reset_row(row)
+        self._codes[row].clear()
+        self._frames[row].clear()
+
+    def _observe(self, rows: list[int], frames: torch.Tensor) -> torch.Tensor:
+        """Append x_t to each row's context and sample z_t — at every env step, even while a
+        chunk is being executed, because the transformer was trained on consecutive frames."""
+        policy, layout, window = self.policy, self.policy.layout, self.policy.window
+        tokens = policy.tokenizer.encode(frames).flatten(1)  # (R, N)
+        contexts = []
+        for i, row in enumerate(rows):
+            self._tokens[row].append(tokens[i])
+            self._frames[row].append(frames[i : i + 1])
+            # Keep at most `window` timesteps: the current one plus window-1 of history.
+            del self._tokens[row][:-window], self._frames[row][:-window]
+            history = len(self._tokens[row]) - 1
+            past = self._codes[row][-history:] if history else []
+            tok = torch.stack(self._tokens[row])[None]  # (1, t, N)
+            cod = (
+                torch.stack(past)[None]
+                if past
+                else torch.zeros(1, 0, layout.horizon, dtype=torch.int64, device=policy.device)
+            )  # (1, t-1, H)
+            contexts.append(layout.build_context(tok, cod)[0])  # (L_r,) ending [x_t][SEP]
+        ids, lengths = pad_left(contexts)  # (R, L), (R,): rows at different points
+        with self._cache_of(rows) as cache:
+            codes = policy.transformer.generate_codes(
+                ids,
+                self._task_tensor(rows),
+                cache=cache,
+                lengths=lengths,
+                temperature=policy.temperature,
+            )  # (R, H)
+        for i, row in enumerate(rows):
+            self._codes[row].append(codes[i])
+            del self._codes[row][:-window]
+        return codes
+
+    @torch.no_grad()
+    def plan_frames(self, row: int = 0) -> np.ndarray:
+        """Decode ``row``'s latest plan: (H+1, S, S, 3) uint8, the current frame then the H
+        frames the latent dynamics model rebuilds from it and the sampled codes."""
+        if not self._codes[row]:
+            raise RuntimeError("No plan yet: call select_action first.")
+        frame = self._frames[row][-1]
+        future = self.policy.ldm().decode(frame, self._codes[row][-1][None])[0]  # (H, 3, S, S)
+        frames = torch.cat([frame.float() / 255, future])
+        pixels = (frames.clamp(0, 1) * 255).round().to(torch.uint8).cpu()  # (H+1, 3, S, S)
+        return pixels.permute(0, 2, 3, 1).numpy()
 
 
 class VideoWorldPolicy(_GeneratorPolicy):
     """Tokenizer + transformer (latent codes) + action head, with a KV cache."""
 
     name = "videoworld"
+    batch_class = VideoWorldBatch
 
     def __init__(self, head: Any, info: ckpt.CheckpointInfo, **kwargs: Any) -> None:
         super().__init__(head, info, **kwargs)
         self._ldm_path = ckpt.parent_checkpoint(info, "ldm")
-        self._ldm = None
+        self._ldm: torch.nn.Module | None = None
         self.window = self.transformer.config.max_timesteps
-        self._tokens: list[torch.Tensor] = []  # (N,) per timestep in the context
-        self._codes: list[torch.Tensor] = []  # (H,) sampled per timestep
-        self._frames: list[torch.Tensor] = []
 
-    def _reset_context(self) -> None:
-        self._tokens.clear()
-        self._codes.clear()
-        self._frames.clear()
-        if self._cache is not None:
-            self._cache.reset()
+    def ldm(self) -> torch.nn.Module:
+        """The latent dynamics model, loaded on first use: control never needs it."""
+        if self._ldm is None:
+            self._ldm = load_model(self._ldm_path, "ldm")[0].to(self.device)
+        return self._ldm
 
-    @torch.no_grad()
-    def _observe(self, frame: torch.Tensor) -> torch.Tensor:
-        """Append x_t to the context and sample z_t — at every env step, even while a chunk is
-        being executed, because the transformer was trained on consecutive frames."""
-        tokens = self.tokenizer.encode(frame).flatten(1)[0]  # (N,)
-        self._tokens.append(tokens)
-        self._frames.append(frame)
-        # Keep at most `window` timesteps: the current one plus window-1 of history.
-        del self._tokens[: -self.window], self._frames[: -self.window]
-        history = len(self._tokens) - 1
-        codes_context = self._codes[-history:] if history else []
-        tok = torch.stack(self._tokens)[None]  # (1, t, N)
-        cod = (
-            torch.stack(codes_context)[None]
-            if codes_context
-            else torch.zeros(1, 0, self.layout.horizon, dtype=torch.int64, device=self.device)
-        )  # (1, t-1, H)
-        context = self.layout.build_context(tok, cod)  # (1, L) ending [x_t][SEP]
-        task = torch.tensor([self._task], device=self.device)
-        codes = self.transformer.generate_codes(
-            context, task, cache=self._cache, temperature=self.temperature
-        )  # (1, H)
-        self._codes.append(codes[0])
-        del self._codes[: -self.window]
-        return codes
-
-    @torch.no_grad()
     def plan_frames(self) -> np.ndarray:
         """Decode the latest plan: (H+1, S, S, 3) uint8, the current frame then the H frames
         the latent dynamics model rebuilds from it and the sampled codes."""
-        if not self._codes:
+        if self._single is None:
             raise RuntimeError("No plan yet: call select_action first.")
-        if self._ldm is None:  # loaded on first use: control never needs it
-            self._ldm = load_model(self._ldm_path, "ldm")[0].to(self.device)
-        frame = self._frames[-1]
-        future = self._ldm.decode(frame, self._codes[-1][None])[0]  # (H, 3, S, S)
-        frames = torch.cat([frame.float() / 255, future])
-        pixels = (frames.clamp(0, 1) * 255).round().to(torch.uint8).cpu()  # (H+1, 3, S, S)
+        return self._single.plan_frames(0)
+
+
+class NoLDMBatch(_GeneratorBatch):
+    """No-LDM rows: tokenize every frame; to plan, predict the next frame and act on both."""
+
+    policy: NoLDMPolicy
+
+    def __init__(self, policy: NoLDMPolicy, size: int) -> None:
+        super().__init__(policy, size)
+        self._predicted: list[torch.Tensor | None] = [None] * size  # (1, 3, S, S) float
+
+    def _reset_row(self, row: int) -> None:
+        super()._reset_row(row)
+        self._predicted[row] = None
+
+    def _observe(self, rows: list[int], frames: torch.Tensor) -> None:
+        tokens = self.policy.tokenizer.encode(frames).flatten(1)  # (R, N)
+        for i, row in enumerate(rows):
+            self._tokens[row].append(tokens[i])
+            del self._tokens[row][: -self.policy.window]
+        return None
+
+    def _plan(
+        self,
+        rows: list[int],
+        frames: torch.Tensor,
+        codes: torch.Tensor | None,
+        inputs: dict[str, torch.Tensor],
+    ) -> torch.Tensor:
+        policy, layout = self.policy, self.policy.layout
+        contexts = [
+            layout.build_context(torch.stack(self._tokens[row])[None], None)[0] for row in rows
+        ]  # (L_r,) whole timesteps each
+        ids, lengths = pad_left(contexts)  # (R, L), (R,)
+        with self._cache_of(rows) as cache:
+            tokens = policy.transformer.generate_frame_tokens(
+                ids,
+                self._task_tensor(rows),
+                cache=cache,
+                lengths=lengths,
+                temperature=policy.temperature,
+            )  # (R, N)
+        grid = policy.tokenizer.config.image_size // policy.tokenizer.config.down_factor
+        predicted = policy.tokenizer.decode(tokens.view(len(rows), grid, grid))  # (R, 3, S, S)
+        for i, row in enumerate(rows):
+            self._predicted[row] = predicted[i : i + 1]
+        return self._head(frames, inputs, next_frames=predicted)
+
+    def plan_frames(self, row: int = 0) -> np.ndarray:
+        """(1, S, S, 3) uint8: the next frame the transformer predicted at ``row``'s last
+        plan."""
+        predicted = self._predicted[row]
+        if predicted is None:
+            raise RuntimeError("No plan yet: call select_action first.")
+        pixels = (predicted.clamp(0, 1) * 255).round().to(torch.uint8).cpu()  # (1, 3, S, S)
         return pixels.permute(0, 2, 3, 1).numpy()
 
 
@@ -269,47 +515,68 @@ class NoLDMPolicy(_GeneratorPolicy):
     """The no-LDM ablation: tokenizer + code-free transformer (next frame) + head."""
 
     name = "noldm"
+    batch_class = NoLDMBatch
 
     def __init__(self, head: Any, info: ckpt.CheckpointInfo, **kwargs: Any) -> None:
         super().__init__(head, info, **kwargs)
         # The predicted frame fills the last timestep of the transformer's window.
         self.window = self.transformer.config.max_timesteps - 1
-        self._tokens: list[torch.Tensor] = []  # (N,) per timestep in the context
-        self._predicted: torch.Tensor | None = None  # (1, 3, S, S) float, the last prediction
-
-    def _reset_context(self) -> None:
-        self._tokens.clear()
-        self._predicted = None
-        if self._cache is not None:
-            self._cache.reset()
-
-    @torch.no_grad()
-    def _observe(self, frame: torch.Tensor) -> None:
-        self._tokens.append(self.tokenizer.encode(frame).flatten(1)[0])
-        del self._tokens[: -self.window]
-        return None
-
-    @torch.no_grad()
-    def _plan(
-        self, frame: torch.Tensor, codes: torch.Tensor | None, inputs: dict[str, torch.Tensor]
-    ) -> torch.Tensor:
-        context = self.layout.build_context(torch.stack(self._tokens)[None], None)  # (1, L)
-        tokens = self.transformer.generate_frame_tokens(
-            context,
-            torch.tensor([self._task], device=self.device),
-            cache=self._cache,
-            temperature=self.temperature,
-        )  # (1, N)
-        grid = self.tokenizer.config.image_size // self.tokenizer.config.down_factor
-        self._predicted = self.tokenizer.decode(tokens.view(1, grid, grid))  # (1, 3, S, S)
-        return self.head.predict(frame, next_frames=self._predicted, **inputs)
 
     def plan_frames(self) -> np.ndarray:
         """(1, S, S, 3) uint8: the next frame the transformer predicted at the last plan."""
-        if self._predicted is None:
+        if self._single is None:
             raise RuntimeError("No plan yet: call select_action first.")
-        pixels = (self._predicted.clamp(0, 1) * 255).round().to(torch.uint8).cpu()  # (1, 3, S, S)
-        return pixels.permute(0, 2, 3, 1).numpy()
+        return self._single.plan_frames(0)
+
+
+def _take_rows(cache: KVCache, rows: list[int]) -> KVCache:
+    """A cache holding a copy of ``rows``' entries (for decoding only some rows)."""
+    index = torch.tensor(rows, dtype=torch.long, device=cache.ids.device)
+    layers, _, heads, capacity, head_dim = cache.keys.shape
+    part = KVCache(
+        layers,
+        len(rows),
+        heads,
+        head_dim,
+        capacity=1,
+        device=cache.ids.device,
+        dtype=cache.keys.dtype,
+        slide=cache.slide,
+    )
+    part.keys = cache.keys.index_select(1, index)  # (layers, R, heads, capacity, hd)
+    part.values = cache.values.index_select(1, index)
+    part.ids, part.positions, part.valid = (
+        t.index_select(0, index) for t in (cache.ids, cache.positions, cache.valid)
+    )  # (R, capacity) each
+    part.capacity, part.length = capacity, cache.length
+    part.task = None if cache.task is None else cache.task.index_select(0, index)
+    if part.length and not bool(part.valid[:, : part.length].any()):
+        part.reset()
+    return part
+
+
+def _put_rows(cache: KVCache, part: KVCache, rows: list[int]) -> None:
+    """Write ``part`` (from :func:`_take_rows`, then decoded) back into ``rows`` of ``cache``.
+
+    Rows need not share columns (each row's entries are its valid columns), so the rows take
+    ``part``'s first columns and the other rows keep theirs.
+    """
+    index = torch.tensor(rows, dtype=torch.long, device=cache.ids.device)
+    length = part.length
+    cache.ensure_capacity(length)
+    cache.valid[index] = False
+    if length:
+        cache.keys[:, index, :, :length] = part.keys[:, :, :, :length]
+        cache.values[:, index, :, :length] = part.values[:, :, :, :length]
+        cache.ids[index, :length] = part.ids[:, :length]
+        cache.positions[index, :length] = part.positions[:, :length]
+        cache.valid[index, :length] = part.valid[:, :length]
+        if cache.task is None:
+            cache.task = torch.zeros(cache.batch_size, dtype=torch.long, device=index.device)
+        cache.task[index] = part.task
+    cache.length = max(cache.length, length)
+    if not bool(cache.valid[:, : cache.length].any()):
+        cache.reset()
 
 
 def _parent(info: ckpt.CheckpointInfo, stage: str) -> torch.nn.Module:

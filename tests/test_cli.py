@@ -45,6 +45,7 @@ def test_default_configs_are_the_documented_defaults():
         ("policy=videoworld", "policy"),
         ("execute=0", "execute"),
         ("no_such_key=1", "no_such_key"),
+        ("+no_such_key=1", "no_such_key"),
     ],
 )
 def test_bad_config_fails_at_start_naming_the_key(override, key, tmp_path, capsys):
@@ -52,6 +53,20 @@ def test_bad_config_fails_at_start_naming_the_key(override, key, tmp_path, capsy
     assert main(["eval", override, f"out={out}"]) == 2
     assert key in capsys.readouterr().err
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("+no_such_key=1", "no_such_key: not a config key"),
+        ("no_such_key=1", "no_such_key: not a config key"),
+        ("+experiment.no_such_key=1", "experiment.no_such_key: not a config key"),
+        ("eval_episode=3", "eval_episode: not a config key (did you mean eval_episodes?)"),
+    ],
+)
+def test_unknown_key_fails_even_with_cfg(override, message, capsys):
+    assert main(["run", override, "--cfg"]) == 2
+    assert message in capsys.readouterr().err
 
 
 def test_unknown_command(capsys):
@@ -161,3 +176,18 @@ def test_serve_and_export_policy_configs_validate():
         load_config("serve", ["port=70000"]).validate()
     with pytest.raises(ConfigError, match="policy"):
         load_config("serve", ["policy=no/such/folder"]).validate()
+
+
+def test_batched_eval_from_the_command_line_matches_the_per_worker_run(tmp_path):
+    common = ["eval", "policy=random", "tasks=[metaworld/reach-v3]", "episodes_per_task=3"]
+    common += ["image_size=16", "max_episode_steps=4", "videos_per_task=0"]
+    assert main([*common, f"out={tmp_path / 'plain'}"]) == 0
+    assert main([*common, "batch=2", f"out={tmp_path / 'batched'}"]) == 0
+    plain, batched = (
+        json.loads((tmp_path / name / "results.json").read_text())["episodes"]
+        for name in ("plain", "batched")
+    )
+    assert [{k: e[k] for k in ("seed", "success", "steps", "return")} for e in plain] == [
+        {k: e[k] for k in ("seed", "success", "steps", "return")} for e in batched
+    ]
+    assert main([*common, "batch=0", f"out={tmp_path / 'zero'}"]) == 2

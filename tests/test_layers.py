@@ -27,6 +27,7 @@ BOTTOM = {
     "vw_robot.device",
     "vw_robot.provenance",
     "vw_robot.checkpoint",
+    "vw_robot.processes",
 }
 ALLOWED = {
     "bottom": set(),
@@ -51,7 +52,8 @@ ALLOWED = {
         "config",
         "pipeline",
     },
-    "cli": {"bottom", "config", "jobs"},
+    "launch": {"bottom", "config", "jobs"},
+    "cli": {"bottom", "config", "jobs", "launch"},
 }
 # Function-level imports of the package's own modules that a heavy optional dependency
 # justifies (each has a comment at the import saying why): file -> imported modules.
@@ -67,7 +69,7 @@ def layer_of(module: str) -> str:
     name = parts[1] if len(parts) > 1 else ""
     if name in ("models", "data", "envs", "training", "policies", "eval", "serving"):
         return name
-    if name in ("config", "pipeline", "jobs", "cli"):
+    if name in ("config", "pipeline", "jobs", "launch", "cli"):
         return name
     raise AssertionError(f"{module}: no layer assigned; add it to tests/test_layers.py")
 

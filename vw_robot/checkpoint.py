@@ -8,7 +8,7 @@ A checkpoint is a folder::
         trainer.json             step, optimizer scalars/param groups, numpy/python RNG state
         config.yaml              the resolved config of the run
         info.json                stage, step, parent checkpoints this stage was built on,
-                                 model class and config, checksum of model.safetensors
+                                 model class and config, checksums of the other files
     <run>/checkpoints/last.json  {"path": "step_00000100"}: the newest complete checkpoint
     <run>/checkpoints/selected.json  {"path": ..., "val_loss": ...}: written when a run chose
                                  its checkpoint by validation loss; loading the run folder
@@ -16,6 +16,10 @@ A checkpoint is a folder::
 
 The folder is written under a temporary name and renamed into place, and ``last.json`` is
 replaced atomically after it, so a kill at any moment leaves the previous checkpoint intact.
+
+A file damaged later (a full disk, a copy cut short, bit rot) is refused by name with what is
+wrong, and the message lists the run's other checkpoints that verify
+(:func:`verify_checkpoint`) and how to resume from the newest of them (:func:`damaged`).
 
 Parents are stored relative to the checkpoint folder itself (``info.json`` ``"format": 2``),
 so a run folder moved whole, or a policy folder exported by ``vw-robot export-policy``, still
@@ -40,6 +44,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from vw_robot.errors import UserError
@@ -55,6 +60,10 @@ CONFIG_FILE = "config.yaml"
 INFO_FILE = "info.json"
 # 2: parents relative to the checkpoint folder; absent (1): relative to the training cwd.
 FORMAT = 2
+# Checksummed in info.json "files" (model.safetensors has its own "model_sha256").
+CHECKSUMMED = (TRAINER_TENSORS, TRAINER_JSON, CONFIG_FILE)
+# How many intact checkpoints a message about a damaged one lists (newest first).
+INTACT_LISTED = 3
 
 
 class CheckpointError(UserError):
@@ -165,6 +174,9 @@ def save_checkpoint(
                 "format": FORMAT,
                 "parents": relative_parents(parents or {}, final),
                 "model_sha256": sha256_file(tmp / MODEL_FILE),
+                "files": {
+                    name: sha256_file(tmp / name) for name in CHECKSUMMED if (tmp / name).exists()
+                },
                 **(extra_info or {}),
             },
         )
@@ -206,10 +218,10 @@ def latest_checkpoint(run_dir: str | os.PathLike[str]) -> Path | None:
         return None
     try:
         path = Path(run_dir) / CHECKPOINTS_DIR / json.loads(pointer.read_text())["path"]
-    except (json.JSONDecodeError, KeyError, OSError) as exc:
-        raise CheckpointError(f"{pointer}: unreadable ({exc}).") from None
+    except (json.JSONDecodeError, KeyError, TypeError, OSError, UnicodeDecodeError) as exc:
+        raise damaged(pointer, f"unreadable ({_describe(exc)})") from None
     if not (path / INFO_FILE).exists():
-        raise CheckpointError(f"{pointer}: points at {path}, which is incomplete.")
+        raise damaged(pointer, f"points at {path}, which is missing or incomplete")
     return path
 
 
@@ -253,11 +265,11 @@ def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
     if selected.exists():
         try:
             chosen = path / CHECKPOINTS_DIR / json.loads(selected.read_text())["path"]
-        except (json.JSONDecodeError, KeyError, OSError, TypeError) as exc:
-            raise CheckpointError(f"{selected}: unreadable ({exc}).") from None
+        except (json.JSONDecodeError, KeyError, OSError, TypeError, UnicodeDecodeError) as exc:
+            raise damaged(selected, f"unreadable ({_describe(exc)})") from None
         if (chosen / INFO_FILE).exists():
             return chosen
-        raise CheckpointError(f"{selected}: points at {chosen}, which is incomplete.")
+        raise damaged(selected, f"points at {chosen}, which is missing or incomplete")
     latest = latest_checkpoint(path)
     if latest is None:
         raise CheckpointError(
@@ -273,17 +285,9 @@ def read_info(path: str | os.PathLike[str], *, stage: str | None = None) -> Chec
         CheckpointError: missing/malformed, or of another stage (both named).
     """
     path = resolve_checkpoint(path)
-    try:
-        info = json.loads((path / INFO_FILE).read_text())
-    except (json.JSONDecodeError, OSError) as exc:
-        raise CheckpointError(f"{path / INFO_FILE}: unreadable ({exc}).") from None
-    if not isinstance(info, dict):
-        raise CheckpointError(f"{path / INFO_FILE}: not a JSON object.")
-    missing = [
-        k for k in ("stage", "step", "model_class", "model_config", "model_sha256") if k not in info
-    ]
-    if missing:
-        raise CheckpointError(f"{path / INFO_FILE}: missing {', '.join(missing)}.")
+    info, fault = _read_info_json(path)
+    if info is None:
+        raise damaged(path / INFO_FILE, fault)
     if stage is not None and info.get("stage") != stage:
         raise CheckpointError(
             f"{path}: is a {info.get('stage')!r} checkpoint, but a {stage!r} checkpoint is "
@@ -295,7 +299,7 @@ def read_info(path: str | os.PathLike[str], *, stage: str | None = None) -> Chec
             f"{path / INFO_FILE}: format {version} is newer than this vw_robot reads "
             f"({FORMAT}); upgrade vw_robot."
         )
-    stored = dict(info.get("parents", {}))
+    stored = dict(info.get("parents") or {})
     if version >= 2:
         parents = {k: Path(os.path.normpath(path / v)) for k, v in stored.items()}
     else:  # written relative to the cwd of the training run
@@ -345,20 +349,31 @@ def load_weights(path: str | os.PathLike[str], *, verify: bool = True) -> dict[s
     """The checkpoint's tensors (safetensors only: nothing is unpickled)."""
     path = resolve_checkpoint(path)
     if verify:
-        info = read_info(path)
-        if sha256_file(path / MODEL_FILE) != info.model_sha256:
-            raise CheckpointError(
-                f"{path / MODEL_FILE}: checksum differs from info.json "
-                "(the file changed after it was written)."
-            )
-    return load_file(str(path / MODEL_FILE))
+        fault = _file_fault(path / MODEL_FILE, read_info(path).model_sha256)
+        if fault is not None:
+            raise damaged(path / MODEL_FILE, fault)
+    return _load_tensors(path / MODEL_FILE)
 
 
 def load_trainer_state(path: str | os.PathLike[str], optimizer: torch.optim.Optimizer) -> int:
-    """Restore optimizer and RNG states from a checkpoint; return its step."""
+    """Restore optimizer and RNG states from a checkpoint; return its step.
+
+    Raises:
+        CheckpointError: a trainer file is missing, cut short, garbled or differs from the
+            checksum ``info.json`` records (named, with the run's intact checkpoints).
+    """
     path = resolve_checkpoint(path)
-    tensors = load_file(str(path / TRAINER_TENSORS))
-    meta = json.loads((path / TRAINER_JSON).read_text())
+    sums = _recorded_files(path)
+    for name in (TRAINER_TENSORS, TRAINER_JSON):
+        fault = _file_fault(path / name, sums.get(name), trainer=True)
+        if fault is not None:
+            raise damaged(path / name, fault)
+    tensors = _load_tensors(path / TRAINER_TENSORS)
+    meta, fault = _read_trainer_json(path / TRAINER_JSON)
+    if meta is None:
+        raise damaged(path / TRAINER_JSON, fault)
+    if "rng.torch" not in tensors:
+        raise damaged(path / TRAINER_TENSORS, "holds no rng.torch tensor")
     optimizer.load_state_dict(_join_optimizer_state(tensors, meta["optimizer"]))
     torch.set_rng_state(tensors["rng.torch"])
     cuda = [tensors[k] for k in sorted(tensors) if k.startswith("rng.cuda.")]
@@ -370,3 +385,175 @@ def load_trainer_state(path: str | os.PathLike[str], optimizer: torch.optim.Opti
     version, internal, gauss = meta["rng_python"]
     random.setstate((version, tuple(internal), gauss))
     return int(meta["step"])
+
+
+def read_config_text(path: str | os.PathLike[str]) -> str:
+    """The run config stored in a checkpoint (``config.yaml``), checked against its checksum.
+
+    Raises:
+        CheckpointError: the file is missing, unreadable or changed (named, with the run's
+            intact checkpoints).
+    """
+    path = resolve_checkpoint(path)
+    fault = _file_fault(path / CONFIG_FILE, _recorded_files(path).get(CONFIG_FILE))
+    if fault is None:
+        try:
+            return (path / CONFIG_FILE).read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            fault = f"unreadable ({_describe(exc)})"
+    raise damaged(path / CONFIG_FILE, fault)
+
+
+def verify_checkpoint(path: str | os.PathLike[str]) -> str | None:
+    """The first fault of the checkpoint folder ``path`` (``"<file>: <what>"``), or None.
+
+    Checked: ``info.json`` parses and has its keys; ``model.safetensors`` matches its checksum;
+    the trainer files and ``config.yaml`` match theirs where ``info.json`` records them (older
+    checkpoints: the trainer files parse). Reads each file once.
+    """
+    path = Path(path)
+    info, fault = _read_info_json(path)
+    if info is None:
+        return f"{path / INFO_FILE}: {fault}"
+    sums = info.get("files") if isinstance(info.get("files"), dict) else {}
+    expected = {MODEL_FILE: info["model_sha256"], **{n: sums.get(n) for n in CHECKSUMMED}}
+    for name, digest in expected.items():
+        if name != MODEL_FILE and digest is None and not (path / name).exists():
+            continue  # never written (a checkpoint saved without its optimizer)
+        fault = _file_fault(path / name, digest)
+        if fault is None and digest is None and name == TRAINER_TENSORS:
+            fault = _tensors_fault(path / name)
+        if fault is None and digest is None and name == TRAINER_JSON:
+            fault = _read_trainer_json(path / name)[1] or None
+        if fault is not None:
+            return f"{path / name}: {fault}"
+    return None
+
+
+def intact_checkpoints(
+    checkpoints: str | os.PathLike[str], *, exclude: str | os.PathLike[str] | None = None
+) -> tuple[list[Path], bool]:
+    """The newest :data:`INTACT_LISTED` checkpoints in a run's ``checkpoints/`` folder that
+    :func:`verify_checkpoint` passes (newest first), and whether older ones went unchecked."""
+    folders = sorted(
+        (p for p in Path(checkpoints).glob("step_*") if p.is_dir()),
+        key=lambda p: p.name,
+        reverse=True,
+    )
+    skip = Path(exclude).resolve() if exclude is not None else None
+    folders = [p for p in folders if p.resolve() != skip]
+    intact: list[Path] = []
+    for folder in folders:
+        if len(intact) == INTACT_LISTED:
+            return intact, True
+        if verify_checkpoint(folder) is None:
+            intact.append(folder)
+    return intact, False
+
+
+def damaged(file: str | os.PathLike[str], fault: str) -> CheckpointError:
+    """A :class:`CheckpointError` for a damaged checkpoint file: its path and what is wrong,
+    and for a file of a run's checkpoints the run's checkpoints that verify and how to resume
+    from the newest of them."""
+    file = Path(file)
+    message = f"{file}: {fault}."
+    if file.parent.name == CHECKPOINTS_DIR:  # last.json, selected.json
+        checkpoints, exclude = file.parent, None
+    elif file.parent.parent.name == CHECKPOINTS_DIR:  # step_*/<file>
+        checkpoints, exclude = file.parent.parent, file.parent
+    else:
+        return CheckpointError(message)
+    intact, more = intact_checkpoints(checkpoints, exclude=exclude)
+    if not intact:
+        return CheckpointError(
+            f"{message} No other checkpoint of this run verifies; train again in a new run "
+            "folder (or delete this one)."
+        )
+    newest = intact[0]
+    info, _ = _read_info_json(newest)
+    pointer = json.dumps({"path": newest.name, "step": info["step"]})
+    names = ", ".join(p.name for p in intact) + (" (older ones not checked)" if more else "")
+    return CheckpointError(
+        f"{message} Intact checkpoint(s) of this run, newest first: {names}. To resume from "
+        f"{newest.name}, write {pointer} into {checkpoints / LAST_FILE} (a damaged folder is "
+        "replaced when training reaches its step again)."
+    )
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _read_info_json(path: Path) -> tuple[dict[str, Any] | None, str]:
+    """The checkpoint folder's ``info.json`` as a dict, or None and what is wrong."""
+    info, fault = _read_json_object(path / INFO_FILE)
+    if info is not None:
+        keys = ("stage", "step", "model_class", "model_config", "model_sha256")
+        missing = [k for k in keys if k not in info]
+        if missing:
+            return None, f"missing {', '.join(missing)}"
+    return info, fault
+
+
+def _read_trainer_json(file: Path) -> tuple[dict[str, Any] | None, str]:
+    """``trainer.json`` as a dict, or None and what is wrong."""
+    meta, fault = _read_json_object(file)
+    if meta is not None:
+        missing = [k for k in ("step", "optimizer", "rng_numpy", "rng_python") if k not in meta]
+        if missing:
+            return None, f"missing {', '.join(missing)}"
+    return meta, fault
+
+
+def _read_json_object(file: Path) -> tuple[dict[str, Any] | None, str]:
+    try:
+        value = json.loads(file.read_text())
+    except FileNotFoundError:
+        return None, "missing"
+    except (json.JSONDecodeError, OSError, UnicodeDecodeError) as exc:
+        return None, f"not valid JSON: damaged or cut short ({_describe(exc)})"
+    if not isinstance(value, dict):
+        return None, f"not a JSON object (a {type(value).__name__})"
+    return value, ""
+
+
+def _recorded_files(path: Path) -> dict[str, str]:
+    """File name -> SHA-256 that ``info.json`` records (empty for older checkpoints)."""
+    info, fault = _read_info_json(path)
+    if info is None:
+        raise damaged(path / INFO_FILE, fault)
+    files = info.get("files")
+    return dict(files) if isinstance(files, dict) else {}
+
+
+def _file_fault(file: Path, sha256: str | None, *, trainer: bool = False) -> str | None:
+    """Why ``file`` cannot be used (missing, or not the bytes its checksum names), or None."""
+    if not file.exists():
+        return "missing, so the run cannot resume from this checkpoint" if trainer else "missing"
+    if sha256 is not None and sha256_file(file) != sha256:
+        return (
+            f"its SHA-256 checksum differs from the one {INFO_FILE} records (damaged, cut "
+            "short, or changed after it was written)"
+        )
+    return None
+
+
+def _load_tensors(file: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(str(file))
+    except (SafetensorError, OSError) as exc:
+        raise damaged(file, _unreadable_tensors(exc)) from None
+
+
+def _tensors_fault(file: Path) -> str | None:
+    try:
+        load_file(str(file))
+    except (SafetensorError, OSError) as exc:
+        return _unreadable_tensors(exc)
+    return None
+
+
+def _unreadable_tensors(exc: Exception) -> str:
+    if isinstance(exc, FileNotFoundError):
+        return "missing"
+    return f"not a readable safetensors file: damaged or cut short ({_describe(exc)})"

@@ -15,27 +15,28 @@ Usage:
     vw-robot serve policy=runs/demo/action_head port=8765   # for a benchmark's own process
     vw-robot tasks suite=metaworld/mt10            # list task ids
     vw-robot run --cfg                             # print the resolved config and exit
+    vw-robot eval -m policy=random tasks=[metaworld/reach-v3] seed=0,1,2   # a sweep: 3 jobs
+    vw-robot run -m experiment.action_head.label_fraction=1.0,0.25 hydra/launcher=joblib
 
 Each subcommand is a Hydra config in ``vw_robot.configs`` (``run.yaml``, ...); arguments are
-Hydra overrides (``key=value``).
+Hydra overrides (``key=value``); a key the command does not have fails at start. ``-m`` (or
+``--multirun``) runs a Hydra sweep, one job per combination, each in its own folder
+(:mod:`vw_robot.launch`); ``-m --cfg`` prints every job's config.
 """
 
 from __future__ import annotations
 
-import logging
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from hydra import compose, initialize_config_module
 from hydra.errors import HydraException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 import vw_robot  # noqa: F401  (headless GL backend before any simulator import)
 from vw_robot import config as config_module
-from vw_robot import jobs
-from vw_robot.errors import UserError
+from vw_robot import jobs, launch
 
 # subcommand -> (config name, job, one-line help)
 COMMANDS: dict[str, tuple[str, Callable[[Any], Any], str]] = {
@@ -85,33 +86,25 @@ POSITIONAL = {
 }
 
 
+# Subcommands that cannot be swept: a server runs until it is stopped.
+NO_SWEEP = {"serve"}
+FLAGS = ("--cfg", "-m", "--multirun")
+
+
 def _usage() -> str:
-    lines = ["usage: vw-robot COMMAND [key=value ...] [--cfg]", "", "commands:"]
+    lines = ["usage: vw-robot COMMAND [key=value ...] [--cfg] [-m]", "", "commands:"]
     lines += [f"  {name:<12} {help_}" for name, (_, _, help_) in COMMANDS.items()]
-    lines += ["", "Overrides are Hydra syntax; `vw-robot COMMAND --cfg` shows every key."]
+    lines += [
+        "",
+        "Overrides are Hydra syntax; `vw-robot COMMAND --cfg` shows every key.",
+        "-m (--multirun) sweeps: `vw-robot eval -m seed=0,1,2` runs 3 jobs, each in its own out.",
+    ]
     return "\n".join(lines)
 
 
 def load_config(command: str, overrides: Sequence[str]) -> Any:
     """Compose the command's YAML with overrides and return its typed config object."""
-    config_module.register_configs()
-    with initialize_config_module(config_module="vw_robot.configs", version_base="1.3"):
-        cfg = compose(config_name=COMMANDS[command][0], overrides=list(overrides))
-    try:
-        return OmegaConf.to_object(cfg)
-    except ValueError as exc:  # a dataclass's own validation; find which node raised it
-        raise config_module.ConfigError(f"{_failing_node(cfg)}{exc}") from None
-
-
-def _failing_node(cfg: Any, prefix: str = "") -> str:
-    """Dotted path (with a trailing dot) of the deepest sub-config that fails to build."""
-    for key, child in cfg.items_ex(resolve=False) if hasattr(cfg, "items_ex") else ():
-        if isinstance(child, DictConfig):
-            try:
-                OmegaConf.to_object(child)
-            except ValueError:
-                return _failing_node(child, f"{prefix}{key}.")
-    return prefix
+    return launch.load_config(COMMANDS[command][0], overrides)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -119,48 +112,43 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     A mistake in what the user gave (:class:`~vw_robot.errors.UserError`: a config value, a
     missing file, a checkpoint that does not fit) prints one line and returns 2; problems that
-    ``data check`` listed return 1; anything else is a bug and keeps its traceback.
+    ``data check`` listed return 1; anything else is a bug and keeps its traceback. A sweep
+    (``-m``) returns 0 when every job succeeded, else the highest status of its jobs.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(_usage())
         return 0
-    command, overrides = argv[0], argv[1:]
-    if command == "data" and overrides and f"data {overrides[0]}" in COMMANDS:
-        command, overrides = f"data {overrides[0]}", overrides[1:]
-    if command in POSITIONAL and overrides and "=" not in overrides[0] and overrides[0] != "--cfg":
+    command, args = argv[0], argv[1:]
+    if command == "data" and args and f"data {args[0]}" in COMMANDS:
+        command, args = f"data {args[0]}", args[1:]
+    show_config = "--cfg" in args
+    multirun = "-m" in args or "--multirun" in args
+    overrides = [a for a in args if a not in FLAGS]
+    if command in POSITIONAL and overrides and "=" not in overrides[0]:
         overrides = [f"{POSITIONAL[command]}={overrides[0]}", *overrides[1:]]
     if command not in COMMANDS:
         print(f"vw-robot: unknown command {command!r}.\n\n{_usage()}", file=sys.stderr)
         return 2
-    show_config = "--cfg" in overrides
-    overrides = [o for o in overrides if o != "--cfg"]
-    # Our progress lines at INFO; other libraries (PyOpenGL, robosuite) only from WARNING up.
-    logging.basicConfig(
-        level=logging.WARNING, format="[%(asctime)s %(name)s] %(message)s", datefmt="%H:%M:%S"
-    )
-    logging.getLogger("vw_robot").setLevel(logging.INFO)
+    if multirun and command in NO_SWEEP:
+        print(f"vw-robot {command}: cannot be swept (-m): it runs until stopped", file=sys.stderr)
+        return 2
+    launch.configure_logging()
+    config_name, job, _ = COMMANDS[command]
     try:
+        if multirun:
+            return launch.run_sweep(command, config_name, job, overrides, show_config=show_config)
         cfg = load_config(command, overrides)
     except config_module.ConfigError as exc:
         print(f"vw-robot {command}: bad config: {exc}", file=sys.stderr)
         return 2
     except (HydraException, OmegaConfBaseException) as exc:
-        cause = f" ({exc.__cause__})" if exc.__cause__ is not None else ""
-        print(f"vw-robot {command}: bad config: {exc}{cause}".replace("\n", " "), file=sys.stderr)
+        print(f"vw-robot {command}: bad config: {launch.describe(exc)}", file=sys.stderr)
         return 2
     if show_config:
         print(OmegaConf.to_yaml(OmegaConf.structured(cfg)), end="")
         return 0
-    try:
-        COMMANDS[command][1](cfg)
-    except jobs.DataProblems as exc:
-        print(f"vw-robot {command}: {exc}", file=sys.stderr)
-        return 1
-    except UserError as exc:
-        print(f"vw-robot {command}: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return launch.call_job(command, job, cfg)
 
 
 if __name__ == "__main__":

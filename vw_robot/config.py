@@ -37,14 +37,32 @@ def _check_device(device: str, key: str) -> None:
 
 def _validate_env_choice(
     suite: str | None,
-    tasks: list[str],
+    tasks: list[str] | None,
     image_size: int,
     camera: str | None,
     max_episode_steps: int | None,
     policy: str,
 ) -> list[str]:
     """Check the keys that pick tasks, envs and the acting policy (its checkpoint's info is
-    read, no weights are loaded); return the task ids."""
+    read, no weights are loaded); return the task ids.
+
+    ``tasks`` None (unset) means the suite's tasks. A given list must name each task once:
+    ``tasks=[]`` is refused rather than read as "the suite" (eval, collect and run alike), and a
+    repeated task is refused rather than run twice (``episodes_per_task`` sets the count).
+    """
+    if tasks is not None:
+        _check(
+            len(tasks) > 0,
+            "tasks",
+            "[] names no task; give task ids, or leave tasks unset (tasks=null) to use the suite",
+        )
+        repeated = list(dict.fromkeys(t for i, t in enumerate(tasks) if t in tasks[:i]))
+        _check(
+            not repeated,
+            "tasks",
+            f"{', '.join(repeated)} listed more than once; list each task once "
+            "(episodes_per_task sets how many episodes each gets)",
+        )
     _check(
         max_episode_steps is None or max_episode_steps >= 1,
         "max_episode_steps",
@@ -59,7 +77,7 @@ def _validate_env_choice(
     except UserError as exc:
         raise ConfigError(f"policy: {exc}") from None
     try:
-        task_ids = resolve_tasks(suite, tasks)
+        task_ids = resolve_tasks(suite, tasks or ())
     except ValueError as exc:
         raise ConfigError(f"{'tasks' if tasks else 'suite'}: {exc}") from None
     if camera is not None:
@@ -79,10 +97,13 @@ class EvalConfig:
 
     policy: str = "expert"  # expert | random | a policy checkpoint (runs/x/action_head, .../bc)
     suite: Optional[str] = "metaworld/mt10"  # a suite from `vw-robot tasks`; ignored if tasks set
-    tasks: list[str] = field(default_factory=list)  # explicit task ids, override the suite
+    tasks: Optional[list[str]] = None  # explicit task ids, each once; None: the suite's
     episodes_per_task: int = 5  # evaluation episodes per task
     seed: int = 0  # base seed; episode i of task t uses episode_seed(seed, t, i)
     workers: int = 1  # rollout processes (spawn); results do not depend on it
+    # Envs stepped at once by one policy acting for all of them in one batched forward per
+    # step (in `workers` processes); None: each worker runs its own policy, one env at a time.
+    batch: Optional[int] = None
     image_size: int = 64  # square camera image side in pixels
     camera: Optional[str] = None  # None: the suite's default camera
     max_episode_steps: Optional[int] = None  # None: the task's default time limit
@@ -93,11 +114,15 @@ class EvalConfig:
     execute: Optional[int] = None  # learned policies: actions run per plan (None: whole chunk)
     ensemble: Optional[float] = None  # learned policies: ACT temporal ensembling weight m
     out: str = "runs/eval"  # output folder (results.json, results.md, videos/)
+    # Replace the results of another config in out (without it they are refused; the same
+    # config resumes, keeping the episodes already recorded).
+    overwrite: bool = False
 
     def validate(self) -> list[str]:
         """Check values; return the resolved task ids."""
         _check(self.episodes_per_task >= 1, "episodes_per_task", f"{self.episodes_per_task} < 1")
         _check(self.workers >= 1, "workers", f"{self.workers} < 1")
+        _check(self.batch is None or self.batch >= 1, "batch", f"{self.batch} < 1")
         _check(self.seed >= 0, "seed", f"{self.seed} is negative")
         _check(self.videos_per_task >= 0, "videos_per_task", f"{self.videos_per_task} < 0")
         _check(self.fps >= 1, "fps", f"{self.fps} < 1")
@@ -126,6 +151,7 @@ class EvalChainsConfig:
     single_episodes: int = 20  # episodes per VideoWorld subtask, one at a time (0: skip)
     seed: int = 0  # base seed; chain i uses episode_seed(seed, "playground/chain", i)
     workers: int = 1  # rollout processes (spawn); results do not depend on it
+    batch: Optional[int] = None  # envs stepped at once by one batched policy (None: per worker)
     image_size: int = 64  # square camera image side in pixels
     camera: Optional[str] = None  # None: the playground's default camera (front)
     videos: int = 1  # first N chains are saved as mp4
@@ -134,6 +160,7 @@ class EvalChainsConfig:
     execute: Optional[int] = None  # learned policies: actions run per plan (None: whole chunk)
     ensemble: Optional[float] = None  # learned policies: ACT temporal ensembling weight m
     out: str = "runs/eval_chains"  # output folder (chains.json, chains.md, single/, videos/)
+    overwrite: bool = False  # replace the results of another config in out (as eval's)
 
     def validate(self) -> None:
         """Check values (the message names the key)."""
@@ -145,6 +172,7 @@ class EvalChainsConfig:
             raise ConfigError(f"{key}: {exc}") from None
         _check(self.single_episodes >= 0, "single_episodes", f"{self.single_episodes} < 0")
         _check(self.workers >= 1, "workers", f"{self.workers} < 1")
+        _check(self.batch is None or self.batch >= 1, "batch", f"{self.batch} < 1")
         _check(self.seed >= 0, "seed", f"{self.seed} is negative")
         _check(self.videos >= 0, "videos", f"{self.videos} < 0")
         _check_device(self.device, "device")
@@ -165,7 +193,7 @@ class CollectConfig:
     """Record scripted-expert demonstrations into a dataset folder (resumable)."""
 
     suite: Optional[str] = None  # a suite from `vw-robot tasks`; ignored if tasks is set
-    tasks: list[str] = field(default_factory=list)  # explicit task ids, override the suite
+    tasks: Optional[list[str]] = None  # explicit task ids, each once; None: the suite's
     episodes_per_task: int = 20  # attempts per task; failed ones are dropped unless keep_failed
     image_size: int = 64  # square camera image side in pixels
     camera: Optional[str] = None  # None: the suite's default camera
@@ -194,7 +222,7 @@ class CollectConfig:
             f"{self.codec!r} is unknown; use one of {', '.join(CODECS)}",
         )
         _check(
-            bool(self.suite or self.tasks),
+            self.suite is not None or self.tasks is not None,
             "suite",
             "give a suite (e.g. suite=metaworld/mt10) or tasks=[...]",
         )
@@ -316,6 +344,8 @@ class RunConfig:
     eval_max_steps: Optional[int] = None  # evaluation time limit; None: the task's default
     eval_device: str = "auto"  # where learned policies run: auto (CUDA if available) | cpu | cuda
     out: str = "runs/demo"  # everything goes here: data/, the stage runs, eval/, report.md
+    # Resume stages whose saved training settings differ from these (named in a warning).
+    resume_changed: bool = False
     experiment: ExperimentConfig = field(default_factory=ExperimentConfig)  # model sizes, steps
 
     def validate(self) -> list[str]:
@@ -340,7 +370,7 @@ class RunConfig:
             f"{tok.image_size}",
         )
         # A given suite replaces the built-in task list (tasks always has a value).
-        tasks = [] if self.suite else self.tasks
+        tasks = None if self.suite else self.tasks
         return _validate_env_choice(self.suite, tasks, self.image_size, None, None, "expert")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import logging
@@ -33,22 +34,33 @@ from vw_robot.envs import list_suites, list_tasks, playground_suite
 from vw_robot.errors import UserError
 from vw_robot.eval import evaluate as rollout
 from vw_robot.eval import markdown_table, write_report
-from vw_robot.eval.chains import chains_markdown, evaluate_chains, write_chain_report
+from vw_robot.eval.chains import (
+    ChainResult,
+    chains_markdown,
+    evaluate_chains,
+    write_chain_report,
+)
 from vw_robot.eval.collect import collect as collect_episodes
 from vw_robot.eval.collect import format_summary
+from vw_robot.eval.report import open_record, recorded_videos, run_recorded
 from vw_robot.pipeline import run_pipeline
 from vw_robot.policies import make_policy
 from vw_robot.policies.export import export_policy as export_policy_folder
 from vw_robot.serving.server import serve as serve_policy
 from vw_robot.training.codes import export
 from vw_robot.training.config import ExportCodesConfig, TrainConfig
-from vw_robot.training.stages import run_stage
+from vw_robot.training.loop import config_differences
+from vw_robot.training.stages import STAGES, run_stage
 
 log = logging.getLogger("vw_robot")
 
 
 def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     """Roll out ``cfg.policy`` on the configured tasks and write a report folder.
+
+    Each task's episodes are recorded in ``<out>/episodes.jsonl`` as soon as they finish: a
+    rerun with the same config resumes (recorded episodes are kept), another config is refused
+    unless ``cfg.overwrite`` (:func:`vw_robot.eval.report.open_record`).
 
     Returns:
         The summary (per-task rows and the mean success over tasks).
@@ -69,27 +81,42 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
         out,
     )
     start = time.perf_counter()
-    with tqdm(total=len(tasks) * cfg.episodes_per_task, desc="episodes", unit="ep") as bar:
-        results = rollout(
-            tasks,
-            policy=cfg.policy,
-            episodes_per_task=cfg.episodes_per_task,
-            base_seed=cfg.seed,
-            workers=cfg.workers,
-            env_kwargs=env_kwargs,
-            videos_per_task=cfg.videos_per_task,
-            stop_on_success=cfg.stop_on_success,
-            progress=bar.update,
-            policy_factory=functools.partial(
-                make_policy, execute=cfg.execute, device=cfg.device, ensemble=cfg.ensemble
-            ),
-        )
-    elapsed = time.perf_counter() - start
     config = dataclasses.asdict(cfg) | {"resolved_tasks": tasks}
-    summary = write_report(out, results, config=config, fps=cfg.fps)
+    with open_record(
+        out, config, overwrite=cfg.overwrite, differences=config_differences
+    ) as record:
+        total, earlier = len(tasks) * cfg.episodes_per_task, len(record.rows)
+        with tqdm(total=total, initial=earlier, desc="episodes", unit="ep") as bar:
+            results = run_recorded(
+                out,
+                record,
+                tasks,
+                cfg.episodes_per_task,
+                lambda some: rollout(
+                    some,
+                    policy=cfg.policy,
+                    episodes_per_task=cfg.episodes_per_task,
+                    base_seed=cfg.seed,
+                    workers=cfg.workers,
+                    batch=cfg.batch,
+                    env_kwargs=env_kwargs,
+                    videos_per_task=cfg.videos_per_task,
+                    stop_on_success=cfg.stop_on_success,
+                    progress=bar.update,
+                    policy_factory=functools.partial(
+                        make_policy, execute=cfg.execute, device=cfg.device, ensemble=cfg.ensemble
+                    ),
+                ),
+                fps=cfg.fps,
+            )
+        elapsed = time.perf_counter() - start
+        videos = recorded_videos(out, record)
+        summary = write_report(out, results, config=config, fps=cfg.fps, videos=videos)
     print(markdown_table(summary), end="")
     print(
-        f"\n{sum(len(v) for v in results.values())} episodes in {elapsed:.1f} s; "
+        f"\n{sum(len(v) for v in results.values())} episodes"
+        + (f" ({earlier} recorded by an earlier run)" if earlier else "")
+        + f" in {elapsed:.1f} s; "
         f"report: {out / 'results.md'}, {out / 'results.json'}"
         + (f", videos: {out / 'videos'}" if cfg.videos_per_task else "")
     )
@@ -266,6 +293,10 @@ def eval_chains(cfg: EvalChainsConfig) -> dict[str, Any]:
     Writes ``chains.json``/``chains.md`` (+ ``videos/``) into ``cfg.out`` and, unless
     ``cfg.single_episodes`` is 0, the per-subtask report of :func:`vw_robot.eval.write_report`
     into ``cfg.out/single``. Returns ``{"chains": summary, "single": summary or None}``.
+
+    Both folders keep a record as ``eval`` does: a rerun with the same config reuses the chains
+    once they are recorded and resumes the subtasks task by task; another config is refused
+    unless ``cfg.overwrite``.
     """
     cfg.validate()
     out = Path(cfg.out)
@@ -282,47 +313,94 @@ def eval_chains(cfg: EvalChainsConfig) -> dict[str, Any]:
         out,
     )
     start = time.perf_counter()
-    with tqdm(total=cfg.chains, desc="chains", unit="chain") as bar:
-        results = evaluate_chains(
-            policy=cfg.policy,
-            num_chains=cfg.chains,
-            chain_length=cfg.chain_length,
-            steps_per_subtask=cfg.steps_per_subtask,
-            base_seed=cfg.seed,
-            workers=cfg.workers,
-            image_size=cfg.image_size,
-            camera=cfg.camera,
-            videos=cfg.videos,
-            policy_factory=factory,
-            progress=bar.update,
+    records = {"overwrite": cfg.overwrite, "differences": config_differences}
+    with contextlib.ExitStack() as stack:
+        record = stack.enter_context(
+            open_record(out, config, name="chains.jsonl", outputs=CHAIN_OUTPUTS, **records)
         )
-    chains = write_chain_report(
-        out, results, chain_length=cfg.chain_length, config=config, fps=cfg.fps
-    )
-    print(chains_markdown(chains), end="")
-    print(f"\n{len(results)} chains in {time.perf_counter() - start:.1f} s; {out / 'chains.md'}")
-    single = None
-    if cfg.single_episodes:
-        tasks = [playground_suite.task_id(name) for name in playground_suite.VIDEOWORLD_SUBTASKS]
-        with tqdm(total=len(tasks) * cfg.single_episodes, desc="subtasks", unit="ep") as bar:
-            singles = rollout(
-                tasks,
-                policy=cfg.policy,
-                episodes_per_task=cfg.single_episodes,
-                base_seed=cfg.seed,
-                workers=cfg.workers,
-                env_kwargs={
-                    "image_size": cfg.image_size,
-                    "camera": cfg.camera,
-                    "max_episode_steps": cfg.steps_per_subtask,
-                },
-                videos_per_task=0,
-                policy_factory=factory,
-                progress=bar.update,
-            )
-        single = write_report(out / "single", singles, config=config, fps=cfg.fps)
-        print("\nVideoWorld's 12 subtasks, one at a time:\n" + markdown_table(single), end="")
+        if cfg.single_episodes:  # refused now, not after the chains, if it holds other results
+            single_record = stack.enter_context(open_record(out / "single", config, **records))
+        done = {}
+        for row in record.rows:
+            done.setdefault(int(row["index"]), _chain_from_row(row))
+        fresh = []
+        if len(done) < cfg.chains:  # all at once: evaluate_chains runs chains 0..N-1
+            with tqdm(total=cfg.chains, desc="chains", unit="chain") as bar:
+                fresh = evaluate_chains(
+                    policy=cfg.policy,
+                    num_chains=cfg.chains,
+                    chain_length=cfg.chain_length,
+                    steps_per_subtask=cfg.steps_per_subtask,
+                    base_seed=cfg.seed,
+                    workers=cfg.workers,
+                    batch=cfg.batch,
+                    image_size=cfg.image_size,
+                    camera=cfg.camera,
+                    videos=cfg.videos,
+                    policy_factory=factory,
+                    progress=bar.update,
+                )
+            fresh = [r for r in fresh if r.index not in done]
+        else:
+            log.info("eval-chains: %d chain(s) recorded by an earlier run", len(done))
+        results = sorted([*done.values(), *fresh], key=lambda r: r.index)
+        chains = write_chain_report(
+            out, results, chain_length=cfg.chain_length, config=config, fps=cfg.fps
+        )
+        record.append([r.to_json() for r in fresh])  # after the videos, which are on disk now
+        print(chains_markdown(chains), end="")
+        elapsed = time.perf_counter() - start
+        print(f"\n{len(results)} chains in {elapsed:.1f} s; {out / 'chains.md'}")
+        single = None
+        if cfg.single_episodes:
+            tasks = [
+                playground_suite.task_id(name) for name in playground_suite.VIDEOWORLD_SUBTASKS
+            ]
+            total, earlier = len(tasks) * cfg.single_episodes, len(single_record.rows)
+            with tqdm(total=total, initial=earlier, desc="subtasks", unit="ep") as bar:
+                singles = run_recorded(
+                    out / "single",
+                    single_record,
+                    tasks,
+                    cfg.single_episodes,
+                    lambda some: rollout(
+                        some,
+                        policy=cfg.policy,
+                        episodes_per_task=cfg.single_episodes,
+                        base_seed=cfg.seed,
+                        workers=cfg.workers,
+                        batch=cfg.batch,
+                        env_kwargs={
+                            "image_size": cfg.image_size,
+                            "camera": cfg.camera,
+                            "max_episode_steps": cfg.steps_per_subtask,
+                        },
+                        videos_per_task=0,
+                        policy_factory=factory,
+                        progress=bar.update,
+                    ),
+                    fps=cfg.fps,
+                )
+            single = write_report(out / "single", singles, config=config, fps=cfg.fps)
+            print("\nVideoWorld's 12 subtasks, one at a time:\n" + markdown_table(single), end="")
     return {"chains": chains, "single": single}
+
+
+# What write_chain_report writes into an eval-chains folder (cleared by overwrite).
+CHAIN_OUTPUTS = ("chains.json", "chains.md", "videos")
+
+
+def _chain_from_row(row: dict[str, Any]) -> ChainResult:
+    """A chain recorded in ``chains.jsonl`` (its video, if any, is already on disk)."""
+    return ChainResult(
+        index=int(row["index"]),
+        seed=int(row["seed"]),
+        chain=tuple(row["chain"]),
+        completed=int(row["completed"]),
+        steps=int(row["steps"]),
+        invalid_starts=int(row["invalid_starts"]),
+        error=row["error"],
+    )
 
 
 def export_policy(cfg: ExportPolicyConfig) -> Path:
@@ -345,3 +423,15 @@ def serve(cfg: ServeConfig) -> None:
         max_connections=cfg.max_connections,
         threads=cfg.threads,
     )
+
+
+def output_folder(cfg: Any) -> str | None:
+    """The folder a job writes (``out``; a training run writes ``<out>/<run folder>``), or None
+    for a job that writes nothing (``tasks``, ``data check``). Two jobs of a sweep must not share
+    one."""
+    out = getattr(cfg, "out", None)
+    if out is None:
+        return None
+    if isinstance(cfg, TrainConfig) and cfg.stage in STAGES:
+        return str(Path(out) / STAGES[cfg.stage].run_name(cfg))
+    return str(out)

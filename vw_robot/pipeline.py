@@ -64,6 +64,7 @@ def training_jobs(cfg: RunConfig, tasks: list[str]) -> dict[str, TrainConfig]:
             out=cfg.out,
             tasks=list(tasks),
             run_name=run_name,
+            resume_changed=cfg.resume_changed,
             experiment=experiment,
         )
         return STAGES[stage].run_name(train_cfg), train_cfg

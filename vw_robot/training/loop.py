@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, Dataset
 
 from vw_robot import checkpoint as ckpt
@@ -176,6 +177,93 @@ def config_differences(old: Any, new: Any, key: str = "") -> list[str]:
     return [f"{key or 'config'}: {shown_old} -> {shown_new}"]
 
 
+# The optim keys that change how often a run logs and saves, or where it runs, but not what it
+# computes: a resumed run may change them freely.
+BOOKKEEPING_OPTIM_KEYS = ("log_every", "checkpoint_every", "num_workers", "device")
+
+
+def training_settings(config: Any, stage: str) -> dict[str, Any]:
+    """The part of a run's config (a parsed TrainConfig) that decides what training ``stage``
+    computes, besides the model: ``dataset``, ``tasks`` and the stage's section of the
+    experiment (optimisation, label settings...) without ``model`` (compared on its own) and
+    without :data:`BOOKKEEPING_OPTIM_KEYS`. Other stages' sections train other runs."""
+    if not isinstance(config, dict):
+        return {}
+    settings: dict[str, Any] = {k: config[k] for k in ("dataset", "tasks") if k in config}
+    if isinstance(settings.get("dataset"), str):
+        settings["dataset"] = os.path.normpath(settings["dataset"])
+    experiment = config.get("experiment")
+    section = experiment.get(stage) if isinstance(experiment, dict) else None
+    if isinstance(section, dict):
+        section = {k: v for k, v in section.items() if k != "model"}
+        if isinstance(section.get("optim"), dict):
+            section["optim"] = {
+                k: v for k, v in section["optim"].items() if k not in BOOKKEEPING_OPTIM_KEYS
+            }
+        settings["experiment"] = {stage: section}
+    return settings
+
+
+def resume_differences(old_yaml: str, new_yaml: str, stage: str) -> list[str]:
+    """``"key: old -> new"`` for each training setting (:func:`training_settings`) in which
+    the config a run was checkpointed with differs from the one resuming it. Keys only one
+    of them has are not compared (settings a newer vw_robot added).
+
+    Raises:
+        ValueError: ``old_yaml`` is not YAML (the caller names the file).
+    """
+    old = _parse_yaml(old_yaml)
+    if old is None:
+        raise ValueError("not valid YAML")
+    new = _parse_yaml(new_yaml) or {}
+    return config_differences(
+        *_common_keys(training_settings(old, stage), training_settings(new, stage))
+    )
+
+
+def _common_keys(old: Any, new: Any) -> tuple[Any, Any]:
+    """Both nested configs cut to the keys both have: a key only one has comes from a
+    vw_robot version that added or dropped a setting, not from the user."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        pairs = {k: _common_keys(old[k], new[k]) for k in old if k in new}
+        return {k: a for k, (a, _) in pairs.items()}, {k: b for k, (_, b) in pairs.items()}
+    return old, new
+
+
+def _parse_yaml(text: str) -> Any:
+    try:
+        return OmegaConf.to_container(OmegaConf.create(text), resolve=False)
+    except Exception:  # noqa: BLE001 - yaml's scanner and parser errors, OmegaConf's own
+        return None
+
+
+def _check_resumed_settings(
+    checkpoint: Path, config_yaml: str, stage: str, resume_changed: bool
+) -> None:
+    """Refuse to resume ``checkpoint`` with other training settings unless told to."""
+    old_yaml = ckpt.read_config_text(checkpoint)
+    try:
+        changed = resume_differences(old_yaml, config_yaml, stage)
+    except ValueError as exc:
+        raise ckpt.damaged(checkpoint / ckpt.CONFIG_FILE, str(exc)) from None
+    if not changed:
+        return
+    if resume_changed:
+        log.warning(
+            "%s: resuming %s with changed training settings (resume_changed=true): %s",
+            stage,
+            checkpoint,
+            "; ".join(changed),
+        )
+        return
+    raise ckpt.CheckpointError(
+        f"{checkpoint}: this run was trained with other settings than the ones given now ("
+        + "; ".join(changed)
+        + "). To continue it with the new ones anyway, pass resume_changed=true; to keep it, "
+        "train into another run folder (run_name=... or another out=)."
+    )
+
+
 def train(
     *,
     stage: str,
@@ -189,6 +277,7 @@ def train(
     parents: dict[str, str | os.PathLike[str]] | None = None,
     stop_at: int | None = None,
     validate: Callable[[torch.nn.Module], float] | None = None,
+    resume_changed: bool = False,
 ) -> dict[str, Any]:
     """Train ``model`` on ``dataset`` and checkpoint it; resume when ``run_dir`` has a
     checkpoint of this stage.
@@ -208,6 +297,8 @@ def train(
         validate: model -> loss on held-out data, run (in eval mode, without gradients) at
             every checkpoint and stored in its info.json and ``validation.csv``; after the
             last step the checkpoint with the lowest one is selected (``selected.json``).
+        resume_changed: resume even though ``config_yaml`` differs from the checkpoint's in
+            a training setting (:func:`resume_differences`); the keys are logged.
 
     Returns:
         ``{"step", "checkpoint", "last_loss", "seconds", "samples_per_s"}``.
@@ -242,6 +333,7 @@ def train(
                 + "); use a new run folder (run_name=..., or another out=) to train a "
                 "different model."
             )
+        _check_resumed_settings(latest, config_yaml, stage, resume_changed)
         model.load_state_dict(ckpt.load_weights(latest))  # strict: every tensor must fit
         start = ckpt.load_trainer_state(latest, optimizer)
         log.info("%s: resuming from %s (step %d)", stage, latest, start)

@@ -31,7 +31,12 @@ from vw_robot.data.dataset import (
     select_labelled,
     split_validation,
 )
-from vw_robot.data.sequences import ActionChunkDataset, SequenceDataset
+from vw_robot.data.sequences import (
+    ActionChunkDataset,
+    SequenceDataset,
+    export_sequences,
+    sequence_key,
+)
 from vw_robot.device import resolve_device
 from vw_robot.models.augment import random_shift
 from vw_robot.models.registry import build_model, load_model
@@ -275,15 +280,11 @@ def _head_setup(cfg: TrainConfig) -> Setup:
         else:
             # The no-LDM head reads next frames as the policy will see them: decoded tokens.
             decoder = tokenizer
-        key, _, _ = export(
-            cfg.dataset,
-            cfg.out,
-            tokenizer_checkpoint=str(tok_info.path),
-            ldm_checkpoint=str(ldm_info.path) if ldm_info else None,
-            use_codes=use_codes,
-            tasks=_tasks(cfg),
-            device="cpu",
-            cache_dir=cfg.cache_dir,
+        # With the models loaded above: loading them again would draw from the RNG that
+        # initialises the head, and change every head trained before this refactor.
+        key = sequence_key(tok_info.model_sha256, ldm_info.model_sha256 if ldm_info else None)
+        export_sequences(
+            cfg.dataset, tokenizer, ldm, key, tasks=_tasks(cfg), cache_dir=cfg.cache_dir
         )
         task_ids = trf_info.model_config["task_ids"]
         if stage_cfg.sampled_fraction > 0:
@@ -367,8 +368,10 @@ def _head_setup(cfg: TrainConfig) -> Setup:
         if stage_cfg.freeze_trunk:
             model.trunk.requires_grad_(False)
     where = f"{cfg.dataset} ({len(steps)} labelled training episode(s))"
-    stats = action_statistics(np.concatenate([step["actions"] for step in steps]), where)
-    model.set_normalizer(torch.tensor(stats["mean"]), torch.tensor(stats["std"]))
+    actions = np.concatenate([step["actions"] for step in steps])  # (N, A) float32
+    action_statistics(actions, where)  # refuses statistics that are not finite, naming them
+    # float32 statistics, as every earlier run computed them: their checkpoints reproduce.
+    model.set_normalizer(torch.from_numpy(actions.mean(0)), torch.from_numpy(actions.std(0)))
     if state_dim:
         states = np.concatenate([step["state"] for step in steps]).astype(np.float64)
         model.set_state_normalizer(torch.tensor(states.mean(0)), torch.tensor(states.std(0)))

@@ -1,0 +1,113 @@
+"""README tables generated from the committed results under docs/results/ (never typed by hand).
+
+Each table in README.md sits between two markers naming the file and the table's kind::
+
+    <!-- results docs/results/mt10_recipe.json variants -->
+    ...generated...
+    <!-- /results -->
+
+Kinds:
+    variants   one row per entry: its switches, successes over all tasks, mean over tasks and
+               the Wilson 95% interval of the pooled episodes
+    tasks      one row per task, one column per entry (successes/episodes), the mean below
+
+Usage:
+    python docs/results_tables.py            # rewrite the tables in README.md
+    python docs/results_tables.py --check    # exit 1 if a table differs from its file (tests)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+from vw_robot.eval.metrics import wilson_interval
+
+REPO = Path(__file__).resolve().parents[1]
+MARKER = re.compile(r"<!-- results (\S+) (\w+) -->\n.*?<!-- /results -->", re.DOTALL)
+
+
+def _pooled(entry: dict) -> tuple[int, int]:
+    tasks = entry["tasks"].values()
+    return sum(t["successes"] for t in tasks), sum(t["episodes"] for t in tasks)
+
+
+def _acting(switches: dict) -> str:
+    if switches.get("ensemble") is not None:
+        return f"ensemble m={switches['ensemble']}"
+    if switches.get("execute"):
+        return f"replan every {switches['execute']}"
+    return "chunk of 4, open loop"
+
+
+def variants_table(entries: list[dict]) -> str:
+    lines = [
+        "| variant | steps | task input | shift | proprio | acting | successes | mean | 95% CI |",
+        "|---|---:|---|---:|---|---|---:|---:|---|",
+    ]
+    for e in entries:
+        s = e.get("switches", {})
+        wins, total = _pooled(e)
+        low, high = wilson_interval(wins, total)
+        lines.append(
+            f"| {e.get('variant', e['policy'])} | {e.get('train_steps', '')} | "
+            f"{'yes' if s.get('task_conditioning') else 'no'}"
+            f" | {s.get('augment_shift', 0)} | {'yes' if s.get('use_state') else 'no'} | "
+            f"{_acting(s)} | {wins}/{total} | {e['mean_success']:.3f} | "
+            f"[{low:.2f}, {high:.2f}] |"
+        )
+    return "\n".join(lines)
+
+
+def tasks_table(entries: list[dict]) -> str:
+    names = [e.get("variant", e["policy"]) for e in entries]
+    lines = ["| task | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+    for task in entries[0]["tasks"]:
+        cells = [f"{e['tasks'][task]['successes']}/{e['tasks'][task]['episodes']}" for e in entries]
+        lines.append(f"| {task.split('/')[-1]} | " + " | ".join(cells) + " |")
+    means = " | ".join(f"**{e['mean_success']:.3f}**" for e in entries)
+    lines.append(f"| **mean** | {means} |")
+    return "\n".join(lines)
+
+
+KINDS = {"variants": variants_table, "tasks": tasks_table}
+
+
+def render(text: str) -> str:
+    """``text`` with every marked table regenerated from its results file."""
+
+    def table(match: re.Match) -> str:
+        path, kind = match.group(1), match.group(2)
+        if kind not in KINDS:
+            raise SystemExit(f"README.md: unknown table kind {kind!r}; use {', '.join(KINDS)}")
+        entries = json.loads((REPO / path).read_text())
+        return f"<!-- results {path} {kind} -->\n{KINDS[kind](entries)}\n<!-- /results -->"
+
+    return MARKER.sub(table, text)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="exit 1 when README.md is stale")
+    args = parser.parse_args()
+    readme = REPO / "README.md"
+    text = readme.read_text()
+    new = render(text)
+    if args.check:
+        if new != text:
+            print(
+                "README.md: a results table differs from docs/results/; run "
+                "python docs/results_tables.py",
+                file=sys.stderr,
+            )
+            return 1
+        return 0
+    readme.write_text(new)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""`vw-robot eval out=DIR` never destroys results: it resumes the same config (keeping what
+was recorded), refuses another unless overwrite=true, and its videos are its own."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+
+from vw_robot.cli import main
+from vw_robot.eval.report import EPISODES_FILE, ResultsError, open_record
+from vw_robot.training.loop import config_differences
+
+TASKS = "tasks=[metaworld/reach-v3,metaworld/drawer-close-v3]"
+ARGS = [TASKS, "episodes_per_task=2", "image_size=16", "max_episode_steps=20", "policy=random"]
+
+
+def lines(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_an_interrupted_eval_resumes_keeping_what_it_recorded(tmp_path, capsys, caplog):
+    out = tmp_path / "eval"
+    assert main(["eval", *ARGS, f"out={out}"]) == 0
+    record = out / EPISODES_FILE
+    header, *rows = lines(record)
+    assert header["config"]["episodes_per_task"] == 2 and len(rows) == 4
+    assert rows[0]["video"] == "videos/metaworld__reach-v3__ep000.mp4"
+    # As if killed while recording the second task: its rows never made it, the last torn.
+    # The first task's rows are marked, to see that they are kept and not run again.
+    kept = [{**row, "steps": 999} for row in rows[:2]]
+    torn = json.dumps(rows[2])[:25]
+    record.write_text("".join(json.dumps(r) + "\n" for r in [header, *kept]) + torn)
+    (out / "results.json").unlink()
+    with caplog.at_level(logging.INFO, logger="vw_robot"):
+        assert main(["eval", *ARGS, f"out={out}"]) == 0
+    assert "dropped an incomplete last line" in caplog.text
+    assert "(2 recorded by an earlier run)" in capsys.readouterr().out
+    episodes = json.loads((out / "results.json").read_text())["episodes"]
+    assert [e["steps"] for e in episodes[:2]] == [999, 999]
+    assert [(e["task_id"], e["index"]) for e in episodes] == [
+        (r["task_id"], r["index"]) for r in rows
+    ]
+    assert episodes[2:] == [{k: r[k] for k in episodes[2]} for r in rows[2:]]  # same seeds
+    assert len(lines(record)) == 5
+    # A finished run reruns nothing.
+    assert main(["eval", *ARGS, f"out={out}"]) == 0
+    assert len(lines(record)) == 5 and "(4 recorded by an earlier run)" in capsys.readouterr().out
+
+
+def test_another_config_is_refused_unless_overwrite_which_clears_the_old_videos(tmp_path, capsys):
+    out = tmp_path / "eval"
+    one_task = ["tasks=[metaworld/reach-v3]", *ARGS[1:]]
+    assert main(["eval", *one_task, "videos_per_task=2", f"out={out}"]) == 0
+    capsys.readouterr()
+    assert main(["eval", *one_task, "episodes_per_task=3", f"out={out}"]) == 2
+    err = capsys.readouterr().err
+    assert "another config (episodes_per_task: 2 -> 3; videos_per_task: 2 -> 1)" in err
+    assert "overwrite=true" in err and len(err.strip().splitlines()) == 1
+    assert len(list((out / "videos").glob("*.mp4"))) == 2  # untouched
+    assert main(["eval", *one_task, "videos_per_task=0", "overwrite=true", f"out={out}"]) == 0
+    assert not (out / "videos").exists()
+    payload = json.loads((out / "results.json").read_text())
+    assert payload["config"]["videos_per_task"] == 0
+    assert all(e["video"] is None for e in payload["episodes"])
+    assert lines(out / EPISODES_FILE)[0]["config"]["videos_per_task"] == 0
+
+
+def test_results_without_a_record_are_refused_and_the_folder_is_held(tmp_path, capsys):
+    out = tmp_path / "eval"
+    out.mkdir()
+    (out / "results.json").write_text("{}")  # an older vw_robot's results
+    assert main(["eval", *ARGS, f"out={out}"]) == 2
+    assert "results.json) without the episodes.jsonl" in capsys.readouterr().err
+    assert (out / "results.json").read_text() == "{}"
+    hold = open_record(out, {"a": 1}, overwrite=True, differences=config_differences)
+    again = open_record(out, {"a": 1}, overwrite=False, differences=config_differences)
+    with hold, pytest.raises(ResultsError, match="another evaluation is writing"), again:
+        pass
+    # What does not change results (workers, out) may differ on resume.
+    same = {"a": 1, "workers": 2, "out": "elsewhere", "overwrite": False}
+    with open_record(out, same, overwrite=False, differences=config_differences) as record:
+        assert record.config == {"a": 1}
+    (out / EPISODES_FILE).write_text('{"config": {"a": 1}}\n{"task_id": \n{}\n')
+    damaged = open_record(out, {"a": 1}, overwrite=False, differences=config_differences)
+    with pytest.raises(ResultsError, match=r"episodes.jsonl:2: not valid JSON"), damaged:
+        pass
+
+
+def test_eval_chains_reuses_recorded_chains_and_refuses_another_config(tmp_path, capsys):
+    out = tmp_path / "chains"
+    args = [
+        "eval-chains",
+        "policy=random",
+        "chains=2",
+        "chain_length=2",
+        "steps_per_subtask=10",
+        "single_episodes=1",
+        "image_size=16",
+        f"out={out}",
+    ]
+    assert main(args) == 0
+    recorded = lines(out / "chains.jsonl")
+    assert len(recorded) == 3 and len(lines(out / "single" / EPISODES_FILE)) == 13
+    marked = {**recorded[1], "steps": 999}
+    (out / "chains.jsonl").write_text(
+        "".join(json.dumps(r) + "\n" for r in [*recorded[:1], marked, recorded[2]])
+    )
+    assert main(args) == 0
+    assert json.loads((out / "chains.json").read_text())["chains"][0]["steps"] == 999
+    capsys.readouterr()
+    assert main([*args, "chains=3"]) == 2
+    assert "another config (chains: 2 -> 3)" in capsys.readouterr().err

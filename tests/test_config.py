@@ -1,0 +1,33 @@
+"""Task lists mean the same in every command: unset is the suite, [] and repeats are refused."""
+
+from __future__ import annotations
+
+import pytest
+
+from vw_robot.cli import load_config
+from vw_robot.errors import ConfigError
+
+
+@pytest.mark.parametrize("command", ["eval", "collect", "run"])
+def test_a_repeated_task_is_refused_naming_it(command):
+    cfg = load_config(command, ["tasks=[metaworld/reach-v3,metaworld/push-v3,metaworld/reach-v3]"])
+    with pytest.raises(ConfigError, match=r"^tasks: metaworld/reach-v3 listed more than once"):
+        cfg.validate()
+
+
+@pytest.mark.parametrize(
+    ("command", "suite"),
+    [("eval", []), ("eval", ["suite=metaworld/mt10"]), ("collect", []), ("run", [])],
+)
+def test_an_empty_task_list_is_refused(command, suite):
+    cfg = load_config(command, ["tasks=[]", *suite])  # (run: a suite replaces its tasks)
+    with pytest.raises(ConfigError, match=r"^tasks: \[\] names no task"):
+        cfg.validate()
+
+
+def test_unset_tasks_mean_the_suite():
+    assert len(load_config("eval", []).validate()) == 10  # the default suite, metaworld/mt10
+    assert len(load_config("collect", ["suite=metaworld/mt10"]).validate()) == 10
+    with pytest.raises(ConfigError, match="^suite: give a suite"):
+        load_config("collect", []).validate()
+    assert load_config("eval", ["tasks=[metaworld/reach-v3]"]).validate() == ["metaworld/reach-v3"]
