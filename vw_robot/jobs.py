@@ -201,14 +201,17 @@ def data_import(cfg: DataImportConfig) -> dict[str, Any]:
 def data_import_lerobot(cfg: LeRobotImportConfig) -> dict[str, Any]:
     """Import a LeRobotDataset (``vw-robot data import-lerobot SRC out=DIR``)."""
     cfg.validate()
-    summary = import_lerobot(
-        cfg.src,
-        cfg.out,
-        camera_key=cfg.camera_key,
-        image_size=cfg.image_size,
-        codec=cfg.codec,
-        version=cfg.version,
-    )
+    with tqdm(desc="episodes", unit="ep") as bar:
+        summary = import_lerobot(
+            cfg.src,
+            cfg.out,
+            camera_key=cfg.camera_key,
+            image_size=cfg.image_size,
+            codec=cfg.codec,
+            version=cfg.version,
+            progress=functools.partial(_advance, bar),
+        )
+        _advance(bar, bar.total or 0, bar.total or 0)
     print(
         f"imported {summary['imported']} episode(s) of {cfg.src} ({summary['version']}, camera "
         f"{summary['camera_key']}), {summary['skipped_existing']} already there; "
@@ -221,14 +224,17 @@ def data_export_lerobot(cfg: LeRobotExportConfig) -> dict[str, Any]:
     """Export a dataset as LeRobotDataset v3.0 and validate what was written
     (``vw-robot data export-lerobot DIR out=DST``)."""
     cfg.validate()
-    summary = export_lerobot(
-        cfg.root,
-        cfg.out,
-        fps=cfg.fps,
-        codec=cfg.codec,
-        overwrite=cfg.overwrite,
-        robot_type=cfg.robot_type,
-    )
+    with tqdm(desc="episodes", unit="ep") as bar:
+        summary = export_lerobot(
+            cfg.root,
+            cfg.out,
+            fps=cfg.fps,
+            codec=cfg.codec,
+            overwrite=cfg.overwrite,
+            robot_type=cfg.robot_type,
+            progress=functools.partial(_advance, bar),
+        )
+        _advance(bar, bar.total or 0, bar.total or 0)
     problems = validate_lerobot(cfg.out)
     for line in problems:
         print(line)
@@ -241,6 +247,12 @@ def data_export_lerobot(cfg: LeRobotExportConfig) -> dict[str, Any]:
         + (f"; {skipped} episode(s) without actions left out" if skipped else "")
     )
     return summary
+
+
+def _advance(bar: Any, done: int, total: int) -> None:
+    """A tqdm bar at ``done`` of ``total`` (the total is known once the work starts)."""
+    bar.total = total
+    bar.update(done - bar.n)
 
 
 def data_check_lerobot(cfg: LeRobotCheckConfig) -> list[str]:

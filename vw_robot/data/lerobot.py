@@ -39,6 +39,7 @@ import math
 import os
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -137,6 +138,7 @@ def import_lerobot(
     image_size: int = 64,
     codec: str = "lossless",
     version: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Import a LeRobotDataset folder (v3.0, or v2.1/v2.0) as episodes of the dataset ``out``.
 
@@ -204,7 +206,9 @@ def import_lerobot(
     rows = _RowReader()
     videos = _VideoReader(image_size, fps)
     try:
-        for episode in episodes:
+        for done, episode in enumerate(episodes):
+            if progress is not None:  # (episodes handled, of all): a progress bar's callback
+                progress(done, len(episodes))
             episode_id = f"{prefix}{episode.index:06d}"
             if is_complete(out, episode_id):
                 summary["skipped_existing"] += 1
@@ -703,6 +707,7 @@ def export_lerobot(
     chunks_size: int = CHUNKS_SIZE,
     data_files_size_in_mb: float = DATA_FILES_SIZE_IN_MB,
     video_files_size_in_mb: float = VIDEO_FILES_SIZE_IN_MB,
+    progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Write our dataset at ``root`` as a LeRobotDataset v3.0 folder ``dst``.
 
@@ -793,6 +798,7 @@ def export_lerobot(
             chunks_size=chunks_size,
             data_bytes=data_files_size_in_mb * 2**20,
             video_bytes=video_files_size_in_mb * 2**20,
+            progress=progress,
         )
         _replace_folder(tmp, dst)
     finally:
@@ -892,6 +898,7 @@ def _write_export(
     chunks_size: int,
     data_bytes: float,
     video_bytes: float,
+    progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     features = _features(layout, fps, codec)
     columns = [k for k, f in features.items() if f["dtype"] != "video"]
@@ -907,6 +914,8 @@ def _write_export(
     total = 0
     try:
         for episode_index, meta in enumerate(metas):
+            if progress is not None:
+                progress(episode_index, len(metas))
             frames = _episode_frames(root, meta, layout.image_size)  # (N, S, S, 3)
             n = len(frames)
             arrays = _episode_arrays(root, meta, layout, n, fps, episode_index, total, task_index)
