@@ -43,6 +43,7 @@ from vw_robot.eval.chains import (
 from vw_robot.eval.collect import collect as collect_episodes
 from vw_robot.eval.collect import format_summary
 from vw_robot.eval.report import open_record, recorded_videos, run_recorded
+from vw_robot.eval.rollout import check_policy_fits
 from vw_robot.pipeline import run_pipeline
 from vw_robot.policies import make_policy
 from vw_robot.policies.export import export_policy as export_policy_folder
@@ -80,6 +81,11 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
         cfg.workers,
         out,
     )
+    factory = functools.partial(
+        make_policy, execute=cfg.execute, device=cfg.device, ensemble=cfg.ensemble
+    )
+    # A policy that does not fit the tasks is refused before anything is written to out.
+    check_policy_fits(tasks, cfg.policy, env_kwargs, factory)
     start = time.perf_counter()
     config = dataclasses.asdict(cfg) | {"resolved_tasks": tasks}
     with open_record(
@@ -103,9 +109,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
                     videos_per_task=cfg.videos_per_task,
                     stop_on_success=cfg.stop_on_success,
                     progress=bar.update,
-                    policy_factory=functools.partial(
-                        make_policy, execute=cfg.execute, device=cfg.device, ensemble=cfg.ensemble
-                    ),
+                    policy_factory=factory,
                 ),
                 fps=cfg.fps,
             )
@@ -314,6 +318,13 @@ def eval_chains(cfg: EvalChainsConfig) -> dict[str, Any]:
     out = Path(cfg.out)
     factory = functools.partial(
         make_policy, execute=cfg.execute, device=cfg.device, ensemble=cfg.ensemble
+    )
+    # A policy that does not fit the playground is refused before anything is written to out.
+    check_policy_fits(
+        [playground_suite.task_id(n) for n in playground_suite.VIDEOWORLD_SUBTASKS],
+        cfg.policy,
+        {"image_size": cfg.image_size, "camera": cfg.camera},
+        factory,
     )
     config = dataclasses.asdict(cfg)
     log.info(

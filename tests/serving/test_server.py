@@ -380,7 +380,7 @@ def test_connections_over_max_connections_are_refused():
 def test_bad_options_are_user_errors(expert_server):
     for kwargs, match in [
         ({"policy_spec": "no-such-policy"}, "Unknown policy"),  # make_policy's own UserError
-        ({"policy_spec": "expert", "execute": 2}, "does not execute action chunks"),
+        ({"policy_spec": "expert", "execute": 2}, "does not act in action chunks"),
         ({"policy_spec": "expert", "max_message_bytes": 10}, "max_message_bytes"),
         ({"policy_spec": "expert", "port": 70000}, "port"),
         ({"policy_spec": "expert", "port": expert_server.port}, "cannot listen"),
