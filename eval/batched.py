@@ -115,6 +115,7 @@ def run_batched(
     make_env: Callable[..., Any],
     env_kwargs: dict[str, Any],
     on_done: Callable[[Any], None],
+    overlap: bool = True,
 ) -> None:
     """Run every unit in ``slots`` env slots; ``on_done(run.result())`` as each ends.
 
@@ -133,6 +134,8 @@ def run_batched(
         make_env: module-level ``(task_id, **env_kwargs) -> env`` (pickled to the workers).
         env_kwargs: its keyword arguments.
         on_done: called in this process with each finished run's result.
+        overlap: groups take turns (the policy acts for one while the others step); False:
+            all step, then the policy acts for all (with every torch thread).
     """
     units = list(units)
     slots = min(slots, len(units))
@@ -157,34 +160,40 @@ def run_batched(
         on_done(runs.pop(slot).result())
         start(slot, commands)
 
+    def advance(w: int, replies: dict[int, Reply]) -> dict[int, tuple[Any, ...]]:
+        """Take in group w's replies and act: the group's next commands."""
+        commands: dict[int, tuple[Any, ...]] = {}
+        ready = []
+        for slot in sorted(replies):
+            if runs[slot].receive(replies[slot], policies[w], slot // workers):
+                finish(slot, commands)
+            else:
+                ready.append(slot)
+        acted = _act(policies[w], ready, workers, runs) if ready else {}
+        for slot, (action, error) in acted.items():
+            if error is None:
+                commands[slot] = ("step", action)
+            else:
+                runs[slot].fail(error)
+                finish(slot, commands)
+        return commands
+
+    # Overlap: one group at a time, the others step meanwhile. Else every group steps, then
+    # the policy acts for all of them while no simulator runs.
+    turns = [[w] for w in range(workers)] if overlap else [list(range(workers))]
     pool = EnvPool(groups, make_env, env_kwargs)
     try:
-        with policy_threads(workers):
+        with policy_threads(workers if overlap else 1):
             for w, group in enumerate(groups):
                 commands: dict[int, tuple[Any, ...]] = {}
                 for slot in group:
                     start(slot, commands)
                 pool.send(w, commands)
             while any(pool.waiting(w) for w in range(workers)):
-                for w in range(workers):
-                    if not pool.waiting(w):
-                        continue
-                    replies = pool.receive(w)
-                    commands = {}
-                    ready = []
-                    for slot in sorted(replies):
-                        if runs[slot].receive(replies[slot], policies[w], slot // workers):
-                            finish(slot, commands)
-                        else:
-                            ready.append(slot)
-                    acted = _act(policies[w], ready, workers, runs) if ready else {}
-                    for slot, (action, error) in acted.items():
-                        if error is None:
-                            commands[slot] = ("step", action)
-                        else:
-                            runs[slot].fail(error)
-                            finish(slot, commands)
-                    if commands:
+                for turn in turns:
+                    received = {w: pool.receive(w) for w in turn if pool.waiting(w)}
+                    outgoing = {w: advance(w, replies) for w, replies in received.items()}
+                    for w, commands in outgoing.items():
                         pool.send(w, commands)
     finally:
         pool.close()
