@@ -10,6 +10,8 @@ Kinds:
     variants   one row per entry: its switches, successes over all tasks, mean over tasks and
                the Wilson 95% interval of the pooled episodes
     tasks      one row per task, one column per entry (successes/episodes), the mean below
+    playground one row per entry: VideoWorld's subtask groups, the subtasks pooled, chains of
+               five (success after k, average length)
 
 Usage:
     python docs/results_tables.py            # rewrite the tables in README.md
@@ -73,7 +75,41 @@ def tasks_table(entries: list[dict]) -> str:
     return "\n".join(lines)
 
 
-KINDS = {"variants": variants_table, "tasks": tasks_table}
+def _labels(e: dict) -> str:
+    if e.get("label_fraction") is None:
+        return "—"
+    return f"{round(e['label_fraction'] * 100)}% ({e['labelled_episodes']})"
+
+
+def playground_table(entries: list[dict]) -> str:
+    """One row per policy: VideoWorld's subtask groups, the 12 subtasks pooled, then chains of
+    five (share of chains that completed at least k subtasks) and the average length."""
+    groups = list(entries[0]["groups"])
+    k = entries[0]["chain_length"]
+    lines = [
+        "| policy | labels (episodes) | "
+        + " | ".join(groups)
+        + " | 12 subtasks [95% CI] | chains | "
+        + " | ".join(f"{i}/{k}" for i in range(1, k + 1))
+        + " | avg. length |",
+        "|---|---|" + "---:|" * len(groups) + "---:|---:|" + "---:|" * k + "---:|",
+    ]
+    for e in entries:
+        wins, total = _pooled(e)
+        low, high = wilson_interval(wins, total)
+        cells = [f"{e['groups'][g]['successes']}/{e['groups'][g]['episodes']}" for g in groups]
+        after = [f"{n / e['chains']:.2f}" for n in e["success_after"]]
+        lines.append(
+            f"| {e.get('variant', e['policy'])} | {_labels(e)} | "
+            + " | ".join(cells)
+            + f" | {e['mean_success']:.2f} [{low:.2f}, {high:.2f}] | {e['chains']} | "
+            + " | ".join(after)
+            + f" | **{e['average_length']:.2f}** |"
+        )
+    return "\n".join(lines)
+
+
+KINDS = {"variants": variants_table, "tasks": tasks_table, "playground": playground_table}
 
 
 def render(text: str) -> str:

@@ -329,6 +329,26 @@ class _ChainRun:
         )
 
 
+# VideoWorld's grouping of its 12 CALVIN subtasks (the paper's push / open-close / turn on-off).
+VIDEOWORLD_GROUPS = {
+    "push": tuple(n for n in pt.VIDEOWORLD_SUBTASKS if n.startswith("push_")),
+    "open/close": ("open_drawer", "close_drawer"),
+    "turn on/off": tuple(n for n in pt.VIDEOWORLD_SUBTASKS if n.startswith("turn_")),
+}
+
+
+def videoworld_groups(tasks: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per-task rows (task id -> ``successes``, ``episodes``) pooled into VideoWorld's groups;
+    a group none of whose subtasks is in ``tasks`` is left out."""
+    out = {}
+    for group, names in VIDEOWORLD_GROUPS.items():
+        rows = [tasks[task_id(n)] for n in names if task_id(n) in tasks]
+        if rows:
+            wins, total = sum(r["successes"] for r in rows), sum(r["episodes"] for r in rows)
+            out[group] = {"successes": wins, "episodes": total, "rate": wins / total}
+    return out
+
+
 def summarize_chains(results: Sequence[ChainResult], chain_length: int) -> dict[str, Any]:
     """Success after 1..N subtasks (with Wilson 95% intervals), average completed length, and
     per subtask: attempts (chains that reached it) and successes."""

@@ -330,7 +330,19 @@ class RunConfig:
         ]
     )  # the built-in default: three Meta-World tasks
     episodes_per_task: int = 20  # demonstrations collected per task
+    # Action-free video: these tasks' expert episodes go to the generator stages (tokenizer,
+    # LDM, transformer) only, never to a head or the evaluation (e.g. [playground/play]).
+    video_tasks: list[str] = field(default_factory=list)
+    video_episodes_per_task: Optional[int] = None  # None: episodes_per_task
     eval_episodes: int = 10  # evaluation episodes per task and policy
+    # The tasks evaluated one at a time (each must be a training task); unset: every training
+    # task. eval_tasks wins over eval_suite (e.g. eval_suite=playground/videoworld12).
+    eval_suite: Optional[str] = None
+    eval_tasks: Optional[list[str]] = None
+    # Playground: chains of 5 subtasks per policy (CALVIN's protocol, `vw-robot eval-chains`);
+    # 0: none. Needs every playground subtask among the training tasks (a chain may draw any).
+    chains: int = 0
+    chain_steps_per_subtask: int = 360
     # bc: behaviour cloning on the action head's labelled episodes; bc_all: on every labelled
     # episode; noldm: the no-LDM ablation (next-frame transformer + head, same labels).
     baselines: list[str] = field(default_factory=lambda: ["bc", "expert", "random"])
@@ -371,7 +383,62 @@ class RunConfig:
         )
         # A given suite replaces the built-in task list (tasks always has a value).
         tasks = None if self.suite else self.tasks
-        return _validate_env_choice(self.suite, tasks, self.image_size, None, None, "expert")
+        task_ids = _validate_env_choice(self.suite, tasks, self.image_size, None, None, "expert")
+        self._check_video_tasks(task_ids)
+        self.eval_task_ids(task_ids)
+        _check(self.chains >= 0, "chains", f"{self.chains} < 0")
+        if self.chains:
+            try:
+                pt.check_chain_args(pg.CHAIN_LENGTH, self.chain_steps_per_subtask)
+            except ValueError as exc:
+                raise ConfigError(f"chain_steps_per_subtask: {exc}") from None
+            missing = [pg.task_id(n) for n in pt.SUBTASK_NAMES if pg.task_id(n) not in task_ids]
+            _check(
+                not missing,
+                "chains",
+                f"a chain may draw any playground subtask, but the policies would not be trained "
+                f"on {', '.join(missing)}; train on suite=playground/all or set chains=0",
+            )
+        return task_ids
+
+    def _check_video_tasks(self, task_ids: list[str]) -> None:
+        if not self.video_tasks:
+            return
+        try:
+            videos = _validate_env_choice(
+                None, self.video_tasks, self.image_size, None, None, "expert"
+            )
+        except ConfigError as exc:
+            raise ConfigError(f"video_{exc}") from None
+        both = [t for t in videos if t in task_ids]
+        _check(
+            not both,
+            "video_tasks",
+            f"{', '.join(both)} also in the training tasks; list a task in one of them "
+            "(label_fraction sets how many of a training task's episodes the heads see)",
+        )
+        count = self.video_episodes_per_task
+        _check(count is None or count >= 1, "video_episodes_per_task", f"{count} < 1")
+
+    def eval_task_ids(self, task_ids: list[str]) -> list[str]:
+        """The tasks evaluated one at a time, checked against the training ``task_ids``."""
+        if self.eval_tasks is None and self.eval_suite is None:
+            return task_ids
+        key = "eval_tasks" if self.eval_tasks is not None else "eval_suite"
+        try:
+            chosen = _validate_env_choice(
+                self.eval_suite, self.eval_tasks, self.image_size, None, None, "expert"
+            )
+        except ConfigError as exc:
+            raise ConfigError(f"eval_{exc}") from None
+        unknown = [t for t in chosen if t not in task_ids]
+        _check(
+            not unknown,
+            key,
+            f"{', '.join(unknown)} not among the training tasks: a policy acts only on tasks it "
+            "was trained on",
+        )
+        return chosen
 
 
 @dataclass

@@ -22,13 +22,15 @@ from vw_robot.config import RunConfig
 from vw_robot.data.dataset import labelled_per_task
 from vw_robot.data.format import read_manifest
 from vw_robot.envs import make_env
+from vw_robot.envs.playground_suite import CHAIN_LENGTH
 from vw_robot.eval import evaluate, write_report
+from vw_robot.eval.chains import evaluate_chains, videoworld_groups, write_chain_report
 from vw_robot.eval.collect import collect, format_summary
 from vw_robot.eval.report import bar_chart
 from vw_robot.io import atomic_write_text
 from vw_robot.policies import load_policy, make_policy
 from vw_robot.provenance import provenance
-from vw_robot.training.config import TrainConfig
+from vw_robot.training.config import HEAD_STAGES, TrainConfig
 from vw_robot.training.pictures import image_grid, save_image
 from vw_robot.training.stages import STAGES, run_stage
 
@@ -41,7 +43,8 @@ PIPELINE = ("tokenizer", "ldm", "transformer", "action_head")
 def training_jobs(cfg: RunConfig, tasks: list[str]) -> dict[str, TrainConfig]:
     """Run folder name -> the TrainConfig that fills it, for the pipeline and its baselines.
 
-    Every stage trains on ``tasks`` only (the dataset folder may hold others). The baselines
+    The heads train on ``tasks`` only (the dataset folder may hold others); the generator
+    stages on ``tasks`` and ``cfg.video_tasks`` (action-free video). The baselines
     that compare against VideoWorld at equal supervision (``bc``, ``noldm``) get the action
     head's label settings; ``bc_all`` gets every labelled episode; a label sweep adds one
     VideoWorld head per share. The folder names come from the stage declarations.
@@ -62,7 +65,7 @@ def training_jobs(cfg: RunConfig, tasks: list[str]) -> dict[str, TrainConfig]:
             stage=stage,
             dataset=str(Path(cfg.out) / "data"),
             out=cfg.out,
-            tasks=list(tasks),
+            tasks=list(tasks) if stage in HEAD_STAGES else [*tasks, *cfg.video_tasks],
             run_name=run_name,
             resume_changed=cfg.resume_changed,
             experiment=experiment,
@@ -123,6 +126,20 @@ def run_pipeline(cfg: RunConfig) -> dict[str, Any]:
             progress=lambda row: bar.update(1),
         )
     print(format_summary(summary), end="")
+    if cfg.video_tasks:
+        count = cfg.video_episodes_per_task or cfg.episodes_per_task
+        log.info("collect %d action-free videos per task of %s", count, ", ".join(cfg.video_tasks))
+        with tqdm(total=len(cfg.video_tasks) * count, desc="collect video", unit="ep") as bar:
+            summary = collect(
+                data,
+                cfg.video_tasks,
+                episodes_per_task=count,
+                image_size=cfg.image_size,
+                seed=cfg.seed,
+                workers=cfg.workers,
+                progress=lambda row: bar.update(1),
+            )
+        print(format_summary(summary), end="")
     timings["collect"] = time.perf_counter() - start
     stage_results = {}
     for k, (name, train_cfg) in enumerate(jobs.items(), start=2):
@@ -130,14 +147,17 @@ def run_pipeline(cfg: RunConfig) -> dict[str, Any]:
         start = time.perf_counter()
         stage_results[name] = run_stage(train_cfg)
         timings[name] = time.perf_counter() - start
+    eval_tasks = cfg.eval_task_ids(tasks)
     log.info("[%d/%d] evaluate %d episodes per task", total, total, cfg.eval_episodes)
     policies = policy_specs(cfg)
-    summaries = {}
+    summaries, chain_summaries = {}, {}
     start = time.perf_counter()
+    factory = functools.partial(make_policy, device=cfg.eval_device)
     for name, spec in policies.items():
-        with tqdm(total=len(tasks) * cfg.eval_episodes, desc=f"eval {name}", unit="ep") as bar:
+        total_eps = len(eval_tasks) * cfg.eval_episodes
+        with tqdm(total=total_eps, desc=f"eval {name}", unit="ep") as bar:
             results = evaluate(
-                tasks,
+                eval_tasks,
                 policy=spec,
                 episodes_per_task=cfg.eval_episodes,
                 base_seed=cfg.seed + 1000,
@@ -145,7 +165,7 @@ def run_pipeline(cfg: RunConfig) -> dict[str, Any]:
                 env_kwargs={"image_size": cfg.image_size, "max_episode_steps": cfg.eval_max_steps},
                 videos_per_task=cfg.videos_per_task,
                 progress=bar.update,
-                policy_factory=functools.partial(make_policy, device=cfg.eval_device),
+                policy_factory=factory,
             )
         summaries[name] = write_report(
             out / "eval" / name,
@@ -153,22 +173,90 @@ def run_pipeline(cfg: RunConfig) -> dict[str, Any]:
             config={
                 "policy": name,
                 "checkpoint": spec,
-                "tasks": tasks,
+                "tasks": eval_tasks,
                 "episodes_per_task": cfg.eval_episodes,
                 "base_seed": cfg.seed + 1000,
+                "max_episode_steps": cfg.eval_max_steps,
             },
         )
+        if cfg.chains:
+            chain_summaries[name] = _evaluate_chains(cfg, name, spec, factory)
     timings["evaluate"] = time.perf_counter() - start
     chart = bar_chart(summaries, out / "success.png")
-    plans = _plan_pictures(out / "action_head", tasks, cfg, out / "plans.png")
+    plans = _plan_pictures(out / "action_head", eval_tasks, cfg, out / "plans.png")
     timings["total"] = time.perf_counter() - began
-    report = _report(cfg, tasks, summaries, stage_results, timings, chart, plans)
+    report = _report(
+        cfg, tasks, eval_tasks, summaries, stage_results, timings, chart, plans, chain_summaries
+    )
     atomic_write_text(out / "report.md", report)
-    print("\n" + _comparison_table(summaries, tasks))
+    print("\n" + _comparison_table(summaries, eval_tasks))
+    if chain_summaries:
+        print("\n" + _chains_table(chain_summaries))
     print(f"report: {out / 'report.md'} ({timings['total'] / 60:.1f} min)")
     for name, summary in summaries.items():
         log.info("%s: mean success %.3f", name, summary["mean_success"])
-    return {"summaries": summaries, "timings": timings}
+    return {"summaries": summaries, "chains": chain_summaries, "timings": timings}
+
+
+def _evaluate_chains(cfg: RunConfig, name: str, spec: str, factory: Any) -> dict[str, Any]:
+    """CALVIN's chains for one policy into ``<out>/eval/<name>/chains.*``; the summary."""
+    with tqdm(total=cfg.chains, desc=f"chains {name}", unit="chain") as bar:
+        chains = evaluate_chains(
+            policy=spec,
+            num_chains=cfg.chains,
+            steps_per_subtask=cfg.chain_steps_per_subtask,
+            base_seed=cfg.seed + 1000,
+            workers=cfg.workers,
+            image_size=cfg.image_size,
+            videos=cfg.videos_per_task,
+            policy_factory=factory,
+            progress=bar.update,
+        )
+    return write_chain_report(
+        Path(cfg.out) / "eval" / name,
+        chains,
+        chain_length=CHAIN_LENGTH,
+        config={
+            "policy": name,
+            "checkpoint": spec,
+            "chains": cfg.chains,
+            "chain_length": CHAIN_LENGTH,
+            "steps_per_subtask": cfg.chain_steps_per_subtask,
+            "base_seed": cfg.seed + 1000,
+        },
+    )
+
+
+def _chains_table(chain_summaries: dict[str, Any]) -> str:
+    lines = [
+        "| policy | chains | "
+        + " | ".join(f"{k}/{CHAIN_LENGTH}" for k in range(1, CHAIN_LENGTH + 1))
+        + " | average length |",
+        "|---|---:|" + "---:|" * CHAIN_LENGTH + "---:|",
+    ]
+    for name, summary in chain_summaries.items():
+        rates = " | ".join(f"{row['rate']:.3f}" for row in summary["success_after"])
+        lines.append(
+            f"| {name} | {summary['chains']} | {rates} | {summary['average_length']:.2f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _groups_table(summaries: dict[str, Any]) -> str | None:
+    """VideoWorld's CALVIN grouping (push, open/close, turn on/off) of the evaluated subtasks,
+    or None when no evaluated task belongs to a group."""
+    groups = {name: videoworld_groups(s["tasks"]) for name, s in summaries.items()}
+    names = list(next(iter(groups.values())))
+    if not names:
+        return None
+    lines = ["| group | " + " | ".join(groups) + " |", "|---|" + "---:|" * len(groups)]
+    for group in names:
+        cells = [
+            f"{g[group]['successes']}/{g[group]['episodes']} = {g[group]['rate']:.2f}"
+            for g in groups.values()
+        ]
+        lines.append(f"| {group} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def _comparison_table(summaries: dict[str, Any], tasks: list[str]) -> str:
@@ -209,28 +297,58 @@ def _plan_pictures(policy_path: Path, tasks: list[str], cfg: RunConfig, path: Pa
     return save_image(path, image_grid(rows))
 
 
+def _video_note(cfg: RunConfig) -> str:
+    if not cfg.video_tasks:
+        return ""
+    count = cfg.video_episodes_per_task or cfg.episodes_per_task
+    return (
+        f" Action-free video for the generator stages only: {count} episodes per task of "
+        f"{', '.join(cfg.video_tasks)}."
+    )
+
+
 def _report(
     cfg: RunConfig,
+    train_tasks: list[str],
     tasks: list[str],
     summaries: dict,
     stages: dict,
     timings: dict,
     chart: str,
     plans: str,
+    chains: dict[str, Any],
 ) -> str:
     out = Path(cfg.out)
     prov = provenance()
     task_of = {row["episode_id"]: row["task_id"] for row in read_manifest(out / "data")["episodes"]}
     lines = [
         "# vw_robot run report\n",
-        f"Tasks: {', '.join(tasks)}. Demonstrations: {cfg.episodes_per_task} per task "
-        f"(seed {cfg.seed}); evaluation: {cfg.eval_episodes} episodes per task and policy, "
+        f"Training tasks: {', '.join(train_tasks)}. Demonstrations: {cfg.episodes_per_task} "
+        f"per task (seed {cfg.seed}).{_video_note(cfg)} Evaluated tasks: "
+        f"{'the training tasks' if tasks == train_tasks else ', '.join(tasks)}; "
+        f"{cfg.eval_episodes} episodes per task and policy, "
         f"seeds `episode_seed({cfg.seed + 1000}, task, i)`, success = `is_success` at any "
         "step before the time limit; Wilson 95% intervals. Checkpoints: the final step of "
         "each stage (no selection).\n",
         "## Success\n",
         _comparison_table(summaries, tasks),
         f"![success per task]({Path(chart).relative_to(out)})\n",
+    ]
+    groups = _groups_table(summaries)
+    if groups:
+        lines += ["Grouped as VideoWorld reports CALVIN (successes / episodes = rate):\n", groups]
+    if chains:
+        lines += [
+            f"## Chains of {CHAIN_LENGTH}\n",
+            f"CALVIN's protocol: each chain draws {CHAIN_LENGTH} subtasks from its seed "
+            f"`episode_seed({cfg.seed + 1000}, 'playground/chain', i)`, "
+            f"{cfg.chain_steps_per_subtask} steps per subtask, the policy reset with the next "
+            "subtask's id at each switch while the scene carries on, stop at the first failure; "
+            "success after k subtasks = share of chains that completed at least k. Per-subtask "
+            "rates: `eval/<policy>/chains.md`.\n",
+            _chains_table(chains),
+        ]
+    lines += [
         "## Stages\n",
         "| stage | steps | last loss | samples/s (this run) | seconds (this run) | "
         "labelled episodes | checkpoint |",

@@ -1,0 +1,125 @@
+"""Results as data: the harness's outputs of a study folder -> one JSON file under docs/results/
+(a list of entries in the schema of issues #11/#12), from which docs/results_tables.py writes
+the README tables.
+
+    python benchmarks/results_json.py playground runs/playground --json docs/results/playground.json
+    python benchmarks/results_json.py suite runs/robosuite --json docs/results/robosuite.json \\
+        --command "bash benchmarks/robosuite.sh"
+
+``playground`` reads OUT/eval/<name>/single/results.json (the 12 subtasks one at a time) and
+OUT/eval/<name>/chains.json (chains of five) written by ``vw-robot eval-chains``; ``suite``
+reads OUT/eval/<name>/results.json written by ``vw-robot eval``. Label share, labelled
+episodes, training seed and steps come from the policy checkpoint's info.json and config.yaml.
+Reads only what the harness wrote; prints a summary; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from vw_robot import checkpoint as ckpt
+from vw_robot.eval.chains import videoworld_groups
+
+# Report order; a folder name may carry a training-seed suffix (bc_seed1).
+POLICIES = ("videoworld", "noldm", "bc", "bc_all", "expert", "random")
+STAGE_OF = {"videoworld": "action_head", "noldm": "noldm_head", "bc": "bc", "bc_all": "bc"}
+
+
+def _policy_fields(name: str, spec: str) -> dict[str, Any]:
+    """Label share, labelled episodes, training seed and steps of a policy checkpoint."""
+    base = name.split("_seed")[0]
+    if base not in STAGE_OF:  # expert, random: nothing trained
+        return {"policy": base, "label_fraction": None, "train_seed": None}
+    info = ckpt.read_info(spec)
+    stage = STAGE_OF[base]
+    section = OmegaConf.load(info.path / ckpt.CONFIG_FILE).experiment[stage]
+    labelled = info.model_config["env"]["labelled_episodes"]
+    return {
+        "policy": base,
+        "label_fraction": 1.0 if section.label_fraction is None else section.label_fraction,
+        "labelled_episodes": len(labelled),
+        "train_seed": int(section.optim.seed),
+        "train_steps": info.step,
+    }
+
+
+def _tasks(summary: dict[str, Any]) -> dict[str, dict[str, int]]:
+    return {
+        task: {"successes": row["successes"], "episodes": row["episodes"]}
+        for task, row in summary["tasks"].items()
+    }
+
+
+def playground_entry(folder: Path, command: str) -> dict[str, Any]:
+    chains = json.loads((folder / "chains.json").read_text())
+    single = json.loads((folder / "single" / "results.json").read_text())
+    summary, config = single["summary"], chains["config"]
+    tasks = _tasks(summary)
+    chain_summary = chains["summary"]
+    return {
+        **_policy_fields(folder.name, config["policy"]),
+        "variant": folder.name,
+        "mean_success": summary["mean_success"],
+        "tasks": tasks,
+        "groups": videoworld_groups(tasks),
+        "eval_seed_base": config["seed"],
+        "max_steps": config["steps_per_subtask"],
+        "chains": chain_summary["chains"],
+        "chain_length": chain_summary["chain_length"],
+        "success_after": [row["chains"] for row in chain_summary["success_after"]],
+        "average_length": chain_summary["average_length"],
+        "commit": chains["provenance"]["git_revision"],
+        "command": f"{command}  # eval/{folder.name}",
+    }
+
+
+def suite_entry(folder: Path, command: str) -> dict[str, Any]:
+    payload = json.loads((folder / "results.json").read_text())
+    summary, config = payload["summary"], payload["config"]
+    return {
+        **_policy_fields(folder.name, config["policy"]),
+        "variant": folder.name,
+        "mean_success": summary["mean_success"],
+        "tasks": _tasks(summary),
+        "eval_seed_base": config["seed"],
+        "max_steps": config["max_episode_steps"],
+        "commit": payload["provenance"]["git_revision"],
+        "command": f"{command}  # eval/{folder.name}",
+    }
+
+
+def _order(folder: Path) -> tuple[int, str]:
+    base = folder.name.split("_seed")[0]
+    return (POLICIES.index(base) if base in POLICIES else len(POLICIES), folder.name)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("kind", choices=["playground", "suite"])
+    parser.add_argument("out", type=Path, help="the study folder (holds eval/<policy>/)")
+    parser.add_argument("--json", type=Path, default=None, help="write the entries here")
+    parser.add_argument("--command", default=None, help="the study's command (recorded)")
+    args = parser.parse_args()
+    marker = "chains.json" if args.kind == "playground" else "results.json"
+    folders = sorted((p.parent for p in (args.out / "eval").glob(f"*/{marker}")), key=_order)
+    default = f"bash benchmarks/{'playground' if args.kind == 'playground' else 'robosuite'}.sh"
+    make = playground_entry if args.kind == "playground" else suite_entry
+    entries = [make(folder, args.command or default) for folder in folders]
+    for e in entries:
+        line = f"{e['variant']:>16}: mean {e['mean_success']:.3f}"
+        if "average_length" in e:
+            line += f", chains {e['chains']} average length {e['average_length']:.2f}"
+        print(line)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(entries, indent=1) + "\n")
+        print(f"{len(entries)} entries -> {args.json}")
+
+
+if __name__ == "__main__":
+    main()
