@@ -141,12 +141,15 @@ def run_recorded(
     record: ResultsRecord,
     tasks: Sequence[str],
     episodes_per_task: int,
-    run: Callable[[list[str]], Mapping[str, Sequence[EpisodeResult]]],
+    run: Callable[..., Any],
     *,
     fps: int = 20,
 ) -> dict[str, list[EpisodeResult]]:
-    """Run what ``record`` lacks, one task at a time (``run([task_id])``), recording each task's
-    episodes (their videos first) as soon as it finishes.
+    """Run what ``record`` lacks in one pass over every task, recording each episode (its
+    video first) as soon as the evaluation hands it over.
+
+    ``run(tasks, skip=..., on_episode=...)`` is :func:`vw_robot.eval.rollout.evaluate` with
+    the rest of its arguments bound: ``skip`` names the recorded (task, index) pairs.
 
     Returns:
         Every episode of ``tasks``, recorded earlier or now, per task by index (no frames: the
@@ -155,19 +158,22 @@ def run_recorded(
     out_dir = Path(out_dir)
     done = episodes_by_task(record.rows)
     for task_id in tasks:
-        have = done.setdefault(task_id, {})
-        if all(i in have for i in range(episodes_per_task)):
-            continue
-        fresh = [ep for ep in run([task_id])[task_id] if ep.index not in have]
-        rows = []
-        for ep in fresh:
-            video = None
-            if ep.frames is not None:
-                video = f"{VIDEOS_DIR}/{video_name(ep.task_id, ep.index)}"
-                write_video(out_dir / video, ep.frames, fps)
-            rows.append(ep.to_json() | {"video": video})
-            have[ep.index] = dataclasses.replace(ep, frames=None)
-        record.append(rows)
+        done.setdefault(task_id, {})
+    recorded = {(t, i) for t in tasks for i in done[t]}
+    missing = [t for t in tasks if any(i not in done[t] for i in range(episodes_per_task))]
+
+    def keep(ep: EpisodeResult) -> None:
+        if ep.index in done[ep.task_id]:
+            return
+        video = None
+        if ep.frames is not None:
+            video = f"{VIDEOS_DIR}/{video_name(ep.task_id, ep.index)}"
+            write_video(out_dir / video, ep.frames, fps)
+        record.append([ep.to_json() | {"video": video}])
+        done[ep.task_id][ep.index] = dataclasses.replace(ep, frames=None)
+
+    if missing:
+        run(missing, skip=recorded, on_episode=keep)
     return {task_id: [done[task_id][i] for i in sorted(done[task_id])] for task_id in tasks}
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any
@@ -152,13 +152,19 @@ def _limit_threads(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def _split(tasks: Sequence[str], episodes: int, workers: int) -> list[tuple[str, tuple[int, ...]]]:
+def _split(
+    tasks: Sequence[str], episodes: int, workers: int, skip: Collection[tuple[str, int]] = ()
+) -> list[tuple[str, tuple[int, ...]]]:
+    """Worker jobs: (task, episode indices), the skipped ones left out."""
     # Enough chunks to keep every worker busy, never more than one per episode.
-    chunks_per_task = max(1, min(episodes, -(-workers // max(1, len(tasks)))))
+    todo = [t for t in tasks if any((t, i) not in skip for i in range(episodes))]
+    chunks_per_task = max(1, min(episodes, -(-workers // max(1, len(todo)))))
     units = []
     for task_id in tasks:
         for c in range(chunks_per_task):
-            indices = tuple(range(c, episodes, chunks_per_task))
+            indices = tuple(
+                i for i in range(c, episodes, chunks_per_task) if (task_id, i) not in skip
+            )
             if indices:
                 units.append((task_id, indices))
     return units
@@ -242,6 +248,8 @@ def evaluate(
     policy_factory: Callable[[str], Any] = make_policy,
     progress: Callable[[int], None] | None = None,
     batch: int | None = None,
+    skip: Collection[tuple[str, int]] = (),
+    on_episode: Callable[[EpisodeResult], None] | None = None,
 ) -> dict[str, list[EpisodeResult]]:
     """Evaluate a policy on tasks; episodes' seeds depend only on (base_seed, task, index).
 
@@ -270,9 +278,14 @@ def evaluate(
         progress: called with the number of episodes each finished job (batched: each
             episode) completed.
         batch: env slots acting together (batched evaluation); None runs per process.
+        skip: (task id, index) of episodes not to run (recorded by an earlier run); every
+            other episode of every task runs in one pass, so the workers or slots move on to
+            the next task while a task's last episodes finish.
+        on_episode: called in this process with each episode as soon as it (batched) or its
+            worker job (per process) finishes, e.g. to record it.
 
     Returns:
-        task id -> its episodes ordered by index.
+        task id -> the episodes run (not the skipped ones), ordered by index.
 
     Raises:
         PolicyMismatchError: before any episode (:func:`check_policy_fits`), the policy was
@@ -284,8 +297,19 @@ def evaluate(
         raise UserError(f"workers={workers} must be >= 1.")
     check_batch(batch)
     env_kwargs = dict(env_kwargs or {})
+    skip = frozenset(skip)
+    results: dict[str, list[EpisodeResult]] = {t: [] for t in tasks}
+
+    def collect(episodes: list[EpisodeResult]) -> None:
+        for ep in episodes:
+            results[ep.task_id].append(ep)
+            if on_episode is not None:
+                on_episode(ep)
+        if progress is not None:
+            progress(len(episodes))
+
     if batch is not None:
-        return _evaluate_batched(
+        _evaluate_batched(
             tasks,
             policy=policy,
             episodes_per_task=episodes_per_task,
@@ -295,24 +319,18 @@ def evaluate(
             videos_per_task=videos_per_task,
             stop_on_success=stop_on_success,
             policy_factory=policy_factory,
-            progress=progress,
+            collect=collect,
             batch=batch,
+            skip=skip,
         )
-    check_policy_fits(tasks, policy, env_kwargs, policy_factory)
-    record = frozenset(range(min(videos_per_task, episodes_per_task)))
-    jobs = [
-        _Job(task_id, indices, policy, base_seed, env_kwargs, record, stop_on_success)
-        for task_id, indices in _split(tasks, episodes_per_task, workers)
-    ]
-    results: dict[str, list[EpisodeResult]] = {t: [] for t in tasks}
-
-    def collect(episodes: list[EpisodeResult]) -> None:
-        for ep in episodes:
-            results[ep.task_id].append(ep)
-        if progress is not None:
-            progress(len(episodes))
-
-    run_jobs(_run_job, jobs, policy_factory, workers, collect)
+    else:
+        check_policy_fits(tasks, policy, env_kwargs, policy_factory)
+        record = frozenset(range(min(videos_per_task, episodes_per_task)))
+        jobs = [
+            _Job(task_id, indices, policy, base_seed, env_kwargs, record, stop_on_success)
+            for task_id, indices in _split(tasks, episodes_per_task, workers, skip)
+        ]
+        run_jobs(_run_job, jobs, policy_factory, workers, collect)
     for episodes in results.values():
         episodes.sort(key=lambda ep: ep.index)
     return results
@@ -388,23 +406,23 @@ def _evaluate_batched(
     videos_per_task: int,
     stop_on_success: bool,
     policy_factory: Callable[[str], Any],
-    progress: Callable[[int], None] | None,
+    collect: Callable[[list[EpisodeResult]], None],
     batch: int,
-) -> dict[str, list[EpisodeResult]]:
-    """:func:`evaluate` with ``batch`` env slots and one policy in this process."""
+    skip: frozenset[tuple[str, int]],
+) -> None:
+    """:func:`evaluate` with ``batch`` env slots and one policy in this process; each
+    episode goes to ``collect`` as it ends."""
     built = policy_factory(policy)
     check_policy_fits(tasks, policy, env_kwargs, lambda _: built)
     units = [
         Unit(task_id, i, episode_seed(base_seed, task_id, i), i < videos_per_task)
         for task_id in tasks
         for i in range(episodes_per_task)
+        if (task_id, i) not in skip
     ]
-    results: dict[str, list[EpisodeResult]] = {t: [] for t in tasks}
 
     def on_done(episode: EpisodeResult) -> None:
-        results[episode.task_id].append(episode)
-        if progress is not None:
-            progress(1)
+        collect([episode])
 
     run_batched(
         units,
@@ -416,6 +434,3 @@ def _evaluate_batched(
         env_kwargs=env_kwargs,
         on_done=on_done,
     )
-    for episodes in results.values():
-        episodes.sort(key=lambda ep: ep.index)
-    return results

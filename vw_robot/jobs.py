@@ -98,8 +98,8 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
                 record,
                 tasks,
                 cfg.episodes_per_task,
-                lambda some: rollout(
-                    some,
+                functools.partial(
+                    rollout,
                     policy=cfg.policy,
                     episodes_per_task=cfg.episodes_per_task,
                     base_seed=cfg.seed,
@@ -386,8 +386,8 @@ def eval_chains(cfg: EvalChainsConfig) -> dict[str, Any]:
                     single_record,
                     tasks,
                     cfg.single_episodes,
-                    lambda some: rollout(
-                        some,
+                    functools.partial(
+                        rollout,
                         policy=cfg.policy,
                         episodes_per_task=cfg.single_episodes,
                         base_seed=cfg.seed,

@@ -9,7 +9,8 @@ import logging
 import pytest
 
 from vw_robot.cli import main
-from vw_robot.eval.report import EPISODES_FILE, ResultsError, open_record
+from vw_robot.eval.report import EPISODES_FILE, ResultsError, open_record, run_recorded
+from vw_robot.eval.rollout import EpisodeResult
 from vw_robot.training.loop import config_differences
 
 TASKS = "tasks=[metaworld/reach-v3,metaworld/drawer-close-v3]"
@@ -112,3 +113,37 @@ def test_eval_chains_reuses_recorded_chains_and_refuses_another_config(tmp_path,
     capsys.readouterr()
     assert main([*args, "chains=3"]) == 2
     assert "another config (chains: 2 -> 3)" in capsys.readouterr().err
+
+
+def test_each_episode_is_recorded_as_it_ends_and_a_rerun_runs_only_the_rest(tmp_path):
+    """One pass over every task with episodes missing; a kill mid-pass keeps what ended."""
+    calls = []
+
+    def run(tasks, *, skip, on_episode):
+        calls.append((list(tasks), set(skip)))
+        for task in tasks:
+            for i in range(2):
+                if (task, i) not in skip:
+                    on_episode(EpisodeResult(task, i, i, True, 1, 0.0))
+                    if len(calls) == 1 and (task, i) == ("x/b", 0):
+                        raise KeyboardInterrupt  # killed after three episodes
+        return {}
+
+    config = {"episodes_per_task": 2}
+    tasks = ["x/a", "x/b"]
+    with (
+        pytest.raises(KeyboardInterrupt),
+        open_record(tmp_path, config, overwrite=False, differences=config_differences) as rec,
+    ):
+        run_recorded(tmp_path, rec, tasks, 2, run)
+    assert len(lines(tmp_path / EPISODES_FILE)) == 1 + 3
+    with open_record(tmp_path, config, overwrite=False, differences=config_differences) as rec:
+        episodes = run_recorded(tmp_path, rec, tasks, 2, run)
+    assert calls[1] == (["x/b"], {("x/a", 0), ("x/a", 1), ("x/b", 0)})
+    assert {t: [e.index for e in eps] for t, eps in episodes.items()} == {
+        "x/a": [0, 1],
+        "x/b": [0, 1],
+    }
+    with open_record(tmp_path, config, overwrite=False, differences=config_differences) as rec:
+        run_recorded(tmp_path, rec, tasks, 2, run)
+    assert len(calls) == 2  # nothing left to run

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from vw_robot.envs import make_env
 from vw_robot.eval import evaluate, run_episode, write_report
@@ -95,3 +96,20 @@ def test_write_report(tmp_path):
     assert len(frames) == results["metaworld/reach-v3"][0].steps + 1
     assert (tmp_path / "rollouts.mp4").exists()
     assert not list(tmp_path.glob(".*tmp*"))  # atomic writes leave no temporaries
+
+
+@pytest.mark.parametrize("batch", [None, 2])
+def test_skipped_episodes_are_not_run_and_the_others_match_a_full_run(batch):
+    """What a resumed evaluation relies on: one pass over every task, the recorded episodes
+    left out, each other episode handed over as it ends, seeds as in a full run."""
+    kwargs = dict(policy="random", episodes_per_task=3, base_seed=5, env_kwargs=ENV_KWARGS)
+    full = _outcomes(evaluate(TASKS, **kwargs))
+    skip = {(TASKS[0], 0), (TASKS[0], 1), (TASKS[1], 2)}
+    seen = []
+    part = evaluate(TASKS, workers=2, batch=batch, skip=skip, on_episode=seen.append, **kwargs)
+    assert [e.index for e in part[TASKS[0]]] == [2]
+    assert [e.index for e in part[TASKS[1]]] == [0, 1]
+    assert sorted((e.task_id, e.index) for e in seen) == sorted(
+        [(TASKS[0], 2), (TASKS[1], 0), (TASKS[1], 1)]
+    )
+    assert _outcomes(part) == {TASKS[0]: full[TASKS[0]][2:], TASKS[1]: full[TASKS[1]][:2]}
