@@ -191,3 +191,11 @@ def test_batched_eval_from_the_command_line_matches_the_per_worker_run(tmp_path)
         {k: e[k] for k in ("seed", "success", "steps", "return")} for e in batched
     ]
     assert main([*common, "batch=0", f"out={tmp_path / 'zero'}"]) == 2
+
+
+def test_a_command_s_help_lists_its_keys(capsys):
+    assert main(["run", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: vw-robot run") and "video_tasks:" in out and "chains:" in out
+    assert main(["data", "check", "-h"]) == 0
+    assert "usage: vw-robot data check" in capsys.readouterr().out

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Sequence
+from importlib import resources
 from typing import Any
 
 from hydra.errors import HydraException
@@ -102,6 +103,18 @@ def _usage() -> str:
     return "\n".join(lines)
 
 
+def _command_help(command: str) -> str:
+    """One command's help: its line from the usage, then its YAML (every key, its default and
+    what it does)."""
+    config_name, _, help_ = COMMANDS[command]
+    source = resources.files(launch.CONFIG_MODULE).joinpath(f"{config_name}.yaml").read_text()
+    return (
+        f"usage: vw-robot {command} [key=value ...] [--cfg] [-m]\n\n{help_}\n\n"
+        f"Keys (configs/{config_name}.yaml; `vw-robot {command} --cfg` prints the resolved "
+        f"config):\n\n{source.rstrip()}"
+    )
+
+
 def load_config(command: str, overrides: Sequence[str]) -> Any:
     """Compose the command's YAML with overrides and return its typed config object."""
     return launch.load_config(COMMANDS[command][0], overrides)
@@ -130,6 +143,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command not in COMMANDS:
         print(f"vw-robot: unknown command {command!r}.\n\n{_usage()}", file=sys.stderr)
         return 2
+    if "-h" in args or "--help" in args:
+        print(_command_help(command))
+        return 0
     if multirun and command in NO_SWEEP:
         print(f"vw-robot {command}: cannot be swept (-m): it runs until stopped", file=sys.stderr)
         return 2
