@@ -118,6 +118,7 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer | None = None,
     parents: dict[str, str | os.PathLike[str]] | None = None,
     extra_info: dict[str, Any] | None = None,
+    trainer_tensors: dict[str, torch.Tensor] | None = None,
 ) -> Path:
     """Write a complete checkpoint atomically and point ``last.json`` at it.
 
@@ -132,6 +133,8 @@ def save_checkpoint(
         parents: stage -> checkpoint folder this stage was built on (any path that exists
             from here; it is stored relative to the new checkpoint).
         extra_info: more JSON-able facts for info.json (e.g. ``val_loss``).
+        trainer_tensors: more tensors a resume needs (with ``optimizer``), e.g. the raw
+            weights when ``model`` holds their moving average; names start with ``extra.``.
 
     Returns:
         The checkpoint folder.
@@ -147,6 +150,10 @@ def save_checkpoint(
         save_file(weights, str(tmp / MODEL_FILE))
         if optimizer is not None:
             tensors, rest = _split_optimizer_state(optimizer.state_dict())
+            for key, value in (trainer_tensors or {}).items():
+                if not key.startswith("extra."):
+                    raise ValueError(f"trainer tensor {key!r}: names must start with 'extra.'")
+                tensors[key] = value.detach().cpu().contiguous()
             tensors["rng.torch"] = torch.get_rng_state()
             if torch.cuda.is_available():
                 for i, s in enumerate(torch.cuda.get_rng_state_all()):
@@ -355,8 +362,13 @@ def load_weights(path: str | os.PathLike[str], *, verify: bool = True) -> dict[s
     return _load_tensors(path / MODEL_FILE)
 
 
-def load_trainer_state(path: str | os.PathLike[str], optimizer: torch.optim.Optimizer) -> int:
-    """Restore optimizer and RNG states from a checkpoint; return its step.
+def load_trainer_state(
+    path: str | os.PathLike[str],
+    optimizer: torch.optim.Optimizer,
+    extra: dict[str, torch.Tensor] | None = None,
+) -> int:
+    """Restore optimizer and RNG states from a checkpoint; return its step. The tensors
+    saved as ``trainer_tensors`` are put into ``extra`` (when given).
 
     Raises:
         CheckpointError: a trainer file is missing, cut short, garbled or differs from the
@@ -375,6 +387,8 @@ def load_trainer_state(path: str | os.PathLike[str], optimizer: torch.optim.Opti
     if "rng.torch" not in tensors:
         raise damaged(path / TRAINER_TENSORS, "holds no rng.torch tensor")
     optimizer.load_state_dict(_join_optimizer_state(tensors, meta["optimizer"]))
+    if extra is not None:
+        extra.update({k: v for k, v in tensors.items() if k.startswith("extra.")})
     torch.set_rng_state(tensors["rng.torch"])
     cuda = [tensors[k] for k in sorted(tensors) if k.startswith("rng.cuda.")]
     if cuda and torch.cuda.is_available():

@@ -186,3 +186,62 @@ def test_resume_differences_on_train_configs():
     assert resume_differences(OmegaConf.to_yaml(older), base, "action_head") == []
     with pytest.raises(ValueError, match="YAML"):
         resume_differences("a: [\n", base, "action_head")
+
+
+def ema_toy(run_dir: Path, steps: int, ema: float, **kwargs) -> dict:
+    def loss_fn(model, batch):
+        return torch.nn.functional.mse_loss(model(batch["x"]), batch["y"]), {}
+
+    optim = OptimConfig(
+        steps=steps,
+        batch_size=8,
+        lr=1e-2,
+        warmup_steps=2,
+        checkpoint_every=3,
+        device="cpu",
+        ema=ema,
+    )
+    config = CONFIG + f"    ema: {ema}\n"
+    return train(
+        stage="toy",
+        model=make_model(),
+        dataset=ToyData(),
+        loss_fn=loss_fn,
+        optim=optim,
+        run_dir=run_dir,
+        model_config={"hidden": 16},
+        config_yaml=config,
+        **kwargs,
+    )
+
+
+def test_ema_checkpoints_hold_the_average_and_resume_exactly(tmp_path):
+    """optim.ema: the saved model is the moving average (not the raw weights), and a run
+    stopped and resumed saves the same average and raw weights as one that never stopped."""
+    torch.manual_seed(0)
+    whole = ema_toy(tmp_path / "whole", 8, 0.9)
+    torch.manual_seed(0)
+    ema_toy(tmp_path / "cut", 8, 0.9, stop_at=3)
+    cut = ema_toy(tmp_path / "cut", 8, 0.9)
+    torch.manual_seed(0)
+    plain = ema_toy(tmp_path / "plain", 8, 0.0)
+    averaged = ckpt.load_weights(whole["checkpoint"])
+    for name, value in ckpt.load_weights(cut["checkpoint"]).items():
+        torch.testing.assert_close(value, averaged[name], rtol=0, atol=0)
+    raw = ckpt.load_weights(plain["checkpoint"])
+    assert any(not torch.equal(averaged[k], raw[k]) for k in raw)
+    extra: dict = {}
+    params = list(make_model().parameters())
+    groups = [[p for p in params if p.ndim >= 2], [p for p in params if p.ndim < 2]]
+    optimizer = torch.optim.AdamW([{"params": g} for g in groups])  # as train() groups them
+    ckpt.load_trainer_state(whole["checkpoint"], optimizer, extra)
+    assert int(extra["extra.ema_updates"]) == 8
+    for name, value in raw.items():  # the raw weights ride along, equal to a run without ema
+        torch.testing.assert_close(extra[f"extra.raw.{name}"], value, rtol=0, atol=0)
+
+
+def test_ema_out_of_range_is_refused():
+    from vw_robot.config import ConfigError
+
+    with pytest.raises(ConfigError, match="optim.ema: 1.0 must be in"):
+        OptimConfig(ema=1.0).validate()

@@ -50,6 +50,9 @@ class OptimConfig:
     precision: str = "fp32"  # fp32 | bf16 (autocast; GPU configs)
     num_workers: int = 0  # DataLoader worker processes
     seed: int = 0  # model init, data order, dropout
+    # Exponential moving average of the weights (decay per step, e.g. 0.99); 0: off. With it,
+    # checkpoints (what policies load) and validation use the averaged weights.
+    ema: float = 0.0
     device: str = "auto"  # auto (cuda if available) | cpu | cuda
 
     def validate(self, prefix: str = "optim") -> None:
@@ -59,6 +62,8 @@ class OptimConfig:
                 raise ConfigError(f"{prefix}.{key}: {getattr(self, key)} must be >= 1")
         if self.lr <= 0:
             raise ConfigError(f"{prefix}.lr: {self.lr} must be > 0")
+        if not 0 <= self.ema < 1:
+            raise ConfigError(f"{prefix}.ema: {self.ema} must be in [0, 1) (0: off)")
         if self.precision not in ("fp32", "bf16"):
             raise ConfigError(f"{prefix}.precision: {self.precision!r}; use fp32 or bf16")
         if self.device not in ("auto", "cpu", "cuda"):
@@ -322,6 +327,7 @@ def train(
         lr=optim.lr,
         betas=(0.9, 0.95),
     )
+    ema = _Ema(model, optim.ema) if optim.ema > 0 else None
     start = 0
     latest = ckpt.latest_checkpoint(run_dir)
     if latest is not None:
@@ -335,7 +341,10 @@ def train(
             )
         _check_resumed_settings(latest, config_yaml, stage, resume_changed)
         model.load_state_dict(ckpt.load_weights(latest))  # strict: every tensor must fit
-        start = ckpt.load_trainer_state(latest, optimizer)
+        saved_extra: dict[str, torch.Tensor] = {}
+        start = ckpt.load_trainer_state(latest, optimizer, saved_extra)
+        if ema is not None:
+            ema.load(model, saved_extra, latest)
         log.info("%s: resuming from %s (step %d)", stage, latest, start)
         if rank == 0:
             _rewrite_metrics_upto(run_dir / METRICS_FILE, start)
@@ -406,6 +415,8 @@ def train(
             if optim.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), optim.grad_clip)
             optimizer.step()
+            if ema is not None:
+                ema.update(model)
             step += 1
             last_loss = float(loss.detach())
             if not math.isfinite(last_loss):
@@ -433,20 +444,22 @@ def train(
                 log.info("%s step %d/%d loss %.4f", stage, step, optim.steps, last_loss)
             if step % optim.checkpoint_every == 0 or step == optim.steps or step == stop_at:
                 extra = None
+                kept = model if ema is None else ema.averaged
                 if validate is not None and rank == 0:
-                    extra = {"val_loss": _validation_loss(model, validate, run_dir, step)}
+                    extra = {"val_loss": _validation_loss(kept, validate, run_dir, step)}
                     log.info("%s step %d validation loss %.4f", stage, step, extra["val_loss"])
                 if rank == 0:
                     saved = ckpt.save_checkpoint(
                         run_dir,
                         stage=stage,
                         step=step,
-                        model=model,
+                        model=kept,
                         model_config=model_config,
                         config_yaml=config_yaml,
                         optimizer=optimizer,
                         parents=parents,
                         extra_info=extra,
+                        trainer_tensors=None if ema is None else ema.trainer_tensors(model),
                     )
                 if world > 1:
                     torch.distributed.barrier()
@@ -457,6 +470,8 @@ def train(
             handle.close()
         if tensorboard is not None:
             tensorboard.close()
+    if ema is not None:  # the caller's model is what was saved (pictures, exports)
+        model.load_state_dict(ema.averaged.state_dict())
     seconds = time.perf_counter() - began
     samples = (step - start) * optim.batch_size * world
     if validate is not None and rank == 0 and step == optim.steps:
@@ -470,6 +485,44 @@ def train(
         "samples_per_s": samples / seconds if seconds > 0 else 0.0,
         "optim": asdict(optim),
     }
+
+
+class _Ema:
+    """The weights' exponential moving average (``torch.optim.swa_utils.AveragedModel``,
+    buffers included). A checkpoint stores the average as the model (what a policy loads)
+    and the raw weights and the update count as trainer tensors, so a resume continues both
+    exactly."""
+
+    def __init__(self, model: torch.nn.Module, decay: float) -> None:
+        self._swa = torch.optim.swa_utils.AveragedModel(
+            model,
+            multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(decay),
+            use_buffers=True,
+        )
+
+    @property
+    def averaged(self) -> torch.nn.Module:
+        return self._swa.module
+
+    def update(self, model: torch.nn.Module) -> None:
+        self._swa.update_parameters(model)
+
+    def trainer_tensors(self, model: torch.nn.Module) -> dict[str, torch.Tensor]:
+        raw = {f"extra.raw.{k}": v for k, v in model.state_dict().items()}
+        return {**raw, "extra.ema_updates": self._swa.n_averaged}
+
+    def load(self, model: torch.nn.Module, extra: dict[str, torch.Tensor], path: Path) -> None:
+        """``model`` holds the checkpoint's averaged weights: make them the average, and put
+        the raw weights back into ``model``."""
+        if "extra.ema_updates" not in extra:
+            raise ckpt.CheckpointError(
+                f"{path}: holds no moving average (trained with optim.ema=0); resume it "
+                "without ema, or train with ema in a new run folder (run_name=...)."
+            )
+        self.averaged.load_state_dict(model.state_dict())
+        self._swa.n_averaged.copy_(extra["extra.ema_updates"])
+        raw = {k[len("extra.raw.") :]: v for k, v in extra.items() if k.startswith("extra.raw.")}
+        model.load_state_dict(raw)
 
 
 def _validation_loss(
