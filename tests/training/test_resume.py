@@ -19,12 +19,18 @@ from vw_robot.training.loop import OptimConfig, resume_differences, train
 CONFIG = "dataset: data/demo\ntasks: []\nexperiment:\n  toy:\n    optim:\n      lr: 0.01\n"
 
 
-def toy(run_dir: Path, steps: int, *, config: str = CONFIG, **kwargs) -> dict:
+def toy(run_dir: Path, steps: int, *, config: str = CONFIG, ema: float = 0.0, **kwargs) -> dict:
     def loss_fn(model, batch):
         return torch.nn.functional.mse_loss(model(batch["x"]), batch["y"]), {}
 
     optim = OptimConfig(
-        steps=steps, batch_size=8, lr=1e-2, warmup_steps=2, checkpoint_every=3, device="cpu"
+        steps=steps,
+        batch_size=8,
+        lr=1e-2,
+        warmup_steps=2,
+        checkpoint_every=3,
+        device="cpu",
+        ema=ema,
     )
     return train(
         stage="toy",
@@ -189,30 +195,7 @@ def test_resume_differences_on_train_configs():
 
 
 def ema_toy(run_dir: Path, steps: int, ema: float, **kwargs) -> dict:
-    def loss_fn(model, batch):
-        return torch.nn.functional.mse_loss(model(batch["x"]), batch["y"]), {}
-
-    optim = OptimConfig(
-        steps=steps,
-        batch_size=8,
-        lr=1e-2,
-        warmup_steps=2,
-        checkpoint_every=3,
-        device="cpu",
-        ema=ema,
-    )
-    config = CONFIG + f"    ema: {ema}\n"
-    return train(
-        stage="toy",
-        model=make_model(),
-        dataset=ToyData(),
-        loss_fn=loss_fn,
-        optim=optim,
-        run_dir=run_dir,
-        model_config={"hidden": 16},
-        config_yaml=config,
-        **kwargs,
-    )
+    return toy(run_dir, steps, config=CONFIG + f"    ema: {ema}\n", ema=ema, **kwargs)
 
 
 def test_ema_checkpoints_hold_the_average_and_resume_exactly(tmp_path):
