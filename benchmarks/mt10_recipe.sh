@@ -27,12 +27,15 @@ variants=(
   "base_execute1||execute=1"
   "task_shift_state|task_conditioning=true augment_shift=4 use_state=true|"
   "task_shift_state_execute1|task_conditioning=true augment_shift=4 use_state=true|execute=1"
-  "task_shift_state_2k|task_conditioning=true augment_shift=4 use_state=true optim.steps=2000|"
   "task|task_conditioning=true|"
   "task_shift|task_conditioning=true augment_shift=4|"
   "task_state|task_conditioning=true use_state=true|"
   "base_ensemble||ensemble=0.1"
   "task_shift_state_ensemble|task_conditioning=true augment_shift=4 use_state=true|ensemble=0.1"
+  # Longer training, the policy chosen by the loss on 10% of each task's labelled episodes
+  # (held out of training), then the same with an exponential moving average of the weights.
+  "task_shift_state_2k_val|task_conditioning=true augment_shift=4 use_state=true optim.steps=2000 val_fraction=0.1|"
+  "task_shift_state_2k_val_ema|task_conditioning=true augment_shift=4 use_state=true optim.steps=2000 val_fraction=0.1 optim.ema=0.995|"
 )
 for row in "${variants[@]}"; do
   IFS='|' read -r name train_switches eval_switches <<<"$row"

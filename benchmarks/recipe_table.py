@@ -29,8 +29,9 @@ ORDER = [
     "task_state",
     "task_shift_state",
     "task_shift_state_execute1",
-    "task_shift_state_2k",
     "task_shift_state_ensemble",
+    "task_shift_state_2k_val",
+    "task_shift_state_2k_val_ema",
 ]
 
 
