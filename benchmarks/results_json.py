@@ -25,14 +25,20 @@ from omegaconf import OmegaConf
 from vw_robot import checkpoint as ckpt
 from vw_robot.eval.chains import videoworld_groups
 
-# Report order; a folder name may carry a training-seed suffix (bc_seed1).
+# Report order; a folder name may carry a label share and a training seed after the policy
+# (bc_seed1, videoworld-10pct_seed2): both are read from the checkpoint, not from the name.
 POLICIES = ("videoworld", "noldm", "bc", "bc_all", "expert", "random")
 STAGE_OF = {"videoworld": "action_head", "noldm": "noldm_head", "bc": "bc", "bc_all": "bc"}
 
 
+def policy_of(folder_name: str) -> str:
+    """The policy an eval folder holds: ``videoworld-10pct_seed2`` -> ``videoworld``."""
+    return folder_name.split("_seed")[0].split("-")[0]
+
+
 def _policy_fields(name: str, spec: str) -> dict[str, Any]:
     """Label share, labelled episodes, training seed and steps of a policy checkpoint."""
-    base = name.split("_seed")[0]
+    base = policy_of(name)
     if base not in STAGE_OF:  # expert, random: nothing trained
         return {"policy": base, "label_fraction": None, "train_seed": None}
     info = ckpt.read_info(spec)
@@ -94,7 +100,7 @@ def suite_entry(folder: Path, command: str) -> dict[str, Any]:
 
 
 def _order(folder: Path) -> tuple[int, str]:
-    base = folder.name.split("_seed")[0]
+    base = policy_of(folder.name)
     return (POLICIES.index(base) if base in POLICIES else len(POLICIES), folder.name)
 
 

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# The MT10 comparison of issue #11 (item 5), at CPU scale, with one head recipe for every
+# learned policy:
+#   data       20 expert demonstrations per MT10 task (collection seed 0) in DATA
+#   generator  tokenizer, LDM and transformer (experiment mt10_cpu) on every video
+#   heads      VideoWorld and BC on each share in LABELS of each task's episodes (label seed 0,
+#              stratified by task), one head per training seed in SEEDS; then BC on every
+#              label, the no-LDM head and VideoWorld on every label (training seed 0)
+#   evaluation `vw-robot eval` per policy on the REPORTING seeds episode_seed(1000, task, i):
+#              20 episodes per task, 200 steps, 64 px
+# Each policy is evaluated as soon as it is trained, in the order above, so a stopped study
+# leaves finished rows; rerun the same command to go on.
+#
+#   bash benchmarks/mt10_compare.sh [OUT (runs/mt10_compare)] [POLICIES (all)]
+#   DATA=OUT/data  LABELS="0.1 0.25"  SEEDS="0 1 2"  HEAD_ARGS=""  (e.g. "use_state=true",
+#   given to every head as experiment.<head>.KEY=VALUE and recorded in its checkpoint)
+#   POLICIES: any of generator videoworld bc bc_all noldm videoworld_all expert random
+#
+# Eval folders OUT/eval/<policy>-<pct>pct_seed<k> (expert, random, bc_all: plain names); results
+# as data: python benchmarks/results_json.py suite OUT --json docs/results/mt10.json \
+#   --command "bash benchmarks/mt10_compare.sh"
+set -euo pipefail
+out=${1:-runs/mt10_compare}
+only=${2:-}
+data=${DATA:-$out/data}
+labels=${LABELS:-0.1 0.25}
+seeds=${SEEDS:-0 1 2}
+read -r -a head_switches <<<"${HEAD_ARGS:-}"
+export MUJOCO_GL=${MUJOCO_GL:-egl}
+
+wanted() { [ -z "$only" ] || [[ " $only " == *" $1 "* ]]; }
+train() { vw-robot train experiment=mt10_cpu "dataset=$data" "out=$out" pictures=false "$@"; }
+head_args() {  # a head's section, then its own settings: the common recipe comes first
+  local section=$1
+  shift
+  for kv in "${head_switches[@]}" "$@"; do echo "experiment.$section.$kv"; done
+}
+evaluate() {  # eval folder name, policy
+  vw-robot eval "policy=$2" suite=metaworld/mt10 episodes_per_task=20 max_episode_steps=200 \
+    seed=1000 workers=2 image_size=64 videos_per_task=0 "out=$out/eval/$1"
+}
+pct() { python -c "print(round(float('$1') * 100))"; }
+
+vw-robot collect suite=metaworld/mt10 episodes_per_task=20 image_size=64 workers=2 seed=0 \
+  "out=$data"
+train stage=tokenizer
+train stage=ldm
+train stage=transformer
+
+for share in $labels; do
+  p=$(pct "$share")
+  for seed in $seeds; do
+    if wanted videoworld; then
+      # shellcheck disable=SC2046  # one key=value per word
+      train stage=action_head "run_name=action_head-${p}pct_seed$seed" $(head_args action_head \
+        "label_fraction=$share" label_seed=0 "optim.seed=$seed")
+      evaluate "videoworld-${p}pct_seed$seed" "$out/action_head-${p}pct_seed$seed"
+    fi
+    if wanted bc; then
+      # shellcheck disable=SC2046
+      train stage=bc "run_name=bc-${p}pct_seed$seed" $(head_args bc \
+        "label_fraction=$share" label_seed=0 "optim.seed=$seed")
+      evaluate "bc-${p}pct_seed$seed" "$out/bc-${p}pct_seed$seed"
+    fi
+  done
+done
+if wanted bc_all; then
+  # shellcheck disable=SC2046
+  train stage=bc run_name=bc_all $(head_args bc optim.seed=0)
+  evaluate bc_all "$out/bc_all"
+fi
+for name in expert random; do
+  if wanted "$name"; then evaluate "$name" "$name"; fi
+done
+if wanted noldm; then
+  train stage=transformer run_name=transformer_nocodes experiment.transformer.use_codes=false
+  share=$(echo "$labels" | awk '{print $NF}')  # the largest share listed last
+  p=$(pct "$share")
+  # shellcheck disable=SC2046
+  train stage=noldm_head "run_name=noldm_head-${p}pct_seed0" $(head_args noldm_head \
+    "label_fraction=$share" label_seed=0 optim.seed=0)
+  evaluate "noldm-${p}pct_seed0" "$out/noldm_head-${p}pct_seed0"
+fi
+if wanted videoworld_all; then
+  # shellcheck disable=SC2046
+  train stage=action_head run_name=action_head-100pct_seed0 $(head_args action_head optim.seed=0)
+  evaluate videoworld-100pct_seed0 "$out/action_head-100pct_seed0"
+fi
