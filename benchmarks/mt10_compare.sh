@@ -14,7 +14,10 @@
 #   bash benchmarks/mt10_compare.sh [OUT (runs/mt10_compare)] [POLICIES (all)]
 #   DATA=OUT/data  LABELS="0.1 0.25"  SEEDS="0 1 2"  HEAD_ARGS=""  (e.g. "use_state=true",
 #   given to every head as experiment.<head>.KEY=VALUE and recorded in its checkpoint)
-#   POLICIES: any of generator videoworld bc bc_all noldm videoworld_all expert random
+#   POLICIES: any of generator videoworld bc bc_all noldm videoworld_all expert random (the
+#   default: all of these), and videoworld_ldm bc_ldm: the same heads with the trunk that reads
+#   the frame started from the LDM's frame encoder (trained on every video) and fine-tuned
+#   (trunk=ldm, issue #11 item 2), asked for by name only
 #
 # Eval folders OUT/eval/<policy>-<pct>pct_seed<k> (expert, random, bc_all: plain names); results
 # as data: python benchmarks/results_json.py suite OUT --json docs/results/mt10.json \
@@ -28,7 +31,8 @@ seeds=${SEEDS:-0 1 2}
 read -r -a head_switches <<<"${HEAD_ARGS:-}"
 export MUJOCO_GL=${MUJOCO_GL:-egl}
 
-wanted() { [ -z "$only" ] || [[ " $only " == *" $1 "* ]]; }
+default="generator videoworld bc bc_all noldm videoworld_all expert random"
+wanted() { [[ " ${only:-$default} " == *" $1 "* ]]; }
 train() { vw-robot train experiment=mt10_cpu "dataset=$data" "out=$out" pictures=false "$@"; }
 head_args() {  # a head's section, then its own settings: the common recipe comes first
   local section=$1
@@ -61,6 +65,18 @@ for share in $labels; do
       train stage=bc "run_name=bc-${p}pct_seed$seed" $(head_args bc \
         "label_fraction=$share" label_seed=0 "optim.seed=$seed")
       evaluate "bc-${p}pct_seed$seed" "$out/bc-${p}pct_seed$seed"
+    fi
+    if wanted videoworld_ldm; then
+      # shellcheck disable=SC2046
+      train stage=action_head "run_name=action_head_ldm-${p}pct_seed$seed" $(head_args \
+        action_head trunk=ldm "label_fraction=$share" label_seed=0 "optim.seed=$seed")
+      evaluate "videoworld_ldm-${p}pct_seed$seed" "$out/action_head_ldm-${p}pct_seed$seed"
+    fi
+    if wanted bc_ldm; then
+      # shellcheck disable=SC2046
+      train stage=bc "run_name=bc_ldm-${p}pct_seed$seed" $(head_args bc trunk=ldm \
+        "label_fraction=$share" label_seed=0 "optim.seed=$seed")
+      evaluate "bc_ldm-${p}pct_seed$seed" "$out/bc_ldm-${p}pct_seed$seed"
     fi
   done
 done

@@ -27,8 +27,24 @@ from vw_robot.eval.chains import videoworld_groups
 
 # Report order; a folder name may carry a label share and a training seed after the policy
 # (bc_seed1, videoworld-10pct_seed2): both are read from the checkpoint, not from the name.
-POLICIES = ("videoworld", "noldm", "bc", "bc_all", "expert", "random")
-STAGE_OF = {"videoworld": "action_head", "noldm": "noldm_head", "bc": "bc", "bc_all": "bc"}
+POLICIES = ("videoworld", "videoworld_ldm", "noldm", "bc", "bc_ldm", "bc_all", "expert", "random")
+STAGE_OF = {
+    "videoworld": "action_head",
+    "videoworld_ldm": "action_head",
+    "noldm": "noldm_head",
+    "bc": "bc",
+    "bc_ldm": "bc",
+    "bc_all": "bc",
+}
+# The head recipe's switches (issue #11), recorded with every trained policy's entry.
+RECIPE_KEYS = (
+    "task_conditioning",
+    "use_state",
+    "augment_shift",
+    "val_fraction",
+    "trunk",
+    "freeze_trunk",
+)
 
 
 def policy_of(folder_name: str) -> str:
@@ -51,6 +67,11 @@ def _policy_fields(name: str, spec: str) -> dict[str, Any]:
         "labelled_episodes": len(labelled),
         "train_seed": int(section.optim.seed),
         "train_steps": info.step,
+        "recipe": {
+            **{key: section.get(key) for key in RECIPE_KEYS},
+            "ema": section.optim.get("ema"),
+            "steps": int(section.optim.steps),
+        },
     }
 
 

@@ -12,6 +12,9 @@ Kinds:
     tasks      one row per task, one column per entry (successes/episodes), the mean below
     playground one row per entry: VideoWorld's subtask groups, the subtasks pooled, chains of
                five (success after k, average length)
+    seeds      one row per policy and label share: each training seed's successes with its
+               Wilson interval, then the seeds pooled; below, for each label share, whether
+               VideoWorld's and BC's pooled intervals overlap
 
 Usage:
     python docs/results_tables.py            # rewrite the tables in README.md
@@ -109,7 +112,63 @@ def playground_table(entries: list[dict]) -> str:
     return "\n".join(lines)
 
 
-KINDS = {"variants": variants_table, "tasks": tasks_table, "playground": playground_table}
+def _interval(wins: int, total: int) -> str:
+    low, high = wilson_interval(wins, total)
+    return f"{wins}/{total} = {wins / total:.3f} [{low:.2f}, {high:.2f}]"
+
+
+def seeds_table(entries: list[dict]) -> str:
+    """Training seeds side by side, pooled; the interval comparison VideoWorld vs BC."""
+    rows: dict[tuple, dict[int, dict]] = {}
+    for e in entries:
+        rows.setdefault((e["policy"], e.get("label_fraction")), {})[e.get("train_seed")] = e
+    seeds = sorted({e.get("train_seed") or 0 for e in entries})
+    lines = [
+        "| policy | labels (episodes) | "
+        + " | ".join(f"seed {k}" for k in seeds)
+        + " | seeds pooled [95% CI] |",
+        "|---|---|" + "---:|" * len(seeds) + "---:|",
+    ]
+    pooled: dict[tuple, tuple[int, int]] = {}
+    for (policy, share), by_seed in rows.items():
+        cells = []
+        for k in seeds:
+            e = by_seed.get(k) or (by_seed.get(None) if k == seeds[0] else None)
+            cells.append(_interval(*_pooled(e)) if e else "")
+        wins = sum(_pooled(e)[0] for e in by_seed.values())
+        total = sum(_pooled(e)[1] for e in by_seed.values())
+        pooled[(policy, share)] = (wins, total)
+        n = f" ({len(by_seed)} seeds)" if len(by_seed) > 1 else ""
+        lines.append(
+            f"| {policy} | {_labels(next(iter(by_seed.values())))} | "
+            + " | ".join(cells)
+            + f" | {_interval(wins, total)}{n} |"
+        )
+    shares = sorted(
+        {s for p, s in pooled if p == "videoworld" and ("bc", s) in pooled},
+        key=lambda s: -1 if s is None else s,
+    )
+    if shares:
+        lines.append("")
+    for share in shares:
+        vw, bc = pooled[("videoworld", share)], pooled[("bc", share)]
+        (vl, vh), (bl, bh) = wilson_interval(*vw), wilson_interval(*bc)
+        verdict = "overlap" if vl <= bh and bl <= vh else "do not overlap"
+        label = "all labels" if share is None else f"{round(share * 100)}% labels"
+        lines.append(
+            f"- {label}: VideoWorld {vw[0] / vw[1]:.3f} [{vl:.2f}, {vh:.2f}] vs BC "
+            f"{bc[0] / bc[1]:.3f} [{bl:.2f}, {bh:.2f}] over all their seeds: the intervals "
+            f"{verdict} (difference {vw[0] / vw[1] - bc[0] / bc[1]:+.3f})."
+        )
+    return "\n".join(lines)
+
+
+KINDS = {
+    "variants": variants_table,
+    "tasks": tasks_table,
+    "playground": playground_table,
+    "seeds": seeds_table,
+}
 
 
 def render(text: str) -> str:

@@ -82,3 +82,43 @@ def test_a_playground_study_becomes_data_and_a_table(tmp_path):
         sys.path.pop(0)
     table = results_tables.playground_table([entry])
     assert "| random | — | 0/6 | 0/2 | 0/4 |" in table and "| 2 |" in table
+
+
+def _entry(policy, share, seed, successes):
+    return {
+        "policy": policy,
+        "label_fraction": share,
+        "labelled_episodes": None if share is None else 2,
+        "train_seed": seed,
+        "mean_success": successes / 20,
+        "tasks": {"metaworld/reach-v3": {"successes": successes, "episodes": 20}},
+    }
+
+
+def test_the_seeds_table_pools_training_seeds_and_compares_intervals():
+    sys.path.insert(0, str(REPO / "docs"))
+    try:
+        import results_tables
+    finally:
+        sys.path.pop(0)
+    entries = [
+        *(_entry("videoworld", 0.1, k, n) for k, n in enumerate([10, 12, 11])),
+        *(_entry("bc", 0.1, k, n) for k, n in enumerate([2, 3, 1])),
+        *(_entry("videoworld", 0.25, k, n) for k, n in enumerate([10, 9, 11])),
+        *(_entry("bc", 0.25, k, n) for k, n in enumerate([9, 10, 8])),
+        _entry("expert", None, None, 20),
+    ]
+    table = results_tables.seeds_table(entries).splitlines()
+    assert table[0] == (
+        "| policy | labels (episodes) | seed 0 | seed 1 | seed 2 | seeds pooled [95% CI] |"
+    )
+    vw10 = next(line for line in table if line.startswith("| videoworld | 10%"))
+    # 33 of 60 pooled; Wilson 95%: [0.42, 0.67]
+    assert "10/20 = 0.500" in vw10 and "33/60 = 0.550 [0.42, 0.67] (3 seeds)" in vw10
+    expert = next(line for line in table if line.startswith("| expert"))
+    assert "20/20 = 1.000" in expert and "(3 seeds)" not in expert
+    # 33/60 [0.42, 0.67] vs 6/60 [0.05, 0.20]; 30/60 [0.38, 0.62] vs 27/60 [0.33, 0.58]
+    assert "- 10% labels: VideoWorld 0.550 [0.42, 0.67] vs BC 0.100 [0.05, 0.20]" in table[-2]
+    assert table[-2].endswith("the intervals do not overlap (difference +0.450).")
+    assert table[-1].startswith("- 25% labels: VideoWorld 0.500")
+    assert "the intervals overlap" in table[-1]
