@@ -213,12 +213,14 @@ def evaluate_chains(
         env_kwargs["camera"] = camera
     # A chain may draw any subtask: refuse up front a policy that does not know them all.
     built = policy_factory(policy) if batch is not None else None
-    check_policy_fits(
+    fitted = check_policy_fits(
         [task_id(name) for name in pt.SUBTASK_NAMES],
         policy,
         {"image_size": image_size, **({"camera": camera} if camera is not None else {})},
         policy_factory if built is None else (lambda _: built),
     )
+    if fitted.get("camera") is not None:  # the camera the policy was trained on
+        env_kwargs["camera"] = fitted["camera"]
     record = frozenset(range(min(videos, num_chains)))
     if batch is not None:
         units = [

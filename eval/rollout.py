@@ -203,21 +203,36 @@ def check_policy_fits(
     policy: str,
     env_kwargs: dict[str, Any],
     policy_factory: Callable[[str], Any],
-) -> None:
-    """Refuse, before any episode runs, a policy that cannot drive these tasks.
+) -> dict[str, Any]:
+    """Refuse, before any episode runs, a policy that cannot drive these tasks; return the
+    ``make_env`` arguments its episodes run with.
 
     A learned policy (one with ``check_task``: a checkpoint's) checks every task id against
-    the tasks it was trained for; then, on the first task of each suite, one env is built and
-    the policy resets and acts once, which checks the action size and the observation's image
-    (key, size, layout). A mismatch raises :class:`PolicyMismatchError` naming both sides; any
-    other failure here is left to the episodes, which record it. Policies without
-    ``check_task`` (expert, random, your own) are not checked.
+    the tasks it was trained for. Its frames come from the camera it was trained on: with no
+    ``camera`` in ``env_kwargs`` the returned arguments name it, and another camera is refused
+    (the frames would look different and nothing else would notice). Then, on the first task
+    of each suite, one env is built and the policy resets and acts once, which checks the
+    action size and the observation's image (key, size, layout). A mismatch raises
+    :class:`PolicyMismatchError` naming both sides; any other failure here is left to the
+    episodes, which record it. Policies without ``check_task`` (expert, random, your own) are
+    not checked and get ``env_kwargs`` as given.
     """
+    env_kwargs = dict(env_kwargs)
     built = policy_factory(policy)
     if not hasattr(built, "check_task"):
-        return
+        return env_kwargs
     for task_id in tasks:
         built.check_task(task_id)
+    trained_on = getattr(built, "camera", None)
+    if trained_on is not None:
+        asked = env_kwargs.get("camera")
+        if asked is None:
+            env_kwargs["camera"] = trained_on
+        elif asked != trained_on:
+            raise PolicyMismatchError(
+                f"{policy}: trained on frames of camera {trained_on!r}, asked to act on "
+                f"camera={asked!r}; leave camera unset (null) to use the policy's."
+            )
     first_of_suite: dict[str, str] = {}
     for task_id in tasks:
         first_of_suite.setdefault(task_id.split("/")[0], task_id)
@@ -233,6 +248,7 @@ def check_policy_fits(
             pass
         finally:
             env.close()
+    return env_kwargs
 
 
 def evaluate(
@@ -324,7 +340,7 @@ def evaluate(
             skip=skip,
         )
     else:
-        check_policy_fits(tasks, policy, env_kwargs, policy_factory)
+        env_kwargs = check_policy_fits(tasks, policy, env_kwargs, policy_factory)
         record = frozenset(range(min(videos_per_task, episodes_per_task)))
         jobs = [
             _Job(task_id, indices, policy, base_seed, env_kwargs, record, stop_on_success)
@@ -413,7 +429,7 @@ def _evaluate_batched(
     """:func:`evaluate` with ``batch`` env slots and one policy in this process; each
     episode goes to ``collect`` as it ends."""
     built = policy_factory(policy)
-    check_policy_fits(tasks, policy, env_kwargs, lambda _: built)
+    env_kwargs = check_policy_fits(tasks, policy, env_kwargs, lambda _: built)
     units = [
         Unit(task_id, i, episode_seed(base_seed, task_id, i), i < videos_per_task)
         for task_id in tasks

@@ -120,6 +120,11 @@ class _ChunkPolicy:
         self.ensemble = ensemble
         self._single: ChunkBatch | None = None  # the one row behind reset/select_action
 
+    @property
+    def camera(self) -> str | None:
+        """The camera whose frames it was trained on (None: not recorded, e.g. imported data)."""
+        return (self.info.model_config.get("env") or {}).get("camera")
+
     def check_task(self, task_id: str, action_space: Any = None) -> None:
         """Refuse a task this checkpoint was not trained for, or actions of another size."""
         if task_id not in self.task_ids:

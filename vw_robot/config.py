@@ -105,7 +105,9 @@ class EvalConfig:
     # step (in `workers` processes); None: each worker runs its own policy, one env at a time.
     batch: Optional[int] = None
     image_size: int = 64  # square camera image side in pixels
-    camera: Optional[str] = None  # None: the suite's default camera
+    # None: a learned policy's own camera (recorded in its checkpoint; another is refused),
+    # else the suite's default camera
+    camera: Optional[str] = None
     max_episode_steps: Optional[int] = None  # None: the task's default time limit
     videos_per_task: int = 1  # first N episodes of each task are saved as mp4
     stop_on_success: bool = True  # end an episode at its first success
@@ -153,7 +155,8 @@ class EvalChainsConfig:
     workers: int = 1  # rollout processes (spawn); results do not depend on it
     batch: Optional[int] = None  # envs stepped at once by one batched policy (None: per worker)
     image_size: int = 64  # square camera image side in pixels
-    camera: Optional[str] = None  # None: the playground's default camera (front)
+    # None: a learned policy's own camera (its checkpoint), else the playground's default (front)
+    camera: Optional[str] = None
     videos: int = 1  # first N chains are saved as mp4
     device: str = "auto"  # where learned policies run: auto (CUDA if available) | cpu | cuda
     fps: int = 20  # frame rate of saved videos

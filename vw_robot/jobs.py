@@ -85,7 +85,8 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
         make_policy, execute=cfg.execute, device=cfg.device, ensemble=cfg.ensemble
     )
     # A policy that does not fit the tasks is refused before anything is written to out.
-    check_policy_fits(tasks, cfg.policy, env_kwargs, factory)
+    # (camera unset: the one the policy was trained on)
+    env_kwargs = check_policy_fits(tasks, cfg.policy, env_kwargs, factory)
     start = time.perf_counter()
     config = dataclasses.asdict(cfg) | {"resolved_tasks": tasks}
     with open_record(
