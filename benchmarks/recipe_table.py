@@ -51,7 +51,10 @@ def entry(out: Path, name: str) -> dict:
         "ensemble": config.get("ensemble"),
     }
     run_config = OmegaConf.load(info.path / ckpt.CONFIG_FILE)
-    switches["augment_shift"] = int(run_config.experiment.bc.get("augment_shift", 0))
+    bc = run_config.experiment.bc
+    switches["augment_shift"] = int(bc.get("augment_shift", 0))
+    switches["val_fraction"] = float(bc.get("val_fraction", 0.0))
+    switches["ema"] = float(bc.optim.get("ema", 0.0))
     return {
         "policy": "bc_all",
         "variant": name,
@@ -59,7 +62,8 @@ def entry(out: Path, name: str) -> dict:
         "label_fraction": 1.0,
         "labelled_episodes": len(model["env"]["labelled_episodes"]),
         "train_seed": 0,
-        "train_steps": info.step,
+        "train_steps": int(run_config.experiment.bc.optim.steps),
+        "chosen_step": info.step,
         "mean_success": summary["mean_success"],
         "tasks": tasks,
         "eval_seed_base": config["seed"],

@@ -48,17 +48,28 @@ def _acting(switches: dict) -> str:
     return "chunk of 4, open loop"
 
 
+def _weights(entry: dict) -> str:
+    """Which weights act: the last step's, or the step with the lowest validation loss; raw
+    or their moving average."""
+    s = entry.get("switches", {})
+    held = s.get("val_fraction") or 0
+    chosen = entry.get("chosen_step", entry.get("train_steps"))
+    which = f"lowest val. loss ({held:.0%} held out): step {chosen}" if held else "last"
+    return which + (f", EMA {s['ema']}" if s.get("ema") else "")
+
+
 def variants_table(entries: list[dict]) -> str:
     lines = [
-        "| variant | steps | task input | shift | proprio | acting | successes | mean | 95% CI |",
-        "|---|---:|---|---:|---|---|---:|---:|---|",
+        "| variant | steps | weights | task input | shift | proprio | acting | successes | mean "
+        "| 95% CI |",
+        "|---|---:|---|---|---:|---|---|---:|---:|---|",
     ]
     for e in entries:
         s = e.get("switches", {})
         wins, total = _pooled(e)
         low, high = wilson_interval(wins, total)
         lines.append(
-            f"| {e.get('variant', e['policy'])} | {e.get('train_steps', '')} | "
+            f"| {e.get('variant', e['policy'])} | {e.get('train_steps', '')} | {_weights(e)} | "
             f"{'yes' if s.get('task_conditioning') else 'no'}"
             f" | {s.get('augment_shift', 0)} | {'yes' if s.get('use_state') else 'no'} | "
             f"{_acting(s)} | {wins}/{total} | {e['mean_success']:.3f} | "
