@@ -32,6 +32,7 @@ ORDER = [
     "task_shift_state_ensemble",
     "task_shift_state_2k_val",
     "task_shift_state_2k_val_ema",
+    "task_shift_state_2k_val_big",
 ]
 
 
@@ -55,6 +56,8 @@ def entry(out: Path, name: str) -> dict:
     switches["augment_shift"] = int(bc.get("augment_shift", 0))
     switches["val_fraction"] = float(bc.get("val_fraction", 0.0))
     switches["ema"] = float(bc.optim.get("ema", 0.0))
+    switches["trunk_channels"] = [int(c) for c in model["channels"]]
+    switches["trunk_res_blocks"] = int(model["num_res_blocks"])
     return {
         "policy": "bc_all",
         "variant": name,
