@@ -17,11 +17,9 @@ import argparse
 import copy
 import os
 import platform
-import statistics
-import time
 
-import mujoco
 import numpy as np
+from bench_envs import _rate  # this folder's env benchmark (run as a script)
 
 import vw_robot  # noqa: F401  (headless GL before mujoco)
 from vw_robot.envs import make_env
@@ -32,16 +30,12 @@ DEFAULT_TASKS = ["metaworld/reach-v3", "metaworld/push-v3"]
 
 def _ms(render, frames: int, repeats: int) -> float:
     render()  # first frame: GL set-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(frames):
-            render()
-        times.append((time.perf_counter() - start) / frames * 1000)
-    return statistics.median(times)
+    return 1000 / _rate(render, frames, repeats)
 
 
 def bench_task(task_id: str, size: int, frames: int, repeats: int) -> dict[str, float]:
+    import mujoco  # after vw_robot, which picks the headless GL backend
+
     env = make_env(task_id, image_size=size, max_episode_steps=10**6)
     inner = env.unwrapped
     env.reset(seed=0)
