@@ -11,7 +11,8 @@
 #              360 steps), for VideoWorld, no-LDM, BC, BC on all labels, expert and random
 #
 #   bash benchmarks/playground.sh [OUT (runs/playground)] [LABELS (0.25)] [POLICIES (all)]
-#   CHAINS=200 (default) TRAIN_SEED=0 (default)
+#   CHAINS=200 (default) TRAIN_SEED=0 (default) HEAD_ARGS="" (e.g. "optim.steps=2000", given to
+#   every head as experiment.<head>.KEY=VALUE after the preset's recipe, recorded in its checkpoint)
 #
 # Resumable: collection skips recorded episodes, a trained stage is not retrained (a stopped one
 # resumes from its last checkpoint), an evaluated policy is not re-evaluated (its subtasks resume).
@@ -22,6 +23,7 @@ labels=${2:-0.25}
 only=${3:-}
 chains=${CHAINS:-200}
 seed=${TRAIN_SEED:-0}
+read -r -a head_switches <<<"${HEAD_ARGS:-}"
 data=$out/data
 export MUJOCO_GL=${MUJOCO_GL:-egl}
 
@@ -39,10 +41,10 @@ suffix=$([ "$seed" = 0 ] && echo "" || echo "_seed$seed")
 
 wanted() { [ -z "$only" ] || [[ " $only " == *" $1 "* ]]; }
 train() { vw-robot train "${common[@]}" "$@"; }
-head_args() {  # stage section, then its label settings and training seed
+head_args() {  # stage section, then its label settings and training seed (after HEAD_ARGS)
   local section=$1
   shift
-  for kv in "$@"; do echo "experiment.$section.$kv"; done
+  for kv in "${head_switches[@]}" "$@"; do echo "experiment.$section.$kv"; done
 }
 
 train stage=tokenizer "$video"
@@ -60,7 +62,8 @@ if wanted bc; then
   train stage=bc "$heads" "run_name=bc$suffix" $(head_args bc "${share[@]}" "optim.seed=$seed")
 fi
 if wanted bc_all; then
-  train stage=bc "$heads" "run_name=bc_all$suffix" "experiment.bc.optim.seed=$seed"
+  # shellcheck disable=SC2046
+  train stage=bc "$heads" "run_name=bc_all$suffix" $(head_args bc "optim.seed=$seed")
 fi
 if wanted noldm; then
   train stage=transformer "$video" run_name=transformer_nocodes \
