@@ -11,7 +11,7 @@
 #              360 steps), for VideoWorld, no-LDM, BC, BC on all labels, expert and random
 #
 #   bash benchmarks/playground.sh [OUT (runs/playground)] [LABELS (0.25)] [POLICIES (all)]
-#   CHAINS=200 (default) TRAIN_SEED=0 (default) HEAD_ARGS="" (e.g. "optim.steps=2000", given to
+#   DATA=OUT/data (default) CHAINS=200 (default) TRAIN_SEED=0 (default) HEAD_ARGS="" (e.g. "optim.steps=2000", given to
 #   every head as experiment.<head>.KEY=VALUE after the preset's recipe, recorded in its checkpoint)
 #
 # Resumable: collection skips recorded episodes, a trained stage is not retrained (a stopped one
@@ -24,7 +24,7 @@ only=${3:-}
 chains=${CHAINS:-200}
 seed=${TRAIN_SEED:-0}
 read -r -a head_switches <<<"${HEAD_ARGS:-}"
-data=$out/data
+data=${DATA:-$out/data}
 export MUJOCO_GL=${MUJOCO_GL:-egl}
 
 vw-robot collect suite=playground/all episodes_per_task=20 image_size=64 workers=2 seed=0 \
