@@ -20,7 +20,9 @@ export MUJOCO_GL=${MUJOCO_GL:-egl}
 vw-robot collect suite=metaworld/mt10 episodes_per_task=20 image_size=64 workers=2 seed=0 \
   "out=$data"
 
-# name | training switches (experiment.bc.*) | evaluation switches
+# name | training switches (experiment.bc.*) | evaluation switches | camera (default corner2)
+# A variant with another camera trains on its own copy of the demonstrations, DATA_<camera>
+# (the same episodes: collection seed 0), and is evaluated on that camera (the policy's own).
 # In order of what each run tells: the baseline, everything at once, then one switch at a time.
 variants=(
   "base||"
@@ -40,16 +42,25 @@ variants=(
   # training episodes themselves the 2000-step head's actions are off by 0.13-0.22 on
   # pick-place, push and peg-insert against 0.04-0.09 elsewhere (benchmarks/action_error.py).
   "task_shift_state_2k_val_big|task_conditioning=true augment_shift=4 use_state=true optim.steps=2000 val_fraction=0.1 model.channels=[32,64,128] model.num_res_blocks=2|"
+  # What the policy sees: the free "workspace" camera frames the table top, where corner2
+  # shows the reach goal as 1-2 pixels at 64 px and the workspace camera as 7-8.
+  "task_shift_state_2k_val_workspace|task_conditioning=true augment_shift=4 use_state=true optim.steps=2000 val_fraction=0.1||workspace"
 )
 for row in "${variants[@]}"; do
-  IFS='|' read -r name train_switches eval_switches <<<"$row"
+  IFS='|' read -r name train_switches eval_switches camera <<<"$row"
   if [ -n "$only" ] && [[ " $only " != *" $name "* ]]; then continue; fi
+  variant_data=$data
+  if [ -n "$camera" ]; then
+    variant_data=${data}_$camera
+    vw-robot collect suite=metaworld/mt10 episodes_per_task=20 image_size=64 workers=2 seed=0 \
+      "camera=$camera" "out=$variant_data"
+  fi
   # Evaluation-only variants reuse the checkpoint of the variant they extend.
   run=${name%_execute1}
   run=${run%_ensemble}
   overrides=()
   for switch in $train_switches; do overrides+=("experiment.bc.$switch"); done
-  vw-robot train stage=bc experiment=mt10_cpu "dataset=$data" "out=$out" "run_name=bc_$run" \
+  vw-robot train stage=bc experiment=mt10_cpu "dataset=$variant_data" "out=$out" "run_name=bc_$run" \
     pictures=false "${overrides[@]}"
   if [ -f "$out/eval/$name/results.json" ]; then
     echo "$name: evaluated already ($out/eval/$name)"

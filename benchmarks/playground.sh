@@ -11,8 +11,8 @@
 #              360 steps), for VideoWorld, no-LDM, BC, BC on all labels, expert and random
 #
 #   bash benchmarks/playground.sh [OUT (runs/playground)] [LABELS (0.25)] [POLICIES (all)]
-#   DATA=OUT/data (default) CHAINS=200 (default) TRAIN_SEED=0 (default) HEAD_ARGS="" (e.g. "optim.steps=2000", given to
-#   every head as experiment.<head>.KEY=VALUE after the preset's recipe, recorded in its checkpoint)
+#   DATA=OUT/data  CHAINS=200  TRAIN_SEED=0  HEAD_ARGS="" (e.g. "optim.steps=2000", given to every
+#   head as experiment.<head>.KEY=VALUE after the preset's recipe, recorded in its checkpoint)
 #
 # Resumable: collection skips recorded episodes, a trained stage is not retrained (a stopped one
 # resumes from its last checkpoint), an evaluated policy is not re-evaluated (its subtasks resume).

@@ -33,6 +33,7 @@ ORDER = [
     "task_shift_state_2k_val",
     "task_shift_state_2k_val_ema",
     "task_shift_state_2k_val_big",
+    "task_shift_state_2k_val_workspace",
 ]
 
 
@@ -58,6 +59,7 @@ def entry(out: Path, name: str) -> dict:
     switches["ema"] = float(bc.optim.get("ema", 0.0))
     switches["trunk_channels"] = [int(c) for c in model["channels"]]
     switches["trunk_res_blocks"] = int(model["num_res_blocks"])
+    switches["camera"] = model["env"].get("camera") or "corner2"  # recorded since the camera check
     return {
         "policy": "bc_all",
         "variant": name,

@@ -58,18 +58,25 @@ def _weights(entry: dict) -> str:
     return which + (f", EMA {s['ema']}" if s.get("ema") else "")
 
 
+def _trunk(switches: dict) -> str:
+    """The conv trunk's channels per stage and residual blocks per stage."""
+    channels = switches.get("trunk_channels", [16, 32, 64])
+    return "-".join(str(c) for c in channels) + f" x{switches.get('trunk_res_blocks', 1)}"
+
+
 def variants_table(entries: list[dict]) -> str:
     lines = [
-        "| variant | steps | weights | task input | shift | proprio | acting | successes | mean "
-        "| 95% CI |",
-        "|---|---:|---|---|---:|---|---|---:|---:|---|",
+        "| variant | camera | trunk | steps | weights | task input | shift | proprio | acting "
+        "| successes | mean | 95% CI |",
+        "|---|---|---|---:|---|---|---:|---|---|---:|---:|---|",
     ]
     for e in entries:
         s = e.get("switches", {})
         wins, total = _pooled(e)
         low, high = wilson_interval(wins, total)
         lines.append(
-            f"| {e.get('variant', e['policy'])} | {e.get('train_steps', '')} | {_weights(e)} | "
+            f"| {e.get('variant', e['policy'])} | {s.get('camera', 'corner2')} | {_trunk(s)} | "
+            f"{e.get('train_steps', '')} | {_weights(e)} | "
             f"{'yes' if s.get('task_conditioning') else 'no'}"
             f" | {s.get('augment_shift', 0)} | {'yes' if s.get('use_state') else 'no'} | "
             f"{_acting(s)} | {wins}/{total} | {e['mean_success']:.3f} | "

@@ -19,7 +19,7 @@ import gymnasium as gym
 import mujoco
 import numpy as np
 
-from vw_robot.envs.rendering import FastRenderer, validate_image_size
+from vw_robot.envs.rendering import FastRenderer, FreeCamera, validate_image_size
 from vw_robot.errors import UserError
 
 # Simulator seeds are drawn below this bound so every simulator's seeding accepts them.
@@ -36,11 +36,13 @@ class SimEnv(gym.Env, abc.ABC):
     Args:
         task_id: registry id, e.g. ``"metaworld/reach-v3"``.
         image_size: side of the square camera image.
-        camera: camera name in the simulator's model.
+        camera: the camera's name: one in the simulator's model, or one of the suite's own
+            (then ``free_camera`` says where it is).
         flip_camera: flip image rows (cameras mounted upside down).
         state_dim: size of the proprio vector.
         action_dim: size of the action vector.
         render_mode: ``None`` or ``"rgb_array"`` (``render()`` returns the current camera image).
+        free_camera: the pose of ``camera`` when the model does not define it.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
@@ -55,6 +57,7 @@ class SimEnv(gym.Env, abc.ABC):
         state_dim: int,
         action_dim: int,
         render_mode: str | None = None,
+        free_camera: FreeCamera | None = None,
     ) -> None:
         super().__init__()
         if render_mode not in (None, "rgb_array"):
@@ -66,6 +69,7 @@ class SimEnv(gym.Env, abc.ABC):
         self.camera = camera
         self.render_mode = render_mode
         self._flip_camera = flip_camera
+        self._free_camera = free_camera
         self._renderer: FastRenderer | None = None
         self.observation_space = gym.spaces.Dict(
             {
@@ -161,7 +165,10 @@ class SimEnv(gym.Env, abc.ABC):
         if self._renderer is None:
             # Built on first use so an env made in a parent process never holds a GL context.
             self._renderer = FastRenderer(
-                self.mj_model, self.image_size, self.camera, flip=self._flip_camera
+                self.mj_model,
+                self.image_size,
+                self._free_camera or self.camera,
+                flip=self._flip_camera,
             )
         return self._renderer.render(self.mj_data)
 

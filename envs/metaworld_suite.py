@@ -16,6 +16,7 @@ import mujoco
 import numpy as np
 
 from vw_robot.envs.base import SimEnv
+from vw_robot.envs.rendering import FreeCamera
 
 MT10_TASKS = (
     "reach-v3",
@@ -30,10 +31,26 @@ MT10_TASKS = (
     "window-close-v3",
 )
 
-CAMERAS = ("corner2", "corner", "corner3", "corner4", "topview", "behindGripper", "gripperPOV")
+CAMERAS = (
+    "corner2",
+    "corner",
+    "corner3",
+    "corner4",
+    "topview",
+    "behindGripper",
+    "gripperPOV",
+    "workspace",
+)
 DEFAULT_CAMERA = "corner2"
 # The corner cameras are mounted upside down in Meta-World's XML.
 _FLIPPED_CAMERAS = frozenset({"corner", "corner2", "corner3", "corner4"})
+# Cameras of our own (not in Meta-World's XML). "workspace" frames the table top where every
+# MT10 object and goal lies, seen three-quarters from the front at 35 degrees down: at 64 px a
+# goal marker or puck is 2-3 px wide and the hand's height shows against the table, where
+# corner2 shows the whole room and them as a pixel or less (issue #11, "what the policy sees").
+FREE_CAMERAS = {
+    "workspace": FreeCamera(lookat=(0.0, 0.65, 0.12), distance=1.2, azimuth=-130, elevation=-35)
+}
 DEFAULT_MAX_EPISODE_STEPS = 500
 STATE_DIM = 4  # end-effector xyz + gripper opening
 ACTION_DIM = 4  # end-effector delta xyz + gripper effort
@@ -77,6 +94,7 @@ class MetaWorldEnv(SimEnv):
             state_dim=STATE_DIM,
             action_dim=ACTION_DIM,
             render_mode=render_mode,
+            free_camera=FREE_CAMERAS.get(camera),
         )
         from metaworld.env_dict import ALL_V3_ENVIRONMENTS
 

@@ -10,6 +10,8 @@ visuals, ~6 ms with shadows, multisampling and reflections off (SIM_NOTES.md).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import mujoco
 import numpy as np
 
@@ -45,13 +47,34 @@ def apply_fast_visuals(model: mujoco.MjModel) -> None:
     model.mat_reflectance[:] = 0
 
 
+@dataclass(frozen=True)
+class FreeCamera:
+    """A camera that is not in the model's XML: it looks at ``lookat`` (m, world frame) from
+    ``distance`` m away, ``azimuth`` degrees around the vertical axis and ``elevation`` degrees
+    above the horizontal (negative: looking down), as MuJoCo's free camera does."""
+
+    lookat: tuple[float, float, float]
+    distance: float
+    azimuth: float
+    elevation: float
+
+    def mjv_camera(self) -> mujoco.MjvCamera:
+        camera = mujoco.MjvCamera()
+        camera.type = mujoco.mjtCamera.mjCAMERA_FREE
+        camera.lookat[:] = self.lookat
+        camera.distance = self.distance
+        camera.azimuth = self.azimuth
+        camera.elevation = self.elevation
+        return camera
+
+
 class FastRenderer:
     """Offscreen RGB renderer for one camera of one MuJoCo model.
 
     Args:
         model: the simulator's ``MjModel``.
         image_size: side of the square image in pixels.
-        camera: name of a camera defined in the model.
+        camera: name of a camera defined in the model, or a :class:`FreeCamera`.
         flip: flip rows (for cameras that are mounted upside down, e.g. Meta-World's corners).
         fast: use CPU-friendly visuals (no shadows, reflections, skybox, multisampling).
     """
@@ -60,13 +83,15 @@ class FastRenderer:
         self,
         model: mujoco.MjModel,
         image_size: int,
-        camera: str,
+        camera: str | FreeCamera,
         *,
         flip: bool = False,
         fast: bool = True,
     ) -> None:
         self.image_size = validate_image_size(image_size)
         self.camera = camera
+        # update_scene takes a camera name or an MjvCamera (built once: it holds no state).
+        self._camera = camera.mjv_camera() if isinstance(camera, FreeCamera) else camera
         self.flip = flip
         if fast:
             apply_fast_visuals(model)
@@ -86,7 +111,7 @@ class FastRenderer:
         Returns:
             (H, W, 3) uint8 image, upright, a fresh array the caller owns.
         """
-        self._renderer.update_scene(data, camera=self.camera)
+        self._renderer.update_scene(data, camera=self._camera)
         image = self._renderer.render()  # (H, W, 3) uint8
         if self.flip:
             image = image[::-1]

@@ -126,3 +126,28 @@ def test_async_vector_env_with_spawn_workers():
     finally:
         envs.close()
         parent.close()
+
+
+def _goal_marker_pixels(camera: str) -> int:
+    """How many pixels of a 64 px reach-v3 frame the goal marker covers from ``camera``."""
+    env = make_env("metaworld/reach-v3", image_size=64, camera=camera)
+    shown = env.reset(seed=0)[0]["pixels"]
+    sim = env.unwrapped
+    sim.mj_model.site_rgba[sim.mj_model.site("goal").id, 3] = 0.0  # hide the marker
+    hidden = sim._render_pixels()
+    env.close()
+    return int(np.any(shown != hidden, axis=-1).sum())
+
+
+def test_workspace_camera_shows_the_goal_larger_than_corner2():
+    # The free "workspace" camera frames the table top: the reach goal, a pixel or less from
+    # corner2 at 64 px, covers several pixels (issue #11: what the policy sees).
+    workspace, corner = _goal_marker_pixels("workspace"), _goal_marker_pixels("corner2")
+    assert workspace >= 4 and workspace > 2 * corner, (workspace, corner)
+
+
+def test_workspace_camera_is_recorded_by_name():
+    env = make_env("metaworld/reach-v3", image_size=32, camera="workspace")
+    obs = env.reset(seed=0)[0]
+    assert env.unwrapped.camera == "workspace" and obs["pixels"].shape == (32, 32, 3)
+    env.close()
