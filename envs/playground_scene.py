@@ -38,6 +38,7 @@ HOME = np.array([-0.05, -0.12, 0.25])
 
 # Geometry the tasks and experts need (metres, world frame, table top at z = 0).
 TABLE_REST_Z = BLOCK_HALF  # centre of a block resting on the table
+FLOOR_Z = -0.75  # the floor under the table
 DRAWER_RANGE = (0.0, 0.2)  # drawer joint: 0 closed, 0.2 fully pulled out (towards -y)
 DRAWER_X = (0.27, 0.51)  # drawer interior, x
 DRAWER_Y0 = (-0.105, 0.125)  # drawer interior, y, when closed (moves by -q)
@@ -111,7 +112,10 @@ SCENE_XML = f"""
     <camera name="front" pos="0 -1.0 1.02" xyaxes="1 0 0 0 0.7 0.714" fovy="47"/>
     <camera name="top" pos="0 -0.02 1.45" xyaxes="1 0 0 0 1 0" fovy="50"/>
     <camera name="side" pos="1.25 -0.55 0.8" xyaxes="0.6 0.8 0 -0.4 0.3 0.87" fovy="45"/>
-    <geom name="floor" type="plane" size="2 2 0.1" pos="0 0 -0.75" material="floor" {_VISUAL}/>
+    <!-- the floor catches what falls off the table (a block pushed over the edge would
+         otherwise fall for ever, and the simulation count as diverged) -->
+    <geom name="floor" type="plane" size="2 2 0.1" pos="0 0 {FLOOR_Z}" material="floor"
+          {_STATIC}/>
 
     <!-- table -->
     <geom name="table" type="box" size="0.62 0.42 0.025" pos="0 0 -0.025" material="wood"

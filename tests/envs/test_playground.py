@@ -9,7 +9,7 @@ from gymnasium.utils.env_checker import check_env
 from tests.envs.contract import assert_contract, assert_reset_determinism, run_expert
 from vw_robot.envs import list_suites, list_tasks, make_env, make_expert
 from vw_robot.envs import playground_tasks as pt
-from vw_robot.envs.playground_scene import BLOCK_COLORS, PlaygroundSim
+from vw_robot.envs.playground_scene import BLOCK_COLORS, BLOCK_HALF, FLOOR_Z, PlaygroundSim
 from vw_robot.envs.playground_suite import PlaygroundChainEnv, make_chain_env, task_id
 
 SUBTASK_TASKS = list_tasks("playground/all")
@@ -157,6 +157,18 @@ def test_detector_fires_for_its_own_change_only(sim, index):
         after = _real(sim, pt.SUBTASKS[name].effect(start))
         fired = [other for other, t in pt.SUBTASKS.items() if t.detector(start, after)]
         assert fired == [name]
+
+
+def test_a_block_off_the_table_comes_to_rest_on_the_floor(sim):
+    # A learned policy pushed a block over the edge: it used to fall for ever (the floor did
+    # not collide) until the speed check called the simulation diverged and ended the episode.
+    state = sim.state()
+    state.blocks["pink"] = np.array([0.8, 0.0, 0.1])  # beyond the table's edge (x 0.62)
+    sim.set_state(state)
+    for _ in range(60):  # 3 s at 20 Hz
+        sim.step(np.zeros(4))
+    assert sim.is_stable()
+    assert sim.state().blocks["pink"][2] == pytest.approx(FLOOR_Z + BLOCK_HALF, abs=0.005)
 
 
 def test_push_must_move_far_enough_and_stay_on_the_table(sim):
