@@ -126,6 +126,11 @@ class MetaWorldEnv(SimEnv):
         # random vector (object and goal positions) is drawn from.
         self._env.seed(sim_seed)
         obs, _ = self._env.reset()
+        # Meta-World moves the goal marker (a model site) after its last forward pass, so
+        # without this the first frame of every episode showed the marker where the previous
+        # episode (or the XML) left it. mj_forward recomputes positions only: the physics and
+        # the episode are unchanged.
+        mujoco.mj_forward(self._env.model, self._env.data)
         self._raw_obs = np.asarray(obs, dtype=np.float64)
         # Meta-World's success flag comes from a step's evaluation; a fresh episode is unsolved.
         self._success = False

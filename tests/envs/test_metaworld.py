@@ -128,6 +128,19 @@ def test_async_vector_env_with_spawn_workers():
         parent.close()
 
 
+@pytest.mark.parametrize("task", ["reach-v3", "push-v3", "pick-place-v3"])
+def test_first_frame_shows_the_goal_where_it_is(task):
+    # The reset frame used to show the goal marker where the previous episode left it: Meta-
+    # World sets the site after its last forward pass.
+    env = make_env(f"metaworld/{task}", image_size=32)
+    sim = env.unwrapped
+    for seed in range(3):
+        info = env.reset(seed=seed)[1]
+        marker = sim.mj_data.site_xpos[sim.mj_model.site("goal").id]
+        np.testing.assert_allclose(marker, info["privileged"]["obs"][-3:], atol=1e-6)
+    env.close()
+
+
 def _goal_marker_pixels(camera: str) -> int:
     """How many pixels of a 64 px reach-v3 frame the goal marker covers from ``camera``."""
     env = make_env("metaworld/reach-v3", image_size=64, camera=camera)
