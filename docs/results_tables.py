@@ -108,12 +108,12 @@ def playground_table(entries: list[dict]) -> str:
     groups = list(entries[0]["groups"])
     k = entries[0]["chain_length"]
     lines = [
-        "| policy | labels (episodes) | "
+        "| policy | labels (episodes) | head steps | "
         + " | ".join(groups)
         + " | 12 subtasks [95% CI] | chains | "
         + " | ".join(f"{i}/{k}" for i in range(1, k + 1))
         + " | avg. length |",
-        "|---|---|" + "---:|" * len(groups) + "---:|---:|" + "---:|" * k + "---:|",
+        "|---|---|---:|" + "---:|" * len(groups) + "---:|---:|" + "---:|" * k + "---:|",
     ]
     for e in entries:
         wins, total = _pooled(e)
@@ -121,7 +121,7 @@ def playground_table(entries: list[dict]) -> str:
         cells = [f"{e['groups'][g]['successes']}/{e['groups'][g]['episodes']}" for g in groups]
         after = [f"{n / e['chains']:.2f}" for n in e["success_after"]]
         lines.append(
-            f"| {e.get('variant', e['policy'])} | {_labels(e)} | "
+            f"| {e.get('variant', e['policy'])} | {_labels(e)} | {e.get('train_steps', '—')} | "
             + " | ".join(cells)
             + f" | {e['mean_success']:.2f} [{low:.2f}, {high:.2f}] | {e['chains']} | "
             + " | ".join(after)

@@ -81,7 +81,7 @@ def test_a_playground_study_becomes_data_and_a_table(tmp_path):
     finally:
         sys.path.pop(0)
     table = results_tables.playground_table([entry])
-    assert "| random | — | 0/6 | 0/2 | 0/4 |" in table and "| 2 |" in table
+    assert "| random | — | — | 0/6 | 0/2 | 0/4 |" in table and "| 2 |" in table
 
 
 def _entry(policy, share, seed, successes):
