@@ -52,9 +52,9 @@ def projector(env, size: int):
     return project
 
 
-def marker_centre(env, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """The goal (3,) after reset(seed) and the centre (col, row) of the pixels its marker
-    covers in the first frame (None: no pixel shows it)."""
+def marker_centre(env, seed: int) -> tuple[np.ndarray, np.ndarray | None, int]:
+    """The goal (3,) after reset(seed), the centre (col, row) of the pixels its marker covers
+    in the first frame (None: no pixel shows it) and how many pixels those are."""
     obs, info = env.reset(seed=seed)
     sim = env.unwrapped
     goal = np.asarray(info["privileged"]["obs"][-3:])
@@ -65,8 +65,8 @@ def marker_centre(env, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
     sim.mj_model.site_rgba[site, 3] = alpha
     rows, cols = np.nonzero(np.any(obs["pixels"] != hidden, axis=-1))
     if not len(rows):  # the marker is out of view or hidden behind something
-        return goal, None
-    return goal, np.array([cols.mean() + 0.5, rows.mean() + 0.5])
+        return goal, None, 0
+    return goal, np.array([cols.mean() + 0.5, rows.mean() + 0.5]), len(rows)
 
 
 SUCCESS_RADIUS = {"reach-v3": 0.05, "pick-place-v3": 0.07, "push-v3": 0.05}
@@ -82,19 +82,21 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=2000)
     args = parser.parse_args()
     print(
-        f"| task | camera | goals span (px) | projection vs rendered marker (px) | 3-D spread "
+        f"| task | camera | marker (px, 5 resets) | goals span (px) | projection vs rendered "
+        f"marker (px) | 3-D spread "
         f"of goals within {args.radius} px: median | share above the success radius |"
     )
-    print("|---|---|---|---:|---:|---:|")
+    print("|---|---|---|---|---:|---:|---:|")
     for task in args.tasks:
         radius = SUCCESS_RADIUS.get(task, 0.05)
         for camera in args.cameras:
             env = make_env(f"metaworld/{task}", image_size=args.image_size, camera=camera)
             try:
                 project = projector(env, args.image_size)
-                errors = []
+                errors, covered = [], []
                 for seed in range(5):
-                    goal, centre = marker_centre(env, seed)
+                    goal, centre, pixels = marker_centre(env, seed)
+                    covered.append(pixels)
                     if centre is not None:
                         errors.append(np.linalg.norm(project(goal[None])[0] - centre))
                 space = env.unwrapped._env.goal_space
@@ -110,7 +112,8 @@ def main() -> None:
             span = np.ptp(pixels, axis=0)
             check = f"{np.mean(errors):.2f}" if errors else "marker not in view"
             print(
-                f"| {task} | {camera} | {span[0]:.0f} x {span[1]:.0f} | {check} | "
+                f"| {task} | {camera} | {min(covered)}-{max(covered)} | "
+                f"{span[0]:.0f} x {span[1]:.0f} | {check} | "
                 f"{np.median(spread) * 100:.1f} cm | {np.mean(spread > radius):.2f} "
                 f"(> {radius * 100:.0f} cm) |"
             )

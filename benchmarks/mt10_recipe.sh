@@ -43,7 +43,7 @@ variants=(
   # pick-place, push and peg-insert against 0.04-0.09 elsewhere (benchmarks/action_error.py).
   "task_shift_state_2k_val_big|task_conditioning=true augment_shift=4 use_state=true optim.steps=2000 val_fraction=0.1 model.channels=[32,64,128] model.num_res_blocks=2|"
   # What the policy sees: the free "workspace" camera frames the table top, where corner2
-  # shows the reach goal as 1-2 pixels at 64 px and the workspace camera as 7-8.
+  # shows the reach goal as 1-2 pixels at 64 px and the workspace camera as 4-8.
   "task_shift_state_2k_val_workspace|task_conditioning=true augment_shift=4 use_state=true optim.steps=2000 val_fraction=0.1||workspace"
 )
 for row in "${variants[@]}"; do
