@@ -366,14 +366,23 @@ def _info(path: Path, sha_letter: str) -> ckpt.CheckpointInfo:
     return ckpt.CheckpointInfo(path, "transformer", 1, "VideoTransformer", {}, {}, sha_letter * 64)
 
 
-def _context(data: SimpleNamespace, e: int, t: int, window: int, codes: bool) -> torch.Tensor:
+def _context(
+    data: SimpleNamespace,
+    e: int,
+    t: int,
+    window: int,
+    own: np.ndarray | None,
+    layout: SequenceLayout = LAYOUT,
+) -> torch.Tensor:
     """The context sample_codes' docstring describes: up to ``window`` timesteps ending at t,
-    with the episode's real (exported) codes for the past ones."""
+    with the codes sampled before t (``own``, (F, H); None: the no-LDM ablation) for the past
+    ones — the policy's context, not the exported codes of the real clip."""
     history = min(t, window - 1)
     tokens = torch.from_numpy(data.tokens[e][t - history : t + 1].astype(np.int64))[None]
-    past = torch.from_numpy(data.codes[e][t - history : t].astype(np.int64))[None]
-    layout = dataclasses.replace(LAYOUT, horizon=LAYOUT.horizon if codes else 0)
-    return layout.build_context(tokens, past if codes else None)  # (1, L)
+    if own is None:
+        return dataclasses.replace(LAYOUT, horizon=0).build_context(tokens, None)
+    past = torch.from_numpy(own[t - history : t].astype(np.int64))[None]
+    return layout.build_context(tokens, past)  # (1, L)
 
 
 @pytest.mark.parametrize("positions", ["absolute", "rope"])
@@ -396,7 +405,7 @@ def test_sample_codes_batched_equals_one_at_a_time(
         assert np.array_equal(batched[episode_id], alone[episode_id]), episode_id
         picks = [0, 1, 2, count - 1] if e != 2 else [0, 1, 2, 40, 63, 64, 69]
         for t in picks:
-            context = _context(data, e, t, model.config.max_timesteps, codes=True)
+            context = _context(data, e, t, model.config.max_timesteps, batched[episode_id])
             direct = model.generate_codes(context, torch.tensor([TASK_IDS.index(task)]))
             assert batched[episode_id][t].tolist() == direct[0].tolist(), (episode_id, t)
     # Not all the same code (a degenerate model would make the comparisons vacuous).
@@ -428,7 +437,7 @@ def test_sample_next_tokens_batched_equals_one_at_a_time(
         assert batched[episode_id].shape == (count, LAYOUT.num_frame_tokens)
         assert np.array_equal(batched[episode_id], alone[episode_id]), episode_id
         for t in [0, 1, count - 1] + ([64, 65] if e == 2 else []):
-            context = _context(data, e, t, window, codes=False)
+            context = _context(data, e, t, window, None)
             direct = model.generate_frame_tokens(context, torch.tensor([TASK_IDS.index(task)]))
             assert batched[episode_id][t].tolist() == direct[0].tolist(), (episode_id, t)
     assert len(np.unique(np.concatenate(list(batched.values())))) > 5
@@ -515,3 +524,82 @@ def test_training_forward_predicts_what_generation_samples(positions: str) -> No
     start = context.shape[1] - 1
     greedy = logits[:, start : start + frames_only.num_frame_tokens, lo:hi].argmax(-1)
     assert torch.equal(greedy, predicted)
+
+
+# ---------------------------------------------------------------- hidden past codes
+
+
+HIDDEN = dataclasses.replace(LAYOUT, hide_past_codes=True)
+
+
+def test_hidden_layout_shows_past_codes_as_one_id() -> None:
+    layout = SequenceLayout(
+        num_frame_tokens=2, frame_vocab=10, horizon=2, code_vocab=5, hide_past_codes=True
+    )
+    tokens = torch.tensor([[[1, 2], [3, 4]]])  # (1, T=2, N=2)
+    codes = torch.tensor([[[0, 4], [2, 3]]])  # (1, T, H)
+    sep, hid = 15, 16
+    assert layout.vocab_size == 17 and layout.hidden_id == hid
+    window = layout.build(tokens, codes)
+    assert window.tolist() == [[1, 2, sep, 10, 14, 3, 4, sep, 12, 13]]  # targets: real codes
+    # The model reads the earlier timestep's codes as HIDDEN, the last one's as they are.
+    assert layout.model_inputs(window).tolist() == [[1, 2, sep, hid, hid, 3, 4, sep, 12, 13]]
+    context = [[1, 2, sep, hid, hid, 3, 4, sep]]
+    assert layout.build_context(tokens, codes[:, :-1]).tolist() == context
+    assert layout.build_context(tokens, None).tolist() == context  # no codes needed
+    assert layout.build_context(tokens[:, :1], None).tolist() == [[1, 2, sep]]
+    with pytest.raises(ValueError, match="hide_past_codes"):
+        SequenceLayout(horizon=0, hide_past_codes=True)
+
+
+@pytest.mark.parametrize("positions", ["absolute", "rope"])
+def test_hidden_training_forward_predicts_what_generation_samples(positions: str) -> None:
+    """With hidden past codes the model reads, teacher-forced, what control feeds it, and
+    what it samples does not depend on the codes given for the past."""
+    gen = torch.Generator().manual_seed(6)
+    steps, batch = 3, 4
+    tokens = torch.randint(0, LAYOUT.frame_vocab, (batch, steps, 4), generator=gen)
+    codes = torch.randint(0, LAYOUT.code_vocab, (batch, steps, LAYOUT.horizon), generator=gen)
+    other = torch.randint(0, LAYOUT.code_vocab, (batch, steps, LAYOUT.horizon), generator=gen)
+    task = torch.tensor([0, 1, 1, 0])
+    model = _transformer(LAYOUT.horizon, positions, max_timesteps=steps)
+    model = VideoTransformer(dataclasses.replace(model.config, layout=HIDDEN)).eval()
+    with torch.no_grad():
+        for param in model.parameters():
+            param.normal_(0.0, 0.5)
+    sampled = model.generate_codes(HIDDEN.build_context(tokens, codes[:, :-1]), task)  # (B, H)
+    again = model.generate_codes(HIDDEN.build_context(tokens, other[:, :-1]), task)
+    assert torch.equal(sampled, again)
+    window = HIDDEN.build(tokens, torch.cat([other[:, :-1], sampled[:, None]], dim=1))
+    logits, _ = model(HIDDEN.model_inputs(window), task)  # (B, L, V)
+    lo, hi = HIDDEN.code_range
+    first = steps * HIDDEN.step_len - HIDDEN.horizon - 1
+    greedy = logits[:, first : first + HIDDEN.horizon, lo:hi].argmax(-1)  # (B, H)
+    assert torch.equal(greedy, sampled)
+    # Without hiding, the past codes do change what is sampled (the test can fail).
+    plain = _transformer(LAYOUT.horizon, positions, max_timesteps=steps)
+    a = plain.generate_codes(LAYOUT.build_context(tokens, codes[:, :-1]), task)
+    b = plain.generate_codes(LAYOUT.build_context(tokens, other[:, :-1]), task)
+    assert not torch.equal(a, b)
+
+
+def test_sample_codes_with_hidden_past_codes_reads_the_frames_alone(
+    data: SimpleNamespace, dataset_copy: Path
+) -> None:
+    model = _transformer(LAYOUT.horizon, "rope")
+    model = VideoTransformer(dataclasses.replace(model.config, layout=HIDDEN)).eval()
+    with torch.no_grad():
+        for param in model.parameters():
+            param.normal_(0.0, 0.5)
+    sampled = sample_codes(
+        str(dataset_copy), HAND_KEY, _episode_ids(), model, _info(dataset_copy, "h"), TASK_IDS
+    )
+    for e, (episode_id, task, count) in EPISODES.items():
+        for t in [0, 1, 2, count - 1]:
+            history = min(t, model.config.max_timesteps - 1)
+            tokens = torch.from_numpy(data.tokens[e][t - history : t + 1].astype(np.int64))
+            direct = model.generate_codes(
+                HIDDEN.build_context(tokens[None], None), torch.tensor([TASK_IDS.index(task)])
+            )
+            assert sampled[episode_id][t].tolist() == direct[0].tolist(), (episode_id, t)
+    assert len(np.unique(np.concatenate(list(sampled.values())))) > 5

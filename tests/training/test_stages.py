@@ -133,6 +133,12 @@ def test_bad_stage_and_mismatched_sizes_fail_at_start(capsys):
     cfg = load_config("train", ["experiment.ldm.model.image_size=32"])
     with pytest.raises(ValueError, match="experiment.ldm.model.image_size"):
         cfg.validate()
+    cfg = load_config(
+        "train",
+        ["experiment.transformer.use_codes=false", "experiment.transformer.hide_past_codes=true"],
+    )
+    with pytest.raises(ValueError, match="experiment.transformer.hide_past_codes"):
+        cfg.validate()
 
 
 def test_a_real_stage_trains_under_torchrun_with_two_gloo_processes(pipeline, tmp_path):

@@ -193,9 +193,6 @@ class SequenceDataset(Dataset):
         return item
 
 
-SAMPLED_DIR = "sampled_codes"
-
-
 class ActionChunkDataset(Dataset):
     """Labelled timesteps for the action head: the frame x_t, its codes, and a_t..a_{t+k-1}.
 

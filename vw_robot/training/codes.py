@@ -41,7 +41,9 @@ def stage_checkpoint(
 
 
 def sequence_layout(
-    tokenizer_config: dict[str, Any], ldm_config: dict[str, Any] | None
+    tokenizer_config: dict[str, Any],
+    ldm_config: dict[str, Any] | None,
+    hide_past_codes: bool = False,
 ) -> SequenceLayout:
     """The transformer's vocabulary and per-timestep layout implied by the tokenizer's and the
     latent dynamics model's configs (no LDM: the no-code ablation)."""
@@ -51,6 +53,7 @@ def sequence_layout(
         frame_vocab=math.prod(tokenizer_config["levels"]),
         horizon=ldm_config["horizon"] if ldm_config else 0,
         code_vocab=math.prod(ldm_config["levels"]) if ldm_config else 1,
+        hide_past_codes=hide_past_codes,
     )
 
 
@@ -95,11 +98,17 @@ def sample_codes(
     task_ids: list[str],
     cache_dir: str | None = None,
 ) -> dict[str, Any]:
-    """The codes the transformer samples (greedy) at every timestep of the given episodes,
-    with the episode's real past as context; cached under the transformer's checksum.
+    """The codes the transformer samples (greedy) at every timestep of the given episodes, as
+    the policy samples them acting on those frames; cached under the transformer's checksum.
+
+    The context is the policy's: the episode's real frames, up to ``max_timesteps`` ending at
+    t, and for the earlier timesteps the codes the transformer itself sampled there (never the
+    LDM's codes of the real clip, which the policy cannot have: they summarise frames still to
+    come), laid out as HIDDEN when the transformer hides past codes.
 
     For the code-free transformer (the no-LDM ablation) it is the next frame's tokens that are
-    sampled, from a context one timestep shorter (the predicted frame fills the window).
+    sampled, from a context of real frames one timestep shorter (the predicted frame fills the
+    window).
     Returns episode id -> (F, H) codes, or (F, N) next-frame tokens.
     """
     layout, window = transformer.config.layout, transformer.config.max_timesteps
@@ -111,11 +120,13 @@ def sample_codes(
                 f"{info.path}: max_timesteps={transformer.config.max_timesteps} leaves no room "
                 "for a context before the predicted frame; train with max_timesteps >= 2."
             )
-    kind = "sampled_next_tokens" if frames_mode else "sampled_codes"
+    # "acting_codes": along the policy's own codes (the earlier "sampled_codes" cache was
+    # sampled along the LDM's codes and must not be read as these).
+    kind = "sampled_next_tokens" if frames_mode else "acting_codes"
     folder = fmt.cache_root(root, cache_dir) / kind / info.model_sha256[:16]
     device = transformer.head.weight.device
     out: dict[str, Any] = {}
-    todo: dict[str, tuple[torch.Tensor, torch.Tensor | None, int]] = {}
+    todo: dict[str, tuple[torch.Tensor, int]] = {}
     for episode_id in episode_ids:
         path = folder / f"{episode_id}.npy"
         if path.exists():
@@ -127,31 +138,27 @@ def sample_codes(
             allow_pickle=False,
         ) as npz:
             tokens = torch.from_numpy(npz["tokens"].astype(np.int64))  # (F, N)
-            codes = None if frames_mode else torch.from_numpy(npz["codes"].astype(np.int64))
-        todo[episode_id] = (tokens, codes, task_ids.index(meta.task_id))
-    # Every (episode, t) with the same history length shares batched calls, across episodes:
-    # one autoregressive decode per batch of 64 instead of one per early timestep.
-    by_history: dict[int, list[tuple[str, int]]] = {}
-    for episode_id, (tokens, _, _) in todo.items():
-        for t in range(len(tokens)):
-            by_history.setdefault(min(t, window - 1), []).append((episode_id, t))
-    sampled = {
-        e: torch.zeros_like(tokens if frames_mode else codes)  # (F, N) or (F, H)
-        for e, (tokens, codes, _) in todo.items()
-    }
-    for history, rows in by_history.items():
+        todo[episode_id] = (tokens, task_ids.index(meta.task_id))
+    width = layout.num_frame_tokens if frames_mode else layout.horizon
+    sampled = {e: torch.zeros(len(tok), width, dtype=torch.int64) for e, (tok, _) in todo.items()}
+    # Timestep by timestep (a timestep's context holds the codes sampled before it), every
+    # episode at that timestep in batched calls of 64.
+    longest = max((len(tokens) for tokens, _ in todo.values()), default=0)
+    for t in range(longest):
+        rows = [e for e, (tokens, _) in todo.items() if t < len(tokens)]
+        history = min(t, window - 1)
         for i in range(0, len(rows), 64):
             group = rows[i : i + 64]
-            tok = torch.stack([todo[e][0][t - history : t + 1] for e, t in group]).to(device)
-            tasks = torch.tensor([todo[e][2] for e, _ in group], device=device)
+            tok = torch.stack([todo[e][0][t - history : t + 1] for e in group]).to(device)
+            tasks = torch.tensor([todo[e][1] for e in group], device=device)
             if frames_mode:
                 context = layout.build_context(tok, None)  # (b, L), whole timesteps
                 result = transformer.generate_frame_tokens(context, tasks)
             else:
-                cod = torch.stack([todo[e][1][t - history : t] for e, t in group]).to(device)
+                cod = torch.stack([sampled[e][t - history : t] for e in group]).to(device)
                 context = layout.build_context(tok, cod)  # (b, L)
                 result = transformer.generate_codes(context, tasks)
-            for (e, t), row in zip(group, result.cpu(), strict=True):
+            for e, row in zip(group, result.cpu(), strict=True):
                 sampled[e][t] = row
     for episode_id, values in sampled.items():
         array = values.numpy().astype(np.int16)

@@ -48,6 +48,9 @@ class TransformerStage:
     model: TransformerModelConfig = field(default_factory=TransformerModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     use_codes: bool = True  # False: the no-LDM ablation (predict next-frame tokens instead)
+    # True: earlier timesteps' codes are hidden from the model (SequenceLayout.hide_past_codes),
+    # so what it samples acting is what it learned from real frames, not from leaked futures.
+    hide_past_codes: bool = False
 
 
 @dataclass
@@ -161,6 +164,12 @@ class TrainConfig:
                 raise ConfigError(
                     f"experiment.{name}.augment_shift: {stage.augment_shift} must be in [0, 16]"
                 )
+        transformer = self.experiment.transformer
+        if transformer.hide_past_codes and not transformer.use_codes:
+            raise ConfigError(
+                "experiment.transformer.hide_past_codes: the no-LDM transformer "
+                "(use_codes=false) has no codes to hide"
+            )
         ldm, tok = self.experiment.ldm.model, self.experiment.tokenizer.model
         if ldm.image_size != tok.image_size:
             raise ConfigError(

@@ -152,7 +152,9 @@ def _transformer_setup(cfg: TrainConfig) -> Setup:
         cache_dir=cfg.cache_dir,
     )
     layout = sequence_layout(
-        tokenizer_info.model_config, ldm_info.model_config if ldm_info else None
+        tokenizer_info.model_config,
+        ldm_info.model_config if ldm_info else None,
+        stage_cfg.hide_past_codes,
     )
     dataset = SequenceDataset(
         cfg.dataset,
@@ -176,7 +178,8 @@ def _transformer_setup(cfg: TrainConfig) -> Setup:
         codes = batch.get("codes") if layout.horizon > 0 else None
         ids = layout.build(batch["tokens"], codes)  # (B, T * step_len)
         valid = batch.get("codes_valid") if codes is not None else None
-        _, value = m(ids, batch["task_index"], layout.targets(ids, valid=valid))
+        targets = layout.targets(ids, valid=valid)
+        _, value = m(layout.model_inputs(ids), batch["task_index"], targets)
         return value, {}
 
     return Setup(
