@@ -14,6 +14,8 @@
 #   bash benchmarks/mt10_compare.sh [OUT (runs/mt10_compare)] [POLICIES (all)]
 #   DATA=OUT/data  LABELS="0.1 0.25"  SEEDS="0 1 2"  HEAD_ARGS=""  (e.g. "use_state=true",
 #   given to every head as experiment.<head>.KEY=VALUE and recorded in its checkpoint)
+#   GEN_ARGS=""  (e.g. "hide_past_codes=true": experiment.transformer.KEY=VALUE for the
+#   transformer with codes)
 #   POLICIES: any of generator videoworld bc bc_all noldm videoworld_all expert random (the
 #   default: all of these), and videoworld_ldm bc_ldm: the same heads with the trunk that reads
 #   the frame started from the LDM's frame encoder (trained on every video) and fine-tuned
@@ -29,9 +31,12 @@ data=${DATA:-$out/data}
 labels=${LABELS:-0.1 0.25}
 seeds=${SEEDS:-0 1 2}
 read -r -a head_switches <<<"${HEAD_ARGS:-}"
+read -r -a gen_switches <<<"${GEN_ARGS:-}"
 export MUJOCO_GL=${MUJOCO_GL:-egl}
 
 default="generator videoworld bc bc_all noldm videoworld_all expert random"
+gen_args=()  # GEN_ARGS, one experiment.transformer.KEY=VALUE each
+for kv in "${gen_switches[@]}"; do gen_args+=("experiment.transformer.$kv"); done
 wanted() { [[ " ${only:-$default} " == *" $1 "* ]]; }
 train() { vw-robot train experiment=mt10_cpu "dataset=$data" "out=$out" pictures=false "$@"; }
 head_args() {  # a head's section, then its own settings: the common recipe comes first
@@ -49,7 +54,7 @@ vw-robot collect suite=metaworld/mt10 episodes_per_task=20 image_size=64 workers
   "out=$data"
 train stage=tokenizer
 train stage=ldm
-train stage=transformer
+train stage=transformer "${gen_args[@]}"
 
 for share in $labels; do
   p=$(pct "$share")

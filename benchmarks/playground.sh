@@ -13,6 +13,8 @@
 #   bash benchmarks/playground.sh [OUT (runs/playground)] [LABELS (0.25)] [POLICIES (all)]
 #   DATA=OUT/data  CHAINS=200  TRAIN_SEED=0  HEAD_ARGS="" (e.g. "optim.steps=2000", given to every
 #   head as experiment.<head>.KEY=VALUE after the preset's recipe, recorded in its checkpoint)
+#   GEN_ARGS="" (e.g. "hide_past_codes=true": experiment.transformer.KEY=VALUE for the
+#   transformer with codes)
 #
 # Resumable: collection skips recorded episodes, a trained stage is not retrained (a stopped one
 # resumes from its last checkpoint), an evaluated policy is not re-evaluated (its subtasks resume).
@@ -24,6 +26,7 @@ only=${3:-}
 chains=${CHAINS:-200}
 seed=${TRAIN_SEED:-0}
 read -r -a head_switches <<<"${HEAD_ARGS:-}"
+read -r -a gen_switches <<<"${GEN_ARGS:-}"
 data=${DATA:-$out/data}
 export MUJOCO_GL=${MUJOCO_GL:-egl}
 
@@ -39,6 +42,8 @@ common=(experiment=playground_cpu "dataset=$data" "out=$out")
 share=(label_fraction="$labels" label_seed=0)
 suffix=$([ "$seed" = 0 ] && echo "" || echo "_seed$seed")
 
+gen_args=()  # GEN_ARGS, one experiment.transformer.KEY=VALUE each
+for kv in "${gen_switches[@]}"; do gen_args+=("experiment.transformer.$kv"); done
 wanted() { [ -z "$only" ] || [[ " $only " == *" $1 "* ]]; }
 train() { vw-robot train "${common[@]}" "$@"; }
 head_args() {  # stage section, then its label settings and training seed (after HEAD_ARGS)
@@ -50,7 +55,7 @@ head_args() {  # stage section, then its label settings and training seed (after
 train stage=tokenizer "$video"
 train stage=ldm "$video"
 if wanted videoworld || wanted noldm; then
-  train stage=transformer "$video"
+  train stage=transformer "$video" "${gen_args[@]}"
 fi
 if wanted videoworld; then
   # shellcheck disable=SC2046  # one key=value per word
