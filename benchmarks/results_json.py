@@ -44,6 +44,7 @@ RECIPE_KEYS = (
     "val_fraction",
     "trunk",
     "freeze_trunk",
+    "sampled_fraction",
 )
 
 
@@ -61,8 +62,13 @@ def _policy_fields(name: str, spec: str) -> dict[str, Any]:
     stage = STAGE_OF[base]
     section = OmegaConf.load(info.path / ckpt.CONFIG_FILE).experiment[stage]
     labelled = info.model_config["env"]["labelled_episodes"]
+    generator = {}
+    if "transformer" in info.parents:  # VideoWorld, no-LDM: how its codes / frames were made
+        layout = ckpt.read_info(info.parents["transformer"]).model_config["layout"]
+        generator["hide_past_codes"] = bool(layout.get("hide_past_codes", False))
     return {
         "policy": base,
+        **generator,
         "label_fraction": 1.0 if section.label_fraction is None else section.label_fraction,
         "labelled_episodes": len(labelled),
         "train_seed": int(section.optim.seed),
@@ -131,12 +137,26 @@ def main() -> None:
     parser.add_argument("out", type=Path, help="the study folder (holds eval/<policy>/)")
     parser.add_argument("--json", type=Path, default=None, help="write the entries here")
     parser.add_argument("--command", default=None, help="the study's command (recorded)")
+    parser.add_argument(
+        "--include",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("FILE", "POLICY"),
+        help="also copy POLICY's entries, unchanged, from another results FILE (a baseline "
+        "measured in another study, with its own command and commit)",
+    )
     args = parser.parse_args()
     marker = "chains.json" if args.kind == "playground" else "results.json"
     folders = sorted((p.parent for p in (args.out / "eval").glob(f"*/{marker}")), key=_order)
     default = f"bash benchmarks/{'playground' if args.kind == 'playground' else 'robosuite'}.sh"
     make = playground_entry if args.kind == "playground" else suite_entry
     entries = [make(folder, args.command or default) for folder in folders]
+    for path, policy in args.include:
+        copied = [e for e in json.loads(Path(path).read_text()) if e["policy"] == policy]
+        if not copied:
+            raise SystemExit(f"{path}: no entry of policy {policy!r}")
+        entries += copied
     for e in entries:
         line = f"{e['variant']:>16}: mean {e['mean_success']:.3f}"
         if "average_length" in e:

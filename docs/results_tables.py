@@ -96,6 +96,11 @@ def tasks_table(entries: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _hidden(e: dict) -> str:
+    """A marker for a VideoWorld policy whose transformer hides past codes."""
+    return " (past codes hidden)" if e.get("hide_past_codes") else ""
+
+
 def _labels(e: dict) -> str:
     if e.get("label_fraction") is None:
         return "—"
@@ -121,7 +126,8 @@ def playground_table(entries: list[dict]) -> str:
         cells = [f"{e['groups'][g]['successes']}/{e['groups'][g]['episodes']}" for g in groups]
         after = [f"{n / e['chains']:.2f}" for n in e["success_after"]]
         lines.append(
-            f"| {e.get('variant', e['policy'])} | {_labels(e)} | {e.get('train_steps', '—')} | "
+            f"| {e.get('variant', e['policy'])}{_hidden(e)} | {_labels(e)} | "
+            f"{e.get('train_steps', '—')} | "
             + " | ".join(cells)
             + f" | {e['mean_success']:.2f} [{low:.2f}, {high:.2f}] | {e['chains']} | "
             + " | ".join(after)
@@ -157,8 +163,9 @@ def seeds_table(entries: list[dict]) -> str:
         total = sum(_pooled(e)[1] for e in by_seed.values())
         pooled[(policy, share)] = (wins, total)
         n = f" ({len(by_seed)} seeds)" if len(by_seed) > 1 else ""
+        first = next(iter(by_seed.values()))
         lines.append(
-            f"| {policy} | {_labels(next(iter(by_seed.values())))} | "
+            f"| {policy}{_hidden(first)} | {_labels(first)} | "
             + " | ".join(cells)
             + f" | {_interval(wins, total)}{n} |"
         )
