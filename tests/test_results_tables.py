@@ -75,6 +75,23 @@ def test_a_playground_study_becomes_data_and_a_table(tmp_path):
         "turn on/off",
     }
     assert len(entry["success_after"]) == 5 and entry["max_steps"] == 3
+    # --include copies a baseline's entries unchanged from another results file.
+    other = tmp_path / "other.json"
+    baseline = {**entry, "policy": "bc", "command": "elsewhere", "commit": "abc"}
+    other.write_text(json.dumps([baseline, {**entry, "policy": "expert"}]))
+    both = tmp_path / "both.json"
+    script = [sys.executable, str(REPO / "benchmarks" / "results_json.py"), "playground"]
+    done = subprocess.run(
+        [*script, str(out), "--json", str(both), "--include", str(other), "bc"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(both.read_text()) == [entry, baseline]
+    done = subprocess.run(
+        [*script, str(out), "--include", str(other), "noldm"], capture_output=True, text=True
+    )
+    assert done.returncode != 0 and "no entry of policy 'noldm'" in done.stderr
     sys.path.insert(0, str(REPO / "docs"))
     try:
         import results_tables
