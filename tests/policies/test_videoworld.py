@@ -362,7 +362,7 @@ def test_the_head_trains_on_the_codes_the_policy_samples(demo, hide):
     """The codes a head trains on as "sampled" are, timestep for timestep, the ones the policy
     samples acting on the same recorded frames — along its own earlier codes, never the LDM's
     codes of the real clip (which carry the future the policy cannot see); with
-    hide_past_codes as well."""
+    hide_past_codes as well, with and without the KV cache."""
     from vw_robot.data import format as fmt
     from vw_robot.data.dataset import FrameCache
     from vw_robot.data.sequences import sequence_key
@@ -376,36 +376,39 @@ def test_the_head_trains_on_the_codes_the_policy_samples(demo, hide):
         switches = ["run_name=transformer_hidden", "experiment.transformer.hide_past_codes=true"]
         assert main(["train", "stage=transformer", *switches, *args]) == 0
         assert load_model(transformer, "transformer")[0].config.layout.hide_past_codes
-    policy = load_policy(demo / "action_head", execute=1)
-    policy.transformer, info = load_model(transformer, "transformer")
-    policy.layout = policy.transformer.config.layout
+    model, info = load_model(transformer, "transformer")
     # A few training steps leave near-flat logits that ignore the context; spread the weights
     # so that what the context holds decides the codes (and cache them under another name).
     torch.manual_seed(0)
     with torch.no_grad():
-        for param in policy.transformer.parameters():
+        for param in model.parameters():
             param.normal_(0.0, 0.5)
     info = dataclasses.replace(info, model_sha256=("f" if hide else "e") * 64)
     tok_info = ckpt.read_info(demo / "tokenizer")
     key = sequence_key(tok_info.model_sha256, ckpt.read_info(demo / "ldm").model_sha256)
     episode = sorted(fmt.list_episode_folders(demo / "data")[0])[0]
     meta = fmt.read_meta(demo / "data", episode)
-    offline = sample_codes(
-        str(demo / "data"), key, [episode], policy.transformer, info, policy.task_ids
-    )[episode]
-    sampled = []
-    generate = policy.transformer.generate_codes
-
-    def spy(context, task, **kwargs):
-        codes = generate(context, task, **kwargs)
-        sampled.append(codes[0].tolist())
-        return codes
-
-    policy.transformer.generate_codes = spy
+    task_ids = ckpt.read_info(demo / "action_head").model_config["task_ids"]
+    offline = sample_codes(str(demo / "data"), key, [episode], model, info, task_ids)[episode]
     frames = FrameCache(demo / "data").frames(meta)
     state = fmt.load_steps(demo / "data", meta)["state"]
-    policy.reset(task_id=meta.task_id)
-    for t in range(len(frames)):
-        policy.select_action({"pixels": np.array(frames[t]), "state": state[t]})
-    assert sampled == offline.tolist()
-    assert len({tuple(c) for c in sampled}) > 3  # not one code everywhere
+    for use_cache in (True, False):
+        policy = load_policy(demo / "action_head", execute=1, use_cache=use_cache)
+        policy.transformer, policy.layout = model, model.config.layout
+        sampled = []
+        generate = model.generate_codes
+
+        def spy(context, task, _generate=generate, _sampled=sampled, **kwargs):
+            codes = _generate(context, task, **kwargs)
+            _sampled.append(codes[0].tolist())
+            return codes
+
+        model.generate_codes = spy
+        try:
+            policy.reset(task_id=meta.task_id)
+            for t in range(len(frames)):
+                policy.select_action({"pixels": np.array(frames[t]), "state": state[t]})
+        finally:
+            del model.generate_codes  # the instance attribute: back to the method
+        assert sampled == offline.tolist(), use_cache
+    assert len({tuple(c) for c in offline.tolist()}) > 3  # not one code everywhere
