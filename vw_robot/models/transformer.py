@@ -179,7 +179,7 @@ class SequenceLayout:
         # (a context ends with [x][SEP], a full window with [x][SEP][codes]).
         last_start = (length - 1) // self.step_len * self.step_len
         hide = (position % self.step_len > self.num_frame_tokens) & (position < last_start)
-        return torch.where(hide, torch.full_like(ids, self.sep_id + 1), ids)
+        return torch.where(hide, torch.full_like(ids, self.sep_id + 1), ids)  # the HIDDEN id
 
     def split(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Invert :meth:`build`.
