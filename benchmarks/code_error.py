@@ -1,6 +1,7 @@
 """What the codes are worth to a VideoWorld head: its action error with the LDM's codes of the
 real clip, with codes the transformer samples along the real past codes, along its own past
-codes (what the policy acts on) and with random codes, on the same recorded frames.
+codes (what the policy acts on: `sample_codes`, cached in the dataset as head training caches
+it) and with random codes, on the same recorded frames.
 
 Usage:
     python benchmarks/code_error.py runs/playground/action_head runs/playground/data \\
@@ -30,25 +31,26 @@ from vw_robot.data import format as fmt
 from vw_robot.data.dataset import FrameCache
 from vw_robot.data.sequences import sequence_key, sequences_dir
 from vw_robot.models.registry import load_model
+from vw_robot.training.codes import sample_codes
 
 SOURCES = ("LDM (real clip)", "sampled, real past codes", "sampled, own past codes", "random")
 
 
 @torch.no_grad()
-def sample_along(
-    transformer, tokens: list[torch.Tensor], past: list[torch.Tensor] | None, tasks: list[int]
+def sample_along_real_past(
+    transformer, tokens: list[torch.Tensor], real: list[torch.Tensor], tasks: list[int]
 ) -> list[torch.Tensor]:
-    """Greedy codes (F_i, H) per episode and timestep, the episodes batched timestep by
-    timestep; the earlier codes in each context are ``past``'s (the real ones) or, with
-    ``past`` None, the ones sampled before (the policy's context)."""
+    """Greedy codes (F_i, H) per episode and timestep with the LDM's codes of the real clip as
+    the earlier codes of each context (what heads trained on before b02cea0; the policy's own
+    context is :func:`vw_robot.training.codes.sample_codes`'), the episodes batched timestep
+    by timestep."""
     layout, window = transformer.config.layout, transformer.config.max_timesteps
     out = [torch.zeros(len(t), layout.horizon, dtype=torch.int64) for t in tokens]
     for t in range(max(len(x) for x in tokens)):
         rows = [i for i, x in enumerate(tokens) if t < len(x)]
         history = min(t, window - 1)
-        source = out if past is None else past
         tok = torch.stack([tokens[i][t - history : t + 1] for i in rows])
-        cod = torch.stack([source[i][t - history : t] for i in rows])
+        cod = torch.stack([real[i][t - history : t] for i in rows])
         codes = transformer.generate_codes(
             layout.build_context(tok, cod), torch.tensor([tasks[i] for i in rows])
         )
@@ -69,7 +71,8 @@ def main() -> None:
     head.eval(), transformer.eval()
     tok_sha = ckpt.read_info(info.parents["tokenizer"]).model_sha256
     ldm_sha = ckpt.read_info(info.parents["ldm"]).model_sha256
-    folder = sequences_dir(args.dataset, sequence_key(tok_sha, ldm_sha))
+    key = sequence_key(tok_sha, ldm_sha)
+    folder = sequences_dir(args.dataset, key)
     config = head.config
     task_ids = info.model_config["task_ids"]
     env = info.model_config["env"]
@@ -109,8 +112,9 @@ def main() -> None:
         tokens_all = [x[1] for x in loaded]
         ldm_all = [x[2] for x in loaded]
         tasks = [x[3] for x in loaded]
-        real_past = sample_along(transformer, tokens_all, ldm_all, tasks)
-        own_past = sample_along(transformer, tokens_all, None, tasks)
+        real_past = sample_along_real_past(transformer, tokens_all, ldm_all, tasks)
+        own = sample_codes(str(args.dataset), key, episodes, transformer, trf_info, task_ids)
+        own_past = [torch.from_numpy(own[e].astype(np.int64)) for e in episodes]
         for i, (meta, _, ldm, task) in enumerate(loaded):
             steps = fmt.load_steps(args.dataset, meta)
             actions = steps["actions"]

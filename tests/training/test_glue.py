@@ -342,8 +342,14 @@ def test_exported_codes_reach_the_head_at_their_timestep(
 # ---------------------------------------------------------------- sample_codes
 
 
-def _transformer(horizon: int, positions: str, max_timesteps: int = 3) -> VideoTransformer:
-    layout = dataclasses.replace(LAYOUT, horizon=horizon)
+def _transformer(
+    horizon: int,
+    positions: str,
+    max_timesteps: int = 3,
+    hide_past_codes: bool = False,
+    seed: int = 0,
+) -> VideoTransformer:
+    layout = dataclasses.replace(LAYOUT, horizon=horizon, hide_past_codes=hide_past_codes)
     config = TransformerConfig(
         layout=layout,
         num_layers=1,
@@ -353,7 +359,7 @@ def _transformer(horizon: int, positions: str, max_timesteps: int = 3) -> VideoT
         num_tasks=len(TASK_IDS),
         positions=positions,
     )
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     model = VideoTransformer(config).eval()
     with torch.no_grad():  # GPT's 0.02 init gives near-flat logits; spread them out
         for param in model.parameters():
@@ -562,11 +568,7 @@ def test_hidden_training_forward_predicts_what_generation_samples(positions: str
     codes = torch.randint(0, LAYOUT.code_vocab, (batch, steps, LAYOUT.horizon), generator=gen)
     other = torch.randint(0, LAYOUT.code_vocab, (batch, steps, LAYOUT.horizon), generator=gen)
     task = torch.tensor([0, 1, 1, 0])
-    model = _transformer(LAYOUT.horizon, positions, max_timesteps=steps)
-    model = VideoTransformer(dataclasses.replace(model.config, layout=HIDDEN)).eval()
-    with torch.no_grad():
-        for param in model.parameters():
-            param.normal_(0.0, 0.5)
+    model = _transformer(LAYOUT.horizon, positions, max_timesteps=steps, hide_past_codes=True)
     sampled = model.generate_codes(HIDDEN.build_context(tokens, codes[:, :-1]), task)  # (B, H)
     again = model.generate_codes(HIDDEN.build_context(tokens, other[:, :-1]), task)
     assert torch.equal(sampled, again)
@@ -586,11 +588,7 @@ def test_hidden_training_forward_predicts_what_generation_samples(positions: str
 def test_sample_codes_with_hidden_past_codes_reads_the_frames_alone(
     data: SimpleNamespace, dataset_copy: Path
 ) -> None:
-    model = _transformer(LAYOUT.horizon, "rope")
-    model = VideoTransformer(dataclasses.replace(model.config, layout=HIDDEN)).eval()
-    with torch.no_grad():
-        for param in model.parameters():
-            param.normal_(0.0, 0.5)
+    model = _transformer(LAYOUT.horizon, "rope", hide_past_codes=True, seed=1)
     sampled = sample_codes(
         str(dataset_copy), HAND_KEY, _episode_ids(), model, _info(dataset_copy, "h"), TASK_IDS
     )
