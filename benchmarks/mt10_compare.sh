@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The MT10 comparison of issue #11 (item 5), at CPU scale, with one head recipe for every
 # learned policy:
-#   data       20 expert demonstrations per MT10 task (collection seed 0) in DATA
+#   data       EPISODES (20) expert demonstrations per MT10 task (collection seed 0) in DATA;
+#              every video goes to the generator, each head sees its share of them labelled
+#              (issue #11 item 3: EPISODES=100 LABELS=0.1 is 100 videos and 10 labels per task)
 #   generator  tokenizer, LDM and transformer (experiment mt10_cpu) on every video
 #   heads      VideoWorld and BC on each share in LABELS of each task's episodes (label seed 0,
 #              stratified by task), one head per training seed in SEEDS; then BC on every
@@ -12,7 +14,7 @@
 # leaves finished rows; rerun the same command to go on.
 #
 #   bash benchmarks/mt10_compare.sh [OUT (runs/mt10_compare)] [POLICIES (all)]
-#   DATA=OUT/data  LABELS="0.1 0.25"  SEEDS="0 1 2"  HEAD_ARGS=""  (e.g. "use_state=true",
+#   DATA=OUT/data  EPISODES=20  LABELS="0.1 0.25"  SEEDS="0 1 2"  HEAD_ARGS=""  (e.g. "use_state=true",
 #   given to every head as experiment.<head>.KEY=VALUE and recorded in its checkpoint)
 #   GEN_ARGS=""  (e.g. "hide_past_codes=true": experiment.transformer.KEY=VALUE for the
 #   transformer with codes)
@@ -28,6 +30,7 @@ set -euo pipefail
 out=${1:-runs/mt10_compare}
 only=${2:-}
 data=${DATA:-$out/data}
+episodes=${EPISODES:-20}
 labels=${LABELS:-0.1 0.25}
 seeds=${SEEDS:-0 1 2}
 read -r -a head_switches <<<"${HEAD_ARGS:-}"
@@ -50,7 +53,7 @@ evaluate() {  # eval folder name, policy
 }
 pct() { python -c "print(round(float('$1') * 100))"; }
 
-vw-robot collect suite=metaworld/mt10 episodes_per_task=20 image_size=64 workers=2 seed=0 \
+vw-robot collect suite=metaworld/mt10 "episodes_per_task=$episodes" image_size=64 workers=2 seed=0 \
   "out=$data"
 train stage=tokenizer
 train stage=ldm
