@@ -23,6 +23,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from vw_robot import checkpoint as ckpt
+from vw_robot.data import format as fmt
 from vw_robot.eval.chains import videoworld_groups
 
 # Report order; a folder name may carry a label share and a training seed after the policy
@@ -49,12 +50,41 @@ RECIPE_KEYS = (
 
 
 def policy_of(folder_name: str) -> str:
-    """The policy an eval folder holds: ``videoworld-10pct_seed2`` -> ``videoworld``."""
-    return folder_name.split("_seed")[0].split("-")[0]
+    """The policy an eval folder holds: ``videoworld-10pct_seed2`` -> ``videoworld`` (and the
+    main job's label sweep, ``videoworld_labels100`` -> ``videoworld``)."""
+    return folder_name.split("_seed")[0].split("_labels")[0].split("-")[0]
+
+
+def _episodes_per_task(checkpoint: Path, ids: list[str] | None = None) -> dict[str, int]:
+    """Episodes per task of the dataset a checkpoint was trained on (its config.yaml's
+    ``dataset``, restricted to its ``tasks``); with ``ids``, of those episodes only."""
+    config = OmegaConf.load(checkpoint / ckpt.CONFIG_FILE)
+    try:
+        rows = fmt.read_manifest(config.dataset)["episodes"]
+    except (OSError, fmt.DatasetError) as exc:
+        raise SystemExit(
+            f"{checkpoint / ckpt.CONFIG_FILE}: dataset {config.dataset}: {exc} (the videos and "
+            "labels per task are read from the dataset a policy was trained on)"
+        ) from None
+    tasks = set(config.get("tasks") or [])
+    wanted = None if ids is None else set(ids)
+    counts: dict[str, int] = {}
+    for row in rows:
+        if tasks and row["task_id"] not in tasks:
+            continue
+        if wanted is None or row["episode_id"] in wanted:
+            counts[row["task_id"]] = counts.get(row["task_id"], 0) + 1
+    if wanted is not None and sum(counts.values()) != len(wanted):
+        raise SystemExit(
+            f"{checkpoint}: {len(wanted) - sum(counts.values())} of its labelled episodes are not "
+            f"in {config.dataset}"
+        )
+    return dict(sorted(counts.items()))
 
 
 def _policy_fields(name: str, spec: str) -> dict[str, Any]:
-    """Label share, labelled episodes, training seed and steps of a policy checkpoint."""
+    """Label share, labelled episodes (and per task), the videos per task the generator stages
+    saw, training seed and steps of a policy checkpoint."""
     base = policy_of(name)
     if base not in STAGE_OF:  # expert, random: nothing trained
         return {"policy": base, "label_fraction": None, "train_seed": None}
@@ -62,15 +92,20 @@ def _policy_fields(name: str, spec: str) -> dict[str, Any]:
     stage = STAGE_OF[base]
     section = OmegaConf.load(info.path / ckpt.CONFIG_FILE).experiment[stage]
     labelled = info.model_config["env"]["labelled_episodes"]
-    generator = {}
+    generator: dict[str, Any] = {}
     if "transformer" in info.parents:  # VideoWorld, no-LDM: how its codes / frames were made
         layout = ckpt.read_info(info.parents["transformer"]).model_config["layout"]
         generator["hide_past_codes"] = bool(layout.get("hide_past_codes", False))
+    # Action-free video reaches a head through the generator stages (the transformer, or the
+    # LDM whose frame encoder a trunk=ldm head starts from); BC alone sees its labelled clips.
+    parent = next((info.parents[s] for s in ("transformer", "ldm") if s in info.parents), None)
     return {
         "policy": base,
         **generator,
         "label_fraction": 1.0 if section.label_fraction is None else section.label_fraction,
         "labelled_episodes": len(labelled),
+        "labelled_per_task": _episodes_per_task(info.path, labelled),
+        "videos_per_task": None if parent is None else _episodes_per_task(Path(parent)),
         "train_seed": int(section.optim.seed),
         "train_steps": info.step,
         "recipe": {
@@ -114,12 +149,14 @@ def playground_entry(folder: Path, command: str) -> dict[str, Any]:
 def suite_entry(folder: Path, command: str) -> dict[str, Any]:
     payload = json.loads((folder / "results.json").read_text())
     summary, config = payload["summary"], payload["config"]
+    # `vw-robot eval` records policy=<checkpoint> and seed; `vw-robot run` records the policy's
+    # name, its checkpoint and base_seed.
     return {
-        **_policy_fields(folder.name, config["policy"]),
+        **_policy_fields(folder.name, config.get("checkpoint", config["policy"])),
         "variant": folder.name,
         "mean_success": summary["mean_success"],
         "tasks": _tasks(summary),
-        "eval_seed_base": config["seed"],
+        "eval_seed_base": config.get("seed", config.get("base_seed")),
         "max_steps": config["max_episode_steps"],
         "commit": payload["provenance"]["git_revision"],
         "command": f"{command}  # eval/{folder.name}",

@@ -107,6 +107,19 @@ def _labels(e: dict) -> str:
     return f"{round(e['label_fraction'] * 100)}% ({e['labelled_episodes']})"
 
 
+def _range(counts: dict[str, int] | None) -> str:
+    if not counts:
+        return "—"
+    low, high = min(counts.values()), max(counts.values())
+    return str(low) if low == high else f"{low}-{high}"
+
+
+def _per_task(e: dict) -> str:
+    """Videos per task the generator stages saw / labelled episodes per task (issue #11 item 3);
+    — for a policy without a generator (BC: its labelled clips are all it sees)."""
+    return f"{_range(e.get('videos_per_task'))} / {_range(e.get('labelled_per_task'))}"
+
+
 def playground_table(entries: list[dict]) -> str:
     """One row per policy: VideoWorld's subtask groups, the 12 subtasks pooled, then chains of
     five (share of chains that completed at least k subtasks) and the average length."""
@@ -147,11 +160,14 @@ def seeds_table(entries: list[dict]) -> str:
     for e in entries:
         rows.setdefault((e["policy"], e.get("label_fraction")), {})[e.get("train_seed")] = e
     seeds = sorted({e.get("train_seed") or 0 for e in entries})
+    # Studies since issue #11 item 3 record the videos and labels per task; older ones do not.
+    per_task = any("labelled_per_task" in e for e in entries)
     lines = [
         "| policy | labels (episodes) | "
+        + ("videos / labelled per task | " if per_task else "")
         + " | ".join(f"seed {k}" for k in seeds)
         + " | seeds pooled [95% CI] |",
-        "|---|---|" + "---:|" * len(seeds) + "---:|",
+        "|---|---|" + ("---:|" if per_task else "") + "---:|" * len(seeds) + "---:|",
     ]
     pooled: dict[tuple, tuple[int, int]] = {}
     for (policy, share), by_seed in rows.items():
@@ -166,6 +182,7 @@ def seeds_table(entries: list[dict]) -> str:
         first = next(iter(by_seed.values()))
         lines.append(
             f"| {policy}{_hidden(first)} | {_labels(first)} | "
+            + (f"{_per_task(first)} | " if per_task else "")
             + " | ".join(cells)
             + f" | {_interval(wins, total)}{n} |"
         )

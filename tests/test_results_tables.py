@@ -139,3 +139,26 @@ def test_the_seeds_table_pools_training_seeds_and_compares_intervals():
     assert table[-2].endswith("the intervals do not overlap (difference +0.450).")
     assert table[-1].startswith("- 25% labels: VideoWorld 0.500")
     assert "the intervals overlap" in table[-1]
+
+
+def test_the_seeds_table_states_videos_and_labels_per_task():
+    """Issue #11 item 3: a comparison says how many videos per task the generator saw and how
+    many episodes per task were labelled; BC has no generator."""
+    sys.path.insert(0, str(REPO / "docs"))
+    try:
+        import results_tables
+    finally:
+        sys.path.pop(0)
+    videos = {"metaworld/reach-v3": 100, "metaworld/push-v3": 98}
+    labels = {"metaworld/reach-v3": 10, "metaworld/push-v3": 10}
+    entries = [
+        {**_entry("videoworld", 0.1, 0, 12), "videos_per_task": videos},
+        {**_entry("bc", 0.1, 0, 9), "videos_per_task": None},
+    ]
+    entries = [{**e, "labelled_per_task": labels} for e in entries]
+    table = results_tables.seeds_table(entries).splitlines()
+    assert "| videos / labelled per task |" in table[0]
+    assert table[2].startswith("| videoworld | 10% (2) | 98-100 / 10 | 12/20")
+    assert table[3].startswith("| bc | 10% (2) | — / 10 | 9/20")
+    older = results_tables.seeds_table([_entry("videoworld", 0.1, 0, 12)]).splitlines()
+    assert "videos / labelled" not in older[0]

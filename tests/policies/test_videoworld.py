@@ -91,6 +91,34 @@ def test_baselines_compare_at_the_stated_labels(demo):
     assert str(noldm.parents["transformer"]).startswith(str(demo / "transformer_nocodes"))
 
 
+def test_results_as_data_state_videos_and_labels_per_task(demo, tmp_path):
+    """benchmarks/results_json.py reads from the checkpoints how many videos per task the
+    generator stages saw and how many labelled episodes per task each head trained on."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "results_json.py"
+    target = tmp_path / "demo.json"
+    done = subprocess.run(
+        [sys.executable, str(script), "suite", str(demo), "--json", str(target)],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    entries = {e["variant"]: e for e in json.loads(target.read_text())}
+    every = {task: 2 for task in TASKS}
+    one = {task: 1 for task in TASKS}
+    assert entries["videoworld"]["videos_per_task"] == every
+    assert entries["videoworld"]["labelled_per_task"] == one
+    assert entries["noldm"]["videos_per_task"] == every
+    assert entries["bc"]["videos_per_task"] is None and entries["bc"]["labelled_per_task"] == one
+    assert entries["bc_all"]["labelled_per_task"] == every
+    assert entries["videoworld_labels100"]["labelled_per_task"] == every
+    assert "labelled_per_task" not in entries["expert"]
+    assert {e["eval_seed_base"] for e in entries.values()} == {1000}
+
+
 def test_noldm_policy_predicts_a_frame_and_resets(demo):
     policy = load_policy(demo / "noldm_head", execute=1)
     assert policy.name == "noldm"
