@@ -45,6 +45,10 @@ variants=(
   # What the policy sees: the free "workspace" camera frames the table top, where corner2
   # shows the reach goal as 1-2 pixels at 64 px and the workspace camera as 4-8.
   "task_shift_state_2k_val_workspace|task_conditioning=true augment_shift=4 use_state=true optim.steps=2000 val_fraction=0.1||workspace"
+  # Two views in one image: the middle rows of the free cameras "front" (low, from the front)
+  # and "top" (straight down), at right angles, so that a goal in the air is placed in 3-D
+  # (benchmarks/goal_ambiguity.py: 1 cm apart at most for goals that look alike in both).
+  "task_shift_state_2k_val_fronttop|task_conditioning=true augment_shift=4 use_state=true optim.steps=2000 val_fraction=0.1||front+top"
 )
 for row in "${variants[@]}"; do
   IFS='|' read -r name train_switches eval_switches camera <<<"$row"

@@ -13,13 +13,19 @@ The time limit is added by :func:`vw_robot.envs.make_env` with gymnasium's ``Tim
 from __future__ import annotations
 
 import abc
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import gymnasium as gym
 import mujoco
 import numpy as np
 
-from vw_robot.envs.rendering import FastRenderer, FreeCamera, validate_image_size
+from vw_robot.envs.rendering import (
+    FreeCamera,
+    ViewsRenderer,
+    split_views,
+    validate_image_size,
+)
 from vw_robot.errors import UserError
 
 # Simulator seeds are drawn below this bound so every simulator's seeding accepts them.
@@ -37,12 +43,13 @@ class SimEnv(gym.Env, abc.ABC):
         task_id: registry id, e.g. ``"metaworld/reach-v3"``.
         image_size: side of the square camera image.
         camera: the camera's name: one in the simulator's model, or one of the suite's own
-            (then ``free_camera`` says where it is).
-        flip_camera: flip image rows (cameras mounted upside down).
+            (then ``free_cameras`` says where it is); or several joined by ``+``, stacked in
+            one image (:class:`~vw_robot.envs.rendering.ViewsRenderer`).
+        flipped_cameras: cameras whose image rows are flipped (mounted upside down).
         state_dim: size of the proprio vector.
         action_dim: size of the action vector.
         render_mode: ``None`` or ``"rgb_array"`` (``render()`` returns the current camera image).
-        free_camera: the pose of ``camera`` when the model does not define it.
+        free_cameras: the poses of the suite's own cameras, which the model does not define.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
@@ -53,11 +60,11 @@ class SimEnv(gym.Env, abc.ABC):
         *,
         image_size: int,
         camera: str,
-        flip_camera: bool,
         state_dim: int,
         action_dim: int,
         render_mode: str | None = None,
-        free_camera: FreeCamera | None = None,
+        flipped_cameras: Collection[str] = (),
+        free_cameras: Mapping[str, FreeCamera] | None = None,
     ) -> None:
         super().__init__()
         if render_mode not in (None, "rgb_array"):
@@ -68,9 +75,9 @@ class SimEnv(gym.Env, abc.ABC):
         self.image_size = validate_image_size(image_size)
         self.camera = camera
         self.render_mode = render_mode
-        self._flip_camera = flip_camera
-        self._free_camera = free_camera
-        self._renderer: FastRenderer | None = None
+        self._flipped_cameras = frozenset(flipped_cameras)
+        self._free_cameras = dict(free_cameras or {})
+        self._renderer: ViewsRenderer | None = None
         self.observation_space = gym.spaces.Dict(
             {
                 "pixels": gym.spaces.Box(
@@ -161,14 +168,18 @@ class SimEnv(gym.Env, abc.ABC):
         super().close()
 
     # ----------------------------------------------------------------- helpers
+    def view(self, name: str) -> tuple[str | FreeCamera, bool]:
+        """One camera of the scene: what the renderer takes for it (its name, or the pose of a
+        camera of the suite's own) and whether its rows are flipped."""
+        return self._free_cameras.get(name, name), name in self._flipped_cameras
+
     def _render_pixels(self) -> np.ndarray:
         if self._renderer is None:
             # Built on first use so an env made in a parent process never holds a GL context.
-            self._renderer = FastRenderer(
+            self._renderer = ViewsRenderer(
                 self.mj_model,
                 self.image_size,
-                self._free_camera or self.camera,
-                flip=self._flip_camera,
+                [self.view(name) for name in split_views(self.camera)],
             )
         return self._renderer.render(self.mj_data)
 

@@ -40,6 +40,8 @@ CAMERAS = (
     "behindGripper",
     "gripperPOV",
     "workspace",
+    "front",
+    "top",
 )
 DEFAULT_CAMERA = "corner2"
 # The corner cameras are mounted upside down in Meta-World's XML.
@@ -49,7 +51,12 @@ _FLIPPED_CAMERAS = frozenset({"corner", "corner2", "corner3", "corner4"})
 # goal marker or puck is 2-3 px wide and the hand's height shows against the table, where
 # corner2 shows the whole room and them as a pixel or less (issue #11, "what the policy sees").
 FREE_CAMERAS = {
-    "workspace": FreeCamera(lookat=(0.0, 0.65, 0.12), distance=1.2, azimuth=-130, elevation=-35)
+    "workspace": FreeCamera(lookat=(0.0, 0.65, 0.12), distance=1.2, azimuth=-130, elevation=-35),
+    # Made to be stacked (camera="front+top", issue #11): from the front, low, and straight
+    # down, at right angles, so that between them a point's height and its place on the table
+    # are both seen — a goal floating in the air shows on one pixel ray from any single camera.
+    "front": FreeCamera(lookat=(0.0, 0.7, 0.15), distance=1.2, azimuth=-90, elevation=-25),
+    "top": FreeCamera(lookat=(0.0, 0.7, 0.0), distance=1.2, azimuth=90, elevation=-90),
 }
 DEFAULT_MAX_EPISODE_STEPS = 500
 STATE_DIM = 4  # end-effector xyz + gripper opening
@@ -90,11 +97,11 @@ class MetaWorldEnv(SimEnv):
             f"metaworld/{name}",
             image_size=image_size,
             camera=camera,
-            flip_camera=camera in _FLIPPED_CAMERAS,
             state_dim=STATE_DIM,
             action_dim=ACTION_DIM,
             render_mode=render_mode,
-            free_camera=FREE_CAMERAS.get(camera),
+            flipped_cameras=_FLIPPED_CAMERAS,
+            free_cameras=FREE_CAMERAS,
         )
         from metaworld.env_dict import ALL_V3_ENVIRONMENTS
 

@@ -57,7 +57,6 @@ class _PlaygroundBase(SimEnv):
             task_id,
             image_size=image_size,
             camera=camera,
-            flip_camera=False,
             state_dim=STATE_DIM,
             action_dim=ACTION_DIM,
             render_mode=render_mode,

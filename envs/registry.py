@@ -21,7 +21,7 @@ import gymnasium as gym
 from vw_robot.envs import metaworld_suite as mw
 from vw_robot.envs import playground_suite as pg
 from vw_robot.envs import robosuite_suite as rs
-from vw_robot.envs.rendering import validate_image_size
+from vw_robot.envs.rendering import camera_problem, validate_image_size
 from vw_robot.errors import UserError
 
 
@@ -225,7 +225,9 @@ def make_env(
     Args:
         task_id: e.g. ``"metaworld/reach-v3"``, ``"robosuite/lift"``; see :func:`list_tasks`.
         image_size: side of the square RGB observation, in pixels.
-        camera: a camera of the task's scene; ``None`` picks the suite's default.
+        camera: a camera of the task's scene, or several joined by ``+`` (``"front+top"``:
+            the views stacked in one image, each the middle rows of its camera's image);
+            ``None`` picks the suite's default.
         seed: seed used by the first ``reset()`` that is given none (and the action space).
         max_episode_steps: time limit; ``None`` uses the task's default.
         render_mode: ``None`` or ``"rgb_array"``.
@@ -237,10 +239,8 @@ def make_env(
     image_size = validate_image_size(image_size)
     if camera is None:
         camera = spec.cameras[0]
-    elif camera not in spec.cameras:
-        raise UserError(
-            f"camera={camera!r} is not a camera of {task_id}; allowed: {', '.join(spec.cameras)}."
-        )
+    elif problem := camera_problem(camera, spec.cameras, image_size):
+        raise UserError(f"camera={camera!r} for {task_id}: {problem}.")
     if max_episode_steps is None:
         max_episode_steps = spec.max_episode_steps
     elif (

@@ -10,6 +10,9 @@ visuals, ~6 ms with shadows, multisampling and reflections off (SIM_NOTES.md).
 
 from __future__ import annotations
 
+import contextlib
+import math
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import mujoco
@@ -19,6 +22,37 @@ from vw_robot.errors import UserError
 
 MIN_IMAGE_SIZE = 16
 MAX_IMAGE_SIZE = 1024
+# camera="a+b": views a and b stacked in one square image (see ViewsRenderer).
+VIEW_SEPARATOR = "+"
+MAX_VIEWS = 4
+
+
+def split_views(camera: str) -> tuple[str, ...]:
+    """``"front+top"`` -> ``("front", "top")``; a plain camera name is one view."""
+    return tuple(camera.split(VIEW_SEPARATOR))
+
+
+def camera_problem(camera: str, cameras: Sequence[str], image_size: int) -> str | None:
+    """Why ``camera`` (one name, or views joined by ``+``) cannot be rendered at ``image_size``
+    from a scene with ``cameras``; ``None`` when it can."""
+    views = split_views(camera)
+    unknown = [v for v in views if v not in cameras]
+    if unknown:
+        return (
+            f"{', '.join(repr(v) for v in unknown)} is not a camera of the scene; allowed: "
+            f"{', '.join(cameras)}, or up to {MAX_VIEWS} of them joined by "
+            f"{VIEW_SEPARATOR!r} (views stacked in one image)"
+        )
+    if len(views) > MAX_VIEWS:
+        return f"{len(views)} views; at most {MAX_VIEWS} fit one image"
+    if len(set(views)) != len(views):
+        return f"a view appears twice in {camera!r}"
+    if image_size % len(views):
+        return (
+            f"{len(views)} views need an image_size divisible by {len(views)} (each view is "
+            f"image_size // {len(views)} rows tall), got {image_size}"
+        )
+    return None
 
 
 def validate_image_size(image_size: object) -> int:
@@ -77,6 +111,9 @@ class FastRenderer:
         camera: name of a camera defined in the model, or a :class:`FreeCamera`.
         flip: flip rows (for cameras that are mounted upside down, e.g. Meta-World's corners).
         fast: use CPU-friendly visuals (no shadows, reflections, skybox, multisampling).
+        band: render only the middle ``1 / band`` of the camera's image height, at full
+            resolution: an image ``image_size`` wide and ``image_size // band`` tall (the
+            vertical field of view narrowed to match; the horizontal one unchanged).
     """
 
     def __init__(
@@ -87,18 +124,28 @@ class FastRenderer:
         *,
         flip: bool = False,
         fast: bool = True,
+        band: int = 1,
     ) -> None:
         self.image_size = validate_image_size(image_size)
+        if band < 1 or self.image_size % band:
+            raise UserError(f"band={band}: image_size={image_size} must be a multiple of it.")
         self.camera = camera
         # update_scene takes a camera name or an MjvCamera (built once: it holds no state).
         self._camera = camera.mjv_camera() if isinstance(camera, FreeCamera) else camera
         self.flip = flip
+        self.band = band
+        self._model = model
+        self._camera_index: int | None = None
+        if not isinstance(camera, FreeCamera):
+            self._camera_index = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, camera)
+            if self._camera_index < 0:
+                raise UserError(f"camera {camera!r} is not in the model.")
         if fast:
             apply_fast_visuals(model)
         # The offscreen framebuffer must hold the image; models default to 640x480.
         model.vis.global_.offwidth = max(model.vis.global_.offwidth, self.image_size)
         model.vis.global_.offheight = max(model.vis.global_.offheight, self.image_size)
-        self._renderer = mujoco.Renderer(model, self.image_size, self.image_size)
+        self._renderer = mujoco.Renderer(model, self.image_size // band, self.image_size)
         if fast:
             flags = self._renderer.scene.flags
             flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
@@ -111,7 +158,8 @@ class FastRenderer:
         Returns:
             (H, W, 3) uint8 image, upright, a fresh array the caller owns.
         """
-        self._renderer.update_scene(data, camera=self._camera)
+        with self._narrowed_fovy():
+            self._renderer.update_scene(data, camera=self._camera)
         image = self._renderer.render()  # (H, W, 3) uint8
         if self.flip:
             image = image[::-1]
@@ -122,3 +170,64 @@ class FastRenderer:
         if self._renderer is not None:
             self._renderer.close()
             self._renderer = None
+
+    @contextlib.contextmanager
+    def _narrowed_fovy(self) -> Iterator[None]:
+        """For a band, the camera's vertical field of view narrowed to the band's rows while the
+        scene is built (the model's own value restored after): MuJoCo keeps the vertical field
+        of view and square pixels, so a wide, short viewport then shows the middle rows of the
+        square image at the same pixel scale."""
+        if self.band == 1:
+            yield
+            return
+        fovy = self._fovy()
+        self._set_fovy(math.degrees(2 * math.atan(math.tan(math.radians(fovy) / 2) / self.band)))
+        try:
+            yield
+        finally:
+            self._set_fovy(fovy)
+
+    def _fovy(self) -> float:
+        if self._camera_index is None:
+            return float(self._model.vis.global_.fovy)  # free cameras use the global one
+        return float(self._model.cam_fovy[self._camera_index])
+
+    def _set_fovy(self, value: float) -> None:
+        if self._camera_index is None:
+            self._model.vis.global_.fovy = value
+        else:
+            self._model.cam_fovy[self._camera_index] = value
+
+
+class ViewsRenderer:
+    """Several cameras of one model in one square image: view i fills rows
+    ``[i * S / N, (i + 1) * S / N)``, showing the middle ``1 / N`` of that camera's image height
+    at full resolution and its whole width (``camera="front+top"``: N = 2). One view is a plain
+    :class:`FastRenderer` image.
+
+    Args:
+        model: the simulator's ``MjModel``.
+        image_size: side S of the square image.
+        views: per view, the camera (a name in the model or a :class:`FreeCamera`) and whether
+            its rows are flipped.
+    """
+
+    def __init__(
+        self,
+        model: mujoco.MjModel,
+        image_size: int,
+        views: Sequence[tuple[str | FreeCamera, bool]],
+    ) -> None:
+        self._renderers = [
+            FastRenderer(model, image_size, camera, flip=flip, band=len(views))
+            for camera, flip in views
+        ]
+
+    def render(self, data: mujoco.MjData) -> np.ndarray:
+        """(S, S, 3) uint8, upright, a fresh array the caller owns."""
+        images = [renderer.render(data) for renderer in self._renderers]
+        return images[0] if len(images) == 1 else np.concatenate(images, axis=0)
+
+    def close(self) -> None:
+        for renderer in self._renderers:
+            renderer.close()

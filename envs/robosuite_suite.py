@@ -62,7 +62,6 @@ class RobosuiteEnv(SimEnv):
             f"robosuite/{name}",
             image_size=image_size,
             camera=camera,
-            flip_camera=False,
             state_dim=STATE_DIM,
             action_dim=action_dim,
             render_mode=render_mode,

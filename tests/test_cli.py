@@ -42,6 +42,7 @@ def test_default_configs_are_the_documented_defaults():
         ("suite=metaworld/mt11", "suite"),
         ("tasks=[metaworld/reach]", "tasks"),
         ("camera=nope", "camera"),
+        ("camera=front+top+workspace", "camera"),  # 3 views do not divide 64 rows
         ("policy=videoworld", "policy"),
         ("execute=0", "execute"),
         ("no_such_key=1", "no_such_key"),

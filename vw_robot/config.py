@@ -16,7 +16,7 @@ from vw_robot.data.video import CODECS
 from vw_robot.envs import get_spec, resolve_tasks
 from vw_robot.envs import playground_suite as pg
 from vw_robot.envs import playground_tasks as pt
-from vw_robot.envs.rendering import validate_image_size
+from vw_robot.envs.rendering import camera_problem, validate_image_size
 from vw_robot.errors import ConfigError, UserError
 from vw_robot.policies import check_policy_spec
 from vw_robot.training.config import ExperimentConfig, ExportCodesConfig, TrainConfig
@@ -82,12 +82,8 @@ def _validate_env_choice(
         raise ConfigError(f"{'tasks' if tasks else 'suite'}: {exc}") from None
     if camera is not None:
         for task_id in task_ids:
-            cameras = get_spec(task_id).cameras
-            _check(
-                camera in cameras,
-                "camera",
-                f"{camera!r} is not a camera of {task_id}; allowed: {', '.join(cameras)}",
-            )
+            problem = camera_problem(camera, get_spec(task_id).cameras, image_size)
+            _check(problem is None, "camera", f"{camera!r} for {task_id}: {problem}")
     return task_ids
 
 

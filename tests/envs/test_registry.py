@@ -52,6 +52,34 @@ def test_bad_camera_lists_allowed_cameras():
         make_env("metaworld/reach-v3", camera="agentview")
 
 
+@pytest.mark.parametrize(
+    ("camera", "size", "message"),
+    [
+        ("front+nope", 64, r"camera='front\+nope'.*'nope' is not a camera.*corner2"),
+        ("front+front", 64, "a view appears twice"),
+        ("front+top+workspace", 64, "divisible by 3.*got 64"),
+        ("front+top+workspace+corner2+corner", 80, "5 views; at most 4"),
+    ],
+)
+def test_bad_stacked_views_name_the_view(camera, size, message):
+    with pytest.raises(ValueError, match=message):
+        make_env("metaworld/reach-v3", camera=camera, image_size=size)
+
+
+@pytest.mark.parametrize("camera", ["front+top", "corner2+gripperPOV"])
+def test_stacked_views_are_the_middle_rows_of_each_camera(camera):
+    """camera="a+b": one square image, each view the middle half of its own camera's image at
+    full resolution (a flipped corner camera too), the same pixels."""
+    size = 32
+    stacked, _ = make_env("metaworld/reach-v3", image_size=size, camera=camera).reset(seed=3)
+    assert stacked["pixels"].shape == (size, size, 3)
+    for i, view in enumerate(camera.split("+")):
+        alone, _ = make_env("metaworld/reach-v3", image_size=size, camera=view).reset(seed=3)
+        band = stacked["pixels"][i * size // 2 : (i + 1) * size // 2]
+        assert band.std() > 0
+        assert (band == alone["pixels"][size // 4 : 3 * size // 4]).all(), view
+
+
 @pytest.mark.parametrize("steps", [0, -5, 2.5])
 def test_bad_max_episode_steps(steps):
     with pytest.raises(ValueError, match="max_episode_steps"):
