@@ -71,10 +71,26 @@ def test_stacked_views_are_the_middle_rows_of_each_camera(camera):
     """camera="a+b": one square image, each view the middle half of its own camera's image at
     full resolution (a flipped corner camera too), the same pixels."""
     size = 32
-    stacked, _ = make_env("metaworld/reach-v3", image_size=size, camera=camera).reset(seed=3)
-    assert stacked["pixels"].shape == (size, size, 3)
+    env, pristine = (
+        make_env("metaworld/reach-v3", image_size=size, camera=camera),
+        make_env("metaworld/reach-v3"),
+    )
+    try:
+        stacked, _ = env.reset(seed=3)
+        assert stacked["pixels"].shape == (size, size, 3)
+        # Rendering narrows a view's field of view only while it builds the scene.
+        model, unrendered = env.unwrapped.mj_model, pristine.unwrapped.mj_model
+        assert model.vis.global_.fovy == unrendered.vis.global_.fovy
+        assert (model.cam_fovy == unrendered.cam_fovy).all()
+    finally:
+        env.close()
+        pristine.close()
     for i, view in enumerate(camera.split("+")):
-        alone, _ = make_env("metaworld/reach-v3", image_size=size, camera=view).reset(seed=3)
+        single = make_env("metaworld/reach-v3", image_size=size, camera=view)
+        try:
+            alone, _ = single.reset(seed=3)
+        finally:
+            single.close()
         band = stacked["pixels"][i * size // 2 : (i + 1) * size // 2]
         assert band.std() > 0
         assert (band == alone["pixels"][size // 4 : 3 * size // 4]).all(), view
