@@ -34,6 +34,7 @@ ORDER = [
     "task_shift_state_2k_val_ema",
     "task_shift_state_2k_val_big",
     "task_shift_state_2k_val_workspace",
+    "task_shift_state_2k_val_fronttop",
 ]
 
 
