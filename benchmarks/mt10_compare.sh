@@ -14,8 +14,9 @@
 # leaves finished rows; rerun the same command to go on.
 #
 #   bash benchmarks/mt10_compare.sh [OUT (runs/mt10_compare)] [POLICIES (all)]
-#   DATA=OUT/data  EPISODES=20  LABELS="0.1 0.25"  SEEDS="0 1 2"  HEAD_ARGS=""  (e.g. "use_state=true",
-#   given to every head as experiment.<head>.KEY=VALUE and recorded in its checkpoint)
+#   DATA=OUT/data  EPISODES=20  CAMERA=corner2 (e.g. front+top: two views stacked in one
+#   image; every policy is evaluated on its own camera)  LABELS="0.1 0.25"  SEEDS="0 1 2"
+#   HEAD_ARGS=""  (e.g. "use_state=true", given to every head as experiment.<head>.KEY=VALUE and recorded in its checkpoint)
 #   GEN_ARGS=""  (e.g. "hide_past_codes=true": experiment.transformer.KEY=VALUE for the
 #   transformer with codes)
 #   POLICIES: any of generator videoworld bc bc_all noldm videoworld_all expert random (the
@@ -31,6 +32,7 @@ out=${1:-runs/mt10_compare}
 only=${2:-}
 data=${DATA:-$out/data}
 episodes=${EPISODES:-20}
+camera=${CAMERA:-corner2}
 labels=${LABELS:-0.1 0.25}
 seeds=${SEEDS:-0 1 2}
 read -r -a head_switches <<<"${HEAD_ARGS:-}"
@@ -54,7 +56,7 @@ evaluate() {  # eval folder name, policy
 pct() { python -c "print(round(float('$1') * 100))"; }
 
 vw-robot collect suite=metaworld/mt10 "episodes_per_task=$episodes" image_size=64 workers=2 seed=0 \
-  "out=$data"
+  "camera=$camera" "out=$data"
 train stage=tokenizer
 train stage=ldm
 train stage=transformer "${gen_args[@]}"

@@ -11,7 +11,8 @@
 #              360 steps), for VideoWorld, no-LDM, BC, BC on all labels, expert and random
 #
 #   bash benchmarks/playground.sh [OUT (runs/playground)] [LABELS (0.25)] [POLICIES (all)]
-#   DATA=OUT/data  CHAINS=200  TRAIN_SEED=0  HEAD_ARGS="" (e.g. "optim.steps=2000", given to every
+#   DATA=OUT/data  CAMERA=front (e.g. front+top: two views stacked in one image)  CHAINS=200
+#   TRAIN_SEED=0  HEAD_ARGS="" (e.g. "optim.steps=2000", given to every
 #   head as experiment.<head>.KEY=VALUE after the preset's recipe, recorded in its checkpoint)
 #   GEN_ARGS="" (e.g. "hide_past_codes=true": experiment.transformer.KEY=VALUE for the
 #   transformer with codes)
@@ -28,12 +29,13 @@ seed=${TRAIN_SEED:-0}
 read -r -a head_switches <<<"${HEAD_ARGS:-}"
 read -r -a gen_switches <<<"${GEN_ARGS:-}"
 data=${DATA:-$out/data}
+camera=${CAMERA:-front}
 export MUJOCO_GL=${MUJOCO_GL:-egl}
 
 vw-robot collect suite=playground/all episodes_per_task=20 image_size=64 workers=2 seed=0 \
-  "out=$data"
+  "camera=$camera" "out=$data"
 vw-robot collect "tasks=[playground/play]" episodes_per_task=20 image_size=64 workers=2 seed=0 \
-  "out=$data"
+  "camera=$camera" "out=$data"
 
 subtasks=$(python -c "from vw_robot.envs import list_tasks; print(','.join(list_tasks('playground/all')))")
 video="tasks=[$subtasks,playground/play]"  # the generator stages: every video

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from vw_robot.data import format as fmt
-from vw_robot.envs import make_env
+from vw_robot.envs import get_spec, make_env
 from vw_robot.eval.seeding import episode_seed
 from vw_robot.io import LockHeldError, folder_lock
 from vw_robot.policies import make_policy
@@ -176,6 +176,22 @@ def run_job(root: str, job: EpisodeJob) -> dict[str, Any]:
     return row
 
 
+def _check_camera(out: Path, job: EpisodeJob) -> None:
+    """Refuse to resume over an episode recorded with another camera: its id names the task,
+    seed and index, not the camera, so it would be skipped as complete and the dataset would mix
+    cameras (a policy acts on one)."""
+    if not (fmt.episode_dir(out, job.episode_id) / fmt.META_FILE).exists():
+        return  # recorded as dropped: no frames
+    recorded = (fmt.read_meta(out, job.episode_id).env_spec or {}).get("camera")
+    wanted = dict(job.env_kwargs).get("camera") or get_spec(job.task_id).cameras[0]
+    if recorded is not None and recorded != wanted:
+        raise fmt.DatasetError(
+            f"{out}: episode {job.episode_id} was recorded with camera={recorded!r}; this "
+            f"collection asks for camera={wanted!r} and would skip it as complete. Collect into "
+            f"another folder (out=...), or ask for camera={recorded}."
+        )
+
+
 def _remove_leftovers(out: Path, jobs: Sequence[EpisodeJob]) -> None:
     """Delete the temporary files an interrupted collection left (a kill mid-write), in the
     episode folders and drop records of ``jobs`` and beside the manifest.
@@ -253,6 +269,7 @@ def collect(
         todo = []
         for job in jobs:
             if fmt.is_complete(out, job.episode_id):
+                _check_camera(out, job)
                 per_task[job.task_id]["skipped"] += 1
             else:
                 todo.append(job)

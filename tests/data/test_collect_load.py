@@ -187,6 +187,31 @@ def test_resume_after_an_interrupted_collection(tmp_path):
     assert fmt.read_manifest(root)["num_episodes"] == 3
 
 
+def test_resuming_with_another_camera_is_refused(dataset_root, tmp_path):
+    """Episode ids name task, seed and index, not the camera: a rerun with another camera would
+    skip them as complete and leave a dataset of mixed cameras. Refused, nothing written; the
+    head refuses labelled episodes of several cameras too."""
+    import shutil
+
+    from vw_robot.training.config import TrainConfig
+    from vw_robot.training.stages import run_stage
+
+    root = tmp_path / "d"
+    shutil.copytree(dataset_root, root)
+    before = sorted(p.name for p in (root / "episodes").iterdir())
+    with pytest.raises(fmt.DatasetError, match=r"camera='corner2'.*camera='front\+top'"):
+        collect(root, TASKS, episodes_per_task=3, image_size=SIZE, camera="front+top")
+    assert sorted(p.name for p in (root / "episodes").iterdir()) == before
+    # The suite's default camera, named or not, resumes.
+    collect(root, TASKS[:1], episodes_per_task=2, image_size=SIZE, camera="corner2")
+    # Another collection seed adds new ids with the other camera: the dataset mixes them, and
+    # a head trained on both is refused, naming the cameras.
+    collect(root, TASKS[:1], episodes_per_task=1, image_size=SIZE, camera="front+top", seed=7)
+    cfg = TrainConfig(stage="bc", dataset=str(root), out=str(tmp_path / "runs"))
+    with pytest.raises(fmt.DatasetError, match=r"2 cameras \('corner2'.*'front\+top'"):
+        run_stage(cfg)
+
+
 def test_same_seeds_give_the_same_episodes(tmp_path):
     for name in ("a", "b"):
         collect(tmp_path / name, TASKS[:1], episodes_per_task=1, image_size=SIZE, seed=4)

@@ -221,6 +221,19 @@ def _labelled_episodes(cfg: TrainConfig) -> tuple[list[str], list[fmt.EpisodeMet
     dims = {m.action_dim for m in metas}
     if len(dims) != 1:
         raise fmt.DatasetError(f"{cfg.dataset}: labelled episodes mix action sizes {sorted(dims)}")
+    # A policy acts on one camera (recorded in its checkpoint); imported videos name none.
+    cameras: dict[str, str] = {}  # camera -> an episode recorded with it
+    for meta in metas:
+        camera = (meta.env_spec or {}).get("camera")
+        if camera is not None:
+            cameras.setdefault(camera, meta.episode_id)
+    if len(cameras) > 1:
+        raise fmt.DatasetError(
+            f"{cfg.dataset}: the labelled episodes come from {len(cameras)} cameras ("
+            + ", ".join(f"{c!r}: e.g. {e}" for c, e in cameras.items())
+            + "); a policy acts on one: keep one camera's episodes per dataset, or choose "
+            "tasks= recorded with one."
+        )
     return labelled, metas
 
 
