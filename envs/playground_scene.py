@@ -215,6 +215,9 @@ SCENE_XML = f"""
           <geom name="column" type="cylinder" size="0.014 0.5" pos="0 0 0.512" mass="0.01"
                 rgba="0.3 0.3 0.32 1" {_VISUAL}/>
           <site name="grip" pos="0 0 -0.06" size="0.005" rgba="1 1 0 0"/>
+          <!-- gripper camera (CALVIN's second view): rides with the hand behind the fingers,
+               looking down and ahead at the fingertips and what lies below them -->
+          <camera name="gripper" pos="-0.035 0 -0.016" xyaxes="0 -1 0 0.94 0 0.342" fovy="75"/>
           <body name="finger_left" pos="0 0.007 -0.042" gravcomp="1">
             <joint name="finger_left" type="slide" axis="0 1 0" range="0 {FINGER_OPEN}"
                    damping="1" armature="0.01"/>

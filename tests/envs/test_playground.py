@@ -363,3 +363,25 @@ def test_collector_records_playground_demonstrations(tmp_path):
     )
     assert summary["episodes_in_dataset"] == 1
     assert summary["tasks"]["playground/turn-on-led"]["kept"] == 1
+
+
+def test_gripper_camera_rides_with_the_hand():
+    """The wrist view (CALVIN's second camera) moves with the grip point and sees the table
+    change under it, while the scene's fixed cameras stay where they are."""
+    env = make_env("playground/open-drawer", image_size=64, camera="front+gripper")
+    try:
+        inner = env.unwrapped
+        inner.reset(seed=0)
+        model, data = inner.mj_model, inner.mj_data
+        gripper, front = model.camera("gripper").id, model.camera("front").id
+        state = inner.sim.state()
+        poses, frames = [], []
+        for dx in (0.0, 0.05):
+            inner.sim.set_state(state.copy(grip=state.grip + np.array([dx, 0.0, 0.0])))
+            frames.append(inner._render_pixels())
+            poses.append((data.cam_xpos[gripper].copy(), data.cam_xpos[front].copy()))
+        np.testing.assert_allclose(poses[1][0] - poses[0][0], [0.05, 0.0, 0.0], atol=1e-6)
+        np.testing.assert_allclose(poses[1][1], poses[0][1])
+        assert not np.array_equal(frames[0][32:], frames[1][32:])  # the wrist view's band
+    finally:
+        env.close()
