@@ -344,6 +344,10 @@ class RunConfig:
     # 0.25, 0.1]); the generator stages are shared.
     label_sweep: list[float] = field(default_factory=list)
     image_size: int = 64  # camera image side (must match the experiment's models)
+    # What the policies see, recorded with the demonstrations and in every checkpoint: None for
+    # each suite's default camera, or a camera of the scene, or up to 4 joined by "+" and
+    # stacked in one frame (e.g. front+top for Meta-World and the playground).
+    camera: Optional[str] = None
     workers: int = 2  # processes for collection and evaluation
     seed: int = 0  # collection seed; evaluation uses seed + 1000 (unseen episodes)
     videos_per_task: int = 1  # evaluation videos per task and policy
@@ -377,7 +381,9 @@ class RunConfig:
         )
         # A given suite replaces the built-in task list (tasks always has a value).
         tasks = None if self.suite else self.tasks
-        task_ids = _validate_env_choice(self.suite, tasks, self.image_size, None, None, "expert")
+        task_ids = _validate_env_choice(
+            self.suite, tasks, self.image_size, self.camera, None, "expert"
+        )
         self._check_video_tasks(task_ids)
         self.eval_task_ids(task_ids)
         _check(self.chains >= 0, "chains", f"{self.chains} < 0")
@@ -404,6 +410,10 @@ class RunConfig:
             )
         except ConfigError as exc:
             raise ConfigError(f"video_{exc}") from None
+        if self.camera is not None:  # the video is recorded with the same camera
+            for task_id in videos:
+                problem = camera_problem(self.camera, get_spec(task_id).cameras, self.image_size)
+                _check(problem is None, "camera", f"{self.camera!r} for {task_id}: {problem}")
         both = [t for t in videos if t in task_ids]
         _check(
             not both,

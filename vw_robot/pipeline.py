@@ -121,6 +121,7 @@ def run_pipeline(cfg: RunConfig) -> dict[str, Any]:
             tasks,
             episodes_per_task=cfg.episodes_per_task,
             image_size=cfg.image_size,
+            camera=cfg.camera,
             seed=cfg.seed,
             workers=cfg.workers,
             progress=lambda row: bar.update(1),
@@ -135,6 +136,7 @@ def run_pipeline(cfg: RunConfig) -> dict[str, Any]:
                 cfg.video_tasks,
                 episodes_per_task=count,
                 image_size=cfg.image_size,
+                camera=cfg.camera,
                 seed=cfg.seed,
                 workers=cfg.workers,
                 progress=lambda row: bar.update(1),
@@ -162,7 +164,7 @@ def run_pipeline(cfg: RunConfig) -> dict[str, Any]:
                 episodes_per_task=cfg.eval_episodes,
                 base_seed=cfg.seed + 1000,
                 workers=cfg.workers,
-                env_kwargs={"image_size": cfg.image_size, "max_episode_steps": cfg.eval_max_steps},
+                env_kwargs=_env_kwargs(cfg),
                 videos_per_task=cfg.videos_per_task,
                 progress=bar.update,
                 policy_factory=factory,
@@ -198,6 +200,15 @@ def run_pipeline(cfg: RunConfig) -> dict[str, Any]:
     return {"summaries": summaries, "chains": chain_summaries, "timings": timings}
 
 
+def _env_kwargs(cfg: RunConfig) -> dict[str, Any]:
+    """``make_env`` arguments of the evaluation: a learned policy acts on the camera it was
+    trained on (the run's), the expert and random policies on the run's camera too."""
+    kwargs: dict[str, Any] = {"image_size": cfg.image_size, "max_episode_steps": cfg.eval_max_steps}
+    if cfg.camera is not None:
+        kwargs["camera"] = cfg.camera
+    return kwargs
+
+
 def _evaluate_chains(cfg: RunConfig, name: str, spec: str, factory: Any) -> dict[str, Any]:
     """CALVIN's chains for one policy into ``<out>/eval/<name>/chains.*``; the summary."""
     with tqdm(total=cfg.chains, desc=f"chains {name}", unit="chain") as bar:
@@ -208,6 +219,7 @@ def _evaluate_chains(cfg: RunConfig, name: str, spec: str, factory: Any) -> dict
             base_seed=cfg.seed + 1000,
             workers=cfg.workers,
             image_size=cfg.image_size,
+            camera=cfg.camera,
             videos=cfg.videos_per_task,
             policy_factory=factory,
             progress=bar.update,
@@ -283,7 +295,7 @@ def _plan_pictures(policy_path: Path, tasks: list[str], cfg: RunConfig, path: Pa
     policy = load_policy(policy_path, device=cfg.eval_device)
     rows = []
     for task_id in tasks:
-        env = make_env(task_id, image_size=cfg.image_size)
+        env = make_env(task_id, image_size=cfg.image_size, camera=policy.camera)
         try:
             obs, info = env.reset(seed=cfg.seed + 1000)
             policy.reset(task_id=task_id, action_space=env.action_space)
@@ -324,7 +336,8 @@ def _report(
     lines = [
         "# vw_robot run report\n",
         f"Training tasks: {', '.join(train_tasks)}. Demonstrations: {cfg.episodes_per_task} "
-        f"per task (seed {cfg.seed}).{_video_note(cfg)} Evaluated tasks: "
+        f"per task (seed {cfg.seed}), {cfg.image_size} px, camera "
+        f"{cfg.camera or 'each suite default'}.{_video_note(cfg)} Evaluated tasks: "
         f"{'the training tasks' if tasks == train_tasks else ', '.join(tasks)}; "
         f"{cfg.eval_episodes} episodes per task and policy, "
         f"seeds `episode_seed({cfg.seed + 1000}, task, i)`, success = `is_success` at any "

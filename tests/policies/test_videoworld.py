@@ -440,3 +440,37 @@ def test_the_head_trains_on_the_codes_the_policy_samples(demo, hide):
             del model.generate_codes  # the instance attribute: back to the method
         assert sampled == offline.tolist(), use_cache
     assert len({tuple(c) for c in offline.tolist()}) > 3  # not one code everywhere
+
+
+def test_the_main_job_records_and_evaluates_on_its_camera(tmp_path):
+    """`vw-robot run camera=front+top`: the demonstrations, every checkpoint and the evaluation
+    use the two stacked views; a camera another suite lacks is refused before anything runs."""
+    from vw_robot.data import format as fmt
+
+    out = tmp_path / "run"
+    code = main(
+        [
+            "run",
+            "tasks=[metaworld/reach-v3]",
+            "camera=front+top",
+            "episodes_per_task=1",
+            "eval_episodes=1",
+            "eval_max_steps=3",
+            "workers=1",
+            "videos_per_task=0",
+            "baselines=[expert]",
+            f"out={out}",
+            *TINY,
+        ]
+    )
+    assert code == 0
+    episode = sorted(fmt.list_episode_folders(out / "data")[0])[0]
+    assert fmt.read_meta(out / "data", episode).env_spec["camera"] == "front+top"
+    policy = load_policy(out / "action_head")
+    assert policy.camera == "front+top"
+    assert "camera front+top" in (out / "report.md").read_text()
+    expert = json.loads((out / "eval" / "expert" / "results.json").read_text())
+    assert expert["summary"]["tasks"]["metaworld/reach-v3"]["episodes"] == 1
+    refused = tmp_path / "refused"
+    assert main(["run", "suite=robosuite/all", "camera=front+top", f"out={refused}"]) == 2
+    assert not refused.exists()
