@@ -31,3 +31,11 @@ def test_unset_tasks_mean_the_suite():
     with pytest.raises(ConfigError, match="^suite: give a suite"):
         load_config("collect", []).validate()
     assert load_config("eval", ["tasks=[metaworld/reach-v3]"]).validate() == ["metaworld/reach-v3"]
+
+
+def test_the_main_job_s_camera_must_exist_for_its_video_tasks_too():
+    ok = ["tasks=[metaworld/reach-v3]", "video_tasks=[playground/play]", "camera=front+top"]
+    assert load_config("run", ok).validate() == ["metaworld/reach-v3"]
+    bad = load_config("run", [*ok[:2], "camera=corner2"])  # Meta-World's, not the playground's
+    with pytest.raises(ConfigError, match=r"^camera: 'corner2' for playground/play"):
+        bad.validate()

@@ -80,11 +80,17 @@ def _validate_env_choice(
         task_ids = resolve_tasks(suite, tasks or ())
     except ValueError as exc:
         raise ConfigError(f"{'tasks' if tasks else 'suite'}: {exc}") from None
-    if camera is not None:
-        for task_id in task_ids:
-            problem = camera_problem(camera, get_spec(task_id).cameras, image_size)
-            _check(problem is None, "camera", f"{camera!r} for {task_id}: {problem}")
+    _check_camera(camera, task_ids, image_size)
     return task_ids
+
+
+def _check_camera(camera: str | None, task_ids: list[str], image_size: int) -> None:
+    """Refuse a camera (or stacked views) that a task's scene lacks, naming the task."""
+    if camera is None:
+        return
+    for task_id in task_ids:
+        problem = camera_problem(camera, get_spec(task_id).cameras, image_size)
+        _check(problem is None, "camera", f"{camera!r} for {task_id}: {problem}")
 
 
 @dataclass
@@ -410,10 +416,7 @@ class RunConfig:
             )
         except ConfigError as exc:
             raise ConfigError(f"video_{exc}") from None
-        if self.camera is not None:  # the video is recorded with the same camera
-            for task_id in videos:
-                problem = camera_problem(self.camera, get_spec(task_id).cameras, self.image_size)
-                _check(problem is None, "camera", f"{self.camera!r} for {task_id}: {problem}")
+        _check_camera(self.camera, videos, self.image_size)  # the video uses the same camera
         both = [t for t in videos if t in task_ids]
         _check(
             not both,
