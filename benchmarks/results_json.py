@@ -51,8 +51,21 @@ RECIPE_KEYS = (
 
 def policy_of(folder_name: str) -> str:
     """The policy an eval folder holds: ``videoworld-10pct_seed2`` -> ``videoworld`` (and the
-    main job's label sweep, ``videoworld_labels100`` -> ``videoworld``)."""
+    main job's label sweep, ``videoworld_labels100`` -> ``videoworld``). A VideoWorld head on
+    another generator keeps its own name (``videoworld_t6k-10pct_seed0``: its transformer
+    trained 6000 steps), so its rows stay apart from the study's VideoWorld rows."""
     return folder_name.split("_seed")[0].split("_labels")[0].split("-")[0]
+
+
+def stage_of(policy: str) -> str | None:
+    """The checkpoint stage of a policy name (None: expert, random); ``videoworld_<variant>``
+    is a VideoWorld head (``action_head``), ``bc_<variant>`` a BC head."""
+    if policy in STAGE_OF:
+        return STAGE_OF[policy]
+    for prefix, stage in (("videoworld_", "action_head"), ("bc_", "bc"), ("noldm_", "noldm_head")):
+        if policy.startswith(prefix):
+            return stage
+    return None
 
 
 def _episodes_per_task(checkpoint: Path, ids: list[str] | None = None) -> dict[str, int]:
@@ -86,16 +99,19 @@ def _policy_fields(name: str, spec: str) -> dict[str, Any]:
     """Label share, labelled episodes (and per task), the videos per task the generator stages
     saw, training seed and steps of a policy checkpoint."""
     base = policy_of(name)
-    if base not in STAGE_OF:  # expert, random: nothing trained
+    stage = stage_of(base)
+    if stage is None:  # expert, random: nothing trained
         return {"policy": base, "label_fraction": None, "train_seed": None}
     info = ckpt.read_info(spec)
-    stage = STAGE_OF[base]
     section = OmegaConf.load(info.path / ckpt.CONFIG_FILE).experiment[stage]
     labelled = info.model_config["env"]["labelled_episodes"]
     generator: dict[str, Any] = {}
     if "transformer" in info.parents:  # VideoWorld, no-LDM: how its codes / frames were made
-        layout = ckpt.read_info(info.parents["transformer"]).model_config["layout"]
-        generator["hide_past_codes"] = bool(layout.get("hide_past_codes", False))
+        transformer = ckpt.read_info(info.parents["transformer"])
+        generator["hide_past_codes"] = bool(
+            transformer.model_config["layout"].get("hide_past_codes", False)
+        )
+        generator["transformer_steps"] = transformer.step  # issue #11 item 4
     # Action-free video reaches a head through the generator stages (the transformer, or the
     # LDM whose frame encoder a trunk=ldm head starts from); BC alone sees its labelled clips.
     parent = next((info.parents[s] for s in ("transformer", "ldm") if s in info.parents), None)

@@ -101,6 +101,15 @@ def _hidden(e: dict) -> str:
     return " (past codes hidden)" if e.get("hide_past_codes") else ""
 
 
+def _steps_note(e: dict, entries: list[dict]) -> str:
+    """The transformer's training steps, for a table whose VideoWorld policies differ in them
+    (issue #11 item 4); nothing otherwise."""
+    steps = {x["transformer_steps"] for x in entries if x.get("transformer_steps")}
+    if len(steps) < 2 or not e.get("transformer_steps"):
+        return ""
+    return f" (transformer {e['transformer_steps']} steps)"
+
+
 def _labels(e: dict) -> str:
     if e.get("label_fraction") is None:
         return "—"
@@ -181,7 +190,7 @@ def seeds_table(entries: list[dict]) -> str:
         n = f" ({len(by_seed)} seeds)" if len(by_seed) > 1 else ""
         first = next(iter(by_seed.values()))
         lines.append(
-            f"| {policy}{_hidden(first)} | {_labels(first)} | "
+            f"| {policy}{_hidden(first)}{_steps_note(first, entries)} | {_labels(first)} | "
             + (f"{_per_task(first)} | " if per_task else "")
             + " | ".join(cells)
             + f" | {_interval(wins, total)}{n} |"

@@ -162,3 +162,29 @@ def test_the_seeds_table_states_videos_and_labels_per_task():
     assert table[3].startswith("| bc | 10% (2) | — / 10 | 9/20")
     older = results_tables.seeds_table([_entry("videoworld", 0.1, 0, 12)]).splitlines()
     assert "videos / labelled" not in older[0]
+
+
+def test_the_seeds_table_names_the_transformer_steps_where_they_differ():
+    """Issue #11 item 4: a VideoWorld head on a longer-trained transformer is its own row,
+    labelled with the transformer's steps; a table whose generators all match says nothing."""
+    sys.path.insert(0, str(REPO / "docs"))
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import results_json
+        import results_tables
+    finally:
+        del sys.path[:2]
+    assert results_json.policy_of("videoworld_t6k-10pct_seed0") == "videoworld_t6k"
+    assert results_json.stage_of("videoworld_t6k") == "action_head"
+    assert results_json.stage_of("bc_all") == "bc" and results_json.stage_of("expert") is None
+    entries = [
+        {**_entry("videoworld", 0.1, 0, 12), "transformer_steps": 1000},
+        {**_entry("videoworld_t6k", 0.1, 0, 15), "transformer_steps": 6000},
+        _entry("bc", 0.1, 0, 9),
+    ]
+    table = results_tables.seeds_table(entries).splitlines()
+    assert table[2].startswith("| videoworld (transformer 1000 steps) | 10% (2) | 12/20")
+    assert table[3].startswith("| videoworld_t6k (transformer 6000 steps) | 10% (2) | 15/20")
+    assert table[4].startswith("| bc | 10% (2) | 9/20")
+    same = results_tables.seeds_table(entries[:1] + entries[2:]).splitlines()
+    assert same[2].startswith("| videoworld | 10% (2) | 12/20")
