@@ -117,6 +117,7 @@ def _policy_fields(name: str, spec: str) -> dict[str, Any]:
     parent = next((info.parents[s] for s in ("transformer", "ldm") if s in info.parents), None)
     return {
         "policy": base,
+        "camera": (info.model_config.get("env") or {}).get("camera"),  # what it acts on
         **generator,
         "label_fraction": 1.0 if section.label_fraction is None else section.label_fraction,
         "labelled_episodes": len(labelled),
