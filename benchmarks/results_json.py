@@ -29,14 +29,7 @@ from vw_robot.eval.chains import videoworld_groups
 # Report order; a folder name may carry a label share and a training seed after the policy
 # (bc_seed1, videoworld-10pct_seed2): both are read from the checkpoint, not from the name.
 POLICIES = ("videoworld", "videoworld_ldm", "noldm", "bc", "bc_ldm", "bc_all", "expert", "random")
-STAGE_OF = {
-    "videoworld": "action_head",
-    "videoworld_ldm": "action_head",
-    "noldm": "noldm_head",
-    "bc": "bc",
-    "bc_ldm": "bc",
-    "bc_all": "bc",
-}
+STAGE_OF = {"videoworld": "action_head", "bc": "bc", "noldm": "noldm_head"}  # by name stem
 # The head recipe's switches (issue #11), recorded with every trained policy's entry.
 RECIPE_KEYS = (
     "task_conditioning",
@@ -52,20 +45,16 @@ RECIPE_KEYS = (
 def policy_of(folder_name: str) -> str:
     """The policy an eval folder holds: ``videoworld-10pct_seed2`` -> ``videoworld`` (and the
     main job's label sweep, ``videoworld_labels100`` -> ``videoworld``). A VideoWorld head on
-    another generator keeps its own name (``videoworld_t6k-10pct_seed0``: its transformer
-    trained 6000 steps), so its rows stay apart from the study's VideoWorld rows."""
+    another generator keeps its own name (``videoworld_t4k-10pct_seed0``: its transformer
+    trained 4000 steps), so its rows stay apart from the study's VideoWorld rows."""
     return folder_name.split("_seed")[0].split("_labels")[0].split("-")[0]
 
 
 def stage_of(policy: str) -> str | None:
-    """The checkpoint stage of a policy name (None: expert, random); ``videoworld_<variant>``
-    is a VideoWorld head (``action_head``), ``bc_<variant>`` a BC head."""
-    if policy in STAGE_OF:
-        return STAGE_OF[policy]
-    for prefix, stage in (("videoworld_", "action_head"), ("bc_", "bc"), ("noldm_", "noldm_head")):
-        if policy.startswith(prefix):
-            return stage
-    return None
+    """The checkpoint stage of a policy name (None: expert, random): its stem before any
+    ``_<variant>`` (``videoworld_ldm``, ``videoworld_t4k`` -> ``action_head``; ``bc_all`` ->
+    ``bc``)."""
+    return STAGE_OF.get(policy.split("_")[0])
 
 
 def _episodes_per_task(checkpoint: Path, ids: list[str] | None = None) -> dict[str, int]:
