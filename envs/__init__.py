@@ -23,6 +23,7 @@ from vw_robot.envs.registry import (
     make_env,
     make_expert,
     make_vector_env,
+    policy_camera,
     resolve_tasks,
 )
 
@@ -35,6 +36,7 @@ __all__ = [
     "make_env",
     "make_expert",
     "make_vector_env",
+    "policy_camera",
     "resolve_tasks",
 ]
 

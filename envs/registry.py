@@ -34,6 +34,9 @@ class TaskSpec:
     max_episode_steps: int  # default time limit
     build: Callable[..., gym.Env]  # (image_size, camera, max_episode_steps, render_mode) -> env
     expert: Callable[[], Any]  # () -> scripted expert
+    # The view `vw-robot run` trains learned policies on by default (camera=auto); None: the
+    # default camera cameras[0]
+    policy_camera: str | None = None
 
 
 # The 50 Meta-World v3 task names (MT50) in the package's order, written out so that listing
@@ -108,6 +111,7 @@ def _metaworld_specs() -> dict[str, TaskSpec]:
             mw.DEFAULT_MAX_EPISODE_STEPS,
             build(name),
             expert(name),
+            mw.POLICY_CAMERA,
         )
         for name in METAWORLD_V3_TASKS
     }
@@ -209,6 +213,13 @@ def get_spec(task_id: str) -> TaskSpec:
     if task_id not in specs:
         raise UserError(_unknown_message("task id", task_id, list(specs), list(list_suites())))
     return specs[task_id]
+
+
+def policy_camera(task_ids: list[str] | tuple[str, ...]) -> str | None:
+    """The view learned policies of these tasks train on by default: the tasks' shared
+    ``policy_camera``, or ``None`` (each suite's default camera) when they do not share one."""
+    cameras = {get_spec(task_id).policy_camera for task_id in task_ids}
+    return cameras.pop() if len(cameras) == 1 else None
 
 
 def make_env(

@@ -39,3 +39,37 @@ def test_the_main_job_s_camera_must_exist_for_its_video_tasks_too():
     bad = load_config("run", [*ok[:2], "camera=corner2"])  # Meta-World's, not the playground's
     with pytest.raises(ConfigError, match=r"^camera: 'corner2' for playground/play"):
         bad.validate()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "camera"),
+    [
+        ([], "front+top"),  # the built-in default: three Meta-World tasks
+        (["camera=corner2"], "corner2"),  # a camera given is kept
+        (["camera=null"], None),  # each suite's default
+        (["suite=playground/all", "experiment=playground_cpu"], None),
+        (["suite=robosuite/all", "experiment=robosuite_cpu"], None),
+        # Meta-World with the playground's video: no shared view, so each suite's default
+        (["tasks=[metaworld/reach-v3]", "video_tasks=[playground/play]"], None),
+    ],
+)
+def test_the_main_job_s_auto_camera_is_each_task_family_s_view(overrides, camera):
+    cfg = load_config("run", overrides)
+    assert cfg.run_camera(cfg.validate()) == camera
+
+
+def test_the_main_job_s_camera_is_auto_unless_given_and_a_policy_s_view_must_exist():
+    assert load_config("run", []).camera == "auto"
+    bad = load_config("run", ["suite=robosuite/all", "camera=front+top"])
+    with pytest.raises(ConfigError, match=r"^camera: 'front\+top' for robosuite/"):
+        bad.validate()
+
+
+def test_the_main_job_gives_every_head_the_recipe_and_a_preset_keeps_its_steps():
+    for overrides in ([], ["experiment=mt10_cpu"], ["experiment=robosuite_cpu"]):
+        exp = load_config("run", overrides).experiment
+        for head in (exp.action_head, exp.bc, exp.noldm_head):
+            assert head.task_conditioning and head.use_state and head.augment_shift == 4
+    assert load_config("run", ["experiment=robosuite_cpu"]).experiment.bc.optim.steps == 2000
+    assert load_config("run", []).experiment.bc.optim.steps == 500  # tiny_cpu's
+    assert not load_config("train", []).experiment.bc.use_state  # the stages alone: unchanged

@@ -13,7 +13,7 @@ from typing import Optional  # noqa: UP035 - OmegaConf needs typing.Optional on 
 from hydra.core.config_store import ConfigStore
 
 from vw_robot.data.video import CODECS
-from vw_robot.envs import get_spec, resolve_tasks
+from vw_robot.envs import get_spec, policy_camera, resolve_tasks
 from vw_robot.envs import playground_suite as pg
 from vw_robot.envs import playground_tasks as pt
 from vw_robot.envs.rendering import camera_problem, validate_image_size
@@ -315,6 +315,7 @@ class LeRobotCheckConfig:
 
 
 BASELINES = ("bc", "bc_all", "noldm", "expert", "random")
+AUTO_CAMERA = "auto"  # RunConfig.camera: each task family's view for learned policies
 
 
 @dataclass
@@ -350,10 +351,12 @@ class RunConfig:
     # 0.25, 0.1]); the generator stages are shared.
     label_sweep: list[float] = field(default_factory=list)
     image_size: int = 64  # camera image side (must match the experiment's models)
-    # What the policies see, recorded with the demonstrations and in every checkpoint: None for
-    # each suite's default camera, or a camera of the scene, or up to 4 joined by "+" and
-    # stacked in one frame (e.g. front+top for Meta-World and the playground).
-    camera: Optional[str] = None
+    # What the policies see, recorded with the demonstrations and in every checkpoint: "auto"
+    # for the view the tasks' learned policies train on by default (Meta-World: front+top, two
+    # views stacked in one frame; elsewhere the suite's default camera), None for each suite's
+    # default camera, or a camera of the scene, or up to 4 joined by "+" and stacked in one
+    # frame (e.g. front+top for Meta-World and the playground).
+    camera: Optional[str] = AUTO_CAMERA
     workers: int = 2  # processes for collection and evaluation
     seed: int = 0  # collection seed; evaluation uses seed + 1000 (unseen episodes)
     videos_per_task: int = 1  # evaluation videos per task and policy
@@ -387,10 +390,9 @@ class RunConfig:
         )
         # A given suite replaces the built-in task list (tasks always has a value).
         tasks = None if self.suite else self.tasks
-        task_ids = _validate_env_choice(
-            self.suite, tasks, self.image_size, self.camera, None, "expert"
-        )
+        task_ids = _validate_env_choice(self.suite, tasks, self.image_size, None, None, "expert")
         self._check_video_tasks(task_ids)
+        _check_camera(self.run_camera(task_ids), [*task_ids, *self.video_tasks], self.image_size)
         self.eval_task_ids(task_ids)
         _check(self.chains >= 0, "chains", f"{self.chains} < 0")
         if self.chains:
@@ -416,7 +418,6 @@ class RunConfig:
             )
         except ConfigError as exc:
             raise ConfigError(f"video_{exc}") from None
-        _check_camera(self.camera, videos, self.image_size)  # the video uses the same camera
         both = [t for t in videos if t in task_ids]
         _check(
             not both,
@@ -426,6 +427,14 @@ class RunConfig:
         )
         count = self.video_episodes_per_task
         _check(count is None or count >= 1, "video_episodes_per_task", f"{count} < 1")
+
+    def run_camera(self, task_ids: list[str]) -> str | None:
+        """The camera the run records its demonstrations and video with and evaluates on:
+        ``camera``, or for ``auto`` the view these tasks' learned policies train on by default
+        (:func:`vw_robot.envs.policy_camera`, with the video tasks; None: each suite's own)."""
+        if self.camera != AUTO_CAMERA:
+            return self.camera
+        return policy_camera([*task_ids, *self.video_tasks])
 
     def eval_task_ids(self, task_ids: list[str]) -> list[str]:
         """The tasks evaluated one at a time, checked against the training ``task_ids``."""

@@ -8,6 +8,7 @@ training and must reflect the checkpoints on disk).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import logging
 import time
@@ -101,6 +102,7 @@ def policy_specs(cfg: RunConfig) -> dict[str, str]:
 def run_pipeline(cfg: RunConfig) -> dict[str, Any]:
     """Run the whole pipeline into ``cfg.out``; returns per-policy summaries."""
     tasks = cfg.validate()
+    cfg = dataclasses.replace(cfg, camera=cfg.run_camera(tasks))  # "auto" -> the view it names
     out = Path(cfg.out)
     data = out / "data"
     began = time.perf_counter()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from vw_robot.envs import list_suites, list_tasks, make_env, make_expert
+from vw_robot.envs import list_suites, list_tasks, make_env, make_expert, policy_camera
 
 TASKS = list_tasks()
 
@@ -94,6 +94,15 @@ def test_stacked_views_are_the_middle_rows_of_each_camera(camera):
         band = stacked["pixels"][i * size // 2 : (i + 1) * size // 2]
         assert band.std() > 0
         assert (band == alone["pixels"][size // 4 : 3 * size // 4]).all(), view
+
+
+def test_policy_camera_is_the_tasks_shared_view_for_learned_policies():
+    mt10 = list_tasks("metaworld/mt10")
+    assert policy_camera(mt10) == "front+top"
+    make_env(mt10[0], image_size=64, camera=policy_camera(mt10)).close()  # a view that exists
+    assert policy_camera(list_tasks("playground/all")) is None  # the suite's default camera
+    assert policy_camera(list_tasks("robosuite/all")) is None
+    assert policy_camera([mt10[0], "playground/open-drawer"]) is None  # no shared view
 
 
 @pytest.mark.parametrize("steps", [0, -5, 2.5])

@@ -443,8 +443,9 @@ def test_the_head_trains_on_the_codes_the_policy_samples(demo, hide):
 
 
 def test_the_main_job_records_and_evaluates_on_its_camera(tmp_path):
-    """`vw-robot run camera=front+top`: the demonstrations, every checkpoint and the evaluation
-    use the two stacked views; a camera another suite lacks is refused before anything runs."""
+    """`vw-robot run` on Meta-World (camera=auto): the demonstrations, every checkpoint and the
+    evaluation use the two stacked views front+top, and the head has the recipe (task and state
+    inputs); a camera another suite lacks is refused before anything runs."""
     from vw_robot.data import format as fmt
 
     out = tmp_path / "run"
@@ -452,7 +453,6 @@ def test_the_main_job_records_and_evaluates_on_its_camera(tmp_path):
         [
             "run",
             "tasks=[metaworld/reach-v3]",
-            "camera=front+top",
             "episodes_per_task=1",
             "eval_episodes=1",
             "eval_max_steps=3",
@@ -468,6 +468,8 @@ def test_the_main_job_records_and_evaluates_on_its_camera(tmp_path):
     assert fmt.read_meta(out / "data", episode).env_spec["camera"] == "front+top"
     policy = load_policy(out / "action_head")
     assert policy.camera == "front+top"
+    model = ckpt.read_info(out / "action_head").model_config
+    assert model["state_dim"] > 0 and model["num_tasks"] == 1, model
     assert "camera front+top" in (out / "report.md").read_text()
     expert = json.loads((out / "eval" / "expert" / "results.json").read_text())
     assert expert["summary"]["tasks"]["metaworld/reach-v3"]["episodes"] == 1
