@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Learned policies in the playground (issue #12), CALVIN's protocol at CPU scale:
-#   data       20 expert demonstrations of each of the 21 subtasks (collection seed 0) and 20
-#              long play episodes (8 subtasks each); the play video goes to the generator only
+#   data       EPISODES (20) expert demonstrations of each of the 21 subtasks (collection seed
+#              0) and 20 long play episodes (8 subtasks each); the play video goes to the
+#              generator only (EPISODES=100 LABELS=0.25: 100 videos, 25 labelled per subtask)
 #   generator  tokenizer, LDM and transformer (experiment playground_cpu) on every video
 #   heads      VideoWorld, BC and no-LDM on the same LABELS share of each subtask's episodes
 #              (drawn by label seed 0, stratified by subtask), BC on every label
@@ -11,7 +12,7 @@
 #              360 steps), for VideoWorld, no-LDM, BC, BC on all labels, expert and random
 #
 #   bash benchmarks/playground.sh [OUT (runs/playground)] [LABELS (0.25)] [POLICIES (all)]
-#   DATA=OUT/data  CAMERA=front (e.g. front+top: two views stacked in one image)  CHAINS=200
+#   DATA=OUT/data  EPISODES=20  CAMERA=front (e.g. front+top: two views stacked in one image)  CHAINS=200
 #   TRAIN_SEED=0  HEAD_ARGS="" (e.g. "optim.steps=2000", given to every
 #   head as experiment.<head>.KEY=VALUE after the preset's recipe, recorded in its checkpoint)
 #   GEN_ARGS="" (e.g. "hide_past_codes=true": experiment.transformer.KEY=VALUE for the
@@ -30,9 +31,10 @@ read -r -a head_switches <<<"${HEAD_ARGS:-}"
 read -r -a gen_switches <<<"${GEN_ARGS:-}"
 data=${DATA:-$out/data}
 camera=${CAMERA:-front}
+episodes=${EPISODES:-20}
 export MUJOCO_GL=${MUJOCO_GL:-egl}
 
-vw-robot collect suite=playground/all episodes_per_task=20 image_size=64 workers=2 seed=0 \
+vw-robot collect suite=playground/all "episodes_per_task=$episodes" image_size=64 workers=2 seed=0 \
   "camera=$camera" "out=$data"
 vw-robot collect "tasks=[playground/play]" episodes_per_task=20 image_size=64 workers=2 seed=0 \
   "camera=$camera" "out=$data"
@@ -54,9 +56,9 @@ head_args() {  # stage section, then its label settings and training seed (after
   for kv in "${head_switches[@]}" "$@"; do echo "experiment.$section.$kv"; done
 }
 
-train stage=tokenizer "$video"
-train stage=ldm "$video"
-if wanted videoworld || wanted noldm; then
+if wanted videoworld || wanted noldm; then  # BC reads pixels and actions only
+  train stage=tokenizer "$video"
+  train stage=ldm "$video"
   train stage=transformer "$video" "${gen_args[@]}"
 fi
 if wanted videoworld; then
