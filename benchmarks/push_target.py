@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from vw_robot import envs
+from vw_robot.envs.playground_scene import SceneState
 from vw_robot.eval.seeding import episode_seed
 from vw_robot.policies import make_policy
 
@@ -48,27 +49,27 @@ def main() -> None:
     policy = make_policy(args.policy)
     camera = policy.camera  # what it was trained on
     tally: collections.Counter[tuple[str, bool]] = collections.Counter()
-    for color in ("red", "blue", "pink"):
-        for side in ("left", "right"):
-            task = f"playground/push-{color}-block-{side}"
-            env = envs.make_env(task, image_size=64, camera=camera, max_episode_steps=args.steps)
-            try:
-                for i in range(args.episodes):
-                    obs, info = env.reset(seed=episode_seed(SELECTION_SEED_BASE, task, i))
-                    policy.reset(task_id=task, action_space=env.action_space)
-                    kind = "never down"
-                    for _ in range(args.steps):
-                        obs, _, terminated, truncated, info = env.step(policy.select_action(obs))
-                        state = env.unwrapped._sim.state()
-                        if kind == "never down" and state.grip[2] < PUSH_HEIGHT:
-                            kind = classify(state.grip, state.blocks, color, args.near)
-                        if info.get("is_success") or terminated or truncated:
-                            break
-                    ok = bool(info.get("is_success"))
-                    tally[(kind, ok)] += 1
-                    print(f"{task} {i}: {'success' if ok else 'failure'}, came down at {kind}")
-            finally:
-                env.close()
+    pushes = [t for t in envs.list_tasks("playground/videoworld12") if "/push-" in t]
+    for task in pushes:  # playground/push-<colour>-block-<side>
+        color = task.split("/push-")[1].split("-")[0]
+        env = envs.make_env(task, image_size=64, camera=camera, max_episode_steps=args.steps)
+        try:
+            for i in range(args.episodes):
+                obs, info = env.reset(seed=episode_seed(SELECTION_SEED_BASE, task, i))
+                policy.reset(task_id=task, action_space=env.action_space)
+                kind = "never down"
+                for _ in range(args.steps):
+                    obs, _, terminated, truncated, info = env.step(policy.select_action(obs))
+                    state = SceneState.from_privileged(info["privileged"])
+                    if kind == "never down" and state.grip[2] < PUSH_HEIGHT:
+                        kind = classify(state.grip, state.blocks, color, args.near)
+                    if info.get("is_success") or terminated or truncated:
+                        break
+                ok = bool(info.get("is_success"))
+                tally[(kind, ok)] += 1
+                print(f"{task} {i}: {'success' if ok else 'failure'}, came down at {kind}")
+        finally:
+            env.close()
     print("\n| came down at | episodes | successes |\n|---|---:|---:|")
     for kind in ("named block", "another block", "no block", "never down"):
         n = tally[(kind, True)] + tally[(kind, False)]

@@ -147,6 +147,8 @@ def playground_entry(folder: Path, command: str) -> dict[str, Any]:
         "chain_length": chain_summary["chain_length"],
         "success_after": [row["chains"] for row in chain_summary["success_after"]],
         "average_length": chain_summary["average_length"],
+        # per subtask: chains that reached it and how many of them it completed
+        "chain_subtasks": chain_summary["per_subtask"],
         "commit": chains["provenance"]["git_revision"],
         "command": f"{command}  # eval/{folder.name}",
     }

@@ -75,6 +75,9 @@ def test_a_playground_study_becomes_data_and_a_table(tmp_path):
         "turn on/off",
     }
     assert len(entry["success_after"]) == 5 and entry["max_steps"] == 3
+    # Per subtask of the chains: 2 chains started, so 2 attempts in all, none completed.
+    assert sum(row["attempts"] for row in entry["chain_subtasks"].values()) == 2
+    assert all(row["successes"] == 0 for row in entry["chain_subtasks"].values())
     # --include copies a baseline's entries unchanged from another results file.
     other = tmp_path / "other.json"
     baseline = {**entry, "policy": "bc", "command": "elsewhere", "commit": "abc"}
