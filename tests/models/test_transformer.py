@@ -431,6 +431,16 @@ def test_sliding_cache_equals_the_banded_forward_over_the_episode(window: int) -
         stream.record(codes[0])
 
 
+def test_training_sequences_longer_than_the_window_need_rope() -> None:
+    model = make_model(positions="rope", max_timesteps=3, train_timesteps=6)
+    assert model.config.training_window == 3 and model.config.sequence_timesteps == 6
+    assert make_model().config.training_window is None  # absolute: plain causal attention
+    with pytest.raises(ValueError, match="^train_timesteps: 6 timesteps need positions='rope'"):
+        make_model(max_timesteps=3, train_timesteps=6)
+    with pytest.raises(ValueError, match="^train_timesteps: 2 is shorter than max_timesteps=3"):
+        make_model(positions="rope", max_timesteps=3, train_timesteps=2)
+
+
 @pytest.mark.parametrize("window", [3, 8])
 def test_sliding_cache_equals_fresh_windows_with_one_layer(window: int) -> None:
     # One layer: keys and values come straight from the embeddings, so sliding is exact.

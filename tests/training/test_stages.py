@@ -127,6 +127,52 @@ def test_a_checkpoint_of_another_stage_is_refused(pipeline, capsys):
     assert "is a 'ldm' checkpoint" in capsys.readouterr().err
 
 
+def test_a_rope_transformer_trains_banded_on_sequences_longer_than_its_window(
+    pipeline, monkeypatch
+):
+    # What the sliding control cache computes (each timestep sees its own and the
+    # max_timesteps - 1 before it at every layer) is what training computes.
+    from vw_robot.models.transformer import VideoTransformer
+
+    data, out, common = pipeline
+    seen = []
+    forward = VideoTransformer.forward
+
+    def spy(self, ids, task, targets=None, *, window=None):
+        seen.append((ids.shape[1] // self.config.layout.step_len, window))
+        return forward(self, ids, task, targets, window=window)
+
+    monkeypatch.setattr(VideoTransformer, "forward", spy)
+    banded = [
+        "experiment.transformer.model.positions=rope",
+        "experiment.transformer.model.train_timesteps=4",
+        "run_name=transformer_banded",
+        "pictures=false",
+    ]
+    assert main(["train", "stage=transformer", *common, *banded]) == 0
+    info = ckpt.read_info(out / "transformer_banded", stage="transformer")
+    assert info.model_config["train_timesteps"] == 4
+    assert info.model_config["positions"] == "rope" and info.model_config["max_timesteps"] == 2
+    assert seen and set(seen) == {(4, 2)}  # 4-timestep sequences, a band of 2
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["experiment.transformer.model.train_timesteps=1"], "shorter than max_timesteps=2"),
+        (["experiment.transformer.model.train_timesteps=4"], "need positions=rope"),
+    ],
+)
+def test_training_sequences_shorter_than_the_window_or_long_absolute_ones_are_refused(
+    overrides, message
+):
+    cfg = load_config("train", ["experiment.transformer.model.max_timesteps=2", *overrides])
+    with pytest.raises(
+        ValueError, match=rf"^experiment.transformer.model.train_timesteps: .*{message}"
+    ):
+        cfg.validate()
+
+
 def test_bad_stage_and_mismatched_sizes_fail_at_start(capsys):
     assert main(["train", "stage=actor"]) == 2
     assert "stage" in capsys.readouterr().err

@@ -357,9 +357,24 @@ class TransformerConfig:
     # "absolute": learned table over the window (what checkpoints without this key used);
     # "rope": rotary q/k, attention sees only offsets, so a KV cache survives a sliding window.
     positions: str = "absolute"
+    # Timesteps per training sequence (None: max_timesteps). Longer needs rope and trains
+    # banded (:attr:`training_window`), so the sliding control cache computes what training did.
+    train_timesteps: int | None = None
 
     def __post_init__(self) -> None:
         self.validate()
+
+    @property
+    def training_window(self) -> int | None:
+        """The ``window=`` of :meth:`VideoTransformer.forward` in training: rope models attend
+        over ``max_timesteps`` timesteps at every layer (the sliding control cache's band; on
+        sequences of ``max_timesteps`` it is plain causal attention), absolute ones None."""
+        return self.max_timesteps if self.positions == "rope" else None
+
+    @property
+    def sequence_timesteps(self) -> int:
+        """Timesteps per training sequence."""
+        return self.train_timesteps or self.max_timesteps
 
     def validate(self) -> None:
         """Raise ValueError naming the first key that does not fit."""
@@ -385,6 +400,17 @@ class TransformerConfig:
             self.positions in POSITIONS,
             "positions",
             f"{self.positions!r} is not one of {', '.join(POSITIONS)}",
+        )
+        _check(
+            self.train_timesteps is None or self.train_timesteps >= self.max_timesteps,
+            "train_timesteps",
+            f"{self.train_timesteps} is shorter than max_timesteps={self.max_timesteps}",
+        )
+        _check(
+            self.sequence_timesteps == self.max_timesteps or self.positions == "rope",
+            "train_timesteps",
+            f"{self.train_timesteps} timesteps need positions='rope' (the absolute table holds "
+            f"max_timesteps={self.max_timesteps})",
         )
         _check(
             self.positions != "rope" or (self.dim // self.num_heads) % 2 == 0,

@@ -29,6 +29,10 @@ class TransformerModelConfig:
     # slides, computing banded attention (each timestep sees max_timesteps), which matches
     # training only for one layer or when trained banded on longer sequences (docs/models.md).
     positions: str = "absolute"
+    # Timesteps per training sequence; None: max_timesteps. Longer (rope only) trains banded:
+    # every timestep attends to itself and the max_timesteps - 1 before it at every layer, which
+    # is exactly what the sliding control cache computes (docs/models.md).
+    train_timesteps: Optional[int] = None
 
 
 @dataclass
@@ -165,6 +169,20 @@ class TrainConfig:
                     f"experiment.{name}.augment_shift: {stage.augment_shift} must be in [0, 16]"
                 )
         transformer = self.experiment.transformer
+        model = transformer.model
+        if model.train_timesteps is not None and model.train_timesteps < model.max_timesteps:
+            raise ConfigError(
+                f"experiment.transformer.model.train_timesteps: {model.train_timesteps} is "
+                f"shorter than max_timesteps={model.max_timesteps}; give at least that (or null)"
+            )
+        if (model.train_timesteps or model.max_timesteps) > model.max_timesteps and (
+            model.positions != "rope"
+        ):
+            raise ConfigError(
+                f"experiment.transformer.model.train_timesteps: {model.train_timesteps} "
+                f"timesteps need positions=rope (absolute positions hold max_timesteps="
+                f"{model.max_timesteps}); set experiment.transformer.model.positions=rope"
+            )
         if transformer.hide_past_codes and not transformer.use_codes:
             raise ConfigError(
                 "experiment.transformer.hide_past_codes: the no-LDM transformer "

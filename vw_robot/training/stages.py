@@ -159,7 +159,7 @@ def _transformer_setup(cfg: TrainConfig) -> Setup:
     dataset = SequenceDataset(
         cfg.dataset,
         key,
-        stage_cfg.model.max_timesteps,
+        stage_cfg.model.train_timesteps or stage_cfg.model.max_timesteps,
         tasks=_tasks(cfg),
         cache_dir=cfg.cache_dir,
     )
@@ -174,12 +174,14 @@ def _transformer_setup(cfg: TrainConfig) -> Setup:
         parents["ldm"] = ldm_info.path
 
     def loss(m: torch.nn.Module, batch: dict) -> tuple[torch.Tensor, dict]:
-        layout = _unwrap(m).config.layout
+        config = _unwrap(m).config
+        layout = config.layout
         codes = batch.get("codes") if layout.horizon > 0 else None
         ids = layout.build(batch["tokens"], codes)  # (B, T * step_len)
         valid = batch.get("codes_valid") if codes is not None else None
         targets = layout.targets(ids, valid=valid)
-        _, value = m(layout.model_inputs(ids), batch["task_index"], targets)
+        inputs, task = layout.model_inputs(ids), batch["task_index"]
+        _, value = m(inputs, task, targets, window=config.training_window)
         return value, {}
 
     return Setup(
