@@ -348,11 +348,12 @@ def _transformer(
     max_timesteps: int = 3,
     hide_past_codes: bool = False,
     seed: int = 0,
+    num_layers: int = 1,
 ) -> VideoTransformer:
     layout = dataclasses.replace(LAYOUT, horizon=horizon, hide_past_codes=hide_past_codes)
     config = TransformerConfig(
         layout=layout,
-        num_layers=1,
+        num_layers=num_layers,
         num_heads=2,
         dim=16,
         max_timesteps=max_timesteps,
@@ -420,6 +421,28 @@ def test_sample_codes_batched_equals_one_at_a_time(
     monkeypatch.setattr(model, "generate_codes", _refuse)
     again = sample_codes(root, HAND_KEY, _episode_ids(), model, _info(dataset_copy, "a"), TASK_IDS)
     assert all(np.array_equal(again[k], batched[k]) for k in batched)
+
+
+def test_a_rope_model_s_codes_are_sampled_along_the_sliding_cache_the_policy_acts_with(
+    data: SimpleNamespace, dataset_copy: Path
+) -> None:
+    # Two layers: a kept entry's deeper keys saw timesteps that have left the window, so the
+    # policy's sliding cache computes the banded forward, not fresh windows; the head must
+    # train on the codes the policy will sample.
+    model = _transformer(LAYOUT.horizon, "rope", num_layers=2)
+    window = model.config.max_timesteps
+    sampled = sample_codes(
+        str(dataset_copy), HAND_KEY, _episode_ids(), model, _info(dataset_copy, "d"), TASK_IDS
+    )
+    differs = 0
+    for e, (episode_id, task, count) in EPISODES.items():
+        cache, index = model.make_cache(1), torch.tensor([TASK_IDS.index(task)])
+        for t in range(count):
+            context = _context(data, e, t, window, sampled[episode_id])
+            acting = model.generate_codes(context, index, cache=cache)  # the policy's way
+            assert sampled[episode_id][t].tolist() == acting[0].tolist(), (episode_id, t)
+            differs += model.generate_codes(context, index)[0].tolist() != acting[0].tolist()
+    assert differs > 0  # fresh windows would have given other codes somewhere
 
 
 def _refuse(*args, **kwargs):

@@ -18,7 +18,7 @@ from vw_robot.data.sequences import export_sequences, sequence_key, sequences_di
 from vw_robot.device import resolve_device
 from vw_robot.io import atomic_write
 from vw_robot.models.registry import load_model
-from vw_robot.models.transformer import SequenceLayout
+from vw_robot.models.transformer import SequenceLayout, pad_left
 
 
 def stage_checkpoint(
@@ -104,7 +104,9 @@ def sample_codes(
     The context is the policy's: the episode's real frames, up to ``max_timesteps`` ending at
     t, and for the earlier timesteps the codes the transformer itself sampled there (never the
     LDM's codes of the real clip, which the policy cannot have: they summarise frames still to
-    come), laid out as HIDDEN when the transformer hides past codes.
+    come), laid out as HIDDEN when the transformer hides past codes. A rope model's policy
+    decodes along a sliding KV cache (the banded forward), so its codes are sampled that way
+    too; an absolute model's refills every step (fresh windows).
 
     For the code-free transformer (the no-LDM ablation) it is the next frame's tokens that are
     sampled, from a context of real frames one timestep shorter (the predicted frame fills the
@@ -121,8 +123,14 @@ def sample_codes(
                 "for a context before the predicted frame; train with max_timesteps >= 2."
             )
     # "acting_codes": along the policy's own codes (the earlier "sampled_codes" cache was
-    # sampled along the LDM's codes and must not be read as these).
-    kind = "sampled_next_tokens" if frames_mode else "acting_codes"
+    # sampled along the LDM's codes and must not be read as these); a rope model's along its
+    # sliding cache ("acting_codes_sliding": earlier rope caches hold fresh windows' codes).
+    sliding = not frames_mode and transformer.config.positions == "rope"
+    kind = (
+        "sampled_next_tokens"
+        if frames_mode
+        else ("acting_codes_sliding" if sliding else "acting_codes")
+    )
     folder = fmt.cache_root(root, cache_dir) / kind / info.model_sha256[:16]
     device = transformer.head.weight.device
     out: dict[str, Any] = {}
@@ -141,9 +149,12 @@ def sample_codes(
         todo[episode_id] = (tokens, task_ids.index(meta.task_id))
     width = layout.num_frame_tokens if frames_mode else layout.horizon
     sampled = {e: torch.zeros(len(tok), width, dtype=torch.int64) for e, (tok, _) in todo.items()}
-    # Timestep by timestep (a timestep's context holds the codes sampled before it), every
-    # episode at that timestep in batched calls of 64.
-    longest = max((len(tokens) for tokens, _ in todo.values()), default=0)
+    if sliding:
+        _sample_sliding(transformer, todo, sampled, window, device)
+    # Else fresh windows (what an absolute model's control computes), timestep by timestep (a
+    # timestep's context holds the codes sampled before it), every episode at that timestep in
+    # batched calls of 64.
+    longest = 0 if sliding else max((len(tokens) for tokens, _ in todo.values()), default=0)
     for t in range(longest):
         rows = [e for e, (tokens, _) in todo.items() if t < len(tokens)]
         history = min(t, window - 1)
@@ -166,3 +177,36 @@ def sample_codes(
         atomic_write(path, lambda f, a=array: np.save(f, a))
         out[episode_id] = array
     return out
+
+
+def _sample_sliding(
+    transformer: torch.nn.Module,
+    todo: dict[str, tuple[torch.Tensor, int]],
+    sampled: dict[str, torch.Tensor],
+    window: int,
+    device: torch.device,
+) -> None:
+    """Fill ``sampled`` as a rope policy samples acting: along a sliding KV cache, so every
+    timestep attends to its own and the ``window - 1`` before it at every layer (the banded
+    forward), not to a fresh window. Episodes go in fixed groups of 64, longest first; a row
+    whose episode has ended repeats its last timestep until its group's longest ends, and what
+    it samples then is dropped."""
+    layout = transformer.config.layout
+    order = sorted(todo, key=lambda e: -len(todo[e][0]))
+    for i in range(0, len(order), 64):
+        group = order[i : i + 64]
+        cache = transformer.make_cache(len(group))
+        tasks = torch.tensor([todo[e][1] for e in group], device=device)
+        for t in range(len(todo[group[0]][0])):
+            contexts = []
+            for e in group:
+                end = min(t, len(todo[e][0]) - 1)  # an ended row stays at its last timestep
+                history = min(end, window - 1)
+                tok = todo[e][0][end - history : end + 1][None].to(device)  # (1, t, N)
+                cod = sampled[e][end - history : end][None].to(device)  # (1, t-1, H)
+                contexts.append(layout.build_context(tok, cod)[0])
+            ids, lengths = pad_left(contexts)  # (b, L), (b,)
+            result = transformer.generate_codes(ids, tasks, cache=cache, lengths=lengths)
+            for e, row in zip(group, result.cpu(), strict=True):
+                if t < len(todo[e][0]):
+                    sampled[e][t] = row
