@@ -15,9 +15,11 @@ episodes=${2:-20}
 export MUJOCO_GL=${MUJOCO_GL:-egl}
 read -r tasks window < <(python - "$run" <<'PY'
 import sys
+from omegaconf import OmegaConf
 from vw_robot import checkpoint as ckpt
 info = ckpt.read_info(f"{sys.argv[1]}/transformer", stage="transformer")
-print("[" + ",".join(info.model_config["task_ids"]) + "]", info.model_config["max_timesteps"])
+tasks = OmegaConf.load(info.path / "config.yaml").tasks  # as trained (the resume check's order)
+print("[" + ",".join(tasks) + "]", info.model_config["max_timesteps"])
 PY
 )
 common=(experiment=tiny_cpu "dataset=$run/data" "out=$run" "tasks=$tasks")
