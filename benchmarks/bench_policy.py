@@ -9,6 +9,7 @@ threads. Random weights decode as many ids as trained ones, so the timings carry
 Usage:
     python benchmarks/bench_policy.py                        # checkpoint-free, tiny_cpu sizes
     python benchmarks/bench_policy.py --windows 3 8 16 --steps 60
+    python benchmarks/bench_policy.py --rows 1 4 16 --windows 3 --steps 20   # rows at once
     python benchmarks/bench_policy.py runs/demo/action_head
     python benchmarks/bench_policy.py runs/demo/action_head --task metaworld/reach-v3 --steps 60
 
@@ -163,6 +164,51 @@ def random_table(experiment: str, windows: list[int], steps: int) -> None:
             )
 
 
+def rows_table(experiment: str, window: int, rows: list[int], steps: int) -> None:
+    """generate_codes alone for R rows at once (one thread, the window full and sliding): the
+    absolute model refills its window, the rope one feeds only the new timestep."""
+    torch.set_num_threads(1)
+    print(
+        f"\n# generate_codes for R rows at once — random {experiment}-size transformer, "
+        f"window {window}, one thread; median ms per call (per row)\n\n"
+        "| rows | absolute, refilled | rope + sliding cache |\n|---:|---:|---:|"
+    )
+    for count in rows:
+        cells = []
+        for positions, cache in (("absolute", False), ("rope", True)):
+            control = RandomControl(experiment, window, positions, False)
+            model, layout = control.transformer, control.layout
+            kv = model.make_cache(count) if cache else None
+            task = torch.zeros(count, dtype=torch.long)
+            gen = torch.Generator().manual_seed(0)
+            tokens: list[torch.Tensor] = []
+            codes: list[torch.Tensor] = []
+            times = []
+            for i in range(window + steps):
+                tokens.append(
+                    torch.randint(
+                        0, layout.frame_vocab, (count, layout.num_frame_tokens), generator=gen
+                    )
+                )
+                del tokens[:-window]
+                history = len(tokens) - 1
+                past = (
+                    torch.stack(codes[-history:], 1)
+                    if history
+                    else torch.zeros(count, 0, layout.horizon, dtype=torch.long)
+                )
+                context = layout.build_context(torch.stack(tokens, 1), past)  # (R, L)
+                start = time.perf_counter()
+                with torch.no_grad():
+                    codes.append(model.generate_codes(context, task, cache=kv))
+                if i >= window:
+                    times.append(1000 * (time.perf_counter() - start))
+                del codes[:-window]
+            ms = statistics.median(times)
+            cells.append(f"{ms:.1f} ({ms / count:.1f})")
+        print(f"| {count} | {cells[0]} | {cells[1]} |", flush=True)
+
+
 def latency(path: str, task: str, steps: int, use_cache: bool, decode: bool) -> float:
     """Median ms of select_action (a new plan every step) on real observations."""
     from vw_robot.envs import make_env
@@ -207,8 +253,15 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=100, help="steps per evaluation episode")
     parser.add_argument("--experiment", default="tiny_cpu", help="model sizes without a policy")
     parser.add_argument("--windows", type=int, nargs="+", default=[3, 8])
+    parser.add_argument(
+        "--rows", type=int, nargs="+", help="only generate_codes for these batch sizes"
+    )
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
+    if args.rows:
+        for window in args.windows:
+            rows_table(args.experiment, window, args.rows, args.steps)
+        return
     if args.policy is None:
         random_table(args.experiment, args.windows, args.steps)
         return
