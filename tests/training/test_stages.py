@@ -62,6 +62,8 @@ def test_every_stage_checkpoints_and_records_its_parents(pipeline):
     }
     assert trf.model_config["task_ids"] == ["metaworld/drawer-close-v3", "metaworld/reach-v3"]
     assert trf.model_config["layout"]["horizon"] == 2
+    # Unset, a newer key stays out of the model config, so runs from before it still resume.
+    assert "train_timesteps" not in trf.model_config
     for run in ("tokenizer", "ldm", "transformer"):
         rows = (out / run / "metrics.csv").read_text().splitlines()
         assert rows[0].startswith("step,loss") and len(rows) >= 2

@@ -169,6 +169,8 @@ def _transformer_setup(cfg: TrainConfig) -> Setup:
         "num_tasks": len(dataset.task_ids),
         "task_ids": dataset.task_ids,
     }
+    if model_config["train_timesteps"] is None:  # as checkpoints from before the key: they resume
+        del model_config["train_timesteps"]
     parents = {"tokenizer": tokenizer_info.path}
     if ldm_info is not None:
         parents["ldm"] = ldm_info.path
