@@ -12,6 +12,7 @@ Usage:
     python benchmarks/bench_eval.py                                  # 3 tasks x 8 x 100 steps
     python benchmarks/bench_eval.py runs/demo/action_head --slots 2 8 16
     python benchmarks/bench_eval.py --policies expert --episodes 4 --limit 50
+    python benchmarks/bench_eval.py --policies learned --set transformer.model.positions=rope
 
 Prints Markdown; asserts nothing.
 """
@@ -38,10 +39,14 @@ from vw_robot.training.codes import sequence_layout
 TASKS = ["metaworld/reach-v3", "metaworld/drawer-close-v3", "metaworld/button-press-topdown-v3"]
 
 
-def build_random_policy(out: Path, experiment: str, tasks: list[str], image_size: int) -> Path:
+def build_random_policy(
+    out: Path, experiment: str, tasks: list[str], image_size: int, overrides: list[str] = ()
+) -> Path:
     """Save randomly initialised tokenizer, LDM, transformer and action head checkpoints of
-    ``experiment``'s sizes under ``out``; the action head's checkpoint (the policy)."""
-    exp = load_config("train", [f"experiment={experiment}"]).experiment
+    ``experiment``'s sizes (and ``overrides``, ``KEY=VALUE`` under ``experiment.``) under
+    ``out``; the action head's checkpoint (the policy)."""
+    given = [f"experiment.{kv}" for kv in overrides]
+    exp = load_config("train", [f"experiment={experiment}", *given]).experiment
     torch.manual_seed(0)
 
     def save(stage: str, kind: str, config: dict, parents: dict | None = None) -> Path:
@@ -124,11 +129,18 @@ def main() -> None:
     parser.add_argument(
         "--batch-workers", type=int, default=2, help="env processes when batched (2 cores)"
     )
+    parser.add_argument(
+        "--set",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="experiment settings of the random policy, e.g. transformer.model.positions=rope",
+    )
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     with tempfile.TemporaryDirectory() as tmp:
         learned = args.policy or str(
-            build_random_policy(Path(tmp), args.experiment, args.tasks, args.image_size)
+            build_random_policy(Path(tmp), args.experiment, args.tasks, args.image_size, args.set)
         )
         names = {"expert": "expert", "learned": learned}
         print(
@@ -141,7 +153,8 @@ def main() -> None:
             "in this process (torch threads: cores - (workers - 1), at most "
             f"{torch.get_num_threads()}).\n"
         )
-        learned_label = args.policy or f"random {args.experiment} VideoWorld"
+        settings = f" ({', '.join(args.set)})" if args.set else ""
+        learned_label = args.policy or f"random {args.experiment} VideoWorld{settings}"
         print("| policy | N | per process (workers=N) | batched (batch=N) | batched / 2 workers |")
         print("|---|---:|---:|---:|---:|")
         for key in args.policies:
