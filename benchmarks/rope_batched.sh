@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Issue #14: what a rope transformer trained banded buys evaluation. On a finished `vw-robot run`
-# folder (its data, tokenizer, LDM, transformer and action head), train a rope transformer on
+# folder of the default experiment (tiny_cpu, the head recipe; its data, tokenizer, LDM,
+# transformer and action head), train a rope transformer on
 # sequences of 2 windows (banded: what the sliding control cache computes) and a head on it with
 # the head recipe, then evaluate the run's head and the rope head on the selection seeds
 # (episode_seed(5000, task, i)) per process (workers=2) and batched (batch=8 and 16, workers=2),
