@@ -26,6 +26,7 @@ import os
 import tempfile
 import time
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -40,7 +41,7 @@ TASKS = ["metaworld/reach-v3", "metaworld/drawer-close-v3", "metaworld/button-pr
 
 
 def build_random_policy(
-    out: Path, experiment: str, tasks: list[str], image_size: int, overrides: list[str] = ()
+    out: Path, experiment: str, tasks: list[str], image_size: int, overrides: Sequence[str] = ()
 ) -> Path:
     """Save randomly initialised tokenizer, LDM, transformer and action head checkpoints of
     ``experiment``'s sizes (and ``overrides``, ``KEY=VALUE`` under ``experiment.``) under
