@@ -49,6 +49,8 @@ variants=(
   # and "top" (straight down), at right angles, so that a goal in the air is placed in 3-D
   # (benchmarks/goal_ambiguity.py: 1 cm apart at most for goals that look alike in both).
   "task_shift_state_2k_val_fronttop|task_conditioning=true augment_shift=4 use_state=true optim.steps=2000 val_fraction=0.1||front+top"
+  # The wider, deeper trunk with the two views (the camera that paid).
+  "task_shift_state_2k_val_fronttop_big|task_conditioning=true augment_shift=4 use_state=true optim.steps=2000 val_fraction=0.1 model.channels=[32,64,128] model.num_res_blocks=2||front+top"
 )
 for row in "${variants[@]}"; do
   IFS='|' read -r name train_switches eval_switches camera <<<"$row"
