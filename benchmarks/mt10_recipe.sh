@@ -21,8 +21,10 @@ vw-robot collect suite=metaworld/mt10 episodes_per_task=20 image_size=64 workers
   "out=$data"
 
 # name | training switches (experiment.bc.*) | evaluation switches | camera (default corner2)
-# A variant with another camera trains on its own copy of the demonstrations, DATA_<camera>
-# (the same episodes: collection seed 0), and is evaluated on that camera (the policy's own).
+#   | image size (default 64)
+# A variant with another camera or size trains on its own copy of the demonstrations,
+# DATA_<camera>[_<size>px] (the same episodes: collection seed 0), and is evaluated on that
+# camera and size (the policy's own).
 # In order of what each run tells: the baseline, everything at once, then one switch at a time.
 variants=(
   "base||"
@@ -51,15 +53,21 @@ variants=(
   "task_shift_state_2k_val_fronttop|task_conditioning=true augment_shift=4 use_state=true optim.steps=2000 val_fraction=0.1||front+top"
   # The wider, deeper trunk with the two views (the camera that paid).
   "task_shift_state_2k_val_fronttop_big|task_conditioning=true augment_shift=4 use_state=true optim.steps=2000 val_fraction=0.1 model.channels=[32,64,128] model.num_res_blocks=2||front+top"
+  # The wrist view (Meta-World's gripperPOV) in place of the view from above.
+  "task_shift_state_2k_val_frontgripper|task_conditioning=true augment_shift=4 use_state=true optim.steps=2000 val_fraction=0.1||front+gripperPOV"
+  # The two views at 96 px (each view 48 rows instead of 32; 6 px shifts, the same share).
+  "task_shift_state_2k_val_fronttop_96|task_conditioning=true augment_shift=6 use_state=true optim.steps=2000 val_fraction=0.1||front+top|96"
 )
 for row in "${variants[@]}"; do
-  IFS='|' read -r name train_switches eval_switches camera <<<"$row"
+  IFS='|' read -r name train_switches eval_switches camera size <<<"$row"
+  size=${size:-64}
   if [ -n "$only" ] && [[ " $only " != *" $name "* ]]; then continue; fi
   variant_data=$data
-  if [ -n "$camera" ]; then
-    variant_data=${data}_$camera
-    vw-robot collect suite=metaworld/mt10 episodes_per_task=20 image_size=64 workers=2 seed=0 \
-      "camera=$camera" "out=$variant_data"
+  if [ -n "$camera" ] || [ "$size" != 64 ]; then
+    variant_data=${data}_${camera:-corner2}
+    if [ "$size" != 64 ]; then variant_data=${variant_data}_${size}px; fi
+    vw-robot collect suite=metaworld/mt10 episodes_per_task=20 "image_size=$size" workers=2 \
+      seed=0 "camera=${camera:-corner2}" "out=$variant_data"
   fi
   # Evaluation-only variants reuse the checkpoint of the variant they extend.
   run=${name%_execute1}
@@ -74,6 +82,6 @@ for row in "${variants[@]}"; do
   fi
   # shellcheck disable=SC2086  # the switches are separate key=value words
   vw-robot eval "policy=$out/bc_$run" suite=metaworld/mt10 episodes_per_task=20 \
-    max_episode_steps=200 seed=5000 workers=2 image_size=64 videos_per_task=0 \
+    max_episode_steps=200 seed=5000 workers=2 "image_size=$size" videos_per_task=0 \
     "out=$out/eval/$name" $eval_switches
 done
