@@ -6,7 +6,8 @@ Usage:
     python benchmarks/recipe_table.py runs/recipe --json docs/results/mt10_recipe.json
 
 Reads only what the harness wrote (OUT/eval/<variant>/results.json and the checkpoints'
-info.json); asserts nothing.
+info.json); asserts nothing. With --json, the variants found in OUT replace their entries in
+the file and the file's other entries (variants measured from another folder) are kept.
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ ORDER = [
     "task_shift_state_2k_val_big",
     "task_shift_state_2k_val_workspace",
     "task_shift_state_2k_val_fronttop",
+    "task_shift_state_2k_val_fronttop_big",
+    "task_shift_state_2k_val_frontgripper",
+    "task_shift_state_2k_val_fronttop_96",
 ]
 
 
@@ -61,6 +65,7 @@ def entry(out: Path, name: str) -> dict:
     switches["trunk_channels"] = [int(c) for c in model["channels"]]
     switches["trunk_res_blocks"] = int(model["num_res_blocks"])
     switches["camera"] = model["env"].get("camera") or "corner2"  # recorded since the camera check
+    switches["image_size"] = int(model["env"].get("image_size") or config["image_size"])
     return {
         "policy": "bc_all",
         "variant": name,
@@ -106,9 +111,19 @@ def main() -> None:
             f"{wins}/{total} | {e['mean_success']:.3f} | [{low:.2f}, {high:.2f}] |"
         )
     if args.json:
+        merged = merge(json.loads(args.json.read_text()) if args.json.exists() else [], entries)
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(entries, indent=1) + "\n")
-        print(f"\n{len(entries)} entries -> {args.json}")
+        args.json.write_text(json.dumps(merged, indent=1) + "\n")
+        print(f"\n{len(entries)} entries measured here, {len(merged)} in all -> {args.json}")
+
+
+def merge(kept: list[dict], new: list[dict]) -> list[dict]:
+    """``kept`` with each of ``new`` replacing the entry of its variant, in ORDER (variants
+    outside ORDER last, as they came)."""
+    by_name = {e["variant"]: e for e in kept}
+    by_name.update({e["variant"]: e for e in new})
+    rank = {name: i for i, name in enumerate(ORDER)}
+    return sorted(by_name.values(), key=lambda e: rank.get(e["variant"], len(ORDER)))
 
 
 if __name__ == "__main__":

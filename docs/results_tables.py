@@ -58,6 +58,12 @@ def _weights(entry: dict) -> str:
     return which + (f", EMA {s['ema']}" if s.get("ema") else "")
 
 
+def _camera(switches: dict) -> str:
+    """The camera, with the image size where it is not 64 px."""
+    camera, size = switches.get("camera", "corner2"), switches.get("image_size", 64)
+    return camera if size == 64 else f"{camera}, {size} px"
+
+
 def _trunk(switches: dict) -> str:
     """The conv trunk's channels per stage and residual blocks per stage."""
     channels = switches.get("trunk_channels", [16, 32, 64])
@@ -75,7 +81,7 @@ def variants_table(entries: list[dict]) -> str:
         wins, total = _pooled(e)
         low, high = wilson_interval(wins, total)
         lines.append(
-            f"| {e.get('variant', e['policy'])} | {s.get('camera', 'corner2')} | {_trunk(s)} | "
+            f"| {e.get('variant', e['policy'])} | {_camera(s)} | {_trunk(s)} | "
             f"{e.get('train_steps', '')} | {_weights(e)} | "
             f"{'yes' if s.get('task_conditioning') else 'no'}"
             f" | {s.get('augment_shift', 0)} | {'yes' if s.get('use_state') else 'no'} | "

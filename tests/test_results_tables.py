@@ -191,3 +191,37 @@ def test_the_seeds_table_names_the_transformer_steps_where_they_differ():
     assert table[4].startswith("| bc | 10% (2) | 9/20")
     same = results_tables.seeds_table(entries[:1] + entries[2:]).splitlines()
     assert same[2].startswith("| videoworld | 10% (2) | 12/20")
+
+
+def test_recipe_results_merge_keeps_variants_measured_elsewhere():
+    """recipe_table.py --json replaces the variants it measured and keeps the file's others."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import recipe_table
+    finally:
+        sys.path.pop(0)
+    kept = [
+        {"variant": "task_shift_state_2k_val_fronttop", "mean_success": 0.75},
+        {"variant": "base", "mean_success": 0.6},
+    ]
+    new = [
+        {"variant": "task_shift_state_2k_val_fronttop_big", "mean_success": 0.8},
+        {"variant": "base", "mean_success": 0.5},
+    ]
+    merged = recipe_table.merge(kept, new)
+    assert [(e["variant"], e["mean_success"]) for e in merged] == [
+        ("base", 0.5),
+        ("task_shift_state_2k_val_fronttop", 0.75),
+        ("task_shift_state_2k_val_fronttop_big", 0.8),
+    ]
+
+
+def test_the_variants_table_names_an_image_size_other_than_64():
+    sys.path.insert(0, str(REPO / "docs"))
+    try:
+        import results_tables
+    finally:
+        sys.path.pop(0)
+    assert results_tables._camera({"camera": "front+top", "image_size": 96}) == "front+top, 96 px"
+    assert results_tables._camera({"camera": "front+top", "image_size": 64}) == "front+top"
+    assert results_tables._camera({}) == "corner2"
