@@ -6,6 +6,12 @@ several envs can render in one process, which robosuite's own renderer gets wron
 upright images, and lets us switch off the effects that dominate the cost of a frame on a
 software (llvmpipe) renderer. Measured here: a 64x64 Meta-World frame ~60 ms with default
 visuals, ~6 ms with shadows, multisampling and reflections off (SIM_NOTES.md).
+
+What is left of a frame's cost is mostly the robots' mesh triangles, which llvmpipe transforms
+whether or not they land in the image. So each frame leaves out the geoms whose bounding
+sphere lies wholly outside the camera's view frustum (:func:`outside_frustum`): an exact
+saving — with shadows and reflections off, a geom outside the frustum cannot change a pixel
+(tests/envs/test_rendering.py compares frames with and without it).
 """
 
 from __future__ import annotations
@@ -114,6 +120,9 @@ class FastRenderer:
         band: render only the middle ``1 / band`` of the camera's image height, at full
             resolution: an image ``image_size`` wide and ``image_size // band`` tall (the
             vertical field of view narrowed to match; the horizontal one unchanged).
+        cull: leave out the geoms wholly outside the view frustum (the same pixels, fewer
+            triangles; needs ``fast``: a geom outside the view can still cast a shadow or
+            show in a reflection).
     """
 
     def __init__(
@@ -125,21 +134,28 @@ class FastRenderer:
         flip: bool = False,
         fast: bool = True,
         band: int = 1,
+        cull: bool = True,
     ) -> None:
         self.image_size = validate_image_size(image_size)
         if band < 1 or self.image_size % band:
             raise UserError(f"band={band}: image_size={image_size} must be a multiple of it.")
         self.camera = camera
-        # update_scene takes a camera name or an MjvCamera (built once: it holds no state).
-        self._camera = camera.mjv_camera() if isinstance(camera, FreeCamera) else camera
         self.flip = flip
         self.band = band
+        self.cull = cull and fast
         self._model = model
         self._camera_index: int | None = None
-        if not isinstance(camera, FreeCamera):
+        if isinstance(camera, FreeCamera):
+            self._camera = camera.mjv_camera()  # built once: it holds no state
+        else:
             self._camera_index = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, camera)
             if self._camera_index < 0:
                 raise UserError(f"camera {camera!r} is not in the model.")
+            self._camera = mujoco.MjvCamera()
+            self._camera.type = mujoco.mjtCamera.mjCAMERA_FIXED
+            self._camera.fixedcamid = self._camera_index
+        # Geoms that can be culled: those with a bounding sphere (a plane's radius is 0).
+        self._cullable = np.flatnonzero(model.geom_rbound > 0)
         if fast:
             apply_fast_visuals(model)
         # The offscreen framebuffer must hold the image; models default to 640x480.
@@ -158,8 +174,19 @@ class FastRenderer:
         Returns:
             (H, W, 3) uint8 image, upright, a fresh array the caller owns.
         """
+        model = self._model
         with self._narrowed_fovy():
-            self._renderer.update_scene(data, camera=self._camera)
+            hidden = self._outside(data) if self.cull else None
+            if hidden is not None and hidden.size:
+                # mjv_updateScene skips a geom whose alpha is 0; the model's own restored after.
+                alpha = model.geom_rgba[hidden, 3].copy()
+                model.geom_rgba[hidden, 3] = 0.0
+                try:
+                    self._renderer.update_scene(data, camera=self._camera)
+                finally:
+                    model.geom_rgba[hidden, 3] = alpha
+            else:
+                self._renderer.update_scene(data, camera=self._camera)
         image = self._renderer.render()  # (H, W, 3) uint8
         if self.flip:
             image = image[::-1]
@@ -170,6 +197,24 @@ class FastRenderer:
         if self._renderer is not None:
             self._renderer.close()
             self._renderer = None
+
+    def _outside(self, data: mujoco.MjData) -> np.ndarray:
+        """Ids of the geoms wholly outside this camera's view frustum in ``data``'s state."""
+        scene = self._renderer.scene
+        mujoco.mjv_updateCamera(self._model, data, self._camera, scene)
+        glcam = mujoco.mjv_averageCamera(scene.camera[0], scene.camera[1])  # as mjr_render does
+        if glcam.orthographic:
+            return np.empty(0, dtype=np.int64)
+        ids = self._cullable
+        sphere_radius = self._model.geom_rbound[ids]
+        return ids[
+            outside_frustum(
+                data.geom_xpos[ids],
+                sphere_radius,
+                glcam,
+                aspect=self._renderer.width / self._renderer.height,
+            )
+        ]
 
     @contextlib.contextmanager
     def _narrowed_fovy(self) -> Iterator[None]:
@@ -197,6 +242,43 @@ class FastRenderer:
             self._model.vis.global_.fovy = value
         else:
             self._model.cam_fovy[self._camera_index] = value
+
+
+# Frustum test slack, relative to a geom's bounding radius and absolute in metres: float
+# rounding must never cull a geom that touches the view.
+CULL_SLACK = 1.01
+CULL_SLACK_M = 1e-3
+
+
+def outside_frustum(
+    centers: np.ndarray, radii: np.ndarray, camera: mujoco.MjvGLCamera, aspect: float
+) -> np.ndarray:
+    """Which spheres (world ``centers`` (N, 3), ``radii`` (N,)) lie wholly outside the
+    perspective frustum ``mjr_render`` draws ``camera`` with in a viewport of width / height
+    ``aspect``: vertically ``frustum_bottom..frustum_top`` at ``frustum_near``, horizontally
+    ``frustum_center`` +- ``frustum_width / 2`` (or, when that is 0, the half-width the aspect
+    gives). Spheres beyond the far plane are kept (conservative).
+
+    Returns:
+        (N,) bool.
+    """
+    forward = np.asarray(camera.forward, dtype=np.float64)
+    up = np.asarray(camera.up, dtype=np.float64)
+    right = np.cross(forward, up)
+    near = float(camera.frustum_near)
+    bottom, top = float(camera.frustum_bottom), float(camera.frustum_top)
+    half_width = camera.frustum_width / 2 if camera.frustum_width else aspect * (top - bottom) / 2
+    left, right_edge = camera.frustum_center - half_width, camera.frustum_center + half_width
+    offset = np.asarray(centers, dtype=np.float64) - np.asarray(camera.pos, dtype=np.float64)
+    x, y, z = offset @ right, offset @ up, offset @ forward
+    reach = np.asarray(radii, dtype=np.float64) * CULL_SLACK + CULL_SLACK_M
+    outside = z < near - reach
+    # Each side plane passes through the eye and an edge of the near rectangle; a sphere is
+    # outside when its centre lies more than its radius beyond the plane.
+    for coord, edge, sign in ((x, left, -1), (x, right_edge, 1), (y, bottom, -1), (y, top, 1)):
+        slope = edge / near
+        outside |= sign * (coord - slope * z) / math.hypot(1.0, slope) > reach
+    return outside
 
 
 class ViewsRenderer:
