@@ -3,10 +3,12 @@ checkpoint.
 
 Each control step of :class:`VideoWorldPolicy` (DESIGN §1.5): tokenize the current frame,
 append it to the context, sample the H latent codes restricted to the code vocabulary (KV
-cache: only the new ids are computed); when the action queue is empty, map frame + codes to
-an action chunk and queue its first ``execute`` actions. The context advances every env step
-(the transformer was trained on consecutive frames), whatever the execution interval. Frames
-are never decoded to act; :meth:`plan_frames` decodes the latest plan for a person to see.
+cache: only the new ids are computed; with past codes hidden and absolute positions, only at
+the steps the head plans, see :meth:`VideoWorldBatch._observe`); when the action queue is
+empty, map frame + codes to an action chunk and queue its first ``execute`` actions. The
+context advances every env step (the transformer was trained on consecutive frames), whatever
+the execution interval. Frames are never decoded to act; :meth:`plan_frames` decodes the
+latest plan for a person to see.
 
 :class:`NoLDMPolicy` is the ablation without latent codes: when the action queue is empty, the
 code-free transformer predicts the next frame's tokens from the recent frames, the tokenizer
@@ -235,12 +237,12 @@ class ChunkBatch:
         frames = torch.cat([_frame_tensor(o, policy.pixels_key, policy.image_size) for o in obs])
         frames = frames.to(policy.device)  # (R, 3, S, S) uint8
         inputs = self._head_inputs(rows, obs)
-        codes = self._observe(rows, frames)  # (R, H) or None
+        planning = [i for i, row in enumerate(rows) if policy.ensemble or not self._queue[row]]
+        codes = self._observe(rows, frames, planning)  # (R, H) or None
         if policy.ensemble is not None:
             chunks = self._plan(rows, frames, codes, inputs).cpu().numpy()  # (R, k, A)
             acted = [self._ensembled(row, chunk) for row, chunk in zip(rows, chunks, strict=True)]
             return np.stack(acted)
-        planning = [i for i, row in enumerate(rows) if not self._queue[row]]
         if planning:
             if len(planning) < len(rows):
                 index = torch.tensor(planning, device=policy.device)
@@ -284,8 +286,11 @@ class ChunkBatch:
     def _reset_row(self, row: int) -> None:
         """Forget ``row``'s context."""
 
-    def _observe(self, rows: list[int], frames: torch.Tensor) -> torch.Tensor | None:
-        """Take in the rows' current frames (every step); the codes the head needs, or None."""
+    def _observe(
+        self, rows: list[int], frames: torch.Tensor, planning: list[int]
+    ) -> torch.Tensor | None:
+        """Take in the rows' current frames (every step); the codes the head needs, or None.
+        ``planning``: the indices into ``rows`` of the rows the head plans for at this step."""
         return None
 
     def _plan(
@@ -373,31 +378,52 @@ class _GeneratorBatch(ChunkBatch):
 
 
 class VideoWorldBatch(_GeneratorBatch):
-    """VideoWorld rows: tokenize every frame, sample z_t every step, head on frame + codes."""
+    """VideoWorld rows: tokenize every frame, sample z_t every step (only to plan where no
+    later step reads it), head on frame + codes."""
 
     policy: VideoWorldPolicy
+    # Sample codes only for the rows that plan where no later step reads them (see _observe);
+    # False samples at every step (tests compare the two).
+    sample_only_to_plan = True
 
     def __init__(self, policy: VideoWorldPolicy, size: int) -> None:
         super().__init__(policy, size)
         self._codes: list[list[torch.Tensor]] = [[] for _ in range(size)]  # (H,) per timestep
-        self._frames: list[list[torch.Tensor]] = [[] for _ in range(size)]  # (1, 3, S, S)
+        # The frame and codes of each row's latest sampling (what plan_frames decodes).
+        self._planned: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * size
 
     def _reset_row(self, row: int) -> None:
         super()._reset_row(row)
         self._codes[row].clear()
-        self._frames[row].clear()
+        self._planned[row] = None
 
-    def _observe(self, rows: list[int], frames: torch.Tensor) -> torch.Tensor:
+    def _observe(self, rows: list[int], frames: torch.Tensor, planning: list[int]) -> torch.Tensor:
         """Append x_t to each row's context and sample z_t — at every env step, even while a
-        chunk is being executed, because the transformer was trained on consecutive frames."""
+        chunk is being executed, because the transformer was trained on consecutive frames.
+
+        Except where no one would read them: with past codes hidden and absolute positions,
+        a sampled code never enters a later context (it is laid out as HIDDEN) and the context
+        is laid out afresh at every step (no cache carries a step's entries to the next), so
+        codes are sampled only for the rows the head plans for now — the same codes as at
+        every step, at a quarter of the transformer's work with chunks of four. (With rotary
+        positions the sliding cache must take in every timestep as it comes to compute what
+        training computed, so those rows decode every step.)
+        """
         policy, layout, window = self.policy, self.policy.layout, self.policy.window
         tokens = policy.tokenizer.encode(frames).flatten(1)  # (R, N)
+        lazy = (
+            self.sample_only_to_plan
+            and layout.hide_past_codes
+            and policy.transformer.config.positions == "absolute"
+        )
+        decode = planning if lazy else list(range(len(rows)))
         contexts = []
         for i, row in enumerate(rows):
             self._tokens[row].append(tokens[i])
-            self._frames[row].append(frames[i : i + 1])
             # Keep at most `window` timesteps: the current one plus window-1 of history.
-            del self._tokens[row][:-window], self._frames[row][:-window]
+            del self._tokens[row][:-window]
+        for i in decode:
+            row = rows[i]
             history = len(self._tokens[row]) - 1
             past = self._codes[row][-history:] if history else []
             tok = torch.stack(self._tokens[row])[None]  # (1, t, N)
@@ -407,28 +433,34 @@ class VideoWorldBatch(_GeneratorBatch):
                 else torch.zeros(1, 0, layout.horizon, dtype=torch.int64, device=policy.device)
             )  # (1, t-1, H)
             contexts.append(layout.build_context(tok, cod)[0])  # (L_r,) ending [x_t][SEP]
-        ids, lengths = pad_left(contexts)  # (R, L), (R,): rows at different points
-        with self._cache_of(rows) as cache:
-            codes = policy.transformer.generate_codes(
-                ids,
-                self._task_tensor(rows),
-                cache=cache,
-                lengths=lengths,
-                temperature=policy.temperature,
-            )  # (R, H)
+        # Rows not decoded get placeholder codes: hidden from every later context, never planned on.
+        codes = torch.zeros(len(rows), layout.horizon, dtype=torch.int64, device=policy.device)
+        if decode:
+            ids, lengths = pad_left(contexts)  # (R', L), (R',): rows at different points
+            decoding = [rows[i] for i in decode]
+            with self._cache_of(decoding) as cache:
+                codes[decode] = policy.transformer.generate_codes(
+                    ids,
+                    self._task_tensor(decoding),
+                    cache=cache,
+                    lengths=lengths,
+                    temperature=policy.temperature,
+                )  # (R', H)
         for i, row in enumerate(rows):
             self._codes[row].append(codes[i])
             del self._codes[row][:-window]
+        for i in decode:
+            self._planned[rows[i]] = (frames[i : i + 1], codes[i])
         return codes
 
     @torch.no_grad()
     def plan_frames(self, row: int = 0) -> np.ndarray:
         """Decode ``row``'s latest plan: (H+1, S, S, 3) uint8, the current frame then the H
         frames the latent dynamics model rebuilds from it and the sampled codes."""
-        if not self._codes[row]:
+        if self._planned[row] is None:
             raise RuntimeError("No plan yet: call select_action first.")
-        frame = self._frames[row][-1]
-        future = self.policy.ldm().decode(frame, self._codes[row][-1][None])[0]  # (H, 3, S, S)
+        frame, codes = self._planned[row]
+        future = self.policy.ldm().decode(frame, codes[None])[0]  # (H, 3, S, S)
         frames = torch.cat([frame.float() / 255, future])
         pixels = (frames.clamp(0, 1) * 255).round().to(torch.uint8).cpu()  # (H+1, 3, S, S)
         return pixels.permute(0, 2, 3, 1).numpy()
@@ -473,7 +505,7 @@ class NoLDMBatch(_GeneratorBatch):
         super()._reset_row(row)
         self._predicted[row] = None
 
-    def _observe(self, rows: list[int], frames: torch.Tensor) -> None:
+    def _observe(self, rows: list[int], frames: torch.Tensor, planning: list[int]) -> None:
         tokens = self.policy.tokenizer.encode(frames).flatten(1)  # (R, N)
         for i, row in enumerate(rows):
             self._tokens[row].append(tokens[i])

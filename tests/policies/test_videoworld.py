@@ -442,6 +442,58 @@ def test_the_head_trains_on_the_codes_the_policy_samples(demo, hide):
     assert len({tuple(c) for c in offline.tolist()}) > 3  # not one code everywhere
 
 
+def _hidden_transformer(demo):
+    """The demo's transformer retrained with past codes hidden, its weights spread so that the
+    context decides the codes (a few training steps leave near-flat logits)."""
+    transformer = demo / "transformer_hidden"
+    if not (transformer / "checkpoints").exists():
+        tiny = [o for o in TINY if not o.startswith("image_size=")]
+        switches = ["run_name=transformer_hidden", "experiment.transformer.hide_past_codes=true"]
+        args = [f"dataset={demo / 'data'}", f"out={demo}", *tiny]
+        assert main(["train", "stage=transformer", *switches, *args]) == 0
+    model = load_model(transformer, "transformer")[0]
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for param in model.parameters():
+            param.normal_(0.0, 0.5)
+    return model
+
+
+@pytest.mark.parametrize("use_cache", [False, True])
+def test_hidden_past_codes_are_sampled_only_to_plan(demo, monkeypatch, use_cache):
+    """With past codes hidden (and absolute positions) no later context reads a sampled code,
+    so the policy samples codes only at the steps its head plans: the same actions as
+    sampling at every step, with a quarter of the transformer calls at execute=4."""
+    from vw_robot.policies.videoworld import VideoWorldBatch
+
+    model = _hidden_transformer(demo)
+    assert model.config.layout.hide_past_codes and model.config.positions == "absolute"
+    runs = {}
+    for every_step in (True, False):
+        monkeypatch.setattr(VideoWorldBatch, "sample_only_to_plan", not every_step)
+        policy = load_policy(demo / "action_head", execute=4, use_cache=use_cache)
+        policy.transformer, policy.layout = model, model.config.layout
+        codes = []
+        generate = model.generate_codes
+
+        def spy(*args, _generate=generate, _codes=codes, **kwargs):
+            out = _generate(*args, **kwargs)
+            _codes.append(out[0].tolist())
+            return out
+
+        model.generate_codes = spy
+        try:
+            actions = _actions(policy, TASKS[0], seed=2, steps=9)
+        finally:
+            del model.generate_codes
+        runs[every_step] = actions, codes
+    (eager, eager_codes), (lazy, lazy_codes) = runs[True], runs[False]
+    assert len(eager_codes) == 9 and len(lazy_codes) == 3  # plans at steps 0, 4, 8
+    assert lazy_codes == [eager_codes[t] for t in (0, 4, 8)]
+    assert len({tuple(c) for c in eager_codes}) > 1  # the codes follow the frames
+    np.testing.assert_array_equal(lazy, eager)
+
+
 def test_the_main_job_records_and_evaluates_on_its_camera(tmp_path):
     """`vw-robot run` on Meta-World (camera=auto): the demonstrations, every checkpoint and the
     evaluation use the two stacked views front+top, and the head has the recipe (task and state
