@@ -79,7 +79,8 @@ def training_jobs(cfg: RunConfig, tasks: list[str]) -> dict[str, TrainConfig]:
     if "bc_all" in cfg.baselines:
         jobs.update([job("bc", "bc_all", label_fraction=None, labelled_episodes=None)])
     if "noldm" in cfg.baselines:
-        jobs.update([job("transformer", use_codes=False), job("noldm_head", **labels)])
+        no_codes = job("transformer", use_codes=False, hide_past_codes=False)  # none to hide
+        jobs.update([no_codes, job("noldm_head", **labels)])
     for fraction in cfg.label_sweep:
         name = f"action_head_labels{round(fraction * 100)}"
         jobs.update([job("action_head", name, label_fraction=fraction, labelled_episodes=None)])

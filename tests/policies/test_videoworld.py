@@ -296,9 +296,37 @@ def test_a_checkpoint_from_before_relative_parents_is_refused_clearly(demo, tmp_
         load_policy(head)
 
 
-def test_execute_sets_how_often_the_head_plans(demo):
-    """The transformer takes in every frame; the head plans once per `execute` steps."""
-    policy = load_policy(demo / "action_head", execute=2)
+def _transformer(demo, hide: bool):
+    """The demo's transformer retrained with past codes shown or hidden (the main job's own
+    hides them): transformer_shown / transformer_hidden in the demo folder."""
+    name = "transformer_hidden" if hide else "transformer_shown"
+    if not (demo / name / "checkpoints").exists():
+        tiny = [o for o in TINY if not o.startswith("image_size=")]
+        switches = [
+            f"run_name={name}",
+            f"experiment.transformer.hide_past_codes={str(hide).lower()}",
+        ]
+        args = [f"dataset={demo / 'data'}", f"out={demo}", *tiny]
+        assert main(["train", "stage=transformer", *switches, *args]) == 0
+    path = demo / name
+    assert load_model(path, "transformer")[0].config.layout.hide_past_codes == hide
+    return path
+
+
+def _with_transformer(policy, path):
+    model = load_model(path, "transformer")[0]
+    policy.transformer, policy.layout = model, model.config.layout
+    return policy
+
+
+@pytest.mark.parametrize("hide", [False, True])
+def test_execute_sets_how_often_the_head_plans(demo, hide):
+    """The head plans once per `execute` steps; the transformer takes in every frame and
+    samples codes at every step — only to plan when past codes are hidden (no later context
+    reads them)."""
+    policy = _with_transformer(
+        load_policy(demo / "action_head", execute=2), _transformer(demo, hide)
+    )
     calls = {"plan": 0, "codes": 0}
     predict, generate = policy.head.predict, policy.transformer.generate_codes
 
@@ -313,13 +341,18 @@ def test_execute_sets_how_often_the_head_plans(demo):
     policy.transformer.generate_codes = counted("codes", generate)
     actions = _actions(policy, TASKS[0], seed=1, steps=7)
     assert len(actions) == 7
-    assert calls == {"plan": 4, "codes": 7}  # plans at steps 0, 2, 4, 6
+    # Plans at steps 0, 2, 4, 6.
+    assert calls == {"plan": 4, "codes": 4 if hide else 7}
 
 
-def test_policy_context_is_the_training_layout(demo):
-    """What the policy feeds the transformer before sampling z_t is the training window's
-    [x_{t-1}][SEP][z_{t-1}][x_t][SEP] for the same frames and codes."""
-    policy = load_policy(demo / "action_head", execute=1)
+@pytest.mark.parametrize("hide", [False, True])
+def test_policy_context_is_the_training_layout(demo, hide):
+    """What the policy feeds the transformer before sampling z_t is what the model reads of
+    the training window [x_{t-1}][SEP][z_{t-1}][x_t][SEP] for the same frames and codes
+    (z_{t-1} as HIDDEN when past codes are hidden)."""
+    policy = _with_transformer(
+        load_policy(demo / "action_head", execute=1), _transformer(demo, hide)
+    )
     contexts, sampled = [], []
     generate = policy.transformer.generate_codes
 
@@ -348,7 +381,10 @@ def test_policy_context_is_the_training_layout(demo):
         lo = max(0, t - window + 1)
         window_ids = layout.build(tokens[None, lo : t + 1], codes[None, lo : t + 1])[0]
         upto_sep = (t - lo) * layout.step_len + layout.num_frame_tokens + 1
-        torch.testing.assert_close(contexts[t][0], window_ids[:upto_sep], rtol=0, atol=0)
+        expected = layout.model_inputs(window_ids[:upto_sep])
+        torch.testing.assert_close(contexts[t][0], expected, rtol=0, atol=0)
+        shows_hidden = layout.hidden_id is not None and bool((expected == layout.hidden_id).any())
+        assert shows_hidden == hide
 
 
 def test_learned_policy_results_do_not_depend_on_workers(demo):
@@ -396,15 +432,7 @@ def test_the_head_trains_on_the_codes_the_policy_samples(demo, hide):
     from vw_robot.data.sequences import sequence_key
     from vw_robot.training.codes import sample_codes
 
-    tiny = [o for o in TINY if not o.startswith("image_size=")]
-    args = [f"dataset={demo / 'data'}", f"out={demo}", *tiny]
-    transformer = demo / "transformer"
-    if hide:
-        transformer = demo / "transformer_hidden"
-        switches = ["run_name=transformer_hidden", "experiment.transformer.hide_past_codes=true"]
-        assert main(["train", "stage=transformer", *switches, *args]) == 0
-        assert load_model(transformer, "transformer")[0].config.layout.hide_past_codes
-    model, info = load_model(transformer, "transformer")
+    model, info = load_model(_transformer(demo, hide), "transformer")
     # A few training steps leave near-flat logits that ignore the context; spread the weights
     # so that what the context holds decides the codes (and cache them under another name).
     torch.manual_seed(0)
@@ -445,13 +473,7 @@ def test_the_head_trains_on_the_codes_the_policy_samples(demo, hide):
 def _hidden_transformer(demo):
     """The demo's transformer retrained with past codes hidden, its weights spread so that the
     context decides the codes (a few training steps leave near-flat logits)."""
-    transformer = demo / "transformer_hidden"
-    if not (transformer / "checkpoints").exists():
-        tiny = [o for o in TINY if not o.startswith("image_size=")]
-        switches = ["run_name=transformer_hidden", "experiment.transformer.hide_past_codes=true"]
-        args = [f"dataset={demo / 'data'}", f"out={demo}", *tiny]
-        assert main(["train", "stage=transformer", *switches, *args]) == 0
-    model = load_model(transformer, "transformer")[0]
+    model = load_model(_transformer(demo, hide=True), "transformer")[0]
     torch.manual_seed(0)
     with torch.no_grad():
         for param in model.parameters():
