@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def _script(folder: str, name: str):
+    """A script of the repository's ``folder`` (docs/, benchmarks/), imported as a module."""
+    sys.path.insert(0, str(REPO / folder))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.pop(0)
 
 
 def test_readme_tables_match_docs_results():
@@ -20,11 +30,7 @@ def test_readme_tables_match_docs_results():
 
 
 def test_a_stale_table_is_caught(tmp_path):
-    sys.path.insert(0, str(REPO / "docs"))
-    try:
-        import results_tables
-    finally:
-        sys.path.pop(0)
+    results_tables = _script("docs", "results_tables")
     marked = [p for p in (REPO / "docs" / "results").glob("*.json")]
     if not marked:
         return
@@ -95,11 +101,7 @@ def test_a_playground_study_becomes_data_and_a_table(tmp_path):
         [*script, str(out), "--include", str(other), "noldm"], capture_output=True, text=True
     )
     assert done.returncode != 0 and "no entry of policy 'noldm'" in done.stderr
-    sys.path.insert(0, str(REPO / "docs"))
-    try:
-        import results_tables
-    finally:
-        sys.path.pop(0)
+    results_tables = _script("docs", "results_tables")
     table = results_tables.playground_table([entry])
     assert "| random | — | — | 0/6 | 0/2 | 0/4 |" in table and "| 2 |" in table
 
@@ -116,11 +118,7 @@ def _entry(policy, share, seed, successes):
 
 
 def test_the_seeds_table_pools_training_seeds_and_compares_intervals():
-    sys.path.insert(0, str(REPO / "docs"))
-    try:
-        import results_tables
-    finally:
-        sys.path.pop(0)
+    results_tables = _script("docs", "results_tables")
     entries = [
         *(_entry("videoworld", 0.1, k, n) for k, n in enumerate([10, 12, 11])),
         *(_entry("bc", 0.1, k, n) for k, n in enumerate([2, 3, 1])),
@@ -147,11 +145,7 @@ def test_the_seeds_table_pools_training_seeds_and_compares_intervals():
 def test_the_seeds_table_states_videos_and_labels_per_task():
     """Issue #11 item 3: a comparison says how many videos per task the generator saw and how
     many episodes per task were labelled; BC has no generator."""
-    sys.path.insert(0, str(REPO / "docs"))
-    try:
-        import results_tables
-    finally:
-        sys.path.pop(0)
+    results_tables = _script("docs", "results_tables")
     videos = {"metaworld/reach-v3": 100, "metaworld/push-v3": 98}
     labels = {"metaworld/reach-v3": 10, "metaworld/push-v3": 10}
     entries = [
@@ -195,11 +189,7 @@ def test_the_seeds_table_names_the_transformer_steps_where_they_differ():
 
 def test_recipe_results_merge_keeps_variants_measured_elsewhere():
     """recipe_table.py --json replaces the variants it measured and keeps the file's others."""
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    try:
-        import recipe_table
-    finally:
-        sys.path.pop(0)
+    recipe_table = _script("benchmarks", "recipe_table")
     kept = [
         {"variant": "task_shift_state_2k_val_fronttop", "mean_success": 0.75},
         {"variant": "base", "mean_success": 0.6},
@@ -217,11 +207,7 @@ def test_recipe_results_merge_keeps_variants_measured_elsewhere():
 
 
 def test_the_variants_table_names_an_image_size_other_than_64():
-    sys.path.insert(0, str(REPO / "docs"))
-    try:
-        import results_tables
-    finally:
-        sys.path.pop(0)
+    results_tables = _script("docs", "results_tables")
     assert results_tables._camera({"camera": "front+top", "image_size": 96}) == "front+top, 96 px"
     assert results_tables._camera({"camera": "front+top", "image_size": 64}) == "front+top"
     assert results_tables._camera({}) == "corner2"
