@@ -176,6 +176,20 @@ def _order(folder: Path) -> tuple[int, str]:
     return (POLICIES.index(base) if base in POLICIES else len(POLICIES), folder.name)
 
 
+def merge(before: list[dict[str, Any]], measured: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``measured`` (entries read from a study folder) merged into a results file's
+    ``before``: an entry of a variant the folder no longer holds stays; an entry whose
+    evaluation is unchanged (same commit and successes) stays as it was, with the command
+    that made it; the others are replaced."""
+    old = {e["variant"]: e for e in before}
+    merged = {e["variant"]: e for e in before}
+    for e in measured:
+        prior = old.get(e["variant"])
+        same = prior is not None and (prior["commit"], prior["tasks"]) == (e["commit"], e["tasks"])
+        merged[e["variant"]] = prior if same else e
+    return sorted(merged.values(), key=lambda e: _order(Path(e["variant"])))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("kind", choices=["playground", "suite"])
@@ -191,7 +205,15 @@ def main() -> None:
         help="also copy POLICY's entries, unchanged, from another results FILE (a baseline "
         "measured in another study, with its own command and commit)",
     )
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the --json file's entries of variants (eval folders) not in OUT — rows "
+        "measured from a folder since lost — and replace the others with OUT's",
+    )
     args = parser.parse_args()
+    if args.merge and not args.json:
+        raise SystemExit("--merge needs --json (the file to merge into)")
     marker = "chains.json" if args.kind == "playground" else "results.json"
     folders = sorted((p.parent for p in (args.out / "eval").glob(f"*/{marker}")), key=_order)
     default = f"bash benchmarks/{'playground' if args.kind == 'playground' else 'robosuite'}.sh"
@@ -202,6 +224,8 @@ def main() -> None:
         if not copied:
             raise SystemExit(f"{path}: no entry of policy {policy!r}")
         entries += copied
+    if args.merge and args.json.exists():
+        entries = merge(json.loads(args.json.read_text()), entries)
     for e in entries:
         line = f"{e['variant']:>16}: mean {e['mean_success']:.3f}"
         if "average_length" in e:

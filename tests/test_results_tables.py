@@ -211,3 +211,38 @@ def test_the_variants_table_names_an_image_size_other_than_64():
     assert results_tables._camera({"camera": "front+top", "image_size": 96}) == "front+top, 96 px"
     assert results_tables._camera({"camera": "front+top", "image_size": 64}) == "front+top"
     assert results_tables._camera({}) == "corner2"
+
+
+def test_suite_results_merge_keeps_lost_rows_and_unchanged_commands():
+    """results_json.py --merge: rows of eval folders since lost stay, an unchanged row keeps
+    the command that made it, a re-evaluated row is replaced."""
+    results_json = _script("benchmarks", "results_json")
+    tasks = {"metaworld/reach-v3": {"successes": 3, "episodes": 20}}
+
+    def row(variant, commit, command, successes=3):
+        reach = {**tasks["metaworld/reach-v3"], "successes": successes}
+        return {
+            "variant": variant,
+            "commit": commit,
+            "command": command,
+            "tasks": {"metaworld/reach-v3": reach},
+        }
+
+    before = [
+        row("videoworld-10pct_seed0", "aaa", "SEEDS=0 study"),  # its folder is lost
+        row("videoworld-10pct_seed1", "bbb", 'SEEDS="1 2" study'),
+        row("bc-10pct_seed1", "bbb", 'SEEDS="1 2" study'),
+    ]
+    measured = [
+        row("videoworld-10pct_seed1", "bbb", "today's command"),  # unchanged
+        row("bc-10pct_seed1", "ccc", "today's command", successes=5),  # evaluated again
+        row("noldm-10pct_seed0", "ccc", "today's command"),  # new
+    ]
+    merged = {e["variant"]: e for e in results_json.merge(before, measured)}
+    assert merged["videoworld-10pct_seed0"]["command"] == "SEEDS=0 study"
+    assert merged["videoworld-10pct_seed1"]["command"] == 'SEEDS="1 2" study'
+    assert merged["bc-10pct_seed1"]["tasks"]["metaworld/reach-v3"]["successes"] == 5
+    assert merged["noldm-10pct_seed0"]["command"] == "today's command"
+    order = [e["variant"] for e in results_json.merge(before, measured)]
+    assert order.index("videoworld-10pct_seed1") < order.index("noldm-10pct_seed0")
+    assert order.index("noldm-10pct_seed0") < order.index("bc-10pct_seed1")
