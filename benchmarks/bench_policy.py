@@ -13,6 +13,9 @@ Usage:
     python benchmarks/bench_policy.py runs/demo/action_head
     python benchmarks/bench_policy.py runs/demo/action_head --task metaworld/reach-v3 --steps 60
 
+With a policy it also times acting as the policy acts by default (a plan per chunk), codes
+sampled at every step against only to plan (the same where past codes are shown).
+
 Prints Markdown; asserts nothing.
 """
 
@@ -209,13 +212,18 @@ def rows_table(experiment: str, window: int, rows: list[int], steps: int) -> Non
         print(f"| {count} | {cells[0]} | {cells[1]} |", flush=True)
 
 
+def _camera(policy) -> dict[str, str]:
+    """make_env's camera argument: the one the policy was trained on, where recorded."""
+    return {"camera": policy.camera} if policy.camera else {}
+
+
 def latency(path: str, task: str, steps: int, use_cache: bool, decode: bool) -> float:
     """Median ms of select_action (a new plan every step) on real observations."""
     from vw_robot.envs import make_env
     from vw_robot.policies.videoworld import load_policy
 
     policy = load_policy(path, execute=1, use_cache=use_cache)
-    env = make_env(task, image_size=policy.image_size)
+    env = make_env(task, image_size=policy.image_size, **_camera(policy))
     obs, info = env.reset(seed=0)
     policy.reset(task_id=task, action_space=env.action_space)
     times = []
@@ -228,6 +236,31 @@ def latency(path: str, task: str, steps: int, use_cache: bool, decode: bool) -> 
         obs, _, _, _, info = env.step(action)
     env.close()
     return 1000 * statistics.median(times[3:])
+
+
+def chunk_latency(path: str, task: str, steps: int, only_to_plan: bool) -> float:
+    """Mean ms of select_action as the policy acts by default (a plan per chunk), codes sampled
+    only to plan where no later step reads them (past codes hidden) or at every step."""
+    from vw_robot.envs import make_env
+    from vw_robot.policies.videoworld import VideoWorldBatch, load_policy
+
+    before = VideoWorldBatch.sample_only_to_plan
+    VideoWorldBatch.sample_only_to_plan = only_to_plan
+    try:
+        policy = load_policy(path)
+        env = make_env(task, image_size=policy.image_size, **_camera(policy))
+        obs, info = env.reset(seed=0)
+        policy.reset(task_id=task, action_space=env.action_space)
+        times = []
+        for _ in range(steps + 4):
+            start = time.perf_counter()
+            action = policy.select_action(obs, info)
+            times.append(time.perf_counter() - start)
+            obs, _, _, _, info = env.step(action)
+        env.close()
+    finally:
+        VideoWorldBatch.sample_only_to_plan = before
+    return 1000 * statistics.fmean(times[4:])
 
 
 def episodes_per_minute(path: str, task: str, episodes: int, workers: int, limit: int) -> float:
@@ -274,6 +307,13 @@ def main() -> None:
         ("KV cache + decode the plan's frames every step", True, True),
     ]:
         ms = latency(args.policy, args.task, args.steps, cache, decode)
+        print(f"| {label} | {ms:.1f} |", flush=True)
+    print(
+        "\n| acting in chunks (the default execute), codes sampled | ms per control step "
+        "(mean) |\n|---|---:|"
+    )
+    for label, only_to_plan in [("at every step", False), ("only to plan (default)", True)]:
+        ms = chunk_latency(args.policy, args.task, args.steps, only_to_plan)
         print(f"| {label} | {ms:.1f} |", flush=True)
     print(
         f"\n| evaluation ({args.episodes} episodes x {args.limit} steps, whole chunks) "
