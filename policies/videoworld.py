@@ -402,12 +402,13 @@ class VideoWorldBatch(_GeneratorBatch):
         chunk is being executed, because the transformer was trained on consecutive frames.
 
         Except where no one would read them: with past codes hidden and absolute positions,
-        a sampled code never enters a later context (it is laid out as HIDDEN) and the context
-        is laid out afresh at every step (no cache carries a step's entries to the next), so
-        codes are sampled only for the rows the head plans for now — the same codes as at
-        every step, at a quarter of the transformer's work with chunks of four. (With rotary
-        positions the sliding cache must take in every timestep as it comes to compute what
-        training computed, so those rows decode every step.)
+        a sampled code never enters a later context (it is laid out as HIDDEN) and a context
+        is computed afresh whenever it is decoded (the cache keeps only an unchanged prefix,
+        which equals recomputing it), so codes are sampled only for the rows the head plans
+        for now — the same codes as at every step, at a quarter of the transformer's work
+        with chunks of four. (With rotary positions the sliding cache must take in every
+        timestep as it comes to compute what training computed, so those rows decode every
+        step.)
         """
         policy, layout, window = self.policy, self.policy.layout, self.policy.window
         tokens = policy.tokenizer.encode(frames).flatten(1)  # (R, N)
