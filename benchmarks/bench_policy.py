@@ -287,6 +287,9 @@ def main() -> None:
     parser.add_argument("--experiment", default="tiny_cpu", help="model sizes without a policy")
     parser.add_argument("--windows", type=int, nargs="+", default=[3, 8])
     parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads for a policy (default: torch's)"
+    )
+    parser.add_argument(
         "--rows", type=int, nargs="+", help="only generate_codes for these batch sizes"
     )
     args = parser.parse_args()
@@ -298,7 +301,12 @@ def main() -> None:
     if args.policy is None:
         random_table(args.experiment, args.windows, args.steps)
         return
-    print(f"# policy latency — {args.policy} on {args.task}, a new plan every step\n")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(
+        f"# policy latency — {args.policy} on {args.task}, {torch.get_num_threads()} torch "
+        "thread(s)\n"
+    )
     print("| mode | ms per control step (median) |")
     print("|---|---:|")
     for label, cache, decode in [
