@@ -174,19 +174,8 @@ class FastRenderer:
         Returns:
             (H, W, 3) uint8 image, upright, a fresh array the caller owns.
         """
-        model = self._model
-        with self._narrowed_fovy():
-            hidden = self._outside(data) if self.cull else None
-            if hidden is not None and hidden.size:
-                # mjv_updateScene skips a geom whose alpha is 0; the model's own restored after.
-                alpha = model.geom_rgba[hidden, 3].copy()
-                model.geom_rgba[hidden, 3] = 0.0
-                try:
-                    self._renderer.update_scene(data, camera=self._camera)
-                finally:
-                    model.geom_rgba[hidden, 3] = alpha
-            else:
-                self._renderer.update_scene(data, camera=self._camera)
+        with self._narrowed_fovy(), self._culled(data):
+            self._renderer.update_scene(data, camera=self._camera)
         image = self._renderer.render()  # (H, W, 3) uint8
         if self.flip:
             image = image[::-1]
@@ -215,6 +204,23 @@ class FastRenderer:
                 aspect=self._renderer.width / self._renderer.height,
             )
         ]
+
+    @contextlib.contextmanager
+    def _culled(self, data: mujoco.MjData) -> Iterator[None]:
+        """With culling on, the geoms wholly outside the view frustum hidden while the scene is
+        built: mjv_updateScene skips a geom whose alpha is 0 (the model's own alphas restored
+        after)."""
+        hidden = self._outside(data) if self.cull else None
+        if hidden is None or not hidden.size:
+            yield
+            return
+        rgba = self._model.geom_rgba
+        alpha = rgba[hidden, 3].copy()
+        rgba[hidden, 3] = 0.0
+        try:
+            yield
+        finally:
+            rgba[hidden, 3] = alpha
 
     @contextlib.contextmanager
     def _narrowed_fovy(self) -> Iterator[None]:
