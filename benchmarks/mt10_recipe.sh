@@ -57,6 +57,8 @@ variants=(
   "task_shift_state_2k_val_frontgripper|task_conditioning=true augment_shift=4 use_state=true optim.steps=2000 val_fraction=0.1||front+gripperPOV"
   # The two views at 96 px (each view 48 rows instead of 32; 6 px shifts, the same share).
   "task_shift_state_2k_val_fronttop_96|task_conditioning=true augment_shift=6 use_state=true optim.steps=2000 val_fraction=0.1||front+top|96"
+  # And at 128 px (each view 64 rows; 8 px shifts).
+  "task_shift_state_2k_val_fronttop_128|task_conditioning=true augment_shift=8 use_state=true optim.steps=2000 val_fraction=0.1||front+top|128"
 )
 for row in "${variants[@]}"; do
   IFS='|' read -r name train_switches eval_switches camera size <<<"$row"
