@@ -39,6 +39,7 @@ ORDER = [
     "task_shift_state_2k_val_fronttop_big",
     "task_shift_state_2k_val_frontgripper",
     "task_shift_state_2k_val_fronttop_96",
+    "task_shift_state_2k_val_fronttop_128",
 ]
 
 
