@@ -48,9 +48,10 @@ head_args() {  # stage section, then its label settings and training seed
   for kv in "$@"; do echo "experiment.$section.$kv"; done
 }
 
-train stage=tokenizer
-train stage=ldm
+# The generator stages only for the policies that read them (BC, expert and random need none).
 if wanted videoworld || wanted noldm; then
+  train stage=tokenizer
+  train stage=ldm
   train stage=transformer
 fi
 if wanted videoworld; then
