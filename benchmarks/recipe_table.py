@@ -90,8 +90,7 @@ def main() -> None:
     parser.add_argument("out", type=Path)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
-    names = [n for n in ORDER if (args.out / "eval" / n / "results.json").exists()]
-    entries = [entry(args.out, n) for n in names]
+    entries = [entry(args.out, n) for n in variants(args.out)]
     print("| variant | task | shift | state | acting | successes | mean | 95% interval |")
     print("|---|---|---:|---|---|---:|---:|---|")
     for e in entries:
@@ -118,13 +117,22 @@ def main() -> None:
         print(f"\n{len(entries)} entries measured here, {len(merged)} in all -> {args.json}")
 
 
+def _rank(name: str) -> tuple[int, str]:
+    """Report order: ORDER's variants first, any other after them by name."""
+    return (ORDER.index(name), "") if name in ORDER else (len(ORDER), name)
+
+
+def variants(out: Path) -> list[str]:
+    """Every variant evaluated under OUT/eval (a results.json), in report order: one missing
+    from ORDER is reported last rather than left out."""
+    return sorted((p.parent.name for p in (out / "eval").glob("*/results.json")), key=_rank)
+
+
 def merge(kept: list[dict], new: list[dict]) -> list[dict]:
-    """``kept`` with each of ``new`` replacing the entry of its variant, in ORDER (variants
-    outside ORDER last, as they came)."""
+    """``kept`` with each of ``new`` replacing the entry of its variant, in report order."""
     by_name = {e["variant"]: e for e in kept}
     by_name.update({e["variant"]: e for e in new})
-    rank = {name: i for i, name in enumerate(ORDER)}
-    return sorted(by_name.values(), key=lambda e: rank.get(e["variant"], len(ORDER)))
+    return sorted(by_name.values(), key=lambda e: _rank(e["variant"]))
 
 
 if __name__ == "__main__":

@@ -206,6 +206,20 @@ def test_recipe_results_merge_keeps_variants_measured_elsewhere():
     ]
 
 
+def test_recipe_table_reports_every_evaluated_variant_even_one_outside_its_order(tmp_path):
+    recipe_table = _script("benchmarks", "recipe_table")
+    for name in ("zz_new_variant", "task_shift_state_2k_val_fronttop", "base", "aa_other"):
+        (tmp_path / "eval" / name).mkdir(parents=True)
+        (tmp_path / "eval" / name / "results.json").write_text("{}")
+    (tmp_path / "eval" / "unfinished").mkdir()  # no results.json: not evaluated yet
+    assert recipe_table.variants(tmp_path) == [
+        "base",
+        "task_shift_state_2k_val_fronttop",
+        "aa_other",
+        "zz_new_variant",
+    ]
+
+
 def test_the_variants_table_names_an_image_size_other_than_64():
     results_tables = _script("docs", "results_tables")
     assert results_tables._camera({"camera": "front+top", "image_size": 96}) == "front+top, 96 px"
