@@ -23,7 +23,7 @@ from omegaconf import OmegaConf
 
 from vw_robot import checkpoint as ckpt
 from vw_robot.errors import UserError
-from vw_robot.io import atomic_write_json, atomic_write_text, sha256_file
+from vw_robot.io import atomic_write, atomic_write_json, atomic_write_text, sha256_file
 from vw_robot.policies.videoworld import policy_info
 from vw_robot.provenance import provenance
 
@@ -61,7 +61,10 @@ def _copy_checkpoint(info: ckpt.CheckpointInfo, dst: Path, parents: dict[str, Pa
     ``parents`` (stage -> their new folders) relative to ``dst``."""
     dst.mkdir(parents=True, exist_ok=True)
     for name in _COPIED:
-        shutil.copy2(info.path / name, dst / name)
+        # Not shutil.copy2: it would keep the mode of weights an older vw_robot wrote 0600;
+        # copies follow the umask, like every file written here.
+        with open(info.path / name, "rb") as source:
+            atomic_write(dst / name, lambda f, source=source: shutil.copyfileobj(source, f))
     if sha256_file(dst / ckpt.MODEL_FILE) != info.model_sha256:
         raise ckpt.CheckpointError(
             f"{info.path / ckpt.MODEL_FILE}: checksum differs from its info.json (the file "

@@ -13,6 +13,8 @@ A checkpoint is a folder::
     <run>/checkpoints/selected.json  {"path": ..., "val_loss": ...}: written when a run chose
                                  its checkpoint by validation loss; loading the run folder
                                  takes it (resuming training still starts from last.json)
+    <run>/.run.lock              held by the process training into the run (its PID inside):
+                                 a second one is refused (:func:`run_folder_lock`)
 
 The folder is written under a temporary name and renamed into place, and ``last.json`` is
 replaced atomically after it, so a kill at any moment leaves the previous checkpoint intact.
@@ -34,10 +36,12 @@ building a model from a checkpoint (:mod:`vw_robot.models.registry`) and acting
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,10 +49,18 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
-from vw_robot.errors import UserError
-from vw_robot.io import atomic_write_json, atomic_write_text, sha256_file
+from vw_robot.errors import DiskFullError, UserError
+from vw_robot.io import (
+    LockHeldError,
+    atomic_write,
+    atomic_write_json,
+    atomic_write_text,
+    folder_lock,
+    is_disk_full,
+    sha256_file,
+)
 
 CHECKPOINTS_DIR = "checkpoints"
 LAST_FILE = "last.json"
@@ -58,6 +70,7 @@ TRAINER_TENSORS = "trainer.safetensors"
 TRAINER_JSON = "trainer.json"
 CONFIG_FILE = "config.yaml"
 INFO_FILE = "info.json"
+RUN_LOCK = ".run.lock"
 # 2: parents relative to the checkpoint folder; absent (1): relative to the training cwd.
 FORMAT = 2
 # Checksummed in info.json "files" (model.safetensors has its own "model_sha256").
@@ -68,6 +81,33 @@ INTACT_LISTED = 3
 
 class CheckpointError(UserError):
     """A checkpoint is missing, incomplete, or does not fit what asks for it."""
+
+
+class RunFolderBusyError(UserError):
+    """Another process is training into the run folder."""
+
+
+@contextlib.contextmanager
+def run_folder_lock(run_dir: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold the run folder while this process writes it (checkpoints, ``metrics.csv``).
+
+    Two trainings into one folder would interleave their checkpoints and metrics; the second
+    is refused instead. The lock ends with its process, however it ends; a lock file a killed
+    run left is taken over, with a log line naming its PID (:func:`vw_robot.io.folder_lock`).
+
+    Raises:
+        RunFolderBusyError: another process holds it (its PID named).
+    """
+    held = contextlib.ExitStack()
+    try:
+        held.enter_context(folder_lock(run_dir, RUN_LOCK, wait=False))
+    except LockHeldError as exc:
+        raise RunFolderBusyError(
+            f"{run_dir}: {exc.holder} is training into this run folder; wait for it to "
+            "finish, or train into another one (run_name=... or another out=)."
+        ) from None
+    with held:
+        yield
 
 
 @dataclass
@@ -138,16 +178,83 @@ def save_checkpoint(
 
     Returns:
         The checkpoint folder.
+
+    Raises:
+        DiskFullError: the device is full; the message names the file and the run's last
+            checkpoint, which is kept.
     """
     root = Path(run_dir) / CHECKPOINTS_DIR
-    root.mkdir(parents=True, exist_ok=True)
     final = root / f"step_{step:08d}"
     tmp = root / f".tmp_step_{step:08d}_{os.getpid()}"
+    try:
+        _write_checkpoint(
+            root,
+            final,
+            tmp,
+            stage=stage,
+            step=step,
+            model=model,
+            model_config=model_config,
+            config_yaml=config_yaml,
+            optimizer=optimizer,
+            parents=parents,
+            extra_info=extra_info,
+            trainer_tensors=trainer_tensors,
+        )
+        atomic_write_json(root / LAST_FILE, {"path": final.name, "step": step})
+    except (DiskFullError, OSError) as exc:
+        if isinstance(exc, DiskFullError):
+            file = Path(exc.path or tmp)
+        elif is_disk_full(exc):
+            file = Path(exc.filename or tmp)
+        else:
+            raise
+        # Its temporary folder is gone: name the checkpoint, and the file it was writing.
+        where = final if tmp in (file, file.parent) else file
+        raise DiskFullError(
+            f"{where}: not written, no space left on the device (writing {file.name}); "
+            + _kept_checkpoint(run_dir),
+            str(file),
+        ) from None
+    return final
+
+
+def _kept_checkpoint(run_dir: str | os.PathLike[str]) -> str:
+    """What a failed save leaves: the run's last checkpoint, which a rerun resumes from."""
+    try:
+        kept = latest_checkpoint(run_dir)
+    except CheckpointError:
+        kept = None
+    if kept is None:
+        return "no checkpoint of this run is on disk yet."
+    return (
+        f"the last good checkpoint is kept: {kept} (free some space and run the same command "
+        "to resume from it)."
+    )
+
+
+def _write_checkpoint(
+    root: Path,
+    final: Path,
+    tmp: Path,
+    *,
+    stage: str,
+    step: int,
+    model: torch.nn.Module,
+    model_config: dict[str, Any],
+    config_yaml: str,
+    optimizer: torch.optim.Optimizer | None,
+    parents: dict[str, str | os.PathLike[str]] | None,
+    extra_info: dict[str, Any] | None,
+    trainer_tensors: dict[str, torch.Tensor] | None,
+) -> None:
+    """:func:`save_checkpoint`'s folder: written into ``tmp``, then renamed to ``final``."""
+    root.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
         weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-        save_file(weights, str(tmp / MODEL_FILE))
+        save_tensors(weights, tmp / MODEL_FILE)
         if optimizer is not None:
             tensors, rest = _split_optimizer_state(optimizer.state_dict())
             for key, value in (trainer_tensors or {}).items():
@@ -158,7 +265,7 @@ def save_checkpoint(
             if torch.cuda.is_available():
                 for i, s in enumerate(torch.cuda.get_rng_state_all()):
                     tensors[f"rng.cuda.{i}"] = s
-            save_file(tensors, str(tmp / TRAINER_TENSORS))
+            save_tensors(tensors, tmp / TRAINER_TENSORS)
             np_state = np.random.get_state(legacy=False)
             np_state["state"]["key"] = np_state["state"]["key"].tolist()  # JSON, not pickle
             atomic_write_json(
@@ -193,8 +300,17 @@ def save_checkpoint(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    atomic_write_json(root / LAST_FILE, {"path": final.name, "step": step})
-    return final
+
+
+def save_tensors(tensors: dict[str, torch.Tensor], path: str | os.PathLike[str]) -> None:
+    """Write ``tensors`` as a safetensors file, atomically and with the umask's mode.
+
+    ``safetensors.torch.save_file`` creates its file 0600, so a run shared with other users
+    (or a policy folder copied from it) would be unreadable to them; every other file follows
+    the umask (0644 under 022), and so do these.
+    """
+    data = save(tensors)
+    atomic_write(path, lambda f: f.write(data))
 
 
 def relative_parents(

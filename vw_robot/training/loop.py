@@ -9,6 +9,7 @@ reproduces the same losses.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import logging
 import math
@@ -269,6 +270,21 @@ def _check_resumed_settings(
     )
 
 
+def _one_writer(train_fn: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
+    """Run ``train`` holding its run folder (rank 0 of a torchrun job, which alone writes it):
+    a second training into the folder is refused, naming the holder's PID."""
+
+    @functools.wraps(train_fn)
+    def holding(*, run_dir: str | os.PathLike[str], **kwargs: Any) -> dict[str, Any]:
+        if _distributed()[0] != 0:
+            return train_fn(run_dir=run_dir, **kwargs)
+        with ckpt.run_folder_lock(run_dir):
+            return train_fn(run_dir=run_dir, **kwargs)
+
+    return holding
+
+
+@_one_writer
 def train(
     *,
     stage: str,
@@ -307,6 +323,9 @@ def train(
 
     Returns:
         ``{"step", "checkpoint", "last_loss", "seconds", "samples_per_s"}``.
+
+    Raises:
+        RunFolderBusyError: another process is training into ``run_dir`` (:func:`_one_writer`).
     """
     optim.validate()
     rank, local_rank, world = _distributed()

@@ -44,6 +44,7 @@ from vw_robot.training import pictures
 from vw_robot.training.codes import export, sample_codes, sequence_layout, stage_checkpoint
 from vw_robot.training.config import TrainConfig
 from vw_robot.training.loop import train
+from vw_robot.training.seeding import seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -496,7 +497,7 @@ def run_stage(cfg: TrainConfig) -> dict[str, Any]:
     stage = STAGES[cfg.stage]
     stage_cfg = getattr(cfg.experiment, cfg.stage)
     run_dir = Path(cfg.out) / stage.run_name(cfg)
-    torch.manual_seed(stage_cfg.optim.seed)
+    seed_everything(stage_cfg.optim.seed)
     setup = stage.setup(cfg)
     log.info("train %s: %d samples, run folder %s", cfg.stage, len(setup.dataset), run_dir)
     result = train(
