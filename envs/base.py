@@ -2,10 +2,13 @@
 
 Observation: ``{"pixels": (H, W, 3) uint8 upright, "state": (D,) float32 proprio}``.
 Action: a ``Box`` in [-1, 1]. ``info["is_success"]`` is a plain bool at every step (and at reset).
-``info["privileged"]`` carries the simulator's full state for scripted experts only — learned
-policies must not read it. ``reset(seed=s)`` is reproducible: the same seed gives the same first
-frame and state. Without a seed, the next episode's simulator seed is drawn from the env's
-``np_random``, so a seeded first reset fixes the whole sequence.
+``info["view"]`` names what the frames show (``"front+top@64px"``: the cameras, stacked top to
+bottom, and the image size; :class:`~vw_robot.envs.rendering.ViewLayout`), so that a policy
+trained on another view can refuse them. ``info["privileged"]`` carries the simulator's full
+state for scripted experts only — learned policies must not read it. ``reset(seed=s)`` is
+reproducible: the same seed gives the same first frame and state. Without a seed, the next
+episode's simulator seed is drawn from the env's ``np_random``, so a seeded first reset fixes
+the whole sequence.
 
 The time limit is added by :func:`vw_robot.envs.make_env` with gymnasium's ``TimeLimit``.
 """
@@ -22,6 +25,7 @@ import numpy as np
 
 from vw_robot.envs.rendering import (
     FreeCamera,
+    ViewLayout,
     ViewsRenderer,
     split_views,
     validate_image_size,
@@ -74,6 +78,9 @@ class SimEnv(gym.Env, abc.ABC):
         self.task_id = task_id
         self.image_size = validate_image_size(image_size)
         self.camera = camera
+        # What every frame shows; info["view"] says it at every step (str(view_layout)).
+        self.view_layout = ViewLayout.of(camera, self.image_size)
+        self._view_text = str(self.view_layout)
         self.render_mode = render_mode
         self._flipped_cameras = frozenset(flipped_cameras)
         self._free_cameras = dict(free_cameras or {})
@@ -192,5 +199,6 @@ class SimEnv(gym.Env, abc.ABC):
     def _info(self) -> dict[str, Any]:
         return {
             "is_success": bool(self._sim_success()),
+            "view": self._view_text,
             "privileged": self._sim_privileged(),
         }

@@ -30,13 +30,19 @@ class TaskSpec:
     """What the registry knows about one task."""
 
     task_id: str
-    cameras: tuple[str, ...]  # the first is the default
+    cameras: tuple[str, ...]  # the scene's cameras
     max_episode_steps: int  # default time limit
     build: Callable[..., gym.Env]  # (image_size, camera, max_episode_steps, render_mode) -> env
     expert: Callable[[], Any]  # () -> scripted expert
-    # The view `vw-robot run` trains learned policies on by default (camera=auto); None: the
-    # default camera cameras[0]
+    # The view learned policies train on by default (`vw-robot run camera=auto`), and so the
+    # default camera of make_env and `vw-robot collect`; None: cameras[0]
     policy_camera: str | None = None
+
+    @property
+    def default_camera(self) -> str:
+        """The camera (or stacked views) ``make_env`` renders when none is asked for: the view
+        learned policies train on, so that data, envs and policies agree by default."""
+        return self.policy_camera or self.cameras[0]
 
 
 # The 50 Meta-World v3 task names (MT50) in the package's order, written out so that listing
@@ -238,7 +244,10 @@ def make_env(
         image_size: side of the square RGB observation, in pixels.
         camera: a camera of the task's scene, or several joined by ``+`` (``"front+top"``:
             the views stacked in one image, each the middle rows of its camera's image);
-            ``None`` picks the suite's default.
+            ``None`` picks the task's default, the view learned policies train on
+            (``TaskSpec.default_camera``: ``front+top`` on Meta-World, ``agentview`` on
+            robosuite, ``front`` in the playground). ``policy.make_env(task_id)`` builds the
+            env a trained policy expects.
         seed: seed used by the first ``reset()`` that is given none (and the action space).
         max_episode_steps: time limit; ``None`` uses the task's default.
         render_mode: ``None`` or ``"rgb_array"``.
@@ -248,10 +257,12 @@ def make_env(
     """
     spec = get_spec(task_id)
     image_size = validate_image_size(image_size)
+    asked = camera
     if camera is None:
-        camera = spec.cameras[0]
-    elif problem := camera_problem(camera, spec.cameras, image_size):
-        raise UserError(f"camera={camera!r} for {task_id}: {problem}.")
+        camera = spec.default_camera
+    if problem := camera_problem(camera, spec.cameras, image_size):
+        default = "" if asked is not None else " (the default camera; pass camera=... for another)"
+        raise UserError(f"camera={camera!r}{default} for {task_id}: {problem}.")
     if max_episode_steps is None:
         max_episode_steps = spec.max_episode_steps
     elif (

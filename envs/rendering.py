@@ -16,8 +16,10 @@ saving — with shadows and reflections off, a geom outside the frustum cannot c
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import math
+import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -31,6 +33,26 @@ MAX_IMAGE_SIZE = 1024
 # camera="a+b": views a and b stacked in one square image (see ViewsRenderer).
 VIEW_SEPARATOR = "+"
 MAX_VIEWS = 4
+
+# Renderers whose GL context is open. At interpreter exit they are closed before the modules
+# are torn down: mujoco's own Renderer.__del__ would run after EGL is gone and print
+# "Exception ignored ... EGLError" tracebacks for a script that never called env.close().
+_OPEN_RENDERERS: weakref.WeakSet[FastRenderer] = weakref.WeakSet()
+_exit_hook_registered = False
+
+
+def _close_open_renderers() -> None:
+    for renderer in list(_OPEN_RENDERERS):
+        renderer.close()
+
+
+def _close_at_exit() -> None:
+    """Register :func:`_close_open_renderers` once, after mujoco's GL backend registered its
+    own exit hook (it terminates the EGL display): atexit runs the last registered first."""
+    global _exit_hook_registered
+    if not _exit_hook_registered:
+        atexit.register(_close_open_renderers)
+        _exit_hook_registered = True
 
 
 def split_views(camera: str) -> tuple[str, ...]:
@@ -59,6 +81,61 @@ def camera_problem(camera: str, cameras: Sequence[str], image_size: int) -> str 
             f"image_size // {len(views)} rows tall), got {image_size}"
         )
     return None
+
+
+@dataclass(frozen=True)
+class ViewLayout:
+    """What an observation's image shows: which cameras, at what size, laid out how.
+
+    Frames of two layouts can have the same shape (a ``corner2`` frame and a ``front+top`` frame
+    are both (64, 64, 3)), so an env states its layout beside its frames (``info["view"]``,
+    ``str(layout)``) and a trained policy compares it with the layout it was trained on.
+
+    Attributes:
+        cameras: the views, top to bottom; one camera fills the whole image.
+        image_size: side S of the square image.
+    """
+
+    cameras: tuple[str, ...]
+    image_size: int
+
+    @classmethod
+    def of(cls, camera: str, image_size: int) -> ViewLayout:
+        """The layout of ``camera`` (one name, or views joined by ``+``) at ``image_size``."""
+        return cls(split_views(camera), int(image_size))
+
+    @classmethod
+    def parse(cls, text: str) -> ViewLayout:
+        """The inverse of ``str(layout)``: ``"front+top@64px"``."""
+        camera, sep, size = str(text).rpartition("@")
+        if not sep or not camera or not size.endswith("px") or not size[:-2].isdigit():
+            raise UserError(f"view {text!r} is not of the form '<camera>[+<camera>...]@<size>px'.")
+        return cls.of(camera, int(size[:-2]))
+
+    @property
+    def camera(self) -> str:
+        """The ``camera=`` value that makes this layout (``"front+top"``)."""
+        return VIEW_SEPARATOR.join(self.cameras)
+
+    @property
+    def band_rows(self) -> int:
+        """Rows of the image each view fills (the middle rows of its camera's own image)."""
+        return self.image_size // len(self.cameras)
+
+    def describe(self) -> str:
+        """``front+top at 64x64 px: rows 0-31 front, rows 32-63 top`` (one camera: the whole
+        image)."""
+        size = f"{self.image_size}x{self.image_size} px"
+        if len(self.cameras) == 1:
+            return f"{self.camera} at {size}"
+        bands = ", ".join(
+            f"rows {i * self.band_rows}-{(i + 1) * self.band_rows - 1} {name}"
+            for i, name in enumerate(self.cameras)
+        )
+        return f"{self.camera} at {size}: {bands}"
+
+    def __str__(self) -> str:
+        return f"{self.camera}@{self.image_size}px"
 
 
 def validate_image_size(image_size: object) -> int:
@@ -162,6 +239,8 @@ class FastRenderer:
         model.vis.global_.offwidth = max(model.vis.global_.offwidth, self.image_size)
         model.vis.global_.offheight = max(model.vis.global_.offheight, self.image_size)
         self._renderer = mujoco.Renderer(model, self.image_size // band, self.image_size)
+        _OPEN_RENDERERS.add(self)
+        _close_at_exit()
         if fast:
             flags = self._renderer.scene.flags
             flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
@@ -182,10 +261,16 @@ class FastRenderer:
         return np.ascontiguousarray(image)
 
     def close(self) -> None:
-        """Release the GL context (avoids EGL tracebacks at interpreter exit)."""
-        if self._renderer is not None:
-            self._renderer.close()
-            self._renderer = None
+        """Release the GL context (idempotent; also done at garbage collection and exit)."""
+        renderer, self._renderer = getattr(self, "_renderer", None), None
+        _OPEN_RENDERERS.discard(self)
+        if renderer is not None:
+            renderer.close()
+
+    def __del__(self) -> None:
+        # An env dropped without close(): release its context now, while EGL is alive.
+        with contextlib.suppress(Exception):
+            self.close()
 
     def _outside(self, data: mujoco.MjData) -> np.ndarray:
         """Ids of the geoms wholly outside this camera's view frustum in ``data``'s state."""

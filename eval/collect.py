@@ -183,7 +183,7 @@ def _check_camera(out: Path, job: EpisodeJob) -> None:
     if not (fmt.episode_dir(out, job.episode_id) / fmt.META_FILE).exists():
         return  # recorded as dropped: no frames
     recorded = (fmt.read_meta(out, job.episode_id).env_spec or {}).get("camera")
-    wanted = dict(job.env_kwargs).get("camera") or get_spec(job.task_id).cameras[0]
+    wanted = dict(job.env_kwargs).get("camera") or get_spec(job.task_id).default_camera
     if recorded is not None and recorded != wanted:
         raise fmt.DatasetError(
             f"{out}: episode {job.episode_id} was recorded with camera={recorded!r}; this "
@@ -261,9 +261,10 @@ def collect(
     with contextlib.ExitStack() as stack:
         try:
             stack.enter_context(folder_lock(out, ".collect.lock", wait=False))
-        except LockHeldError:
+        except LockHeldError as exc:
             raise fmt.DatasetError(
-                f"{out}: another collection is writing to this dataset; wait for it to finish."
+                f"{out}: another collection is writing to this dataset ({exc.holder}); wait for "
+                "it to finish."
             ) from None
         _remove_leftovers(out, jobs)
         todo = []

@@ -36,6 +36,8 @@ import torch
 
 from vw_robot import checkpoint as ckpt
 from vw_robot.device import resolve_device
+from vw_robot.envs import make_env
+from vw_robot.envs.rendering import ViewLayout
 from vw_robot.errors import UserError
 from vw_robot.models.registry import load_model
 from vw_robot.models.transformer import KVCache, pad_left
@@ -127,6 +129,51 @@ class _ChunkPolicy:
         """The camera whose frames it was trained on (None: not recorded, e.g. imported data)."""
         return (self.info.model_config.get("env") or {}).get("camera")
 
+    @property
+    def view(self) -> ViewLayout | None:
+        """The view its frames showed in training (None where the camera was not recorded)."""
+        camera = self.camera
+        return None if camera is None else ViewLayout.of(camera, self.image_size)
+
+    @property
+    def env_kwargs(self) -> dict[str, Any]:
+        """The ``make_env`` arguments of the env it was trained for: image size and camera."""
+        kwargs: dict[str, Any] = {"image_size": self.image_size}
+        if self.camera is not None:
+            kwargs["camera"] = self.camera
+        return kwargs
+
+    def make_env(self, task_id: str, **kwargs: Any) -> Any:
+        """The env this policy expects for ``task_id``: :func:`vw_robot.envs.make_env` with its
+        image size and camera (``kwargs`` adds others: ``seed``, ``max_episode_steps``, ...)."""
+        self.check_task(task_id)
+        clash = sorted(set(kwargs) & set(self.env_kwargs))
+        if clash:
+            raise UserError(
+                f"make_env({task_id!r}, {', '.join(f'{k}=...' for k in clash)}): the policy "
+                f"sets these to the view it was trained on ({self.env_kwargs}); leave them out."
+            )
+        return make_env(task_id, **self.env_kwargs, **kwargs)
+
+    def check_view(self, view: Any) -> None:
+        """Refuse frames of another view than the one it was trained on, naming both.
+
+        Args:
+            view: what the env says its frames show (``info["view"]``, e.g.
+                ``"front+top@64px"``, or a :class:`ViewLayout`).
+        """
+        trained = self.view
+        if trained is None:
+            return
+        given = view if isinstance(view, ViewLayout) else ViewLayout.parse(view)
+        if given != trained:
+            raise PolicyMismatchError(
+                f"{self.info.path}: trained on frames of {trained.describe()}; this env's "
+                f"frames show {given.describe()}. Build the env with policy.make_env(task_id) "
+                f"(or make_env(task_id, image_size={trained.image_size}, "
+                f"camera={trained.camera!r}))."
+            )
+
     def check_task(self, task_id: str, action_space: Any = None) -> None:
         """Refuse a task this checkpoint was not trained for, or actions of another size."""
         if task_id not in self.task_ids:
@@ -146,11 +193,20 @@ class _ChunkPolicy:
         action queue (see :class:`vw_robot.policies.base.BatchPolicy`)."""
         return self.batch_class(self, size)
 
-    def reset(self, *, task_id: str, action_space: Any = None, seed: int | None = None) -> None:
-        """Start an episode of ``task_id``: clears the action queue and the context."""
+    def reset(
+        self,
+        *,
+        task_id: str,
+        action_space: Any = None,
+        seed: int | None = None,
+        view: Any = None,
+    ) -> None:
+        """Start an episode of ``task_id``: clears the action queue and the context.
+        ``view`` (the env's ``info["view"]``), if given, is checked now; the ``info`` passed to
+        :meth:`select_action` is checked at every step."""
         if self._single is None:
             self._single = self.make_batch(1)
-        self._single.reset(0, task_id=task_id, action_space=action_space, seed=seed)
+        self._single.reset(0, task_id=task_id, action_space=action_space, seed=seed, view=view)
 
     def select_action(
         self, obs: dict[str, np.ndarray], info: dict[str, Any] | None = None
@@ -188,10 +244,19 @@ class ChunkBatch:
         return self._task[row]
 
     def reset(
-        self, row: int, *, task_id: str, action_space: Any = None, seed: int | None = None
+        self,
+        row: int,
+        *,
+        task_id: str,
+        action_space: Any = None,
+        seed: int | None = None,
+        view: Any = None,
     ) -> None:
-        """Start an episode of ``task_id`` in ``row``: clears its queue and its context."""
+        """Start an episode of ``task_id`` in ``row``: clears its queue and its context
+        (``view``: the env's ``info["view"]``, checked if given)."""
         self.policy.check_task(task_id, action_space)
+        if view is not None:
+            self.policy.check_view(view)
         self._task[row] = self.policy.task_ids.index(task_id)
         self._queue[row].clear()
         self._chunks[row].clear()
@@ -207,8 +272,9 @@ class ChunkBatch:
     ) -> np.ndarray:
         """One action per row given, (R, A) float32 (rows default to 0..len(obs)-1).
 
-        Rows whose observation cannot be read (no image, another size, no proprio state)
-        fail alone: the others act, then :class:`RowErrors` names the failures.
+        Rows whose observation cannot be read (no image, another size, another view than
+        the one trained on as ``info["view"]`` says, no proprio state) fail alone: the others
+        act, then :class:`RowErrors` names the failures.
         """
         rows = list(range(len(obs))) if rows is None else list(rows)
         if len(rows) != len(obs) or len(set(rows)) != len(rows):
@@ -218,9 +284,12 @@ class ChunkBatch:
             raise RuntimeError(f"select_actions before reset(row, task_id=...) of rows {unset}.")
         errors: dict[int, BaseException] = {}
         good: list[int] = []
-        for i, (row, o) in enumerate(zip(rows, obs, strict=True)):
+        infos = [None] * len(obs) if infos is None else infos
+        for i, (row, o, info) in enumerate(zip(rows, obs, infos, strict=True)):
             try:
                 self._check_obs(o)
+                if info is not None and info.get("view") is not None:
+                    self.policy.check_view(info["view"])
             except PolicyMismatchError as exc:
                 errors[row] = exc
             else:

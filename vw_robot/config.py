@@ -196,7 +196,9 @@ class CollectConfig:
     tasks: Optional[list[str]] = None  # explicit task ids, each once; None: the suite's
     episodes_per_task: int = 20  # attempts per task; failed ones are dropped unless keep_failed
     image_size: int = 64  # square camera image side in pixels
-    camera: Optional[str] = None  # None: the suite's default camera
+    # None: the task's default camera, the view learned policies train on (the one `vw-robot run`
+    # records with camera=auto: front+top on Meta-World)
+    camera: Optional[str] = None
     max_episode_steps: Optional[int] = None  # None: the task's default time limit
     workers: int = 1  # processes, each with its own simulators (spawn)
     seed: int = 0  # base seed: episode i of task t uses episode_seed(seed, t, i)

@@ -199,16 +199,17 @@ def test_resuming_with_another_camera_is_refused(dataset_root, tmp_path):
     root = tmp_path / "d"
     shutil.copytree(dataset_root, root)
     before = sorted(p.name for p in (root / "episodes").iterdir())
-    with pytest.raises(fmt.DatasetError, match=r"camera='corner2'.*camera='front\+top'"):
-        collect(root, TASKS, episodes_per_task=3, image_size=SIZE, camera="front+top")
+    with pytest.raises(fmt.DatasetError, match=r"camera='front\+top'.*camera='corner2'"):
+        collect(root, TASKS, episodes_per_task=3, image_size=SIZE, camera="corner2")
     assert sorted(p.name for p in (root / "episodes").iterdir()) == before
-    # The suite's default camera, named or not, resumes.
-    collect(root, TASKS[:1], episodes_per_task=2, image_size=SIZE, camera="corner2")
+    # The suite's default camera (the view policies train on), named or not, resumes.
+    collect(root, TASKS[:1], episodes_per_task=2, image_size=SIZE, camera="front+top")
+    collect(root, TASKS[:1], episodes_per_task=2, image_size=SIZE)
     # Another collection seed adds new ids with the other camera: the dataset mixes them, and
     # a head trained on both is refused, naming the cameras.
-    collect(root, TASKS[:1], episodes_per_task=1, image_size=SIZE, camera="front+top", seed=7)
+    collect(root, TASKS[:1], episodes_per_task=1, image_size=SIZE, camera="corner2", seed=7)
     cfg = TrainConfig(stage="bc", dataset=str(root), out=str(tmp_path / "runs"))
-    with pytest.raises(fmt.DatasetError, match=r"2 cameras \('corner2'.*'front\+top'"):
+    with pytest.raises(fmt.DatasetError, match=r"2 cameras \('front\+top'.*'corner2'"):
         run_stage(cfg)
 
 

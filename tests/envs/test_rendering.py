@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import mujoco
 import numpy as np
 import pytest
@@ -89,3 +92,37 @@ def test_culled_frames_are_the_frames_of_every_geom(task_id, camera):
         env.close()
     if camera in ("front+top", "gripperPOV", "front+gripper", "robot0_eye_in_hand"):
         assert culled_any, f"{task_id} {camera}: no geom was ever outside the view"
+
+
+_SCRIPT_WITHOUT_CLOSE = """
+import gc, sys
+import vw_robot.envs as envs
+kept = []
+for task in sys.argv[1:]:
+    env = envs.make_env(task, image_size=32)
+    env.reset(seed=0)
+    kept.append(env)  # never closed: released at exit
+dropped = envs.make_env(sys.argv[1], image_size=32)
+dropped.reset(seed=1)
+del dropped  # never closed: released by garbage collection
+gc.collect()
+print("done")
+"""
+
+
+def test_a_script_that_never_closes_its_envs_exits_quietly(tmp_path):
+    """GL contexts are released at garbage collection and before interpreter teardown, so no
+    'Exception ignored ... EGLError' traceback reaches stderr."""
+    script = tmp_path / "no_close.py"
+    script.write_text(_SCRIPT_WITHOUT_CLOSE)
+    tasks = ["metaworld/reach-v3", "robosuite/lift", "playground/open-drawer"]
+    done = subprocess.run(
+        [sys.executable, str(script), *tasks],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "done"
+    assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr, done.stderr
