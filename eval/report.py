@@ -100,10 +100,10 @@ def open_record(
     with contextlib.ExitStack() as stack:
         try:
             stack.enter_context(folder_lock(folder, f".{name}.lock", wait=False))
-        except LockHeldError:
+        except LockHeldError as exc:
             raise ResultsError(
-                f"{folder}: another evaluation is writing to this folder; wait for it to finish "
-                "or choose another out=."
+                f"{folder}: another evaluation is writing to this folder ({exc.holder}); wait "
+                "for it to finish or choose another out=."
             ) from None
         path = folder / name
         if overwrite:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 
 import pytest
 
@@ -77,7 +78,8 @@ def test_results_without_a_record_are_refused_and_the_folder_is_held(tmp_path, c
     assert (out / "results.json").read_text() == "{}"
     hold = open_record(out, {"a": 1}, overwrite=True, differences=config_differences)
     again = open_record(out, {"a": 1}, overwrite=False, differences=config_differences)
-    with hold, pytest.raises(ResultsError, match="another evaluation is writing"), again:
+    busy = rf"another evaluation is writing to this folder \(process {os.getpid()}\)"
+    with hold, pytest.raises(ResultsError, match=busy), again:
         pass
     # What does not change results (workers, out) may differ on resume.
     same = {"a": 1, "workers": 2, "out": "elsewhere", "overwrite": False}
