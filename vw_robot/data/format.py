@@ -212,7 +212,8 @@ def cache_root(
     - ``cache_dir`` given: ``<cache_dir>/<dataset key>``, so one cache folder serves many
       datasets without their episode ids colliding.
     - the dataset folder is writable: ``<root>/cache`` (the dataset carries its own cache).
-    - otherwise (a read-only or another user's dataset): the per-user
+    - otherwise (a read-only or another user's dataset; a folder with no write bit for
+      anyone counts as read-only, for root too): the per-user
       ``$XDG_CACHE_HOME/vw_robot/<dataset key>`` (``~/.cache`` when the variable is unset).
 
     The dataset key is ``<folder name>-<first 16 hex of the SHA-256 of its absolute path>``.
@@ -246,7 +247,13 @@ def _dataset_key(root: Path) -> str:
 
 def _writable(folder: Path) -> bool:
     # access() also answers False on a read-only mount, and writes nothing into the dataset.
-    return os.access(folder, os.W_OK | os.X_OK)
+    # Root passes access() whatever the mode, so a folder without a write bit for anyone (a
+    # dataset made read-only with chmod -R a-w) counts as read-only too.
+    try:
+        mode = folder.stat().st_mode
+    except OSError:
+        return False
+    return bool(mode & 0o222) and os.access(folder, os.W_OK | os.X_OK)
 
 
 def init_dataset(
