@@ -43,19 +43,25 @@ def _save(run: Path, stage: str, kind: str, config: dict, parents=None, seed: in
 
 
 def build_tiny_policies(
-    root: Path, tasks: list[str], positions: str = "absolute", chunk: int = 2
+    root: Path,
+    tasks: list[str],
+    positions: str = "absolute",
+    chunk: int = 2,
+    size: int = SIZE,
+    camera: str | None = None,
 ) -> dict[str, Path]:
     """Randomly initialised tiny VideoWorld, BC and no-LDM policy checkpoints for ``tasks``
-    (32 px frames, 4-D actions): random weights decode and act like trained ones do."""
+    (``size`` px frames of ``camera``, None: not recorded; 4-D actions): random weights decode
+    and act like trained ones do."""
     levels, horizon = [8, 5, 5, 5], 2
-    conv = {"image_size": SIZE, "down_factor": 8, "channels": [8, 8, 8], "num_res_blocks": 1}
+    conv = {"image_size": size, "down_factor": 8, "channels": [8, 8, 8], "num_res_blocks": 1}
     tokenizer = _save(root / "tokenizer", "tokenizer", "FrameTokenizer", {**conv, "levels": levels})
     ldm_config = {**conv, "horizon": horizon, "dim": 16, "heads": 2, "layers": 1, "levels": levels}
     ldm = _save(root / "ldm", "ldm", "LatentDynamicsModel", ldm_config)
 
     def transformer(name: str, h: int) -> Path:
         layout = SequenceLayout(
-            num_frame_tokens=(SIZE // 8) ** 2,
+            num_frame_tokens=(size // 8) ** 2,
             frame_vocab=math.prod(levels),
             horizon=h,
             code_vocab=math.prod(levels) if h else 1,
@@ -74,7 +80,7 @@ def build_tiny_policies(
         return _save(root / name, "transformer", "VideoTransformer", config, parents, seed=1)
 
     head = {
-        "image_size": SIZE,
+        "image_size": size,
         "down_factor": 8,
         "channels": [8, 8, 8],
         "num_res_blocks": 1,
@@ -86,7 +92,7 @@ def build_tiny_policies(
         "action_dim": 4,
         "chunk": chunk,
         "task_ids": list(tasks),
-        "env": {"image_size": SIZE, "camera": None, "labelled_episodes": []},
+        "env": {"image_size": size, "camera": camera, "labelled_episodes": []},
     }
     with_codes = transformer("transformer", horizon)
     without = transformer("transformer_nocodes", 0)
