@@ -24,8 +24,9 @@ import numpy as np
 
 from vw_robot.data import format as fmt
 from vw_robot.envs import get_spec, make_env
+from vw_robot.errors import DiskFullError
 from vw_robot.eval.seeding import episode_seed
-from vw_robot.io import LockHeldError, folder_lock
+from vw_robot.io import LockHeldError, disk_full, folder_lock, is_disk_full
 from vw_robot.policies import make_policy
 from vw_robot.processes import die_with_parent
 from vw_robot.provenance import provenance
@@ -118,7 +119,20 @@ def _versions() -> dict[str, str | None]:
 
 
 def run_job(root: str, job: EpisodeJob) -> dict[str, Any]:
-    """Record and store one episode (runs in a worker). Returns a row for the summary."""
+    """Record and store one episode (runs in a worker). Returns a row for the summary.
+
+    Raises:
+        DiskFullError: the device is full; the message names the file (or the episode folder).
+    """
+    try:
+        return _record_and_store(root, job)
+    except OSError as exc:  # atomic writes raise DiskFullError already; mkdir, the video do not
+        if not is_disk_full(exc):
+            raise
+        raise disk_full(exc.filename or fmt.episode_dir(root, job.episode_id), exc) from None
+
+
+def _record_and_store(root: str, job: EpisodeJob) -> dict[str, Any]:
     if job.policy not in _POLICIES:
         _POLICIES[job.policy] = make_policy(job.policy)
     env = _env_for(job)
@@ -306,10 +320,15 @@ def collect(
                     futures = [pool.submit(run_job, str(out), job) for job in todo]
                     for future in as_completed(futures):
                         account(future.result())
+        except DiskFullError as exc:
+            raise DiskFullError(f"{exc}; {_kept(out, per_task)}") from None
         finally:
             _close_envs()
             # Whatever finished is listed, even when the run was interrupted.
-            manifest = fmt.write_manifest(out)
+            try:
+                manifest = fmt.write_manifest(out)
+            except DiskFullError as exc:
+                raise DiskFullError(f"{exc}; {_kept(out, per_task)}") from None
     return {
         "out": str(out),
         "tasks": per_task,
@@ -317,6 +336,16 @@ def collect(
         "frames_in_dataset": manifest["num_frames"],
         "seconds": time.perf_counter() - start,
     }
+
+
+def _kept(out: Path, per_task: dict[str, dict[str, int]]) -> str:
+    """What an interrupted collection leaves: its finished episodes, which a rerun skips."""
+    now = sum(row["kept"] + row["dropped"] for row in per_task.values())
+    earlier = sum(row["skipped"] for row in per_task.values())
+    return (
+        f"the finished episodes are kept in {out} ({now} recorded by this run, {earlier} "
+        "earlier); free some space and run the same command to record the rest"
+    )
 
 
 def format_summary(summary: dict[str, Any]) -> str:
