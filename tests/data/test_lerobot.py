@@ -1,7 +1,10 @@
-"""LeRobotDataset v3.0 export, validation and import (v3.0 and v2.1), on tiny data."""
+"""LeRobotDataset v3.0 export, validation and import (v3.0 and v2.1), on tiny data and on
+folders written by LeRobot's own code (tests/data/fixtures/lerobot, made by make_fixtures.py
+in a LeRobot venv)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -22,6 +25,9 @@ FPS, SIZE = 10, 16
 CAMERA = "observation.images.corner2"
 # (frames, task id) per episode, in the manifest's (episode id) order.
 EPISODES = ((8, "metaworld/reach-v3"), (5, "metaworld/push-v3"), (6, "metaworld/reach-v3"))
+# What the CLI passes (vw_robot.envs.instructions); push-v3 is left out to test the fallback.
+INSTRUCTIONS = {"metaworld/reach-v3": "reach the goal position"}
+ROWS = 16  # an episode of N frames is N-1 (frame, action) rows and a final frame
 
 
 def _make_dataset(root: Path) -> dict[str, dict[str, np.ndarray]]:
@@ -67,8 +73,8 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
 @pytest.fixture(scope="module")
 def exported(source, tmp_path_factory: pytest.TempPathFactory) -> Path:
     dst = tmp_path_factory.mktemp("lerobot") / "export"
-    summary = export_lerobot(source[0], dst)
-    assert summary["episodes"] == 3 and summary["frames"] == 19 and summary["tasks"] == 2
+    summary = export_lerobot(source[0], dst, instructions=INSTRUCTIONS)
+    assert summary["episodes"] == 3 and summary["frames"] == ROWS and summary["tasks"] == 2
     assert summary["camera_key"] == CAMERA
     return dst
 
@@ -95,16 +101,27 @@ def test_export_validates_and_imports_back_exactly(source, exported, tmp_path):
     episodes = _imported(out)
     assert [m.task_id for m, _, _ in episodes] == [task for _, task in EPISODES]
     for (meta, frames, steps), original in zip(episodes, written.values(), strict=True):
-        assert np.array_equal(frames, original["frames"])  # lossless both ways
-        assert np.array_equal(steps["actions"], original["actions"])
+        assert np.array_equal(frames, original["frames"])  # lossless both ways, last frame too
+        assert np.array_equal(steps["actions"], original["actions"])  # every action, once
         assert np.array_equal(steps["state"], original["state"])
         assert meta.num_frames == len(original["frames"]) and meta.has_actions
+        # The recorded action space, not the data's range.
+        assert (meta.action_low, meta.action_high) == ([-1.0] * 4, [1.0] * 4)
 
 
 def test_export_layout_is_lerobot_v3(source, exported):
     info = json.loads((exported / "meta/info.json").read_text())
     assert info["codebase_version"] == "v3.0" and info["fps"] == FPS
-    assert (info["total_episodes"], info["total_frames"], info["total_tasks"]) == (3, 19, 2)
+    assert (info["total_episodes"], info["total_frames"], info["total_tasks"]) == (3, ROWS, 2)
+    assert info["vw_robot"] == {
+        "task_ids": {
+            "reach the goal position": "metaworld/reach-v3",
+            "metaworld/push-v3": "metaworld/push-v3",
+        },
+        "final_frame": True,
+        "action_low": [-1.0] * 4,
+        "action_high": [1.0] * 4,
+    }
     assert info["splits"] == {"train": "0:3"} and info["chunks_size"] == 1000
     assert info["data_path"] == "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
     assert info["features"][CAMERA]["dtype"] == "video"
@@ -115,29 +132,37 @@ def test_export_layout_is_lerobot_v3(source, exported):
     assert data.schema.field("action").type == pa.list_(pa.float32(), 4)
     assert data.schema.field("observation.state").type == pa.list_(pa.float32(), 3)
     assert data.schema.field("timestamp").type == pa.float32()
-    assert data.column("index").to_pylist() == list(range(19))
+    assert data.column("index").to_pylist() == list(range(ROWS))
+    actions = np.concatenate([w["actions"] for w in source[1].values()])  # each once, in order
+    assert np.array_equal(np.stack(data.column("action").to_numpy(zero_copy_only=False)), actions)
     assert pq.ParquetFile(exported / "data/chunk-000/file-000.parquet").num_row_groups == 3
 
     episodes = pq.read_table(exported / "meta/episodes/chunk-000/file-000.parquet").to_pylist()
-    assert [e["length"] for e in episodes] == [8, 5, 6]
-    assert [e["dataset_from_index"] for e in episodes] == [0, 8, 13]
+    assert [e["length"] for e in episodes] == [7, 4, 5]
+    assert [e["dataset_from_index"] for e in episodes] == [0, 7, 11]
+    # Each episode's video holds its rows' frames and then its final frame.
     assert [e[f"videos/{CAMERA}/from_timestamp"] for e in episodes] == [0.0, 0.8, 1.3]
-    assert episodes[1]["tasks"] == ["metaworld/push-v3"]
-    assert episodes[0][f"stats/{CAMERA}/count"] == [8]
+    ends = [e[f"videos/{CAMERA}/to_timestamp"] for e in episodes]
+    assert np.allclose(ends, [0.7, 1.2, 1.8])
+    assert episodes[0]["tasks"] == ["reach the goal position"]
+    assert episodes[1]["tasks"] == ["metaworld/push-v3"]  # no instruction given: the id
+    assert episodes[0][f"stats/{CAMERA}/count"] == [7]
+    last_states = [w["state"][-1].tolist() for w in source[1].values()]
+    assert [e["vw_robot/final_state"] for e in episodes] == last_states
 
     tasks = pq.read_table(exported / "meta/tasks.parquet")
-    assert tasks.column("task").to_pylist() == ["metaworld/reach-v3", "metaworld/push-v3"]
+    assert tasks.column("task").to_pylist() == ["reach the goal position", "metaworld/push-v3"]
     assert json.loads(tasks.schema.metadata[b"pandas"])["index_columns"] == ["task"]
 
     stats = json.loads((exported / "meta/stats.json").read_text())
-    assert np.shape(stats[CAMERA]["mean"]) == (3, 1, 1) and stats[CAMERA]["count"] == [19]
-    pixels = np.concatenate([w["frames"] for w in source[1].values()]).reshape(-1, 3) / 255
+    assert np.shape(stats[CAMERA]["mean"]) == (3, 1, 1) and stats[CAMERA]["count"] == [ROWS]
+    pixels = np.concatenate([w["frames"][:-1] for w in source[1].values()]).reshape(-1, 3) / 255
     assert np.allclose(np.ravel(stats[CAMERA]["mean"]), pixels.mean(axis=0))
     assert np.allclose(np.ravel(stats[CAMERA]["std"]), pixels.std(axis=0))
-    states = np.concatenate([w["state"] for w in source[1].values()])
+    states = np.concatenate([w["state"][:-1] for w in source[1].values()])
     assert np.allclose(stats["observation.state"]["min"], states.min(axis=0))
     assert np.allclose(stats["observation.state"]["std"], states.std(axis=0), atol=1e-6)
-    assert stats["frame_index"]["max"] == [7] and stats["index"]["count"] == [19]
+    assert stats["frame_index"]["max"] == [6] and stats["index"]["count"] == [ROWS]
 
 
 def test_small_files_roll_over_chunks_and_still_read(source, tmp_path):
@@ -189,10 +214,11 @@ def test_validate_names_the_file_and_field_of_each_defect(exported, tmp_path):
     pq.write_table(tasks.replace_schema_metadata(None), dst / "meta/tasks.parquet")
     problems = validate_lerobot(dst)
     text = "\n".join(problems)
-    assert "meta/info.json: field 'total_frames' is 20" in text
+    assert "meta/info.json: field 'total_frames' is 17" in text
     assert "episode 2, videos/observation.images.corner2: to_timestamp" in text
-    assert "episode 1: column 'dataset_from_index' is 9" in text
+    assert "episode 1: column 'dataset_from_index' is 8" in text
     assert "tasks.parquet: pandas metadata 'index_columns' is None" in text
+    assert "it should be ['task']" in text
     assert "file-000.mp4 lasts 1.9 s (19 frames at 10 fps)" in text
     assert all(p.startswith(str(dst)) for p in problems)  # each names its file
 
@@ -364,7 +390,7 @@ def test_bad_inputs_name_the_file_and_the_field(exported, tmp_path):
     src = Path(shutil.copytree(exported, tmp_path / "short"))
     _rewrite_episodes(src, "length", lambda i, v: v + (2 if i == 0 else 0))
     with pytest.raises(
-        fmt.DatasetError, match=r"file-000\.parquet: episode 0 has 8 rows; .*'length' = 10"
+        fmt.DatasetError, match=r"file-000\.parquet: episode 0 has 7 rows; .*'length' = 9"
     ):
         import_lerobot(src, tmp_path / "out2", image_size=SIZE)
     # The manifest is rebuilt however far the import got: nothing was written.

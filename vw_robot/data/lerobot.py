@@ -24,9 +24,25 @@ writer (``src/lerobot/datasets/``: ``utils.py``, ``dataset_metadata.py``, ``data
     videos/<key>/chunk-000/file-000.mp4         episodes one after another in each file
 
 Frames and actions: a LeRobot row holds an observation and the action taken at it, so an
-episode of N rows has N actions, while ours has N frames and N-1 actions (the last frame has
-none). Import drops the action of an episode's last row; export repeats the last action on the
-last row (LeRobot readers then see a held command after the final frame).
+episode of N rows has N observations and N actions; LeRobot's recorder never stores the
+observation that follows the last action. Ours has N frames and N-1 actions: frame k is the
+observation before action k, and the last frame (often the one that shows success) is the
+outcome of the last action. So
+
+- export writes an episode of N frames as N-1 rows, each a real (frame k, state k, action k),
+  and appends frame N-1 to the video right after the rows' frames (LeRobot's readers look
+  frames up by the rows' timestamps and never see it; the next episode starts after it) and
+  state N-1 to the episodes file (column ``vw_robot/final_state``); ``info.json`` says so
+  under the ``vw_robot`` key. No action is invented or repeated.
+- import of such a folder reads the N-1 rows and the final frame and state back: the round
+  trip is exact.
+- import of any other LeRobot folder keeps its N frames and the first N-1 actions: the last
+  row's action has no frame showing its outcome, which our format has no place for.
+
+``info.json``'s ``vw_robot`` key (ignored by LeRobot) also records the env's action space
+(``action_low`` / ``action_high``, one value per dimension, "inf"/"-inf" for unbounded) and the
+task id behind each task string (``task_ids``): exports write a task's natural-language
+instruction as LeRobot's task string when the caller passes one (``instructions=``).
 """
 
 from __future__ import annotations
@@ -39,7 +55,7 @@ import math
 import os
 import re
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,6 +70,7 @@ from vw_robot.data.format import (
     VIDEO_FILE,
     DatasetError,
     EpisodeMeta,
+    action_bounds,
     episode_dir,
     init_dataset,
     is_complete,
@@ -85,6 +102,9 @@ DATA_PATH = f"data/{CHUNK_FILE}.parquet"
 VIDEO_PATH = "videos/{video_key}/" + CHUNK_FILE + ".mp4"
 LEGACY_EPISODES_PATH = "meta/episodes.jsonl"
 LEGACY_TASKS_PATH = "meta/tasks.jsonl"
+# info.json's key for what vw_robot's exports add (LeRobot keeps and ignores unknown keys).
+OURS_KEY = "vw_robot"
+FINAL_STATE_COLUMN = "vw_robot/final_state"  # episodes file: the state after the last row
 # LeRobot's defaults (utils.py): files per chunk folder, and the sizes at which a data or
 # video file is closed and the next one started.
 CHUNKS_SIZE = 1000
@@ -105,7 +125,7 @@ _PIX_FMT = {"lossless": "gbrp", "high": "yuv444p", "standard": "yuv420p"}
 _TOLERANCE_S = 1e-4
 _EPISODE_COLUMNS = {  # v3.0 episodes parquet: column -> arrow type check
     "episode_index": pa.types.is_integer,
-    "tasks": lambda t: _is_list(t) and pa.types.is_string(t.value_type),
+    "tasks": lambda t: _is_list(t) and _is_text(t.value_type),
     "length": pa.types.is_integer,
     "data/chunk_index": pa.types.is_integer,
     "data/file_index": pa.types.is_integer,
@@ -128,6 +148,7 @@ class _SourceEpisode:
     video_from: float  # seconds into video_file at which the episode starts
     tasks: list[str]  # from the episodes metadata (the rows' task_index wins)
     meta_file: Path  # the metadata file that describes it (named in errors)
+    final_state: list[float] | None = None  # our exports: the state after the last row
 
 
 def import_lerobot(
@@ -138,6 +159,7 @@ def import_lerobot(
     image_size: int = 64,
     codec: str = "lossless",
     version: str | None = None,
+    task_ids: Mapping[str, str] | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Import a LeRobotDataset folder (v3.0, or v2.1/v2.0) as episodes of the dataset ``out``.
@@ -145,12 +167,14 @@ def import_lerobot(
     One camera becomes the episode video, centre-cropped to a square and resized to
     ``image_size`` like :func:`vw_robot.data.importer.import_videos`; it may be stored as mp4
     videos or inside the parquet rows (encoded image bytes, or arrays). ``action`` becomes
-    the actions (the last row's is dropped: see the module docstring) and
-    ``observation.state`` the proprio state; a dataset without ``action`` gives videos
-    without actions. The task of an episode's first row, as written, is its task id. The
-    actions' per-dimension min/max over the whole source is recorded as the episodes' action
-    space (LeRobot records none). Episode ids derive from the source folder and the episode
-    index, so a rerun skips what is complete and finishes what was interrupted;
+    the actions and ``observation.state`` the proprio state (frames and actions line up as
+    the module docstring says: a folder we exported comes back exactly, another keeps its N
+    frames and N-1 actions); a dataset without ``action`` gives videos without actions. An
+    episode's task id is the task id recorded by our export, else ``task_ids[task string]``,
+    else the task string as written (of its first row). The action space is the one recorded
+    by our export; LeRobot records none, so for other folders it is the actions' per-dimension
+    min/max over the whole source (logged). Episode ids derive from the source folder and the
+    episode index, so a rerun skips what is complete and finishes what was interrupted;
     ``manifest.json`` is rebuilt at the end, also when the import stops early.
 
     Args:
@@ -161,6 +185,8 @@ def import_lerobot(
         codec: video preset (:data:`vw_robot.data.video.CODECS`).
         version: the ``codebase_version`` expected (``"v3.0"``, ``"v2.1"``); None reads it
             from ``meta/info.json``.
+        task_ids: task string -> task id, for task strings that are instructions of known
+            tasks (the CLI passes :data:`vw_robot.envs.instructions.INSTRUCTIONS` reversed).
 
     Returns:
         ``imported`` (episodes written by this call), ``skipped_existing``, ``episodes`` (in
@@ -185,10 +211,28 @@ def import_lerobot(
     camera_key = _choose_camera(src, info["features"], camera_key)
     camera = info["features"][camera_key]
     tasks = _read_tasks(src, info["codebase_version"])
-    episodes = _read_episodes(src, info, camera_key)
+    ours = _read_ours(src / INFO_PATH, info, camera["dtype"])
+    task_ids = {**(task_ids or {}), **ours["task_ids"]}
+    episodes = _read_episodes(src, info, camera_key, ours["final_frame"])
     has_action = "action" in info["features"]
     has_state = has_action and "observation.state" in info["features"]
-    bounds = _action_bounds(episodes) if has_action else None
+    bounds = None
+    if has_action:
+        bounds = ours["bounds"] or _action_bounds(episodes)
+        if ours["bounds"] is None:
+            log.info(
+                "%s: no action space recorded (LeRobot records none); the actions' range over "
+                "the data is used: low %s, high %s.",
+                src,
+                [round(v, 4) for v in bounds[0]],
+                [round(v, 4) for v in bounds[1]],
+            )
+    if has_action and not ours["final_frame"]:
+        log.info(
+            "%s: each episode keeps its N frames and the actions of its first N-1 rows (the "
+            "last row's action has no frame showing its outcome).",
+            src,
+        )
 
     init_dataset(out, image_size=image_size, fps=fps, codec=codec)
     versions = provenance()["packages"]
@@ -218,16 +262,23 @@ def import_lerobot(
                 frames = _image_frames(table, camera_key, camera, episode.data_file, src)
                 frames = resize_frames(frames, image_size)
             else:
-                frames = videos.episode(episode, _timestamps(table, fps))
+                timestamps = _timestamps(table, fps)
+                if ours["final_frame"]:  # the frame after the last row (module docstring)
+                    timestamps = np.append(timestamps, timestamps[-1] + 1 / fps)
+                frames = videos.episode(episode, timestamps)
             steps = None
             if has_action:
                 actions = _numeric(table, "action", episode.data_file, 2)
-                steps = {"actions": actions[:-1]}
+                steps = {"actions": actions if ours["final_frame"] else actions[:-1]}
                 if has_state:
-                    steps["state"] = _numeric(table, "observation.state", episode.data_file, 2)
+                    state = _numeric(table, "observation.state", episode.data_file, 2)
+                    if ours["final_frame"]:
+                        state = np.concatenate([state, _final_state(episode, state.shape[1])])
+                    steps["state"] = state
+            task = _episode_task(table, tasks, episode)
             meta = EpisodeMeta(
                 episode_id=episode_id,
-                task_id=_episode_task(table, tasks, episode),
+                task_id=task_ids.get(task, task),
                 num_frames=len(frames),
                 image_size=image_size,
                 fps=fps,
@@ -326,18 +377,53 @@ def _read_tasks(src: Path, version: str) -> dict[int, str]:
     table = _read_table(path)
     if "task_index" not in table.column_names:
         raise DatasetError(f"{path}: column 'task_index' is missing.")
-    # LeRobot writes the task strings as the pandas index named "task"; older files left
-    # the index unnamed ("__index_level_0__").
-    strings = [
-        c
-        for c in table.column_names
-        if c != "task_index" and pa.types.is_string(table.schema.field(c).type)
-    ]
-    if not strings:
-        raise DatasetError(f"{path}: no string column with the task text (expected 'task').")
-    column = "task" if "task" in strings else strings[0]
+    column = _task_column(table.schema, path)
     indices, texts = table.column("task_index").to_pylist(), table.column(column).to_pylist()
     return dict(zip(indices, texts, strict=True))
+
+
+def _is_text(kind: pa.DataType) -> bool:
+    """Arrow string types: pandas 2 writes ``string``, pandas 3 ``large_string``."""
+    is_view = getattr(pa.types, "is_string_view", lambda _: False)  # pyarrow >= 16
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind) or is_view(kind)
+
+
+def _pandas_index(schema: pa.Schema) -> list[Any] | None:
+    """The ``index_columns`` of a parquet file's pandas metadata (None: no pandas metadata)."""
+    metadata = schema.metadata or {}
+    try:
+        index = json.loads(metadata.get(b"pandas", b"null") or b"null")
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return index.get("index_columns") if isinstance(index, dict) else None
+
+
+def _task_column(schema: pa.Schema, path: Path) -> str:
+    """The column of meta/tasks.parquet that holds the task strings.
+
+    LeRobot builds the file as ``pd.DataFrame({"task_index": ...}, index=tasks)``: pandas
+    stores the unnamed index as the column ``__index_level_0__`` (``string`` under pandas 2,
+    ``large_string`` under pandas 3) and names it in the pandas metadata; older files and ours
+    name the index ``task``. A column the pandas metadata names as the index wins, then one
+    called ``task`` or ``__index_level_0__``, then the only string column.
+    """
+    texts = [f.name for f in schema if f.name != "task_index" and _is_text(f.type)]
+    index = [c for c in _pandas_index(schema) or [] if isinstance(c, str)]
+    for name in (*index, "task", "__index_level_0__"):
+        if name in texts:
+            return name
+    if len(texts) == 1:
+        return texts[0]
+    found = ", ".join(f"{f.name}: {f.type}" for f in schema) or "none"
+    if not texts:
+        raise DatasetError(
+            f"{path}: no string column with the task text (expected the pandas index 'task' "
+            f"or '__index_level_0__', or a column 'task'); columns: {found}."
+        )
+    raise DatasetError(
+        f"{path}: {len(texts)} string columns ({', '.join(texts)}) and none is the pandas "
+        "index, 'task' or '__index_level_0__'; which holds the task text is unclear."
+    )
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -359,7 +445,9 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def _read_episodes(src: Path, info: dict[str, Any], camera_key: str) -> list[_SourceEpisode]:
+def _read_episodes(
+    src: Path, info: dict[str, Any], camera_key: str, final_frame: bool = False
+) -> list[_SourceEpisode]:
     is_video = info["features"][camera_key]["dtype"] == "video"
     if info["codebase_version"] != CODEBASE_VERSION:
         return _read_legacy_episodes(src, info, camera_key if is_video else None)
@@ -379,9 +467,15 @@ def _read_episodes(src: Path, info: dict[str, Any], camera_key: str) -> list[_So
         missing = [c for c in columns if c not in schema.names]
         if missing:
             raise DatasetError(f"{path}: column(s) {', '.join(missing)} missing.")
-        columns += ["tasks"] if "tasks" in schema.names else []
-        for row in _read_table(path, columns).to_pylist():
-            if any(row[c] is None for c in columns if c != "tasks"):
+        optional = [c for c in ("tasks", FINAL_STATE_COLUMN) if c in schema.names]
+        needs_final_state = final_frame and "observation.state" in info["features"]
+        if needs_final_state and FINAL_STATE_COLUMN not in optional:
+            raise DatasetError(
+                f"{path}: column {FINAL_STATE_COLUMN!r} missing; {src / INFO_PATH} says each "
+                "episode's final frame follows its rows."
+            )
+        for row in _read_table(path, columns + optional).to_pylist():
+            if any(row[c] is None for c in columns):
                 raise DatasetError(
                     f"{path}: episode {row['episode_index']} has an empty field among "
                     f"{', '.join(columns)}."
@@ -405,9 +499,57 @@ def _read_episodes(src: Path, info: dict[str, Any], camera_key: str) -> list[_So
                     video_from=float(row[video_columns[2]]) if is_video else 0.0,
                     tasks=list(row.get("tasks") or []),
                     meta_file=path,
+                    final_state=row.get(FINAL_STATE_COLUMN),
                 )
             )
     return _checked_order(episodes, src / EPISODES_DIR)
+
+
+def _read_ours(path: Path, info: dict[str, Any], camera_dtype: str) -> dict[str, Any]:
+    """What our export recorded under info.json's ``vw_robot`` key: ``bounds`` ((low, high)
+    or None), ``task_ids`` (task string -> id) and ``final_frame`` (bool)."""
+    ours = info.get(OURS_KEY)
+    if ours is None:
+        return {"bounds": None, "task_ids": {}, "final_frame": False}
+    where = f"{path}: field {OURS_KEY!r}"
+    if not isinstance(ours, dict):
+        raise DatasetError(f"{where} should be an object, got {ours!r}.")
+    task_ids = ours.get("task_ids", {})
+    if not isinstance(task_ids, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in task_ids.items()
+    ):
+        raise DatasetError(f"{where}.task_ids should map task strings to task ids.")
+    final_frame = ours.get("final_frame", False)
+    if not isinstance(final_frame, bool) or (final_frame and camera_dtype != "video"):
+        raise DatasetError(f"{where}.final_frame should be true (video cameras only) or false.")
+    bounds = None
+    if "action_low" in ours or "action_high" in ours:
+        dim = (info["features"].get("action") or {}).get("shape") or [None]
+        try:
+            low, high = ([float(v) for v in ours[k]] for k in ("action_low", "action_high"))
+        except (KeyError, TypeError, ValueError):
+            raise DatasetError(
+                f"{where}: action_low and action_high should both be lists of numbers."
+            ) from None
+        ordered = len(low) == len(high) and all(a <= b for a, b in zip(low, high, strict=True))
+        if len(low) != dim[0] or not ordered:
+            raise DatasetError(
+                f"{where}: action_low / action_high should hold {dim[0]} values each (the "
+                "'action' feature's shape) with low <= high."
+            )
+        bounds = (low, high)
+    return {"bounds": bounds, "task_ids": task_ids, "final_frame": final_frame}
+
+
+def _final_state(episode: _SourceEpisode, dim: int) -> np.ndarray:
+    """(1, dim) float32: the state after the episode's last row, from the episodes file."""
+    value = np.asarray(episode.final_state or [], np.float32)
+    if value.shape != (dim,) or not np.all(np.isfinite(value)):
+        raise DatasetError(
+            f"{episode.meta_file}: episode {episode.index}: column {FINAL_STATE_COLUMN!r} should "
+            f"hold {dim} finite numbers, got {episode.final_state!r}."
+        )
+    return value[None]
 
 
 def _read_legacy_episodes(
@@ -707,6 +849,7 @@ def export_lerobot(
     chunks_size: int = CHUNKS_SIZE,
     data_files_size_in_mb: float = DATA_FILES_SIZE_IN_MB,
     video_files_size_in_mb: float = VIDEO_FILES_SIZE_IN_MB,
+    instructions: Mapping[str, str] | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Write our dataset at ``root`` as a LeRobotDataset v3.0 folder ``dst``.
@@ -714,12 +857,17 @@ def export_lerobot(
     Features: the camera as a video feature ``observation.images.<camera>`` (the camera named
     in the episodes' ``env_spec``; ``observation.image`` when they name none or several),
     ``observation.state`` and ``action`` (float32), and LeRobot's ``timestamp``,
-    ``frame_index``, ``episode_index``, ``index``, ``task_index``. Task ids are the task
-    strings. Episodes keep the manifest's order. Every frame is re-encoded with ``codec`` into
-    one mp4 per chunk file, episodes one after another, so that episode e's frame k sits at
-    ``from_timestamp + k / fps``. ``meta/stats.json`` and the episodes' ``stats/...`` columns
-    hold min/max/mean/std/count and q01..q99 per feature (per channel, in [0, 1], shape
-    (3, 1, 1) for the camera). Episodes without actions are left out when others have them
+    ``frame_index``, ``episode_index``, ``index``, ``task_index``. A task's string is its
+    instruction (``instructions[task_id]``), else its id; ``info.json``'s ``vw_robot`` key maps
+    the strings back to the ids and records the action space (the episodes' recorded
+    ``action_low`` / ``action_high``, else the default [-1, 1]; episodes that disagree give
+    their union, with a warning). An episode of N frames with actions becomes N-1 rows and
+    one final frame and state (module docstring). Episodes keep the manifest's order. Every
+    frame is re-encoded with ``codec`` into one mp4 per chunk file, episodes one after
+    another, so that episode e's frame k sits at ``from_timestamp + k / fps``.
+    ``meta/stats.json`` and the episodes' ``stats/...`` columns hold min/max/mean/std/count and
+    q01..q99 per feature over the rows (per channel, in [0, 1], shape (3, 1, 1) for the
+    camera). Episodes without actions are left out when others have them
     (LeRobot rows all have the same features); the count is returned. The folder is built
     beside ``dst`` and renamed into place, so ``dst`` never holds a partial export.
 
@@ -737,6 +885,8 @@ def export_lerobot(
         data_files_size_in_mb: a data parquet file is closed once about this big.
         video_files_size_in_mb: a video file is closed once about this big (estimated from
             our episodes' video sizes).
+        instructions: task id -> natural-language instruction, written as LeRobot's task
+            string (the CLI passes :data:`vw_robot.envs.instructions.INSTRUCTIONS`).
 
     Returns:
         ``episodes``, ``frames``, ``tasks``, ``skipped_without_actions``, ``camera_key``,
@@ -798,6 +948,7 @@ def export_lerobot(
             chunks_size=chunks_size,
             data_bytes=data_files_size_in_mb * 2**20,
             video_bytes=video_files_size_in_mb * 2**20,
+            instructions=instructions or {},
             progress=progress,
         )
         _replace_folder(tmp, dst)
@@ -898,14 +1049,17 @@ def _write_export(
     chunks_size: int,
     data_bytes: float,
     video_bytes: float,
+    instructions: Mapping[str, str],
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     features = _features(layout, fps, codec)
     columns = [k for k, f in features.items() if f["dtype"] != "video"]
     schema = pa.schema([(k, _arrow_type(features[k])) for k in columns])
-    task_index: dict[str, int] = {}
-    for meta in metas:
-        task_index.setdefault(meta.task_id, len(task_index))
+    task_ids = _task_strings(root, metas, instructions)  # task string -> task id
+    strings = {task_id: text for text, task_id in task_ids.items()}
+    task_index = {text: index for index, text in enumerate(task_ids)}
+    # With actions, an episode's last frame follows its rows (module docstring).
+    final_frame = layout.action_dim is not None
 
     data = _DataFiles(out, schema, chunks_size, data_bytes)
     video = _VideoFiles(out, layout.camera_key, chunks_size, video_bytes, fps, codec)
@@ -917,20 +1071,29 @@ def _write_export(
             if progress is not None:
                 progress(episode_index, len(metas))
             frames = _episode_frames(root, meta, layout.image_size)  # (N, S, S, 3)
-            n = len(frames)
-            arrays = _episode_arrays(root, meta, layout, n, fps, episode_index, total, task_index)
+            n = len(frames) - 1 if final_frame else len(frames)  # rows
+            if n < 1:
+                raise DatasetError(
+                    f"{episode_dir(root, meta.episode_id)}: 1 frame and no action; a LeRobot "
+                    "episode needs at least one (frame, action) row."
+                )
+            task = strings[meta.task_id]
+            arrays, final_state = _episode_arrays(
+                root, meta, layout, n, fps, episode_index, total, task_index[task]
+            )
             data_file = data.append(arrays)
             # Our episode video, in the same codec, stands in for what it adds to the file.
             size = (episode_dir(root, meta.episode_id) / VIDEO_FILE).stat().st_size
             video_file, start = video.append(frames, size)
             stats = {k: _stats(arrays[k]) for k in columns}
-            stats[layout.camera_key] = _image_stats(frames)
+            stats[layout.camera_key] = _image_stats(frames[:n])  # the rows' frames
             all_stats.append(stats)
             key = f"videos/{layout.camera_key}"
+            extra = {} if final_state is None else {FINAL_STATE_COLUMN: final_state.tolist()}
             rows.append(
                 {
                     "episode_index": episode_index,
-                    "tasks": [meta.task_id],
+                    "tasks": [task],
                     "length": n,
                     "data/chunk_index": data_file[0],
                     "data/file_index": data_file[1],
@@ -947,6 +1110,7 @@ def _write_export(
                     },
                     "meta/episodes/chunk_index": 0,
                     "meta/episodes/file_index": 0,
+                    **extra,
                 }
             )
             total += n
@@ -976,6 +1140,11 @@ def _write_export(
         "data_path": DATA_PATH,
         "video_path": VIDEO_PATH,
         "features": features,
+        OURS_KEY: {
+            "task_ids": task_ids,
+            "final_frame": final_frame,
+            **(_bounds_json(root, metas, layout.action_dim) if layout.action_dim else {}),
+        },
     }
     for key in ("data_files_size_in_mb", "video_files_size_in_mb"):
         if float(info[key]).is_integer():
@@ -1107,24 +1276,64 @@ def _episode_arrays(
     fps: int,
     episode_index: int,
     start: int,
-    task_index: dict[str, int],
-) -> dict[str, np.ndarray]:
+    task_index: int,
+) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    """An episode's ``n`` rows, column by column, and the state after its last row (None
+    without state)."""
     frame_index = np.arange(n, dtype=np.int64)
     arrays = {
         "timestamp": (frame_index / fps).astype(np.float32),
         "frame_index": frame_index,
         "episode_index": np.full(n, episode_index, np.int64),
         "index": start + frame_index,
-        "task_index": np.full(n, task_index[meta.task_id], np.int64),
+        "task_index": np.full(n, task_index, np.int64),
     }
+    final_state = None
     if layout.action_dim:
         steps = load_steps(root, meta)
-        actions = steps["actions"]  # (N-1, A)
-        last = actions[-1:] if len(actions) else np.zeros((1, layout.action_dim), np.float32)
-        arrays["action"] = np.concatenate([actions, last]).astype(np.float32)  # (N, A)
+        arrays["action"] = steps["actions"].astype(np.float32)  # (n, A): frame k, action k
         if layout.state_dim:
-            arrays["observation.state"] = steps["state"].astype(np.float32)  # (N, D)
-    return arrays
+            state = steps["state"].astype(np.float32)  # (n + 1, D)
+            arrays["observation.state"], final_state = state[:n], state[n]
+    return arrays, final_state
+
+
+def _task_strings(
+    root: Path, metas: list[EpisodeMeta], instructions: Mapping[str, str]
+) -> dict[str, str]:
+    """Task string -> task id, in the order tasks first appear; refuses two ids with one
+    string (LeRobot looks tasks up by their string)."""
+    task_ids: dict[str, str] = {}
+    for meta in metas:
+        text = instructions.get(meta.task_id, meta.task_id)
+        other = task_ids.setdefault(text, meta.task_id)
+        if other != meta.task_id:
+            raise DatasetError(
+                f"{root}: tasks {other!r} and {meta.task_id!r} would both be written as the "
+                f"task string {text!r}; LeRobot tells tasks apart by their string."
+            )
+    return task_ids
+
+
+def _bounds_json(root: Path, metas: list[EpisodeMeta], action_dim: int) -> dict[str, list]:
+    """``action_low`` / ``action_high`` for info.json: the episodes' action space (their union
+    when they disagree), unbounded sides as the strings "inf" / "-inf"."""
+    spaces = [action_bounds(m, action_dim)[:2] for m in metas]
+    low = np.min([lo for lo, _ in spaces], axis=0)
+    high = np.max([hi for _, hi in spaces], axis=0)
+    if any(not (np.array_equal(lo, low) and np.array_equal(hi, high)) for lo, hi in spaces):
+        log.warning(
+            "%s: episodes record different action spaces; the export records their union, "
+            "low %s, high %s.",
+            root,
+            low.tolist(),
+            high.tolist(),
+        )
+
+    def finite_or_text(values: np.ndarray) -> list:
+        return [float(v) if np.isfinite(v) else ("inf" if v > 0 else "-inf") for v in values]
+
+    return {"action_low": finite_or_text(low), "action_high": finite_or_text(high)}
 
 
 def _arrow_column(array: np.ndarray, kind: pa.DataType) -> pa.Array:
@@ -1377,16 +1586,18 @@ def _info_problems(path: Path, info: dict[str, Any]) -> list[str]:
 
 def _task_index_problems(path: Path) -> list[str]:
     """LeRobot looks tasks up by text in ``pd.read_parquet(...).index``: the file's pandas
-    metadata must make the "task" column the index."""
-    metadata = _read_schema(path).metadata or {}
+    metadata must make the column of task strings the index (``task`` as we and older LeRobot
+    write it, ``__index_level_0__`` as LeRobot's writer and converter write it now)."""
+    schema = _read_schema(path)
     try:
-        index = json.loads(metadata.get(b"pandas", b"{}")).get("index_columns")
-    except (json.JSONDecodeError, AttributeError):
-        index = None
-    if index != ["task"]:
+        column = _task_column(schema, path)
+    except DatasetError:
+        return []  # reported by _read_tasks
+    index = _pandas_index(schema)
+    if index != [column]:
         return [
             f"{path}: pandas metadata 'index_columns' is {index!r}; LeRobot reads the task "
-            "strings as the index, so it should be ['task']."
+            f"strings as the index, so it should be [{column!r}]."
         ]
     return []
 
