@@ -18,11 +18,12 @@ from pathlib import Path
 import pytest
 
 from tests.policies.test_batched import build_tiny_policies
+from vw_robot.config import RunConfig
 from vw_robot.eval.collect import collect
 from vw_robot.serving.server import serve_in_background
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_TASKS = ["metaworld/reach-v3", "metaworld/drawer-close-v3", "metaworld/button-press-topdown-v3"]
+DEFAULT_TASKS = RunConfig().tasks  # the default run's, which the examples use
 SERVER_URL = "ws://127.0.0.1:8765"
 # README text -> what the test runs instead; each must appear in the README exactly once.
 SUBSTITUTIONS = {
