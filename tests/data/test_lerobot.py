@@ -427,3 +427,125 @@ def test_videos_without_actions_export_and_come_back_without_actions(tmp_path):
     ((back, back_frames, steps),) = _imported(tmp_path / "back")
     assert not back.has_actions and steps is None and back.task_id == "pour-water"
     assert np.array_equal(back_frames, frames)
+
+
+# ------------------------------------------------------- folders written by LeRobot's own code
+
+FIXTURES = Path(__file__).parent / "fixtures" / "lerobot"
+LEROBOT_WRITTEN = ("h264", "av1", "image", "v21_converted")
+
+
+def _fixture_maker():
+    """make_fixtures.py's pure-NumPy half (its LeRobot imports are inside its main)."""
+    spec = importlib.util.spec_from_file_location("make_fixtures", FIXTURES / "make_fixtures.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("name", LEROBOT_WRITTEN)
+def test_lerobot_written_folders_pass_check_lerobot(name):
+    src = FIXTURES / name
+    # What LeRobot's writer and converter write under pandas 3: the task strings as the
+    # unnamed pandas index, stored as large_string.
+    tasks = pq.read_table(src / "meta/tasks.parquet")
+    assert tasks.schema.field("__index_level_0__").type == pa.large_string()
+    assert json.loads(tasks.schema.metadata[b"pandas"])["index_columns"] == ["__index_level_0__"]
+    assert validate_lerobot(src) == []
+
+
+@pytest.mark.parametrize("name", LEROBOT_WRITTEN)
+def test_lerobot_written_folders_import(name, tmp_path):
+    made = _fixture_maker()
+    out = tmp_path / "out"
+    ours = {made.TASKS[0]: "metaworld/pick-place-v3"}  # the CLI passes every instruction
+    summary = import_lerobot(FIXTURES / name, out, image_size=16, task_ids=ours)
+    assert summary["imported"] == 2 and summary["camera_key"] == made.CAMERA
+    assert check_dataset(out) == []
+    episodes = _imported(out)
+    # An instruction of ours maps back to its task id; another task string is kept as is.
+    assert [m.task_id for m, _, _ in episodes] == ["metaworld/pick-place-v3", "fold the towel"]
+    for e, (meta, frames, steps) in enumerate(episodes):
+        actions = made.episode_actions(e)
+        assert np.array_equal(steps["actions"], actions[:-1])  # N frames, N-1 actions
+        assert np.array_equal(steps["state"], made.episode_state(e))
+        expected = resize_frames(made.episode_frames(e), 16).astype(np.float64)
+        errors = np.abs(frames[:, None].astype(np.float64) - expected[None]).mean(axis=(2, 3, 4))
+        assert np.array_equal(errors.argmin(axis=1), np.arange(len(frames)))  # frame k is k
+        assert errors.diagonal().max() < (1e-9 if name == "image" else 8.0)  # PNG exact
+        # LeRobot records no action space: the data's range over the whole folder is used.
+        all_actions = np.concatenate([made.episode_actions(k) for k in range(2)])
+        assert meta.action_low == all_actions.min(axis=0).tolist()
+        assert meta.action_high == all_actions.max(axis=0).tolist()
+
+
+@pytest.mark.parametrize("kind", [pa.string(), pa.large_string()])
+@pytest.mark.parametrize("column", ["task", "__index_level_0__"])
+def test_task_strings_are_read_in_every_form_pandas_writes(exported, tmp_path, kind, column):
+    src = Path(shutil.copytree(exported, tmp_path / "src"))
+    texts = ["reach the goal position", "metaworld/push-v3"]
+    table = pa.table({"task_index": pa.array([0, 1], pa.int64()), column: pa.array(texts, kind)})
+    pandas = {"index_columns": [column], "columns": [], "column_indexes": []}
+    path = src / "meta/tasks.parquet"
+    pq.write_table(table.replace_schema_metadata({"pandas": json.dumps(pandas)}), path)
+    assert validate_lerobot(src) == []
+    import_lerobot(src, tmp_path / "out", image_size=SIZE)
+    assert [m.task_id for m, _, _ in _imported(tmp_path / "out")] == [t for _, t in EPISODES]
+
+    # A plain column (a RangeIndex): readable, but LeRobot could not look tasks up by text.
+    pq.write_table(table.replace_schema_metadata(None), path)
+    assert validate_lerobot(src) == [
+        f"{path}: pandas metadata 'index_columns' is None; LeRobot reads the task strings as "
+        f"the index, so it should be [{column!r}]."
+    ]
+    import_lerobot(src, tmp_path / "out2", image_size=SIZE)
+
+
+def test_round_trip_keeps_the_recorded_action_space(tmp_path):
+    root = tmp_path / "ours"
+    fmt.init_dataset(root, image_size=SIZE, fps=FPS, codec="lossless")
+    rng = np.random.default_rng(4)
+    low, high = [-2.0, -float("inf"), -1.0], [2.0, float("inf"), 1.0]
+    frames = rng.integers(0, 256, (4, SIZE, SIZE, 3), np.uint8)
+    actions = rng.uniform(-0.5, 0.5, (3, 3)).astype(np.float32)  # well inside the space
+    meta = fmt.EpisodeMeta(
+        episode_id="ep",
+        task_id="robosuite/lift",
+        num_frames=4,
+        image_size=SIZE,
+        fps=FPS,
+        has_actions=True,
+        source="expert",
+        codec="lossless",
+        video_sha256="",
+        action_low=low,
+        action_high=high,
+    )
+    fmt.write_episode(root, meta, frames, {"actions": actions})
+    fmt.write_manifest(root)
+    export_lerobot(root, tmp_path / "lr", instructions={"robosuite/lift": "lift the cube"})
+    assert validate_lerobot(tmp_path / "lr") == []
+    info = json.loads((tmp_path / "lr/meta/info.json").read_text())
+    assert info["vw_robot"]["action_low"] == [-2.0, "-inf", -1.0]  # JSON has no infinity
+    assert info["total_frames"] == 3  # 3 (frame, action) rows; the 4th frame follows them
+
+    import_lerobot(tmp_path / "lr", tmp_path / "back", image_size=SIZE)
+    ((back, back_frames, steps),) = _imported(tmp_path / "back")
+    assert (back.action_low, back.action_high) == (low, high)
+    assert back.task_id == "robosuite/lift" and np.array_equal(back_frames, frames)
+    assert np.array_equal(steps["actions"], actions) and "state" not in steps
+
+
+def test_export_refuses_two_tasks_with_one_instruction(source, tmp_path):
+    same = {"metaworld/reach-v3": "reach", "metaworld/push-v3": "reach"}
+    with pytest.raises(fmt.DatasetError, match=r"'metaworld/reach-v3' and 'metaworld/push-v3'"):
+        export_lerobot(source[0], tmp_path / "lr", instructions=same)
+
+
+def test_recorded_metadata_that_does_not_fit_is_named(exported, tmp_path):
+    src = Path(shutil.copytree(exported, tmp_path / "src"))
+    info = json.loads((src / "meta/info.json").read_text())
+    info["vw_robot"]["action_low"] = [-1.0, -1.0]
+    (src / "meta/info.json").write_text(json.dumps(info))
+    with pytest.raises(fmt.DatasetError, match=r"info\.json: field 'vw_robot'.*hold 4 values"):
+        import_lerobot(src, tmp_path / "out", image_size=SIZE)
