@@ -33,6 +33,7 @@ from vw_robot.serving.client import (
     MessageTooLargeError,
     PolicyClient,
     PolicyServerError,
+    describe_error,
     packb,
     unpackb,
 )
@@ -243,6 +244,77 @@ def test_client_raises_the_servers_message(expert_server, env):
             remote.reset("metaworld/fly-v3")
         remote.reset(TASK, action_space=env.action_space)
         assert remote.select_action(obs, info).shape == (4,)
+
+
+def test_error_messages_carry_a_reason_after_the_colon(expert_server):
+    ws = raw_connection(expert_server)
+    try:
+        for frame, message in [
+            (b"\xc1", "not a msgpack frame: FormatError: Invalid msgpack format"),
+            (b"\x91" * 10_000 + b"\xc0", "not a msgpack frame: StackError: Too nested"),
+        ]:
+            assert ask(ws, frame)["message"] == message
+    finally:
+        ws.close()
+
+    class Silent(Exception):
+        pass
+
+    assert describe_error(ValueError("bad")) == "ValueError: bad"
+    assert describe_error(Silent()) == "Silent: Silent()"  # no docstring either: its repr
+    assert not describe_error(ConnectionError()).endswith(": ")
+
+
+def test_observation_dtypes_are_checked_naming_the_key(expert_server, env):
+    obs, info = env.reset(seed=0)
+    with PolicyClient(expert_server.url, timeout=30) as remote:
+        remote.reset(TASK, action_space=env.action_space)
+        for changed, message in [
+            (
+                {"pixels": obs["pixels"].astype(np.float32) / 255},
+                "obs['pixels']: dtype float32, expected uint8 (H, W, 3) RGB pixels in [0, 255]",
+            ),
+            (
+                {"pixels": obs["pixels"][..., 0]},
+                "obs['pixels']: shape (64, 64), expected (H, W, 3) RGB pixels",
+            ),
+            (
+                {"state": obs["state"].astype(np.int64)},
+                "obs['state']: dtype int64, expected a float dtype",
+            ),
+        ]:
+            with pytest.raises(PolicyServerError) as caught:
+                remote.select_action({**obs, **changed}, info)
+            assert caught.value.message == message
+        assert remote.select_action(obs, info).shape == (4,)  # refused, the episode goes on
+
+
+def test_client_resets_with_a_plain_map_in_a_process_without_gymnasium():
+    """``reset(action_space={...})`` as the client's docstring shows, where gymnasium cannot be
+    imported (a benchmark's own environment)."""
+    code = """
+import sys
+sys.modules["gymnasium"] = None  # any import of gymnasium fails
+import numpy as np
+from vw_robot.serving.client import PolicyClient
+
+with PolicyClient(sys.argv[1], timeout=30) as policy:
+    policy.reset("metaworld/reach-v3", seed=0, action_space={
+        "low": [-1.0] * 4, "high": [1.0] * 4, "shape": [4], "dtype": "float32"})
+    obs = {"pixels": np.zeros((64, 64, 3), np.uint8), "state": np.zeros(4, np.float32)}
+    action = policy.select_action(obs)
+assert action.shape == (4,) and action.dtype == np.float32, action
+assert np.all(np.abs(action) <= 1), action
+assert "gymnasium" not in {name.split(".")[0] for name in sys.modules if sys.modules[name]}
+print("ok")
+"""
+    with serve_in_background("random") as server:
+        done = subprocess.run(
+            [sys.executable, "-c", code, server.url], capture_output=True, text=True, timeout=120
+        )
+    assert done.returncode == 0 and done.stdout == "ok\n", done.stderr
+    with pytest.raises(EncodingError, match="missing high; unknown hi"):
+        client_module.describe_box({"low": [-1.0], "hi": [1.0]})
 
 
 # --- size bound ---------------------------------------------------------------------------------

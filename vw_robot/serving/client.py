@@ -16,10 +16,15 @@ drive a policy served from the vw_robot environment::
         obs, info = env.reset(seed=0)
         policy.reset("metaworld/reach-v3", action_space=env.action_space, seed=0)
         while True:
+            # obs: {"pixels": (H, W, 3) uint8, "state": (D,) float}; other dtypes are refused
             action = policy.select_action(obs, info)
             obs, reward, terminated, truncated, info = env.step(action)
             if terminated or truncated:
                 break
+
+    # without gymnasium, describe the action space as a plain map
+    policy.reset("metaworld/reach-v3", seed=0, action_space={
+        "low": [-1.0] * 4, "high": [1.0] * 4, "shape": [4], "dtype": "float32"})
 
 Protocol (one websocket connection = one policy with its own episode state):
 
@@ -33,7 +38,9 @@ Protocol (one websocket connection = one policy with its own episode state):
   [...] or None, "image_size": int or None, "max_message_bytes": int}``.
 * Requests are ``{"method": "reset", "task_id": str, "seed": int or None, "action_space":
   {"low": array, "high": array, "shape": [...], "dtype": "float32"} or None}`` and
-  ``{"method": "select_action", "obs": {str: array}, "info": map or None}``.
+  ``{"method": "select_action", "obs": {str: array}, "info": map or None}``; ``obs["pixels"]``
+  (the hello's ``pixels_key``) must be uint8 (H, W, 3) and ``obs["state"]`` a float array,
+  or the request is refused naming the key, its dtype and the one expected.
 * Replies are ``{"type": "result", "method": "reset"}``, ``{"type": "result", "method":
   "select_action", "action": array}``, or ``{"type": "error", "method": ... or None,
   "message": str}``; after an error the connection stays usable (an error raised inside the
@@ -174,14 +181,50 @@ def unpackb(frame: bytes) -> Any:
     except EncodingError:
         raise
     except Exception as error:  # msgpack raises several unrelated types for bad bytes
-        raise EncodingError(f"not a msgpack frame: {type(error).__name__}: {error}") from error
+        raise EncodingError(f"not a msgpack frame: {describe_error(error)}") from error
+
+
+def describe_error(error: BaseException) -> str:
+    """``"<type>: <message>"`` for an error message, never empty after the colon.
+
+    Several exceptions carry no message (msgpack's ``FormatError()``, ``StackError()``): their
+    class's description stands in (the docstring's first line, ``Invalid msgpack format``), or
+    else their ``repr``.
+    """
+    text = str(error).strip()
+    if not text:
+        doc = (type(error).__doc__ or "").strip().splitlines()
+        text = doc[0].strip() if doc else repr(error)
+    return f"{type(error).__name__}: {text}"
 
 
 def describe_box(space: Any) -> dict[str, Any]:
-    """A gymnasium ``Box`` (or anything with ``low``, ``high``, ``shape`` and ``dtype``) as the
-    map the server rebuilds it from; a map with those keys passes through."""
+    """The map the server rebuilds an action space from: ``{"low", "high", "shape", "dtype"}``.
+
+    Takes a gymnasium ``Box`` (or anything with ``low``, ``high``, ``shape`` and ``dtype``), or
+    that map itself, which needs no gymnasium: ``{"low": [-1.0] * 4, "high": [1.0] * 4,
+    "shape": [4], "dtype": "float32"}`` (``low`` and ``high`` numbers, lists or arrays;
+    ``shape`` and ``dtype`` may be left out: the bounds' shape, float32).
+
+    Raises:
+        EncodingError: a map without ``low`` or ``high``, with another key, or whose dtype is
+            not numeric; anything else without those attributes.
+    """
     if isinstance(space, Mapping):
-        return dict(space)
+        missing = sorted({"low", "high"} - space.keys())
+        unknown = sorted(str(k) for k in space.keys() - {"low", "high", "shape", "dtype"})
+        if missing or unknown:
+            raise EncodingError(
+                "action_space map needs low and high (and may have shape, dtype)"
+                + (f"; missing {', '.join(missing)}" if missing else "")
+                + (f"; unknown {', '.join(unknown)}" if unknown else "")
+            )
+        box = dict(space)
+        if box.get("shape") is not None:
+            box["shape"] = [int(n) for n in box["shape"]]
+        if box.get("dtype") is not None:
+            box["dtype"] = _checked_dtype(box["dtype"]).name
+        return box
     try:
         return {
             "low": np.asarray(space.low),
@@ -232,7 +275,7 @@ class PolicyClient:
                 **CONNECT_COMPAT,
             )
         except (OSError, WebSocketException) as error:
-            raise PolicyServerError(f"cannot connect to {url}: {error}") from error
+            raise PolicyServerError(f"cannot connect to {url}: {describe_error(error)}") from error
         try:
             hello = self._receive(None, open_timeout)
             if not isinstance(hello, dict) or hello.get("type") != "hello":
@@ -249,7 +292,9 @@ class PolicyClient:
         Args:
             task_id: e.g. ``"metaworld/reach-v3"``.
             action_space: the env's ``Box`` action space (some policies draw from it or check
-                its size); ``None`` to send none.
+                its size), or without gymnasium the map ``{"low": [-1.0] * 4, "high": [1.0] *
+                4, "shape": [4], "dtype": "float32"}`` (:func:`describe_box`); ``None`` to send
+                none.
             seed: per-episode seed for stochastic policies.
         """
         self._call(

@@ -11,8 +11,9 @@ Usage::
     from vw_robot.serving.client import PolicyClient
 
     with serve_in_background("expert", port=0) as server, PolicyClient(server.url) as policy:
-        policy.reset("metaworld/reach-v3", action_space=env.action_space)
-        action = policy.select_action(obs, info)
+        policy.reset("metaworld/reach-v3", action_space=env.action_space)  # or, without
+        # gymnasium: {"low": [-1.0] * 4, "high": [1.0] * 4, "shape": [4], "dtype": "float32"}
+        action = policy.select_action(obs, info)  # pixels uint8 (H, W, 3), state float
 
 The client (``vw_robot/serving/client.py``) needs only numpy, msgpack and websockets; its
 docstring describes the protocol. Each connection gets its own policy object, built when the
@@ -54,6 +55,7 @@ from vw_robot.serving.client import (
     DEFAULT_MAX_MESSAGE_BYTES,
     PROTOCOL_VERSION,
     EncodingError,
+    describe_error,
     packb,
     unpackb,
 )
@@ -204,7 +206,7 @@ class PolicyService:
             except Exception as error:
                 log.exception("building the policy for %s failed", peer)
                 ending = f"policy not built ({type(error).__name__})"
-                await ws.send(_error(None, f"could not build the policy: {error}"))
+                await ws.send(_error(None, f"could not build the policy: {describe_error(error)}"))
                 await ws.close(CloseCode.INTERNAL_ERROR, "policy not built")
                 return
             await ws.send(packb(self.hello))
@@ -248,7 +250,7 @@ class PolicyService:
             )
         except (_BadRequest, EncodingError) as error:
             session.errors += 1
-            message = str(error)
+            message = str(error) or describe_error(error)
             if isinstance(error, _BadRequest) and error.end_episode and session.in_episode:
                 session.in_episode = False
                 message += " (episode ended: call reset to start another)"
@@ -281,6 +283,7 @@ class PolicyService:
         for key, value in obs.items():
             if not isinstance(value, np.ndarray):
                 raise _BadRequest(f"obs[{key!r}] must be an array, got {type(value).__name__}")
+            self._check_observation(key, value)
         if info is not None and not isinstance(info, dict):
             raise _BadRequest(f"info must be a map or None, got {type(info).__name__}")
         action = await self._call(session.policy.select_action, obs, {} if info is None else info)
@@ -289,9 +292,27 @@ class PolicyService:
             if action.dtype.kind not in "biuf":
                 raise TypeError(f"dtype {action.dtype}")
         except (TypeError, ValueError) as error:
-            log.error("policy returned a non-numeric action: %s", error)
-            raise _BadRequest(f"the policy returned a non-numeric action ({error})", True) from None
+            log.error("policy returned a non-numeric action: %s", describe_error(error))
+            raise _BadRequest(
+                f"the policy returned a non-numeric action ({describe_error(error)})", True
+            ) from None
         return {"type": "result", "method": "select_action", "action": action}
+
+    def _check_observation(self, key: str, value: np.ndarray) -> None:
+        """Refuse pixels other than uint8 (H, W, 3) and a state that is not float: a policy
+        given float pixels in [0, 1] or [0, 255] would act on them without a word."""
+        if key == (self.hello["pixels_key"] or "pixels"):
+            if value.dtype != np.uint8:
+                raise _BadRequest(
+                    f"obs[{key!r}]: dtype {value.dtype}, expected uint8 (H, W, 3) RGB pixels "
+                    "in [0, 255]"
+                )
+            if value.ndim != 3 or value.shape[-1] != 3:
+                raise _BadRequest(
+                    f"obs[{key!r}]: shape {value.shape}, expected (H, W, 3) RGB pixels"
+                )
+        elif key == "state" and value.dtype.kind != "f":
+            raise _BadRequest(f"obs[{key!r}]: dtype {value.dtype}, expected a float dtype")
 
     async def _call(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run a policy call in the pool; its exceptions become error frames."""
@@ -301,11 +322,11 @@ class PolicyService:
                 self._pool, functools.partial(function, *args, **kwargs)
             )
         except ValueError as error:  # the policy refuses the request (PolicyMismatchError, ...)
-            raise _BadRequest(str(error), end_episode=True) from error
+            raise _BadRequest(str(error) or describe_error(error), end_episode=True) from error
         except Exception as error:
             log.exception("policy %s raised", getattr(function, "__name__", function))
             raise _BadRequest(
-                f"the policy raised {type(error).__name__}: {error}", end_episode=True
+                f"the policy raised {describe_error(error)}", end_episode=True
             ) from error
 
 
@@ -334,17 +355,19 @@ def _box(description: Any) -> Box:
         if np.dtype(dtype).kind not in "iuf":
             raise ValueError(f"dtype {dtype!r} is not numeric")
         return Box(
-            low=_bound(description["low"]),
-            high=_bound(description["high"]),
+            low=_bound(description["low"], dtype),
+            high=_bound(description["high"], dtype),
             shape=None if shape is None else tuple(shape),
             dtype=np.dtype(dtype),
         )
     except (TypeError, ValueError, AssertionError) as error:
-        raise _BadRequest(f"action_space: {error}") from error
+        raise _BadRequest(f"action_space: {describe_error(error)}") from error
 
 
-def _bound(value: Any) -> Any:
-    return np.asarray(value) if isinstance(value, list) else value
+def _bound(value: Any, dtype: Any) -> Any:
+    # Lists (a client without NumPy types) in the space's dtype: gymnasium warns when it
+    # casts float64 bounds down.
+    return np.asarray(value, dtype=np.dtype(dtype)) if isinstance(value, list) else value
 
 
 def _error(method: str | None, message: str) -> bytes:
@@ -388,7 +411,8 @@ async def _listen(
             logger=_websockets_log,
         )
     except OSError as error:
-        raise ServeError(f"cannot listen on {host}:{port}: {error.strerror or error}") from error
+        why = error.strerror or describe_error(error)
+        raise ServeError(f"cannot listen on {host}:{port}: {why}") from error
     async with server:
         started(server.sockets[0].getsockname()[1])
         await stop.wait()
