@@ -127,6 +127,8 @@ def test_run_suite_replaces_the_default_tasks():
 
 
 def test_lerobot_export_check_import_from_the_command_line(tmp_path, capsys):
+    import pyarrow.parquet as pq
+
     from vw_robot.data.format import load_steps, read_manifest, read_meta
 
     data = tmp_path / "demo"
@@ -136,6 +138,8 @@ def test_lerobot_export_check_import_from_the_command_line(tmp_path, capsys):
     assert main(["data", "export-lerobot", str(data), f"out={exported}"]) == 0
     assert "validated" in capsys.readouterr().out
     assert main(["data", "check-lerobot", str(exported)]) == 0
+    tasks = pq.read_table(exported / "meta/tasks.parquet").column("task").to_pylist()
+    assert tasks == ["reach the goal position"]  # the instruction, the id in info.json
     back = tmp_path / "back"
     assert main(["data", "import-lerobot", str(exported), f"out={back}", "image_size=16"]) == 0
     assert main(["data", "check", str(back)]) == 0
@@ -143,6 +147,7 @@ def test_lerobot_export_check_import_from_the_command_line(tmp_path, capsys):
     assert [r["num_frames"] for r in imported] == [r["num_frames"] for r in originals]
     first = read_meta(back, imported[0]["episode_id"])
     assert first.task_id == "metaworld/reach-v3"
+    assert (first.action_low, first.action_high) == ([-1.0] * 4, [1.0] * 4)  # the env's
     before = load_steps(data, read_meta(data, originals[0]["episode_id"]))["actions"]
     np.testing.assert_array_equal(load_steps(back, first)["actions"], before)
     # A second export into the same folder is refused, naming the key that allows it.

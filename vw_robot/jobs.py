@@ -31,6 +31,7 @@ from vw_robot.data.format import read_manifest
 from vw_robot.data.importer import import_videos
 from vw_robot.data.lerobot import export_lerobot, import_lerobot, validate_lerobot
 from vw_robot.envs import list_suites, list_tasks, playground_suite
+from vw_robot.envs.instructions import INSTRUCTIONS
 from vw_robot.errors import UserError
 from vw_robot.eval import evaluate as rollout
 from vw_robot.eval import markdown_table, write_report
@@ -214,6 +215,8 @@ def data_import_lerobot(cfg: LeRobotImportConfig) -> dict[str, Any]:
             image_size=cfg.image_size,
             codec=cfg.codec,
             version=cfg.version,
+            # A task string that is one of our instructions becomes its task id again.
+            task_ids={text: task_id for task_id, text in INSTRUCTIONS.items()},
             progress=functools.partial(_advance, bar),
         )
         _advance(bar, bar.total or 0, bar.total or 0)
@@ -237,6 +240,7 @@ def data_export_lerobot(cfg: LeRobotExportConfig) -> dict[str, Any]:
             codec=cfg.codec,
             overwrite=cfg.overwrite,
             robot_type=cfg.robot_type,
+            instructions=INSTRUCTIONS,  # LeRobot's task strings: our tasks' instructions
             progress=functools.partial(_advance, bar),
         )
         _advance(bar, bar.total or 0, bar.total or 0)
