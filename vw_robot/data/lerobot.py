@@ -4,9 +4,13 @@ Usage::
 
     from vw_robot.data.lerobot import export_lerobot, import_lerobot, validate_lerobot
 
-    export_lerobot("data/mt10", "exports/mt10_lerobot")  # our dataset -> LeRobotDataset v3.0
+    # our dataset -> LeRobotDataset v3.0; task strings: instructions (task id -> text)
+    export_lerobot("data/mt10", "exports/mt10_lerobot", instructions=INSTRUCTIONS)
     assert validate_lerobot("exports/mt10_lerobot") == []
     import_lerobot("~/lerobot/pusht", "data/pusht", image_size=64)  # LeRobot -> our format
+
+(``INSTRUCTIONS`` is :data:`vw_robot.envs.instructions.INSTRUCTIONS`; this layer does not
+import the envs, so the caller passes it.)
 
 Written with pyarrow alone (``lerobot`` pins an older torch), after LeRobot's own reader and
 writer (``src/lerobot/datasets/``: ``utils.py``, ``dataset_metadata.py``, ``dataset_writer.py``,
@@ -15,7 +19,9 @@ writer (``src/lerobot/datasets/``: ``utils.py``, ``dataset_metadata.py``, ``data
     meta/info.json                              codebase_version "v3.0", fps, features, path
                                                 templates, totals, splits, robot_type
     meta/stats.json                             min/max/mean/std/count/q01..q99 per feature
-    meta/tasks.parquet                          task_index, task (pandas index "task")
+    meta/tasks.parquet                          task_index, and the task strings as the
+                                                pandas index ("__index_level_0__" from
+                                                LeRobot's writer, "task" from ours)
     meta/episodes/chunk-000/file-000.parquet    one row per episode: tasks, length, data and
                                                 video file indices, dataset_from/to_index,
                                                 videos/<key>/from/to_timestamp, stats/<f>/<s>
