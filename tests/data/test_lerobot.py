@@ -549,3 +549,20 @@ def test_recorded_metadata_that_does_not_fit_is_named(exported, tmp_path):
     (src / "meta/info.json").write_text(json.dumps(info))
     with pytest.raises(fmt.DatasetError, match=r"info\.json: field 'vw_robot'.*hold 4 values"):
         import_lerobot(src, tmp_path / "out", image_size=SIZE)
+    (problem,) = validate_lerobot(src)
+    assert "info.json: field 'vw_robot': action_low / action_high should hold 4 values" in problem
+
+
+def test_check_lerobot_checks_what_our_export_adds(exported, tmp_path):
+    dst = Path(shutil.copytree(exported, tmp_path / "bad"))
+    video = dst / f"videos/{CAMERA}/chunk-000/file-000.mp4"
+    write_video(video, read_video(video)[:-1], FPS, "lossless")  # the last final frame lost
+    path = dst / "meta/episodes/chunk-000/file-000.parquet"
+    table = pq.read_table(path)
+    pq.write_table(table.drop_columns(["vw_robot/final_state"]), path)
+    assert validate_lerobot(dst) == [f"{path}: column 'vw_robot/final_state' is missing."]
+    pq.write_table(table, path)
+    assert validate_lerobot(dst) == [
+        f"{path}: episode 2, videos/{CAMERA}: no final frame after the rows (info.json's "
+        f"vw_robot.final_frame): {video} ends at 1.8 s."
+    ]

@@ -1486,6 +1486,12 @@ def validate_lerobot(dst: str | os.PathLike[str]) -> list[str]:
         return problems  # the rest is read through info.json
     features = info["features"]
     video_keys = _video_keys(features)
+    final_frame = False
+    try:
+        camera_dtype = "video" if video_keys else "image"
+        final_frame = _read_ours(info_path, info, camera_dtype)["final_frame"]
+    except DatasetError as exc:
+        problems.append(str(exc))
 
     tasks: dict[int, str] = {}
     try:
@@ -1504,13 +1510,16 @@ def validate_lerobot(dst: str | os.PathLike[str]) -> list[str]:
             )
         problems += _task_index_problems(root / TASKS_PATH)
 
-    episodes, episode_problems = _episode_rows(root, video_keys)
+    # Our exports keep each episode's last state beside its rows (module docstring).
+    has_final_state = final_frame and "observation.state" in features
+    extra = {FINAL_STATE_COLUMN: _is_list} if has_final_state else {}
+    episodes, episode_problems = _episode_rows(root, video_keys, extra)
     problems += episode_problems
     if episode_problems:
         return problems
     problems += _index_problems(root, info_path, info, episodes)
     problems += _data_problems(root, info, episodes, tasks)
-    problems += _video_problems(root, info, episodes)
+    problems += _video_problems(root, info, episodes, final_frame)
     problems += _stats_problems(root / STATS_PATH, features)
     return problems
 
@@ -1608,11 +1617,13 @@ def _task_index_problems(path: Path) -> list[str]:
     return []
 
 
-def _episode_rows(root: Path, video_keys: list[str]) -> tuple[list[dict[str, Any]], list[str]]:
+def _episode_rows(
+    root: Path, video_keys: list[str], extra: dict[str, Callable[[pa.DataType], bool]]
+) -> tuple[list[dict[str, Any]], list[str]]:
     files = sorted((root / EPISODES_DIR).glob("*/*.parquet"))
     if not files:
         return [], [f"{root / EPISODES_DIR}: no episodes file (chunk-*/file-*.parquet)."]
-    checks = dict(_EPISODE_COLUMNS)
+    checks = {**_EPISODE_COLUMNS, **extra}
     for key in video_keys:
         checks[f"videos/{key}/chunk_index"] = pa.types.is_integer
         checks[f"videos/{key}/file_index"] = pa.types.is_integer
@@ -1788,7 +1799,11 @@ def _episode_data_problems(
     return problems
 
 
-def _video_problems(root: Path, info: dict[str, Any], episodes: list[dict[str, Any]]) -> list[str]:
+def _video_problems(
+    root: Path, info: dict[str, Any], episodes: list[dict[str, Any]], final_frame: bool
+) -> list[str]:
+    """Each episode's frames inside its video file, without overlap; with ``final_frame`` (our
+    exports) one more frame after each episode's rows."""
     # Lazy: vw_robot.data.video treats imageio-ffmpeg as optional (OpenCV decodes without it).
     import imageio_ffmpeg
 
@@ -1833,7 +1848,12 @@ def _video_problems(root: Path, info: dict[str, Any], episodes: list[dict[str, A
                         f"{where}: frames up to {stop:g} s, {path} lasts {duration:g} s "
                         f"({frames} frames at {fps} fps)."
                     )
-                end = max(end, stop)
+                elif final_frame and stop >= duration - _TOLERANCE_S:
+                    problems.append(
+                        f"{where}: no final frame after the rows (info.json's "
+                        f"vw_robot.final_frame): {path} ends at {duration:g} s."
+                    )
+                end = max(end, stop + (1 / fps if final_frame else 0.0))
     return problems
 
 
