@@ -7,16 +7,9 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from vw_robot.models.transformer import (
-    IGNORE_INDEX,
-    SequenceLayout,
-    TransformerConfig,
-    VideoTransformer,
-    apply_rotary,
-    pad_left,
-    rotary_tables,
-    sample_next,
-)
+from vw_robot.models.rotary import apply_rotary, rotary_tables
+from vw_robot.models.sequence_layout import IGNORE_INDEX, SequenceLayout, pad_left
+from vw_robot.models.transformer import TransformerConfig, VideoTransformer, sample_next
 
 # Small enough to run in milliseconds, large enough that every part of the layout is exercised.
 LAYOUT = SequenceLayout(num_frame_tokens=6, frame_vocab=11, horizon=3, code_vocab=7)

@@ -17,7 +17,7 @@ from vw_robot.envs.playground_suite import task_id as playground_task
 from vw_robot.eval import evaluate
 from vw_robot.eval.chains import evaluate_chains
 from vw_robot.models.registry import build_model
-from vw_robot.models.transformer import SequenceLayout
+from vw_robot.models.sequence_layout import SequenceLayout
 from vw_robot.policies import make_policy
 from vw_robot.policies.base import RowErrors
 from vw_robot.policies.videoworld import PolicyMismatchError, load_policy

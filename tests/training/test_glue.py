@@ -26,7 +26,8 @@ from vw_robot.data import format as fmt
 from vw_robot.data.sequences import ActionChunkDataset, export_sequences, sequences_dir
 from vw_robot.models.action_head import ActionHead, ActionHeadConfig
 from vw_robot.models.registry import load_model
-from vw_robot.models.transformer import SequenceLayout, TransformerConfig, VideoTransformer
+from vw_robot.models.sequence_layout import SequenceLayout
+from vw_robot.models.transformer import TransformerConfig, VideoTransformer
 from vw_robot.training.codes import sample_codes
 
 SIZE, FPS, ACTION_DIM, STATE_DIM = 8, 10, 2, 3

@@ -17,8 +17,9 @@ import torch
 from vw_robot import checkpoint as ckpt
 from vw_robot.models.action_head import ActionHead, ActionHeadConfig
 from vw_robot.models.latent_dynamics import LatentDynamicsConfig, LatentDynamicsModel
+from vw_robot.models.sequence_layout import SequenceLayout
 from vw_robot.models.tokenizer import FrameTokenizer, TokenizerConfig
-from vw_robot.models.transformer import SequenceLayout, TransformerConfig, VideoTransformer
+from vw_robot.models.transformer import TransformerConfig, VideoTransformer
 
 
 def _tokenizer(config: dict[str, Any]) -> torch.nn.Module:
