@@ -24,11 +24,11 @@ import numpy as np
 
 from vw_robot.data import format as fmt
 from vw_robot.envs import get_spec, make_env
-from vw_robot.errors import DiskFullError
+from vw_robot.errors import DiskFullError, Interrupted
 from vw_robot.eval.seeding import episode_seed
 from vw_robot.io import LockHeldError, disk_full, folder_lock, is_disk_full
 from vw_robot.policies import make_policy
-from vw_robot.processes import die_with_parent
+from vw_robot.processes import die_with_parent, interrupts_held, stop_on_interrupt
 from vw_robot.provenance import provenance
 
 log = logging.getLogger(__name__)
@@ -311,24 +311,32 @@ def collect(
             else:
                 context = multiprocessing.get_context("spawn")
                 # Workers end with this process: a killed collection leaves none writing.
-                with ProcessPoolExecutor(
-                    workers,
-                    mp_context=context,
-                    initializer=die_with_parent,
-                    initargs=(os.getpid(),),
-                ) as pool:
-                    futures = [pool.submit(run_job, str(out), job) for job in todo]
+                with (
+                    ProcessPoolExecutor(
+                        workers,
+                        mp_context=context,
+                        initializer=die_with_parent,
+                        initargs=(os.getpid(),),
+                    ) as pool,
+                    stop_on_interrupt(pool),
+                ):
+                    with interrupts_held():  # a Ctrl-C waits until the workers ignore it
+                        futures = [pool.submit(run_job, str(out), job) for job in todo]
                     for future in as_completed(futures):
                         account(future.result())
         except DiskFullError as exc:
-            raise DiskFullError(f"{exc}; {_kept(out, per_task)}") from None
+            raise DiskFullError(f"{exc}; {_kept(out, per_task)}{_FREE_SPACE}") from None
+        except KeyboardInterrupt:
+            raise Interrupted(
+                f"{_kept(out, per_task)}; run the same command to record the rest"
+            ) from None
         finally:
             _close_envs()
             # Whatever finished is listed, even when the run was interrupted.
             try:
                 manifest = fmt.write_manifest(out)
             except DiskFullError as exc:
-                raise DiskFullError(f"{exc}; {_kept(out, per_task)}") from None
+                raise DiskFullError(f"{exc}; {_kept(out, per_task)}{_FREE_SPACE}") from None
     return {
         "out": str(out),
         "tasks": per_task,
@@ -343,9 +351,11 @@ def _kept(out: Path, per_task: dict[str, dict[str, int]]) -> str:
     now = sum(row["kept"] + row["dropped"] for row in per_task.values())
     earlier = sum(row["skipped"] for row in per_task.values())
     return (
-        f"the finished episodes are kept in {out} ({now} recorded by this run, {earlier} "
-        "earlier); free some space and run the same command to record the rest"
+        f"the finished episodes are kept in {out} ({now} recorded by this run, {earlier} earlier)"
     )
+
+
+_FREE_SPACE = "; free some space and run the same command to record the rest"
 
 
 def format_summary(summary: dict[str, Any]) -> str:

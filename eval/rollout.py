@@ -29,7 +29,7 @@ from vw_robot.eval.seeding import episode_seed
 from vw_robot.policies import make_policy
 from vw_robot.policies.base import BatchPolicy
 from vw_robot.policies.videoworld import PolicyMismatchError
-from vw_robot.processes import die_with_parent_then
+from vw_robot.processes import die_with_parent_then, interrupts_held, stop_on_interrupt
 
 
 @dataclass
@@ -187,13 +187,17 @@ def run_jobs(
     context = multiprocessing.get_context("spawn")
     threads = max(1, (os.cpu_count() or 1) // workers)
     # Workers end with this process (a killed evaluation leaves none running).
-    with ProcessPoolExecutor(
-        max_workers=workers,
-        mp_context=context,
-        initializer=die_with_parent_then,
-        initargs=(os.getpid(), _limit_threads, threads),
-    ) as pool:
-        futures = [pool.submit(run, job, policy_factory) for job in jobs]
+    with (
+        ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=context,
+            initializer=die_with_parent_then,
+            initargs=(os.getpid(), _limit_threads, threads),
+        ) as pool,
+        stop_on_interrupt(pool),
+    ):
+        with interrupts_held():  # a Ctrl-C waits until the workers ignore it
+            futures = [pool.submit(run, job, policy_factory) for job in jobs]
         for future in as_completed(futures):
             collect(future.result())
 

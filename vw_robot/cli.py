@@ -2,6 +2,7 @@
 
 Usage:
     vw-robot run                                   # main job on its built-in default
+    vw-robot study tiny                            # a study: configs/study/tiny.yaml
     vw-robot eval policy=runs/demo/action_head tasks=[metaworld/reach-v3] episodes_per_task=20
     vw-robot collect suite=metaworld/mt10 episodes_per_task=20 workers=2 out=data/mt10
     vw-robot data check data/mt10                  # validate every episode, modify nothing
@@ -26,6 +27,8 @@ Hydra overrides (``key=value``); a key the command does not have fails at start.
 
 from __future__ import annotations
 
+import functools
+import shlex
 import sys
 from collections.abc import Callable, Sequence
 from importlib import resources
@@ -37,11 +40,16 @@ from omegaconf.errors import OmegaConfBaseException
 
 import vw_robot  # noqa: F401  (headless GL backend before any simulator import)
 from vw_robot import config as config_module
-from vw_robot import jobs, launch
+from vw_robot import jobs, launch, study
 
 # subcommand -> (config name, job, one-line help)
 COMMANDS: dict[str, tuple[str, Callable[[Any], Any], str]] = {
     "run": ("run", jobs.run, "main job: demos -> every stage -> evaluation -> report"),
+    "study": (
+        "study",
+        study.run_study,
+        "a study from configs/study: study NAME (heads x labels x seeds, results JSON)",
+    ),
     "eval": ("eval", jobs.evaluate, "evaluate a policy (expert, random, checkpoint) on tasks"),
     "eval-chains": (
         "eval_chains",
@@ -84,11 +92,14 @@ POSITIONAL = {
     "data export-lerobot": "root",
     "data check-lerobot": "root",
     "export-policy": "policy",
+    "study": "study",
 }
 
 
 # Subcommands that cannot be swept: a server runs until it is stopped.
 NO_SWEEP = {"serve"}
+# The exit status of a command stopped by Ctrl-C: 128 + SIGINT, as shells report it.
+INTERRUPTED = 130
 FLAGS = ("--cfg", "-m", "--multirun")
 
 
@@ -126,7 +137,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     A mistake in what the user gave (:class:`~vw_robot.errors.UserError`: a config value, a
     missing file, a checkpoint that does not fit) prints one line and returns 2; problems that
     ``data check`` listed return 1; anything else is a bug and keeps its traceback. A sweep
-    (``-m``) returns 0 when every job succeeded, else the highest status of its jobs.
+    (``-m``) returns 0 when every job succeeded, else the highest status of its jobs. Ctrl-C
+    prints one line, with what was kept (:class:`~vw_robot.errors.Interrupted`), and returns
+    130.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
@@ -150,7 +163,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"vw-robot {command}: cannot be swept (-m): it runs until stopped", file=sys.stderr)
         return 2
     launch.configure_logging()
+    try:
+        return _run(command, overrides, multirun=multirun, show_config=show_config)
+    except KeyboardInterrupt as exc:  # Ctrl-C; an Interrupted says what the command kept
+        kept = f"; {exc}" if str(exc) else ""
+        print(f"vw-robot {command}: interrupted{kept}", file=sys.stderr)
+        return INTERRUPTED
+
+
+def _run(command: str, overrides: list[str], *, multirun: bool, show_config: bool) -> int:
     config_name, job, _ = COMMANDS[command]
+    if command == "study":  # its results record the command that made them
+        job = functools.partial(job, command=_study_command(overrides))
     try:
         if multirun:
             return launch.run_sweep(command, config_name, job, overrides, show_config=show_config)
@@ -165,6 +189,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(OmegaConf.to_yaml(OmegaConf.structured(cfg)), end="")
         return 0
     return launch.call_job(command, job, cfg)
+
+
+def _study_command(overrides: list[str]) -> str:
+    """``vw-robot study NAME key=value ...`` as typed (the name positional)."""
+    words = list(overrides)
+    if words and words[0].startswith("study="):
+        words[0] = words[0].removeprefix("study=")
+    return shlex.join(["vw-robot", "study", *words])
 
 
 if __name__ == "__main__":

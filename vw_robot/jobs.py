@@ -7,11 +7,13 @@ import dataclasses
 import functools
 import logging
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
+from vw_robot.checkpoint import latest_checkpoint
 from vw_robot.config import (
     CollectConfig,
     DataCheckConfig,
@@ -32,7 +34,7 @@ from vw_robot.data.importer import import_videos
 from vw_robot.data.lerobot import export_lerobot, import_lerobot, validate_lerobot
 from vw_robot.envs import list_suites, list_tasks, playground_suite
 from vw_robot.envs.instructions import INSTRUCTIONS
-from vw_robot.errors import UserError
+from vw_robot.errors import Interrupted, UserError
 from vw_robot.eval import evaluate as rollout
 from vw_robot.eval import markdown_table, write_report
 from vw_robot.eval.chains import (
@@ -90,9 +92,10 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     env_kwargs = check_policy_fits(tasks, cfg.policy, env_kwargs, factory)
     start = time.perf_counter()
     config = dataclasses.asdict(cfg) | {"resolved_tasks": tasks}
-    with open_record(
-        out, config, overwrite=cfg.overwrite, differences=config_differences
-    ) as record:
+    with (
+        open_record(out, config, overwrite=cfg.overwrite, differences=config_differences) as record,
+        _on_interrupt(lambda: _recorded(record)),
+    ):
         total, earlier = len(tasks) * cfg.episodes_per_task, len(record.rows)
         with tqdm(total=total, initial=earlier, desc="episodes", unit="ep") as bar:
             results = run_recorded(
@@ -127,6 +130,25 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
         + (f", videos: {out / 'videos'}" if cfg.videos_per_task else "")
     )
     return summary
+
+
+@contextlib.contextmanager
+def _on_interrupt(kept: Callable[[], str]) -> Iterator[None]:
+    """Turn Ctrl-C in the ``with`` body into :class:`Interrupted` saying ``kept()``: what is on
+    disk, and how to go on from it (the command line prints that one line, exit status 130)."""
+    try:
+        yield
+    except Interrupted:
+        raise
+    except KeyboardInterrupt:
+        raise Interrupted(kept()) from None
+
+
+def _recorded(record: Any) -> str:
+    return (
+        f"{len(record.rows)} episode(s) recorded in {record.path}; run the same command to "
+        "resume from them"
+    )
 
 
 def run(cfg: RunConfig) -> dict[str, Any]:
@@ -281,7 +303,8 @@ class DataProblems(UserError):
 
 def train(cfg: TrainConfig) -> dict[str, Any]:
     """Train one stage (``vw-robot train stage=...``)."""
-    result = run_stage(cfg)
+    with _on_interrupt(functools.partial(_last_checkpoint, cfg)):
+        result = run_stage(cfg)
     speed = result["samples_per_s"]
     rate = "already trained" if speed is None else f"{speed:.1f} samples/s"
     print(
@@ -291,6 +314,17 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     for key, value in result.get("pictures", {}).items():
         print(f"  {key}: {value}")
     return result
+
+
+def _last_checkpoint(cfg: TrainConfig) -> str:
+    run_dir = output_folder(cfg)
+    try:
+        last = latest_checkpoint(run_dir) if run_dir is not None else None
+    except UserError:
+        last = None
+    if last is None:
+        return f"no checkpoint of {run_dir} was written yet"
+    return f"the last checkpoint is kept: {last}; run the same command to resume from it"
 
 
 def export_codes(cfg: ExportCodesConfig) -> str:

@@ -5,14 +5,25 @@ from __future__ import annotations
 
 import errno
 import os
+import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import pytest
+
+from tests.test_processes import gone
+from tests.training.toy_train import make_model
+from vw_robot import checkpoint as ckpt
+from vw_robot import jobs
 from vw_robot.cli import main
 from vw_robot.data import format as fmt
 
 COLLECT = [
     "tasks=[metaworld/reach-v3]",
-    "episodes_per_task=3",
+    "episodes_per_task=2",
     "image_size=16",
     "max_episode_steps=10",
     "policy=random",
@@ -47,4 +58,100 @@ def test_a_full_disk_during_collect_names_the_file_and_the_episodes_kept(
     monkeypatch.setattr(os, "replace", real)
     assert fmt.read_manifest(out)["num_episodes"] == 1
     assert main(["collect", *COLLECT, f"out={out}"]) == 0
-    assert fmt.read_manifest(out)["num_episodes"] == 3
+    assert fmt.read_manifest(out)["num_episodes"] == 2
+
+
+EVAL = [
+    "tasks=[metaworld/reach-v3,metaworld/drawer-close-v3]",
+    "episodes_per_task=2",
+    "image_size=16",
+    "max_episode_steps=100",
+    "policy=random",
+    "videos_per_task=0",
+    "workers=2",
+]
+
+
+def _ctrl_c(command: list[str]) -> tuple[int, str, list[int]]:
+    """Run ``vw-robot COMMAND`` in its own process group and press Ctrl-C (``SIGINT`` to the
+    whole group, as a terminal does) once its two workers run; return the exit status, stderr
+    and the workers' pids."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "vw_robot.cli", *command],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
+    workers: list[int] = []
+    deadline = time.monotonic() + 120
+    while process.poll() is None and time.monotonic() < deadline:
+        workers = [int(pid) for pid in children.read_text().split()]
+        if len(workers) >= 2:  # (and the multiprocessing resource tracker)
+            break
+        time.sleep(0.05)
+    time.sleep(1.0)  # the workers are starting up or acting
+    os.killpg(process.pid, signal.SIGINT)
+    try:
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    return process.returncode, err, workers
+
+
+def _quiet(err: str) -> str:
+    """The last line, after checking that nothing but progress bars and logs came before."""
+    for noise in ("Traceback", "KeyboardInterrupt", "Exception ignored", "Error"):
+        assert noise not in err, err
+    return err.split("\r")[-1].strip().splitlines()[-1]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_ctrl_c_during_eval_ends_quietly_saying_what_was_recorded(tmp_path):
+    out = tmp_path / "eval"
+    status, err, workers = _ctrl_c(["eval", *EVAL, f"out={out}"])
+    assert status == 130, err
+    assert re.fullmatch(
+        rf"vw-robot eval: interrupted; \d+ episode\(s\) recorded in {out}/episodes.jsonl; run "
+        "the same command to resume from them",
+        _quiet(err),
+    )
+    assert workers and all(gone(pid) for pid in workers)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_ctrl_c_during_collect_ends_quietly_saying_what_was_kept(tmp_path):
+    out = tmp_path / "data"
+    status, err, workers = _ctrl_c(["collect", *COLLECT[:-1], "workers=2", f"out={out}"])
+    assert status == 130, err
+    assert re.fullmatch(
+        rf"vw-robot collect: interrupted; the finished episodes are kept in {out} \(\d+ "
+        r"recorded by this run, 0 earlier\); run the same command to record the rest",
+        _quiet(err),
+    )
+    assert workers and all(gone(pid) for pid in workers)
+
+
+def test_ctrl_c_during_train_names_the_checkpoint_kept(tmp_path, monkeypatch, capsys):
+    kept = ckpt.save_checkpoint(
+        tmp_path / "tokenizer",
+        stage="tokenizer",
+        step=1,
+        model=make_model(),
+        model_config={},
+        config_yaml="",
+    )
+
+    def pressed(cfg):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(jobs, "run_stage", pressed)
+    status = main(["train", "stage=tokenizer", f"dataset={tmp_path}", f"out={tmp_path}"])
+    assert status == 130
+    assert capsys.readouterr().err == (
+        f"vw-robot train: interrupted; the last checkpoint is kept: {kept}; run the same "
+        "command to resume from it\n"
+    )
