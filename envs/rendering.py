@@ -5,7 +5,7 @@ through each simulator's own viewer: it makes its GL context current before ever
 several envs can render in one process, which robosuite's own renderer gets wrong), returns
 upright images, and lets us switch off the effects that dominate the cost of a frame on a
 software (llvmpipe) renderer. Measured here: a 64x64 Meta-World frame ~60 ms with default
-visuals, ~6 ms with shadows, multisampling and reflections off (SIM_NOTES.md).
+visuals, ~6 ms with shadows, multisampling and reflections off (docs/simulators.md).
 
 What is left of a frame's cost is mostly the robots' mesh triangles, which llvmpipe transforms
 whether or not they land in the image. So each frame leaves out the geoms whose bounding

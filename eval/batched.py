@@ -1,5 +1,5 @@
 """Batched evaluation: env slots step in worker processes while one policy, in this process,
-acts for all of them with batched forwards (DESIGN §5).
+acts for all of them with batched forwards.
 
 ``slots`` envs run at once, spread over ``workers`` processes (slot s lives in worker
 ``s % workers``; one worker means this process). The slots of a worker form a group with its
@@ -19,7 +19,7 @@ step about 10 ms. At most twice a worker's slot count is kept; the least recentl
 idle env is closed first.
 
 Worker processes are started with ``spawn`` (GL contexts do not survive ``fork``; see
-``SIM_NOTES.md``) as daemons, and end with this process: each waits on a pipe to it and
+docs/simulators.md) as daemons, and end with this process: each waits on a pipe to it and
 exits when the pipe closes (this process ended, however it ended) or when it is re-parented.
 
 The episode logic (what a reply means, when an episode ends) is the caller's: a

@@ -79,7 +79,7 @@ class ChainResult:
 
 
 def chain_seed(base_seed: int, index: int) -> int:
-    """Seed of chain ``index`` (DESIGN §4: depends on the base seed and the index only)."""
+    """Seed of chain ``index``: depends on the base seed and the index only."""
     return episode_seed(base_seed, CHAIN_TASK, index)
 
 

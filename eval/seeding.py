@@ -1,4 +1,5 @@
-"""Deterministic per-episode seeds (DESIGN §4)."""
+"""Deterministic per-episode seeds: episode i of task t gets a seed that depends only on the base
+seed, the task and i — not on batch size, worker count or when other episodes ended."""
 
 from __future__ import annotations
 

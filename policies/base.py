@@ -27,7 +27,7 @@ class Policy(Protocol):
 
 @runtime_checkable
 class BatchPolicy(Protocol):
-    """One policy acting for ``size`` envs at once (batched evaluation, DESIGN §5).
+    """One policy acting for ``size`` envs at once (batched evaluation, docs/benchmarks.md).
 
     Row ``r`` stands for one env slot: ``reset(r, ...)`` starts an episode there and clears
     only that row's state (context, KV-cache row, action queue); ``select_actions`` acts for

@@ -1,7 +1,7 @@
 """The VideoWorld policy, and the behaviour-cloning and no-LDM baselines, rebuilt from one
 checkpoint.
 
-Each control step of :class:`VideoWorldPolicy` (DESIGN §1.5): tokenize the current frame,
+Each control step of :class:`VideoWorldPolicy` (docs/models.md): tokenize the current frame,
 append it to the context, sample the H latent codes restricted to the code vocabulary (KV
 cache: only the new ids are computed; with past codes hidden and absolute positions, only at
 the steps the head plans, see :meth:`VideoWorldBatch._observe`); when the action queue is
@@ -14,7 +14,7 @@ latest plan for a person to see.
 code-free transformer predicts the next frame's tokens from the recent frames, the tokenizer
 decodes them, and the head acts from the current and the predicted frame.
 
-Batched control (DESIGN §5): ``policy.make_batch(n)`` gives n rows that share the networks,
+Batched control: ``policy.make_batch(n)`` gives n rows that share the networks,
 each with its own context, KV-cache row and action queue; one ``select_actions`` call
 tokenizes the rows' frames together, decodes their codes together (contexts of different
 lengths left-padded, :func:`~vw_robot.models.transformer.pad_left`) and runs the head once

@@ -1,4 +1,6 @@
-"""The package's layers import downward only, with no cycles and no hidden imports (DESIGN §6).
+"""The package's layers import downward only, with no cycles and no hidden imports: models and
+data at the bottom, training above both, envs without learning, policies on models and the
+checkpoint reader (never training), eval on envs and policies, the command line on top.
 
 Read from the source with ``ast`` (nothing is imported), so a violation names the file and line.
 """

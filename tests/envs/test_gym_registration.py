@@ -125,7 +125,7 @@ def test_metaworld_runs_past_its_default_path_length():
 
 
 def test_make_vec_async_with_spawn():
-    # spawn, not fork: fork hangs once the parent holds a GL context (SIM_NOTES.md).
+    # spawn, not fork: fork hangs once the parent holds a GL context (docs/simulators.md).
     envs = gym.make_vec(
         PLAYGROUND_ID,
         num_envs=2,

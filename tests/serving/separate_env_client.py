@@ -34,7 +34,8 @@ def main(url: str, out: str) -> None:
         height=64,
         max_episode_steps=MAX_STEPS,
     )
-    # Fast visuals (SIM_NOTES.md): no shadows, multisampling or reflections; before any render.
+    # Fast visuals (docs/simulators.md): no shadows, multisampling or reflections; before any
+    # render.
     model = env.unwrapped.model
     model.vis.quality.offsamples = 0
     model.light_castshadow[:] = 0

@@ -1,5 +1,5 @@
 """Action head (inverse dynamics): the current frame and the H predicted latent codes ->
-a chunk of k actions (DESIGN §1.4).
+a chunk of k actions (docs/models.md).
 
 The same module with ``use_codes=False`` is the behaviour-cloning baseline (pixels -> action
 chunk with the same conv trunk), so the two differ only in whether they see the codes. With

@@ -1,6 +1,6 @@
 """Latent dynamics model: compress the change x_0 -> x_{i+1} into one discrete code per step.
 
-DESIGN §1.2. Every frame of a clip x_0..x_H is encoded on its own by a conv encoder
+Every frame of a clip x_0..x_H is encoded on its own by a conv encoder
 (spatial downsampling only, never across time) into a grid of P feature vectors. H
 learnable queries read those features through transformer layers whose attention masks
 make the model causal and cumulative: query i sees the features of frames 0..i+1 and

@@ -1,4 +1,4 @@
-"""Frame tokenizer: a convolutional autoencoder with an FSQ bottleneck (DESIGN §1.1).
+"""Frame tokenizer: a convolutional autoencoder with an FSQ bottleneck (docs/models.md).
 
 An S×S RGB frame becomes an (S/f)×(S/f) grid of integer tokens, one FSQ index per
 spatial position. The conv building blocks here (``ResBlock``, ``Encoder``,

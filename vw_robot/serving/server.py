@@ -1,5 +1,5 @@
 """Serve a vw_robot policy over a websocket, so a benchmark that cannot share an interpreter
-with vw_robot (LIBERO pins robosuite 1.4; SIM_NOTES.md) drives it from its own environment.
+with vw_robot (LIBERO pins robosuite 1.4; docs/simulators.md) drives it from its own environment.
 
 Usage::
 
