@@ -34,7 +34,7 @@ from vw_robot.data.importer import import_videos
 from vw_robot.data.lerobot import export_lerobot, import_lerobot, validate_lerobot
 from vw_robot.envs import list_suites, list_tasks, playground_suite
 from vw_robot.envs.instructions import INSTRUCTIONS
-from vw_robot.errors import Interrupted, UserError
+from vw_robot.errors import DiskFullError, Interrupted, UserError
 from vw_robot.eval import evaluate as rollout
 from vw_robot.eval import markdown_table, write_report
 from vw_robot.eval.chains import (
@@ -47,6 +47,7 @@ from vw_robot.eval.collect import collect as collect_episodes
 from vw_robot.eval.collect import format_summary
 from vw_robot.eval.report import open_record, recorded_videos, run_recorded
 from vw_robot.eval.rollout import check_policy_fits
+from vw_robot.io import is_disk_full
 from vw_robot.pipeline import run_pipeline
 from vw_robot.policies import make_policy
 from vw_robot.policies.export import export_policy as export_policy_folder
@@ -303,8 +304,16 @@ class DataProblems(UserError):
 
 def train(cfg: TrainConfig) -> dict[str, Any]:
     """Train one stage (``vw-robot train stage=...``)."""
-    with _on_interrupt(functools.partial(_last_checkpoint, cfg)):
-        result = run_stage(cfg)
+    try:
+        with _on_interrupt(functools.partial(_last_checkpoint, cfg)):
+            result = run_stage(cfg)
+    except OSError as exc:  # checkpoints say so themselves; metrics.csv, tensorboard do not
+        if not is_disk_full(exc):
+            raise
+        where = exc.filename or f"a file in {output_folder(cfg)}"
+        raise DiskFullError(
+            f"{where}: not written: {exc.strerror}; {_last_checkpoint(cfg)}"
+        ) from None
     speed = result["samples_per_s"]
     rate = "already trained" if speed is None else f"{speed:.1f} samples/s"
     print(

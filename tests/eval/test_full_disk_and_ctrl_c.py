@@ -15,9 +15,6 @@ from pathlib import Path
 import pytest
 
 from tests.test_processes import gone
-from tests.training.toy_train import make_model
-from vw_robot import checkpoint as ckpt
-from vw_robot import jobs
 from vw_robot.cli import main
 from vw_robot.data import format as fmt
 
@@ -133,25 +130,3 @@ def test_ctrl_c_during_collect_ends_quietly_saying_what_was_kept(tmp_path):
         _quiet(err),
     )
     assert workers and all(gone(pid) for pid in workers)
-
-
-def test_ctrl_c_during_train_names_the_checkpoint_kept(tmp_path, monkeypatch, capsys):
-    kept = ckpt.save_checkpoint(
-        tmp_path / "tokenizer",
-        stage="tokenizer",
-        step=1,
-        model=make_model(),
-        model_config={},
-        config_yaml="",
-    )
-
-    def pressed(cfg):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(jobs, "run_stage", pressed)
-    status = main(["train", "stage=tokenizer", f"dataset={tmp_path}", f"out={tmp_path}"])
-    assert status == 130
-    assert capsys.readouterr().err == (
-        f"vw-robot train: interrupted; the last checkpoint is kept: {kept}; run the same "
-        "command to resume from it\n"
-    )

@@ -1,5 +1,5 @@
 """Training's rough edges: weights follow the umask, one process writes a run folder, a full
-disk is one line naming the file and the checkpoint kept, the seed seeds every generator."""
+disk and Ctrl-C are one line naming the checkpoint kept, the seed seeds every generator."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ import torch
 
 from tests.training.toy_train import make_model, run
 from vw_robot import checkpoint as ckpt
-from vw_robot import launch
-from vw_robot.cli import load_config
+from vw_robot import jobs, launch
+from vw_robot.cli import load_config, main
 from vw_robot.errors import DiskFullError
 from vw_robot.eval.collect import collect
 from vw_robot.io import folder_lock
@@ -167,3 +167,38 @@ def test_two_runs_of_one_seed_leave_every_generator_in_the_same_state(tmp_path):
         run_stage(cfg)
         states.append(_global_states())
     assert states[0] == states[1]
+
+
+def test_ctrl_c_during_train_names_the_checkpoint_kept(tmp_path, monkeypatch, capsys):
+    kept = ckpt.save_checkpoint(
+        tmp_path / "tokenizer",
+        stage="tokenizer",
+        step=1,
+        model=make_model(),
+        model_config={},
+        config_yaml="",
+    )
+
+    def pressed(cfg):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(jobs, "run_stage", pressed)
+    status = main(["train", "stage=tokenizer", f"dataset={tmp_path}", f"out={tmp_path}"])
+    assert status == 130
+    assert capsys.readouterr().err == (
+        f"vw-robot train: interrupted; the last checkpoint is kept: {kept}; run the same "
+        "command to resume from it\n"
+    )
+
+
+def test_a_full_disk_outside_a_checkpoint_during_train_names_the_run(tmp_path, monkeypatch, capsys):
+    def full(cfg):  # metrics.csv's writes carry no file name
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(jobs, "run_stage", full)
+    status = main(["train", "stage=tokenizer", f"dataset={tmp_path}", f"out={tmp_path}"])
+    assert status == 2
+    assert capsys.readouterr().err == (
+        f"vw-robot train: a file in {tmp_path / 'tokenizer'}: not written: No space left on "
+        f"device; no checkpoint of {tmp_path / 'tokenizer'} was written yet\n"
+    )
