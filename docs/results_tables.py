@@ -1,6 +1,7 @@
-"""README tables generated from the committed results under docs/results/ (never typed by hand).
+"""Results tables generated from the committed results under docs/results/ (never typed by hand).
 
-Each table in README.md sits between two markers naming the file and the table's kind::
+Each table in README.md and in every study page docs/studies/*.md sits between two markers
+naming the file (the folder, for the headline table) and the table's kind::
 
     <!-- results docs/results/mt10_recipe.json variants -->
     ...generated...
@@ -15,9 +16,12 @@ Kinds:
     seeds      one row per policy and label share: each training seed's successes with its
                Wilson interval, then the seeds pooled; below, for each label share, whether
                VideoWorld's and BC's pooled intervals overlap
+    headline   the README's table (marker ``<!-- results docs/results headline -->``): for each
+               study in ``HEADLINE``, its chosen policies and label shares, the training seeds
+               pooled, linked to the study's page
 
 Usage:
-    python docs/results_tables.py            # rewrite the tables in README.md
+    python docs/results_tables.py            # rewrite the tables in README.md and docs/studies/
     python docs/results_tables.py --check    # exit 1 if a table differs from its file (tests)
 """
 
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -109,7 +114,7 @@ def _hidden(e: dict) -> str:
 
 def _steps_note(e: dict, entries: list[dict]) -> str:
     """The transformer's training steps, for a table whose VideoWorld policies differ in them
-    (issue #11 item 4); nothing otherwise."""
+    (a longer-trained transformer beside the usual one); nothing otherwise."""
     steps = {x["transformer_steps"] for x in entries if x.get("transformer_steps")}
     if len(steps) < 2 or not e.get("transformer_steps"):
         return ""
@@ -130,8 +135,8 @@ def _range(counts: dict[str, int] | None) -> str:
 
 
 def _per_task(e: dict) -> str:
-    """Videos per task the generator stages saw / labelled episodes per task (issue #11 item 3);
-    — for a policy without a generator (BC: its labelled clips are all it sees)."""
+    """Videos per task the generator stages saw / labelled episodes per task (the many-video
+    studies); — for a policy without a generator (BC: its labelled clips are all it sees)."""
     return f"{_range(e.get('videos_per_task'))} / {_range(e.get('labelled_per_task'))}"
 
 
@@ -175,7 +180,7 @@ def seeds_table(entries: list[dict]) -> str:
     for e in entries:
         rows.setdefault((e["policy"], e.get("label_fraction")), {})[e.get("train_seed")] = e
     seeds = sorted({e.get("train_seed") or 0 for e in entries})
-    # Studies since issue #11 item 3 record the videos and labels per task; older ones do not.
+    # Studies since the many-video ones record the videos and labels per task; older ones do not.
     per_task = any("labelled_per_task" in e for e in entries)
     lines = [
         "| policy | labels (episodes) | "
@@ -220,6 +225,112 @@ def seeds_table(entries: list[dict]) -> str:
     return "\n".join(lines)
 
 
+# The README's headline table: per study, its results file, its page and the (policy, label
+# share) rows it reports, each pooled over its training seeds. ``None``: a policy without labels.
+HEADLINE = [
+    {
+        "study": "MT10, two views, 100 videos per task",
+        "page": "docs/studies/mt10.md#many-videos-few-labels-two-views-videoworld-level-with-bc",
+        "file": "docs/results/mt10_many_ft.json",
+        "rows": [
+            ("videoworld", 0.1),
+            ("bc", 0.1),
+            ("videoworld", 0.25),
+            ("bc", 0.25),
+            ("videoworld", 1.0),
+            ("bc_all", 1.0),
+            ("noldm", 0.1),
+            ("expert", None),
+            ("random", None),
+        ],
+    },
+    {
+        "study": "robosuite, 20 videos and 5 labelled episodes per task",
+        "page": "docs/studies/robosuite.md",
+        "file": "docs/results/robosuite.json",
+        "rows": [
+            ("videoworld", 0.25),
+            ("bc", 0.25),
+            ("bc_all", 1.0),
+            ("expert", None),
+        ],
+    },
+    {
+        "study": "playground, 12 subtasks, 100 videos per subtask",
+        "page": (
+            "docs/studies/playground.md"
+            "#many-videos-few-labels-videoworld-level-with-bc-both-far-below-the-targets"
+        ),
+        "file": "docs/results/playground_many.json",
+        "rows": [
+            ("videoworld", 0.25),
+            ("bc", 0.25),
+            ("bc_all", 1.0),
+            ("noldm", 0.25),
+            ("expert", None),
+        ],
+    },
+    {
+        "study": "default run (`vw-robot run`), 3 Meta-World tasks",
+        "page": "docs/studies/default_run.md",
+        "file": "docs/results/default_run.json",
+        "rows": [("videoworld", 1.0), ("bc", 1.0), ("expert", None)],
+    },
+]
+
+POLICY_NAMES = {
+    "videoworld": "VideoWorld",
+    "bc": "BC",
+    "bc_all": "BC",
+    "noldm": "no-LDM ablation",
+    "expert": "scripted expert",
+    "random": "random actions",
+}
+
+
+def _is_row(entry: dict, policy: str, share: float | None) -> bool:
+    """Whether ``entry`` is one training seed of ``policy`` at label share ``share``."""
+    if entry["policy"] != policy:
+        return False
+    return entry.get("label_fraction") == share or (
+        share is None and not entry.get("label_fraction")
+    )
+
+
+def headline_table(page: Path, studies: list[dict] | None = None) -> str:
+    """One row per study and chosen policy: labels, training seeds, the episodes of every task
+    and seed pooled with their Wilson interval, and for chains their average length. Links to
+    each study's page are relative to ``page``, the file the table is written into."""
+    lines = [
+        "| study | policy | labels (episodes) | training seeds | successes [95% CI] "
+        "| chains of 5: avg. length |",
+        "|---|---|---|---:|---:|---:|",
+    ]
+    for study in studies if studies is not None else HEADLINE:
+        entries = json.loads((REPO / study["file"]).read_text())
+        target, _, anchor = study["page"].partition("#")
+        link = Path(os.path.relpath(REPO / target, page.parent)).as_posix()
+        link += f"#{anchor}" if anchor else ""
+        for number, (policy, share) in enumerate(study["rows"]):
+            chosen = [e for e in entries if _is_row(e, policy, share)]
+            if not chosen:
+                raise SystemExit(f"{study['file']}: no entry of policy {policy!r} at {share}")
+            wins = sum(_pooled(e)[0] for e in chosen)
+            total = sum(_pooled(e)[1] for e in chosen)
+            seeds = len({e.get("train_seed") for e in chosen}) if share is not None else "—"
+            chains = [e for e in chosen if "average_length" in e]
+            length = "—"
+            if chains:  # the chains of every seed pooled
+                completed = sum(e["average_length"] * e["chains"] for e in chains)
+                length = f"{completed / sum(e['chains'] for e in chains):.2f}"
+            name = f"[{study['study']}]({link})" if number == 0 else ""
+            lines.append(
+                f"| {name} | {POLICY_NAMES.get(policy, policy)} | {_labels(chosen[0])} | "
+                f"{seeds} | {_interval(wins, total)} | {length} |"
+            )
+    return "\n".join(lines)
+
+
 KINDS = {
     "variants": variants_table,
     "tasks": tasks_table,
@@ -228,36 +339,57 @@ KINDS = {
 }
 
 
-def render(text: str) -> str:
-    """``text`` with every marked table regenerated from its results file."""
+def pages() -> list[Path]:
+    """Every file whose tables are generated: the README and the study pages."""
+    return [REPO / "README.md", *sorted((REPO / "docs" / "studies").glob("*.md"))]
+
+
+def render(text: str, page: Path | None = None) -> str:
+    """``text`` (the contents of ``page``, README.md if not given) with every marked table
+    regenerated from its results file."""
+    page = page or REPO / "README.md"
 
     def table(match: re.Match) -> str:
         path, kind = match.group(1), match.group(2)
-        if kind not in KINDS:
-            raise SystemExit(f"README.md: unknown table kind {kind!r}; use {', '.join(KINDS)}")
-        entries = json.loads((REPO / path).read_text())
-        return f"<!-- results {path} {kind} -->\n{KINDS[kind](entries)}\n<!-- /results -->"
+        if kind == "headline":
+            body = headline_table(page)
+        elif kind in KINDS:
+            body = KINDS[kind](json.loads((REPO / path).read_text()))
+        else:
+            raise SystemExit(
+                f"{_name(page)}: unknown table kind {kind!r}; use {', '.join([*KINDS, 'headline'])}"
+            )
+        return f"<!-- results {path} {kind} -->\n{body}\n<!-- /results -->"
 
     return MARKER.sub(table, text)
 
 
+def _name(page: Path) -> str:
+    """``page`` as the repository names it (absolute when outside it)."""
+    return page.relative_to(REPO).as_posix() if page.is_relative_to(REPO) else str(page)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 when README.md is stale")
+    parser.add_argument("--check", action="store_true", help="exit 1 when a page is stale")
     args = parser.parse_args()
-    readme = REPO / "README.md"
-    text = readme.read_text()
-    new = render(text)
-    if args.check:
-        if new != text:
-            print(
-                "README.md: a results table differs from docs/results/; run "
-                "python docs/results_tables.py",
-                file=sys.stderr,
-            )
-            return 1
-        return 0
-    readme.write_text(new)
+    stale = []
+    for page in pages():
+        text = page.read_text()
+        new = render(text, page)
+        if new == text:
+            continue
+        if args.check:
+            stale.append(_name(page))
+        else:
+            page.write_text(new)
+    if stale:
+        print(
+            f"{', '.join(stale)}: a results table differs from docs/results/; run "
+            "python docs/results_tables.py",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

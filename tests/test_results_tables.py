@@ -1,4 +1,5 @@
-"""Every README table marked as generated matches the committed results it is generated from."""
+"""Every table marked as generated, in the README and on the study pages (docs/studies/), matches
+the committed results it is generated from; a hand-edited one is caught."""
 
 from __future__ import annotations
 
@@ -7,6 +8,10 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+
+from tests.test_docs import anchors as _anchors
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -20,7 +25,7 @@ def _script(folder: str, name: str):
         sys.path.pop(0)
 
 
-def test_readme_tables_match_docs_results():
+def test_readme_and_study_tables_match_docs_results():
     out = subprocess.run(
         [sys.executable, str(REPO / "docs" / "results_tables.py"), "--check"],
         capture_output=True,
@@ -29,14 +34,101 @@ def test_readme_tables_match_docs_results():
     assert out.returncode == 0, out.stderr
 
 
-def test_a_stale_table_is_caught(tmp_path):
+def test_the_readme_and_every_study_page_are_generated():
+    """The README holds the one headline table; every study page holds generated tables."""
     results_tables = _script("docs", "results_tables")
-    marked = [p for p in (REPO / "docs" / "results").glob("*.json")]
-    if not marked:
-        return
-    path = marked[0].relative_to(REPO).as_posix()
-    stale = f"<!-- results {path} tasks -->\n| made up |\n<!-- /results -->"
-    assert results_tables.render(stale) != stale
+    pages = {p.relative_to(REPO).as_posix() for p in results_tables.pages()}
+    studies = {p.relative_to(REPO).as_posix() for p in (REPO / "docs" / "studies").glob("*.md")}
+    assert "README.md" in pages and studies <= pages
+    readme = (REPO / "README.md").read_text()
+    assert readme.count("<!-- results docs/results headline -->") == 1
+    for page in studies - {"docs/studies/README.md"}:
+        assert results_tables.MARKER.search((REPO / page).read_text()), f"{page}: no table"
+
+
+def _hand_edited(text: str) -> str:
+    """``text`` with the first cell of the first generated table's last row changed by hand."""
+    start = text.index("<!-- results ")
+    end = text.index("\n<!-- /results -->", start)
+    row_start = text.rindex("\n", start, end) + 1
+    return text[:row_start] + "| typed by hand " + text[row_start:]
+
+
+def test_a_hand_edited_table_is_caught_on_every_page():
+    results_tables = _script("docs", "results_tables")
+    for page in results_tables.pages():
+        text = page.read_text()
+        if not results_tables.MARKER.search(text):
+            continue
+        edited = _hand_edited(text)
+        assert edited != text
+        assert results_tables.render(edited, page) == text, page
+
+
+def test_check_fails_on_a_stale_page_and_names_it(tmp_path, monkeypatch, capsys):
+    results_tables = _script("docs", "results_tables")
+    page = tmp_path / "study.md"
+    fresh = results_tables.render(
+        "# A study\n\n<!-- results docs/results/default_run.json tasks -->\n<!-- /results -->\n",
+        page,
+    )
+    assert "| reach-v3 | 3/10 | 3/10 | 10/10 | 0/10 |" in fresh
+    page.write_text(_hand_edited(fresh))
+    monkeypatch.setattr(results_tables, "pages", lambda: [page])
+    monkeypatch.setattr(sys, "argv", ["results_tables.py", "--check"])
+    assert results_tables.main() == 1
+    assert str(page) in capsys.readouterr().err
+    monkeypatch.setattr(sys, "argv", ["results_tables.py"])
+    assert results_tables.main() == 0 and page.read_text() == fresh
+    monkeypatch.setattr(sys, "argv", ["results_tables.py", "--check"])
+    assert results_tables.main() == 0
+
+
+def test_the_headline_table_pools_seeds_and_links_relative_to_its_page(tmp_path):
+    results_tables = _script("docs", "results_tables")
+    results = tmp_path / "study.json"
+    results.write_text(
+        json.dumps(
+            [
+                _entry("videoworld", 0.1, 0, 10),
+                _entry("videoworld", 0.1, 1, 12),
+                _entry("bc", 0.1, 0, 9),
+                _entry("videoworld_t4k", 0.1, 0, 20),  # another policy: not pooled
+                _entry("expert", None, None, 20),
+            ]
+        )
+    )
+    study = {
+        "study": "A study",
+        "page": "docs/studies/a_study.md#its-section",
+        "file": str(results),
+        "rows": [("videoworld", 0.1), ("bc", 0.1), ("expert", None)],
+    }
+    table = results_tables.headline_table(REPO / "README.md", [study]).splitlines()
+    assert table[2] == (
+        "| [A study](docs/studies/a_study.md#its-section) | VideoWorld | 10% (2) | 2 | "
+        "22/40 = 0.550 [0.40, 0.69] | — |"
+    )
+    assert table[3] == "|  | BC | 10% (2) | 1 | 9/20 = 0.450 [0.26, 0.66] | — |"
+    assert table[4] == "|  | scripted expert | — | — | 20/20 = 1.000 [0.84, 1.00] | — |"
+    beside = results_tables.headline_table(REPO / "docs" / "studies" / "README.md", [study])
+    assert "[A study](a_study.md#its-section)" in beside
+    missing = {**study, "rows": [("noldm", 0.1)]}
+    with pytest.raises(SystemExit, match="no entry of policy 'noldm'"):
+        results_tables.headline_table(REPO / "README.md", [missing])
+
+
+def test_the_headline_rows_exist_in_their_files():
+    """Every row the README's headline table names is in its results file, and its study page
+    and section exist."""
+    results_tables = _script("docs", "results_tables")
+    table = results_tables.headline_table(REPO / "README.md")
+    assert table.count("| VideoWorld |") >= 4 and table.count("| BC |") >= 4
+    for study in results_tables.HEADLINE:
+        target, _, anchor = study["page"].partition("#")
+        assert (REPO / target).is_file(), target
+        if anchor:
+            assert anchor in _anchors(REPO / target), study["page"]
 
 
 def test_a_playground_study_becomes_data_and_a_table(tmp_path):
@@ -143,8 +235,8 @@ def test_the_seeds_table_pools_training_seeds_and_compares_intervals():
 
 
 def test_the_seeds_table_states_videos_and_labels_per_task():
-    """Issue #11 item 3: a comparison says how many videos per task the generator saw and how
-    many episodes per task were labelled; BC has no generator."""
+    """A comparison says how many videos per task the generator saw and how many episodes per
+    task were labelled; BC has no generator."""
     results_tables = _script("docs", "results_tables")
     videos = {"metaworld/reach-v3": 100, "metaworld/push-v3": 98}
     labels = {"metaworld/reach-v3": 10, "metaworld/push-v3": 10}
@@ -162,8 +254,8 @@ def test_the_seeds_table_states_videos_and_labels_per_task():
 
 
 def test_the_seeds_table_names_the_transformer_steps_where_they_differ():
-    """Issue #11 item 4: a VideoWorld head on a longer-trained transformer is its own row,
-    labelled with the transformer's steps; a table whose generators all match says nothing."""
+    """A VideoWorld head on a longer-trained transformer is its own row, labelled with the
+    transformer's steps; a table whose generators all match says nothing."""
     sys.path.insert(0, str(REPO / "docs"))
     sys.path.insert(0, str(REPO / "benchmarks"))
     try:
