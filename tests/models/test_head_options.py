@@ -35,6 +35,21 @@ def test_random_shift_moves_the_image_by_its_offset():
     assert torch.equal(out, padded[dy : dy + 6, dx : dx + 6])
 
 
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
+@pytest.mark.parametrize("pad", [1, 4, 16])
+def test_random_shift_is_padding_then_cropping_each_image_at_its_own_offset(dtype, pad):
+    """The batched gather equals the definition, image by image: replicate-pad, then cut the
+    window at the offset drawn for that image (draws in the order (B, 2): dy, dx)."""
+    x = torch.randint(0, 256, (5, 6, 12, 12), generator=torch.Generator().manual_seed(1))
+    x = x.to(dtype)
+    out = random_shift(x, pad, torch.Generator().manual_seed(4))
+    offsets = torch.randint(0, 2 * pad + 1, (5, 2), generator=torch.Generator().manual_seed(4))
+    padded = torch.nn.functional.pad(x.float(), (pad, pad, pad, pad), mode="replicate")
+    for b, (dy, dx) in enumerate(offsets.tolist()):
+        assert torch.equal(out[b], padded[b, :, dy : dy + 12, dx : dx + 12].to(dtype))
+    assert out.dtype == dtype and out.shape == x.shape
+
+
 def head(**overrides) -> ActionHead:
     config = {
         "image_size": 16,

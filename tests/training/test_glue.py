@@ -20,15 +20,18 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from torch.utils.data import default_collate
 
 from vw_robot import checkpoint as ckpt
 from vw_robot.data import format as fmt
 from vw_robot.data.sequences import ActionChunkDataset, export_sequences, sequences_dir
 from vw_robot.models.action_head import ActionHead, ActionHeadConfig
+from vw_robot.models.augment import random_shift
 from vw_robot.models.registry import load_model
 from vw_robot.models.sequence_layout import SequenceLayout
 from vw_robot.models.transformer import TransformerConfig, VideoTransformer
 from vw_robot.training.codes import sample_codes
+from vw_robot.training.loop import OptimConfig, read_metrics, train
 
 SIZE, FPS, ACTION_DIM, STATE_DIM = 8, 10, 2, 3
 # Episode number -> (id, task, frames). ep2 is long so that one history length gathers more
@@ -304,6 +307,87 @@ def test_action_chunk_next_tokens_are_the_next_frames(data: SimpleNamespace) -> 
         assert "codes" not in items[k]
         assert items[k]["next_tokens"].tolist() == data.tokens[e][t + 1].tolist()
         assert predicted[k]["next_tokens"].tolist() == (data.tokens[e][t] // 2).tolist()
+
+
+@pytest.mark.parametrize(
+    "variant", ["bc", "codes", "sampled", "next_tokens", "sampled_next_tokens"]
+)
+def test_a_batch_is_what_collating_its_items_gives(data: SimpleNamespace, variant: str) -> None:
+    """ActionChunkDataset.batch (the training loop's path) serves exactly the items
+    __getitem__ serves (checked against the episodes above), collated: same keys, values,
+    dtypes, shapes and memory layout, in any index order, repeats included."""
+    sampled_codes = {EPISODES[e][0]: data.codes[e] + CODE_OFFSET for e in (0, 2)}
+    sampled_tokens = {EPISODES[e][0]: data.tokens[e] // 2 for e in (0, 2)}
+    kwargs = {
+        "bc": {"key": None},
+        "codes": {"sampled_fraction": 0.0},
+        "sampled": {"sampled": sampled_codes, "sampled_fraction": 0.5, "seed": 3},
+        "next_tokens": {"next_tokens": True, "sampled_fraction": 0.0},
+        "sampled_next_tokens": {"next_tokens": True, "sampled": sampled_tokens, "seed": 1},
+    }[variant]
+    key = kwargs.pop("key", HAND_KEY)
+    items = ActionChunkDataset(data.root, key, 3, _episode_ids(), task_ids=TASK_IDS, **kwargs)
+    rng = np.random.default_rng(0)
+    for indices in (
+        rng.permutation(len(items))[:17].tolist(),
+        [len(items) - 1, 0, 0, 5],
+        list(range(len(items))),
+    ):
+        want = default_collate([items[k] for k in indices])
+        got = items.batch(indices)
+        assert sorted(got) == sorted(want)
+        for name, value in want.items():
+            assert got[name].dtype == value.dtype, name
+            assert got[name].shape == value.shape, name
+            assert got[name].stride() == value.stride(), name
+            assert torch.equal(got[name], value), name
+
+
+class _ItemsOnly(torch.utils.data.Dataset):
+    """The dataset without its batch method: the training loop falls back to a DataLoader."""
+
+    def __init__(self, dataset: ActionChunkDataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, k: int) -> dict[str, torch.Tensor]:
+        return self.dataset[k]
+
+
+def test_training_on_batches_reproduces_training_through_the_dataloader(
+    data: SimpleNamespace, tmp_path: Path
+) -> None:
+    """Same losses and weights, step for step, with random shifts drawing from the global
+    RNG: the batched path serves the same batches and draws nothing else."""
+    optim = OptimConfig(steps=4, batch_size=8, warmup_steps=1, log_every=1, checkpoint_every=4)
+
+    def loss_fn(m: nn.Module, batch: dict) -> tuple[torch.Tensor, dict]:
+        frames = random_shift(batch["frames"], 2)
+        return m.loss(frames, None, batch["actions"], batch["action_mask"]), {}
+
+    runs = []
+    for name, dataset in (
+        ("batched", _chunk_dataset(data, 2)),
+        ("items", _ItemsOnly(_chunk_dataset(data, 2))),
+    ):
+        torch.manual_seed(0)
+        head = _head(use_codes=False)
+        train(
+            stage="action_head",
+            model=head,
+            dataset=dataset,
+            loss_fn=loss_fn,
+            optim=optim,
+            run_dir=tmp_path / name,
+            model_config={},
+            config_yaml="",
+        )
+        runs.append((read_metrics(tmp_path / name), head.state_dict()))
+    (metrics, weights), (metrics_items, weights_items) = runs
+    assert [r["loss"] for r in metrics] == [r["loss"] for r in metrics_items]
+    assert all(torch.equal(weights[k], weights_items[k]) for k in weights)
 
 
 class _StubTokenizer(nn.Module):

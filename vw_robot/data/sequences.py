@@ -266,9 +266,80 @@ class ActionChunkDataset(Dataset):
             use = rng.random(meta.num_frames - 1) < sampled_fraction
             for t in range(meta.num_frames - 1):  # the last frame has no action
                 self.items.append((number, t, bool(use[t]) and self.sampled[-1] is not None))
+        self._table: dict[str, torch.Tensor] | None = None  # built by the first batch()
 
     def __len__(self) -> int:
         return len(self.items)
+
+    def batch(self, indices: list[int] | torch.Tensor) -> dict[str, torch.Tensor]:
+        """Items ``indices`` collated, as ``default_collate([self[k] for k in indices])``
+        returns them (same keys, values and dtypes), gathered from in-memory tables in a few
+        tensor ops: no per-item Python, no DataLoader.
+
+        The first call reads every episode's frames once into one uint8 tensor in memory
+        (the labelled episodes a head trains on) and lays out each item's action chunk, mask,
+        state, task and codes, so a training step costs only the gathers.
+
+        Returns:
+            ``frames`` (B, 3, S, S) uint8,
+            ``actions`` (B, k, A) float32, ``action_mask`` (B, k) bool, ``state`` (B, D)
+            float32, ``task_index`` (B,) int64, and ``codes`` (B, H) or ``next_tokens``
+            (B, N) int64 when the dataset has them.
+        """
+        if self._table is None:
+            self._table = self._build_table()
+        table = self._table
+        index = torch.as_tensor(indices, dtype=torch.int64)  # (B,)
+        out = {
+            # (B, S, S, 3) -> (B, 3, S, S), laid out as default_collate lays it out
+            "frames": table["frames"][table["frame_row"][index]].permute(0, 3, 1, 2).contiguous(),
+            "actions": table["actions"][index],
+            "action_mask": table["action_mask"][index],
+            "state": table["state"][index],
+            "task_index": table["task_index"][index],
+        }
+        if self.target in table:
+            out[self.target] = table[self.target][index]
+        return out
+
+    def _build_table(self) -> dict[str, torch.Tensor]:
+        """Per-item rows of everything :meth:`__getitem__` serves (see :meth:`batch`)."""
+        starts = np.cumsum([0] + [len(f) for f in self.frames])  # first row of each episode
+        numbers = np.array([n for n, _, _ in self.items], np.int64)  # (N,)
+        times = np.array([t for _, t, _ in self.items], np.int64)  # (N,)
+        use_sampled = np.array([u for _, _, u in self.items], bool)  # (N,)
+        picks = times[:, None] + np.arange(self.chunk)[None]  # (N, k)
+        actions, masks, states = [], [], []
+        for number, steps in enumerate(self.steps):
+            mine = numbers == number
+            episode_actions = steps["actions"]  # (F-1, A)
+            real = picks[mine] < len(episode_actions)  # (n, k)
+            chunk = np.zeros((*real.shape, episode_actions.shape[1]), np.float32)  # (n, k, A)
+            chunk[real] = episode_actions[picks[mine][real]]
+            actions.append(chunk)
+            masks.append(real)
+            states.append(steps["state"][times[mine]].astype(np.float32))  # (n, D)
+        # Items are listed episode by episode, so the per-episode rows concatenate in order.
+        table = {
+            "frames": torch.from_numpy(np.concatenate(self.frames)),  # (F_all, S, S, 3) uint8
+            "frame_row": torch.from_numpy(starts[numbers] + times),  # (N,)
+            "actions": torch.from_numpy(np.concatenate(actions)),  # (N, k, A)
+            "action_mask": torch.from_numpy(np.concatenate(masks)),  # (N, k)
+            "state": torch.from_numpy(np.concatenate(states)),  # (N, D)
+            "task_index": torch.tensor(self.tasks, dtype=torch.int64)[numbers],  # (N,)
+        }
+        if self.codes[0] is not None:
+            rows = [
+                np.where(
+                    use_sampled[numbers == n, None],
+                    self.sampled[n][times[numbers == n]] if self.sampled[n] is not None else 0,
+                    codes[times[numbers == n]],
+                )
+                for n, codes in enumerate(self.codes)
+            ]
+            # (N, H) codes or (N, N_tokens) next-frame tokens
+            table[self.target] = torch.from_numpy(np.concatenate(rows).astype(np.int64))
+        return table
 
     def __getitem__(self, k: int) -> dict[str, torch.Tensor]:
         number, t, use_sampled = self.items[k]

@@ -7,7 +7,6 @@ offset, so the head cannot key on exact pixel positions of a few dozen demonstra
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 
 def random_shift(
@@ -28,12 +27,16 @@ def random_shift(
         return frames
     if pad < 0:
         raise ValueError(f"pad: expected >= 0, got {pad}")
-    batch, _, height, width = frames.shape
-    padded = F.pad(frames.float(), (pad, pad, pad, pad), mode="replicate")  # (B, C, S+2p, S+2p)
+    batch, channels, height, width = frames.shape
     offsets = torch.randint(0, 2 * pad + 1, (batch, 2), generator=generator)  # (B, 2): dy, dx
-    rows = torch.arange(height)[None, :] + offsets[:, :1]  # (B, S)
-    cols = torch.arange(width)[None, :] + offsets[:, 1:]  # (B, S)
-    index = torch.arange(batch)[:, None, None]
-    rows, cols = rows.to(frames.device), cols.to(frames.device)
-    out = padded.permute(0, 2, 3, 1)[index, rows[:, :, None], cols[:, None, :]]  # (B, S, S, C)
-    return out.permute(0, 3, 1, 2).to(frames.dtype)
+    # Padding by repeating the border, then cutting a window at the offset, reads pixel
+    # clamp(i + offset - pad) of the frame: gather those pixels directly, in the frames' own
+    # dtype, as one index_select over (B*S*S) rows of C values (no padded float copy; the same
+    # values, since a gather moves pixels unchanged).
+    rows = (torch.arange(height)[None, :] + offsets[:, :1] - pad).clamp_(0, height - 1)  # (B, S)
+    cols = (torch.arange(width)[None, :] + offsets[:, 1:] - pad).clamp_(0, width - 1)  # (B, S)
+    first = torch.arange(batch)[:, None, None] * height  # (B, 1, 1)
+    pixel = (first + rows[:, :, None]) * width + cols[:, None, :]  # (B, S, S) row in hwc
+    hwc = frames.permute(0, 2, 3, 1).reshape(-1, channels)  # (B*S*S, C); a view if channels-last
+    out = hwc.index_select(0, pixel.view(-1).to(frames.device))  # (B*S*S, C)
+    return out.view(batch, height, width, channels).permute(0, 3, 1, 2)  # channels-last memory

@@ -440,10 +440,10 @@ def _head_setup(cfg: TrainConfig) -> Setup:
             device = next(m.parameters()).device
             total, count = 0.0, 0
             for start in range(0, len(val_data), 256):
-                items = [val_data[i] for i in range(start, min(start + 256, len(val_data)))]
-                batch = {k: torch.stack([it[k] for it in items]).to(device) for k in items[0]}
-                total += float(loss(m, batch)[0]) * len(items)
-                count += len(items)
+                indices = list(range(start, min(start + 256, len(val_data))))
+                batch = {k: v.to(device) for k, v in val_data.batch(indices).items()}
+                total += float(loss(m, batch)[0]) * len(indices)
+                count += len(indices)
             return total / count
 
     return Setup(model, model_config, dataset, loss, parents, validate)
