@@ -18,6 +18,7 @@ from vw_robot.envs import playground_suite as pg
 from vw_robot.envs import playground_tasks as pt
 from vw_robot.envs.rendering import camera_problem, validate_image_size
 from vw_robot.errors import ConfigError, UserError
+from vw_robot.heads import HEADS, SCRIPTED
 from vw_robot.policies import check_policy_spec
 from vw_robot.training.config import ExperimentConfig, ExportCodesConfig, TrainConfig
 
@@ -460,6 +461,105 @@ class RunConfig:
 
 
 @dataclass
+class StudyHeadConfig:
+    """One row group of a study: a policy, the label shares and training seeds it gets."""
+
+    policy: str = "???"  # a head (videoworld | bc | noldm, vw_robot.heads) or expert | random
+    # Its name in the study's run and eval folders and results (<name>-<pct>pct_seed<k>); None:
+    # the policy's. A variant of a head (other switches) needs its own, e.g. videoworld_ldm.
+    name: Optional[str] = None
+    label_fractions: list[float] = field(default_factory=lambda: [1.0])  # shares of the labels
+    seeds: list[int] = field(default_factory=lambda: [0])  # training seeds, one head each
+    # KEY=VALUE settings of the head's experiment section (recorded in its checkpoint), after
+    # the study's experiment, e.g. [trunk=ldm] or [optim.steps=4000]
+    switches: list[str] = field(default_factory=list)
+
+
+@dataclass
+class StudyConfig:
+    """A study: data, one generator, heads x label shares x training seeds, one evaluation
+    protocol; run resumably by `vw-robot study NAME`, results as data (JSON)."""
+
+    study: str = "???"  # its name: configs/study/<study>.yaml
+    description: str = ""  # one line: what it compares
+    suite: Optional[str] = None  # a suite (e.g. metaworld/mt10); when set it replaces tasks
+    tasks: Optional[list[str]] = None  # explicit task ids (the suite's when None)
+    episodes_per_task: int = 20  # expert demonstrations (videos) collected per task
+    video_tasks: list[str] = field(default_factory=list)  # action-free video, generator only
+    video_episodes_per_task: Optional[int] = None  # None: episodes_per_task
+    image_size: int = 64  # camera image side (must match the experiment's models)
+    camera: Optional[str] = AUTO_CAMERA  # as `vw-robot run`'s camera
+    seed: int = 0  # collection seed
+    label_seed: int = 0  # which episodes are labelled (stratified by task), for every head
+    heads: list[StudyHeadConfig] = field(default_factory=list)  # what is compared
+    eval_episodes: int = 20  # evaluation episodes per task and policy
+    # Reporting seeds: episode i of task t uses episode_seed(eval_seed, t, i); never used to
+    # choose anything (heads choose checkpoints on their own held-out labelled episodes).
+    eval_seed: int = 1000
+    eval_max_steps: Optional[int] = None  # None: each task's default time limit
+    eval_suite: Optional[str] = None  # evaluate these training tasks only
+    eval_tasks: Optional[list[str]] = None  # these instead of eval_suite
+    videos_per_task: int = 0  # evaluation videos per task and policy
+    workers: int = 2  # processes for collection and evaluation
+    eval_device: str = "auto"  # where learned policies run: auto | cpu | cuda
+    only: list[str] = field(default_factory=list)  # run only these head names ([]: all)
+    out: Optional[str] = None  # the study folder; None: runs/<study>
+    # The results file its entries are merged into (entries of runs it does not hold are kept);
+    # None: <out>/results.json only
+    results: Optional[str] = None
+    resume_changed: bool = False  # as `vw-robot train`'s
+    experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
+
+    @property
+    def folder(self) -> str:
+        return self.out or f"runs/{self.study}"
+
+    def as_run(self) -> RunConfig:
+        """The main job's config for the same data and evaluation (its checks are reused)."""
+        return RunConfig(
+            suite=self.suite,
+            tasks=list(self.tasks or []),
+            episodes_per_task=self.episodes_per_task,
+            video_tasks=list(self.video_tasks),
+            video_episodes_per_task=self.video_episodes_per_task,
+            eval_episodes=self.eval_episodes,
+            eval_suite=self.eval_suite,
+            eval_tasks=self.eval_tasks,
+            baselines=[],
+            image_size=self.image_size,
+            camera=self.camera,
+            workers=self.workers,
+            seed=self.seed,
+            eval_max_steps=self.eval_max_steps,
+            eval_device=self.eval_device,
+            out=self.folder,
+            resume_changed=self.resume_changed,
+            experiment=self.experiment,
+        )
+
+    def validate(self) -> list[str]:
+        """Check values; return the training task ids."""
+        _check(self.study != "???", "study", "name a study: vw-robot study NAME")
+        _check(self.suite is not None or bool(self.tasks), "suite", "give a suite or tasks")
+        _check(self.heads, "heads", "a study needs at least one head")
+        names = [head.name or head.policy for head in self.heads]
+        for head, name in zip(self.heads, names, strict=True):
+            known = (*HEADS, *SCRIPTED)
+            _check(head.policy in known, "heads", f"{head.policy!r}: use one of {known}")
+            _check(names.count(name) == 1, "heads", f"{name!r} named twice; give name=")
+            _check(bool(head.seeds), "heads", f"{name}: seeds is empty")
+            for share in head.label_fractions:
+                _check(0 < share <= 1, "heads", f"{name}: label share {share} not in (0, 1]")
+            for switch in head.switches:
+                _check("=" in switch, "heads", f"{name}: switch {switch!r} is not KEY=VALUE")
+        unknown = [name for name in self.only if name not in names]
+        _check(not unknown, "only", f"{', '.join(unknown)} not among the heads {names}")
+        _check(self.eval_episodes >= 1, "eval_episodes", f"{self.eval_episodes} < 1")
+        _check(self.videos_per_task >= 0, "videos_per_task", f"{self.videos_per_task} < 0")
+        return self.as_run().validate()
+
+
+@dataclass
 class ExportPolicyConfig:
     """Write a policy and every checkpoint it needs into one folder that can be moved."""
 
@@ -509,6 +609,7 @@ def register_configs() -> None:
     store.store(name="eval_schema", node=EvalConfig)
     store.store(name="eval_chains_schema", node=EvalChainsConfig)
     store.store(name="run_schema", node=RunConfig)
+    store.store(name="study_schema", node=StudyConfig)
     store.store(name="tasks_schema", node=TasksConfig)
     store.store(name="collect_schema", node=CollectConfig)
     store.store(name="data_check_schema", node=DataCheckConfig)

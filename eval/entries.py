@@ -1,0 +1,140 @@
+"""Results as data: what the harness wrote for one evaluated policy -> one entry of a results
+file under docs/results/ (from which docs/results_tables.py writes the tables).
+
+An entry holds per-task successes and episodes, the evaluation seeds and time limit, and for a
+trained head what it was trained on, read from its checkpoint and dataset (never from folder
+names): label share, labelled episodes (in all and per task), the videos per task its generator
+saw, training seed and steps, the head recipe; then the git commit and the exact command.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from vw_robot import checkpoint as ckpt
+from vw_robot.data import format as fmt
+from vw_robot.errors import UserError
+
+# The head recipe's switches recorded with every trained policy's entry.
+RECIPE_KEYS = (
+    "task_conditioning",
+    "use_state",
+    "augment_shift",
+    "val_fraction",
+    "trunk",
+    "freeze_trunk",
+    "sampled_fraction",
+)
+
+
+def episodes_per_task(checkpoint: Path, ids: list[str] | None = None) -> dict[str, int]:
+    """Episodes per task of the dataset a checkpoint was trained on (its config.yaml's
+    ``dataset``, restricted to its ``tasks``); with ``ids``, of those episodes only."""
+    config = OmegaConf.load(checkpoint / ckpt.CONFIG_FILE)
+    try:
+        rows = fmt.read_manifest(config.dataset)["episodes"]
+    except (OSError, fmt.DatasetError) as exc:
+        raise UserError(
+            f"{checkpoint / ckpt.CONFIG_FILE}: dataset {config.dataset}: {exc} (the videos and "
+            "labels per task are read from the dataset a policy was trained on)"
+        ) from None
+    tasks = set(config.get("tasks") or [])
+    wanted = None if ids is None else set(ids)
+    counts: dict[str, int] = {}
+    for row in rows:
+        if tasks and row["task_id"] not in tasks:
+            continue
+        if wanted is None or row["episode_id"] in wanted:
+            counts[row["task_id"]] = counts.get(row["task_id"], 0) + 1
+    if wanted is not None and sum(counts.values()) != len(wanted):
+        raise UserError(
+            f"{checkpoint}: {len(wanted) - sum(counts.values())} of its labelled episodes are not "
+            f"in {config.dataset}"
+        )
+    return dict(sorted(counts.items()))
+
+
+def trained_fields(checkpoint: str | Path) -> dict[str, Any]:
+    """What a head checkpoint was trained on: label share, labelled episodes (and per task),
+    the videos per task its generator stages saw, training seed and steps, its recipe."""
+    info = ckpt.read_info(checkpoint)
+    section = OmegaConf.load(info.path / ckpt.CONFIG_FILE).experiment[info.stage]
+    labelled = info.model_config["env"]["labelled_episodes"]
+    generator: dict[str, Any] = {}
+    if "transformer" in info.parents:  # VideoWorld, no-LDM: how its codes / frames were made
+        transformer = ckpt.read_info(info.parents["transformer"])
+        generator["hide_past_codes"] = bool(
+            transformer.model_config["layout"].get("hide_past_codes", False)
+        )
+        generator["transformer_steps"] = transformer.step
+    # Action-free video reaches a head through the generator stages (the transformer, or the
+    # LDM whose frame encoder a trunk=ldm head starts from); BC alone sees its labelled clips.
+    parent = next((info.parents[s] for s in ("transformer", "ldm") if s in info.parents), None)
+    return {
+        "camera": (info.model_config.get("env") or {}).get("camera"),  # what it acts on
+        **generator,
+        "label_fraction": 1.0 if section.label_fraction is None else section.label_fraction,
+        "labelled_episodes": len(labelled),
+        "labelled_per_task": episodes_per_task(info.path, labelled),
+        "videos_per_task": None if parent is None else episodes_per_task(Path(parent)),
+        "train_seed": int(section.optim.seed),
+        "train_steps": info.step,
+        "recipe": {
+            **{key: section.get(key) for key in RECIPE_KEYS},
+            "ema": section.optim.get("ema"),
+            "steps": int(section.optim.steps),
+        },
+    }
+
+
+def suite_entry(
+    folder: str | Path, *, policy: str, command: str, checkpoint: str | None = None
+) -> dict[str, Any]:
+    """The entry of one evaluation folder written by ``vw-robot eval`` (its results.json).
+
+    Args:
+        folder: the evaluation folder; its name is the entry's ``variant``.
+        policy: the policy's name in the results (videoworld, bc, expert, ...).
+        command: the command that made it (recorded as is).
+        checkpoint: the head it evaluated; None for a policy that was not trained.
+    """
+    folder = Path(folder)
+    path = folder / "results.json"
+    try:
+        payload = json.loads(path.read_text())
+        summary, config = payload["summary"], payload["config"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise UserError(f"{path}: not an evaluation's results ({exc})") from None
+    trained = trained_fields(checkpoint) if checkpoint else {"label_fraction": None}
+    return {
+        "policy": policy,
+        **trained,
+        "train_seed": trained.get("train_seed"),
+        "variant": folder.name,
+        "mean_success": summary["mean_success"],
+        "tasks": {
+            task: {"successes": row["successes"], "episodes": row["episodes"]}
+            for task, row in summary["tasks"].items()
+        },
+        "eval_seed_base": config.get("seed", config.get("base_seed")),
+        "max_steps": config["max_episode_steps"],
+        "commit": payload["provenance"]["git_revision"],
+        "command": command,
+    }
+
+
+def merge_entries(before: list[dict[str, Any]], measured: list[dict[str, Any]]) -> list[dict]:
+    """``measured`` merged into a results file's ``before``: an entry of a variant not measured
+    now stays; an entry whose evaluation is unchanged (same commit and successes) stays as it
+    was, with the command that made it; the others are replaced. Order: ``before``'s, then the
+    new variants in the order measured."""
+    merged = {e["variant"]: e for e in before}
+    for e in measured:
+        prior = merged.get(e["variant"])
+        same = prior is not None and (prior["commit"], prior["tasks"]) == (e["commit"], e["tasks"])
+        merged[e["variant"]] = prior if same else e
+    return list(merged.values())

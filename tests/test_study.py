@@ -1,0 +1,127 @@
+"""`vw-robot study NAME`: a study config run end to end with tiny settings, resumably, writing
+its results as data; the rows a study expands to; bad study configs named."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.policies.test_videoworld import TINY
+from vw_robot import checkpoint as ckpt
+from vw_robot.cli import load_config, main
+from vw_robot.config import ConfigError
+from vw_robot.heads import HEADS
+from vw_robot.study import generator_runs, head_experiment, study_runs
+
+TINY_STUDY = [
+    "episodes_per_task=2",
+    "eval_episodes=1",
+    "eval_max_steps=8",
+    "workers=1",
+    *TINY,
+]
+
+
+def test_a_study_expands_to_heads_x_shares_x_seeds_with_one_naming_scheme():
+    cfg = load_config(
+        "study",
+        ["study=tiny", "heads.0.seeds=[0,1]", "heads.0.label_fractions=[0.1,0.25]"],
+    )
+    names = [run.name for run in study_runs(cfg)]
+    assert names[:4] == [
+        "videoworld-10pct_seed0",
+        "videoworld-10pct_seed1",
+        "videoworld-25pct_seed0",
+        "videoworld-25pct_seed1",
+    ]
+    assert names[4:] == ["noldm-50pct_seed0", "bc-50pct_seed0", "bc-100pct_seed0"] + [
+        "expert",
+        "random",
+    ]
+    assert generator_runs(study_runs(cfg)) == [
+        "tokenizer",
+        "ldm",
+        "transformer",
+        "transformer_nocodes",
+    ]
+    only_bc = load_config("study", ["study=tiny", "only=[bc,expert]"])
+    assert [r.name for r in study_runs(only_bc)] == ["bc-50pct_seed0", "bc-100pct_seed0", "expert"]
+    assert generator_runs(study_runs(only_bc)) == []  # BC reads no generator
+
+
+def test_a_heads_experiment_carries_its_share_seed_and_switches():
+    cfg = load_config(
+        "study", ["study=tiny", "heads.2.seeds=[3]", "heads.2.switches=['augment_shift=2']"]
+    )
+    run = next(r for r in study_runs(cfg) if r.name == "bc-50pct_seed3")
+    section = head_experiment(cfg, run).bc
+    assert (section.label_fraction, section.optim.seed, section.augment_shift) == (0.5, 3, 2)
+    assert section.task_conditioning  # the study's recipe stays
+    every = next(r for r in study_runs(cfg) if r.name == "bc-100pct_seed3")
+    assert head_experiment(cfg, every).bc.label_fraction is None  # every label
+    assert cfg.experiment.bc.augment_shift == 4  # the study's own config is left as it was
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["heads=[{policy: gpt}]"], r"heads: 'gpt': use one of"),
+        (["heads.0.label_fractions=[0]"], r"heads: videoworld: label share 0.0 not in \(0, 1\]"),
+        (["heads.0.switches=[trunk]"], r"heads: videoworld: switch 'trunk' is not KEY=VALUE"),
+        (["only=[nope]"], r"only: nope not among the heads"),
+        (["heads.1.policy=videoworld"], r"heads: 'videoworld' named twice"),
+    ],
+)
+def test_bad_study_configs_are_refused_naming_the_key(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config("study", ["study=tiny", *overrides]).validate()
+
+
+def test_an_unknown_switch_is_named_with_its_run():
+    cfg = load_config("study", ["study=tiny", "heads.2.switches=['nonsense=1']"])
+    run = next(r for r in study_runs(cfg) if r.head.policy == "bc")
+    with pytest.raises(ConfigError, match=r"heads: bc-50pct_seed0: switches \['nonsense=1'\]"):
+        head_experiment(cfg, run)
+
+
+def test_the_tiny_study_runs_end_to_end_resumes_and_writes_its_results(tmp_path, capsys):
+    out, results = tmp_path / "study", tmp_path / "docs" / "tiny.json"
+    args = ["study", "tiny", f"out={out}", f"results={results}", *TINY_STUDY]
+    assert main(args) == 0
+    entries = json.loads(results.read_text())
+    assert json.loads((out / "results.json").read_text()) == entries
+    names = [e["variant"] for e in entries]
+    assert names == ["videoworld-50pct_seed0", "noldm-50pct_seed0", "bc-50pct_seed0"] + [
+        "bc-100pct_seed0",
+        "expert",
+        "random",
+    ]
+    by_name = {e["variant"]: e for e in entries}
+    for name in names[:4]:
+        entry = by_name[name]
+        head = HEADS[entry["policy"]]
+        assert ckpt.read_info(out / name).stage == head.stage  # folder, stage and name agree
+        assert entry["train_seed"] == 0 and entry["eval_seed_base"] == 1000
+        assert sum(entry["labelled_per_task"].values()) == entry["labelled_episodes"]
+        assert entry["command"].startswith(f"vw-robot study tiny out={out}")
+        assert (out / "eval" / name / "episodes.jsonl").exists()  # the evaluation's record
+    assert by_name["bc-50pct_seed0"]["label_fraction"] == 0.5
+    assert by_name["bc-100pct_seed0"]["labelled_episodes"] == 4  # 2 tasks x 2 episodes
+    assert by_name["videoworld-50pct_seed0"]["videos_per_task"] == {
+        "metaworld/drawer-close-v3": 2,
+        "metaworld/reach-v3": 2,
+    }
+    assert by_name["expert"]["label_fraction"] is None
+    for entry in entries:
+        assert sum(t["episodes"] for t in entry["tasks"].values()) == 2
+    # A rerun trains and evaluates nothing again and gives the same results (the commit of
+    # the report may differ when the working tree moved on in between).
+    capsys.readouterr()
+    assert main(args) == 0
+    assert "2 episodes (2 recorded by an earlier run)" in capsys.readouterr().out
+
+    def measured(rows):
+        return [{k: v for k, v in e.items() if k != "commit"} for e in rows]
+
+    assert measured(json.loads(results.read_text())) == measured(entries)

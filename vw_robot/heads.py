@@ -1,0 +1,52 @@
+"""The policies a study compares, each declared once: its name in reports, run folders and
+evaluation folders, the training stage (and experiment section) that makes it, and the
+generator runs it reads. Everything else — the study runner, the results files, the main job —
+reads these declarations instead of spelling the names out again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class HeadVariant:
+    """A learned policy: a head trained by one stage on a share of the labelled episodes."""
+
+    name: str  # in reports, run folders (<name>-<pct>pct_seed<k>) and eval folders
+    stage: str  # the training stage, its experiment section and the checkpoint's stage
+    generator: tuple[str, ...]  # the generator runs (folders) it is built on, in training order
+    summary: str  # one line for tables and --help
+
+
+HEADS: dict[str, HeadVariant] = {
+    head.name: head
+    for head in (
+        HeadVariant(
+            "videoworld",
+            "action_head",
+            ("tokenizer", "ldm", "transformer"),
+            "VideoWorld: frame + the transformer's latent codes -> action chunk",
+        ),
+        HeadVariant("bc", "bc", (), "behaviour cloning: frame -> action chunk, the same trunk"),
+        HeadVariant(
+            "noldm",
+            "noldm_head",
+            ("tokenizer", "transformer_nocodes"),
+            "no-LDM ablation: frame + the predicted next frame -> action chunk",
+        ),
+    )
+}
+# Policies that need no training: the scripted expert (an upper bound) and random actions.
+SCRIPTED = ("expert", "random")
+
+
+def head_of_stage(stage: str) -> HeadVariant | None:
+    """The head a checkpoint stage makes (``action_head`` -> videoworld); None for others."""
+    return next((head for head in HEADS.values() if head.stage == stage), None)
+
+
+def run_name(head: str, label_fraction: float, seed: int) -> str:
+    """One name for a trained head's run folder and its evaluation folder:
+    ``videoworld-25pct_seed1`` (``bc-100pct_seed0``: every label)."""
+    return f"{head}-{round(label_fraction * 100)}pct_seed{seed}"
