@@ -4,11 +4,12 @@ Observation: ``{"pixels": (H, W, 3) uint8 upright, "state": (D,) float32 proprio
 Action: a ``Box`` in [-1, 1]. ``info["is_success"]`` is a plain bool at every step (and at reset).
 ``info["view"]`` names what the frames show (``"front+top@64px"``: the cameras, stacked top to
 bottom, and the image size; :class:`~vw_robot.envs.rendering.ViewLayout`), so that a policy
-trained on another view can refuse them. ``info["privileged"]`` carries the simulator's full
-state for scripted experts only — learned policies must not read it. ``reset(seed=s)`` is
-reproducible: the same seed gives the same first frame and state. Without a seed, the next
-episode's simulator seed is drawn from the env's ``np_random``, so a seeded first reset fixes
-the whole sequence.
+trained on another view can refuse them; ``info["instruction"]`` says the task in words
+(``"open the drawer"``, :mod:`vw_robot.envs.instructions`). ``info["privileged"]`` carries
+the simulator's full state for scripted experts only — learned policies must not read it.
+``reset(seed=s)`` is reproducible: the same seed gives the same first frame and state. Without
+a seed, the next episode's simulator seed is drawn from the env's ``np_random``, so a seeded
+first reset fixes the whole sequence.
 
 The time limit is added by :func:`vw_robot.envs.make_env` with gymnasium's ``TimeLimit``.
 """
@@ -23,6 +24,7 @@ import gymnasium as gym
 import mujoco
 import numpy as np
 
+from vw_robot.envs.instructions import task_instruction
 from vw_robot.envs.rendering import (
     FreeCamera,
     ViewLayout,
@@ -81,6 +83,8 @@ class SimEnv(gym.Env, abc.ABC):
         # What every frame shows; info["view"] says it at every step (str(view_layout)).
         self.view_layout = ViewLayout.of(camera, self.image_size)
         self._view_text = str(self.view_layout)
+        # What to do in words (CALVIN / LIBERO style), beside the id: info["instruction"].
+        self.instruction = task_instruction(task_id)
         self.render_mode = render_mode
         self._flipped_cameras = frozenset(flipped_cameras)
         self._free_cameras = dict(free_cameras or {})
@@ -200,5 +204,6 @@ class SimEnv(gym.Env, abc.ABC):
         return {
             "is_success": bool(self._sim_success()),
             "view": self._view_text,
+            "instruction": self.instruction,
             "privileged": self._sim_privileged(),
         }

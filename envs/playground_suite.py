@@ -25,6 +25,7 @@ import numpy as np
 
 from vw_robot.envs import playground_tasks as pt
 from vw_robot.envs.base import SimEnv
+from vw_robot.envs.instructions import task_instruction
 from vw_robot.envs.playground_experts import ChainExpert, SubtaskExpert
 from vw_robot.envs.playground_scene import PlaygroundSim
 from vw_robot.envs.rendering import validate_image_size
@@ -235,6 +236,8 @@ class PlaygroundChainEnv(_PlaygroundBase):
         info = super()._info()
         info.update(
             subtask=self.chain[self._index],
+            # The current subtask's, as CALVIN gives the policy each subtask's instruction.
+            instruction=task_instruction(task_id(self.chain[self._index])),
             subtask_index=self._index,
             chain=self.chain,
             completed=self._completed,

@@ -26,3 +26,23 @@ def test_known_instructions_and_unknown_ids():
     assert task_for_instruction("fold the towel") is None
     with pytest.raises(UserError, match=r"'metaworld/pick-place' is not a registered task.*"):
         task_instruction("metaworld/pick-place")
+
+
+def test_envs_give_the_instruction_beside_the_id():
+    from vw_robot.envs import make_env
+    from vw_robot.envs.playground_suite import task_id
+
+    env = make_env("metaworld/reach-v3", image_size=32)
+    try:
+        _, info = env.reset(seed=0)
+        assert info["instruction"] == task_instruction("metaworld/reach-v3")
+        _, _, _, _, info = env.step(env.action_space.sample())
+        assert info["instruction"] == task_instruction("metaworld/reach-v3")
+    finally:
+        env.close()
+    chain = make_env("playground/chain", image_size=32)
+    try:
+        _, info = chain.reset(seed=0)
+        assert info["instruction"] == task_instruction(task_id(info["subtask"]))
+    finally:
+        chain.close()
