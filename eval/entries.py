@@ -18,6 +18,7 @@ from omegaconf import OmegaConf
 from vw_robot import checkpoint as ckpt
 from vw_robot.data import format as fmt
 from vw_robot.errors import UserError
+from vw_robot.eval.chains import videoworld_groups
 
 # The head recipe's switches recorded with every trained policy's entry.
 RECIPE_KEYS = (
@@ -91,6 +92,27 @@ def trained_fields(checkpoint: str | Path) -> dict[str, Any]:
     }
 
 
+def _read(path: Path, what: str) -> dict[str, Any]:
+    try:
+        payload = json.loads(path.read_text())
+        payload["summary"], payload["config"]  # noqa: B018 - both must be there
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"{path}: not {what} ({exc})") from None
+    return payload
+
+
+def _tasks(summary: dict[str, Any]) -> dict[str, dict[str, int]]:
+    return {
+        task: {"successes": row["successes"], "episodes": row["episodes"]}
+        for task, row in summary["tasks"].items()
+    }
+
+
+def _policy(policy: str, checkpoint: str | None) -> dict[str, Any]:
+    trained = trained_fields(checkpoint) if checkpoint else {"label_fraction": None}
+    return {"policy": policy, **trained, "train_seed": trained.get("train_seed")}
+
+
 def suite_entry(
     folder: str | Path, *, policy: str, command: str, checkpoint: str | None = None
 ) -> dict[str, Any]:
@@ -103,26 +125,46 @@ def suite_entry(
         checkpoint: the head it evaluated; None for a policy that was not trained.
     """
     folder = Path(folder)
-    path = folder / "results.json"
-    try:
-        payload = json.loads(path.read_text())
-        summary, config = payload["summary"], payload["config"]
-    except (OSError, ValueError, KeyError) as exc:
-        raise UserError(f"{path}: not an evaluation's results ({exc})") from None
-    trained = trained_fields(checkpoint) if checkpoint else {"label_fraction": None}
+    payload = _read(folder / "results.json", "an evaluation's results")
+    summary, config = payload["summary"], payload["config"]
     return {
-        "policy": policy,
-        **trained,
-        "train_seed": trained.get("train_seed"),
+        **_policy(policy, checkpoint),
         "variant": folder.name,
         "mean_success": summary["mean_success"],
-        "tasks": {
-            task: {"successes": row["successes"], "episodes": row["episodes"]}
-            for task, row in summary["tasks"].items()
-        },
+        "tasks": _tasks(summary),
         "eval_seed_base": config.get("seed", config.get("base_seed")),
         "max_steps": config["max_episode_steps"],
         "commit": payload["provenance"]["git_revision"],
+        "command": command,
+    }
+
+
+def chains_entry(
+    folder: str | Path, *, policy: str, command: str, checkpoint: str | None = None
+) -> dict[str, Any]:
+    """The entry of one folder written by ``vw-robot eval-chains``: the subtasks one at a time
+    (``single/results.json``, with VideoWorld's CALVIN groups) and the chains (``chains.json``:
+    success after 1..N subtasks, average length, per subtask how often it was reached and
+    completed). Arguments as :func:`suite_entry`'s."""
+    folder = Path(folder)
+    chains = _read(folder / "chains.json", "an eval-chains record")
+    single = _read(folder / "single" / "results.json", "an evaluation's results")
+    summary, config, chain_summary = single["summary"], chains["config"], chains["summary"]
+    tasks = _tasks(summary)
+    return {
+        **_policy(policy, checkpoint),
+        "variant": folder.name,
+        "mean_success": summary["mean_success"],
+        "tasks": tasks,
+        "groups": videoworld_groups(tasks),
+        "eval_seed_base": config["seed"],
+        "max_steps": config["steps_per_subtask"],
+        "chains": chain_summary["chains"],
+        "chain_length": chain_summary["chain_length"],
+        "success_after": [row["chains"] for row in chain_summary["success_after"]],
+        "average_length": chain_summary["average_length"],
+        "chain_subtasks": chain_summary["per_subtask"],
+        "commit": chains["provenance"]["git_revision"],
         "command": command,
     }
 

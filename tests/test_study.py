@@ -125,3 +125,40 @@ def test_the_tiny_study_runs_end_to_end_resumes_and_writes_its_results(tmp_path,
         return [{k: v for k, v in e.items() if k != "commit"} for e in rows]
 
     assert measured(json.loads(results.read_text())) == measured(entries)
+
+
+VARIANTS = (
+    "heads=[{policy: bc},"
+    " {policy: bc, name: bc_execute1, acting: ['execute=1']},"
+    " {policy: bc, name: bc_corner2, camera: corner2},"
+    " {policy: expert}]"
+)
+
+
+def test_rows_that_differ_in_acting_share_weights_and_a_view_of_its_own_gets_its_data():
+    from vw_robot.study import trained_as
+
+    cfg = load_config("study", ["study=tiny", VARIANTS])
+    runs = {r.name: r for r in study_runs(cfg)}
+    assert trained_as(cfg, runs["bc_execute1-100pct_seed0"]) == "bc-100pct_seed0"
+    assert trained_as(cfg, runs["bc_corner2-100pct_seed0"]) == "bc_corner2-100pct_seed0"
+    with pytest.raises(ConfigError, match="camera/image_size of its own needs a head that"):
+        load_config("study", ["study=tiny", "heads.0.camera=corner2"]).validate()
+
+
+def test_acting_and_view_variants_run_end_to_end(tmp_path):
+    out = tmp_path / "study"
+    assert main(["study", "tiny", VARIANTS, f"out={out}", *TINY_STUDY]) == 0
+    entries = {e["variant"]: e for e in json.loads((out / "results.json").read_text())}
+    assert list(entries) == [
+        "bc-100pct_seed0",
+        "bc_execute1-100pct_seed0",
+        "bc_corner2-100pct_seed0",
+        "expert",
+    ]
+    assert not (out / "bc_execute1-100pct_seed0").exists()  # evaluated bc's weights
+    record = (out / "eval" / "bc_execute1-100pct_seed0" / "results.json").read_text()
+    assert json.loads(record)["config"]["execute"] == 1
+    assert entries["bc_corner2-100pct_seed0"]["camera"] == "corner2"
+    assert entries["bc-100pct_seed0"]["camera"] == "front+top"
+    assert (out / "data-corner2-32px" / "manifest.json").exists()

@@ -473,6 +473,13 @@ class StudyHeadConfig:
     # KEY=VALUE settings of the head's experiment section (recorded in its checkpoint), after
     # the study's experiment, e.g. [trunk=ldm] or [optim.steps=4000]
     switches: list[str] = field(default_factory=list)
+    # KEY=VALUE settings of how it acts in the evaluation: execute=1 (replan every step) or
+    # ensemble=0.1 (ACT's temporal ensembling)
+    acting: list[str] = field(default_factory=list)
+    # What it sees, when not the study's: a head that reads no generator (bc) may train and act
+    # on another camera or image size (its own copy of the demonstrations: the same episodes)
+    camera: Optional[str] = None
+    image_size: Optional[int] = None
 
 
 @dataclass
@@ -500,6 +507,11 @@ class StudyConfig:
     eval_suite: Optional[str] = None  # evaluate these training tasks only
     eval_tasks: Optional[list[str]] = None  # these instead of eval_suite
     videos_per_task: int = 0  # evaluation videos per task and policy
+    # Playground: each policy is evaluated in CALVIN's chains of 5 (this many chains), then on
+    # the VideoWorld subtasks one at a time (eval_episodes each), as `vw-robot eval-chains`;
+    # 0: the tasks one at a time only, as `vw-robot eval`
+    chains: int = 0
+    chain_steps_per_subtask: int = 360
     workers: int = 2  # processes for collection and evaluation
     eval_device: str = "auto"  # where learned policies run: auto | cpu | cuda
     only: list[str] = field(default_factory=list)  # run only these head names ([]: all)
@@ -525,6 +537,8 @@ class StudyConfig:
             eval_episodes=self.eval_episodes,
             eval_suite=self.eval_suite,
             eval_tasks=self.eval_tasks,
+            chains=self.chains,
+            chain_steps_per_subtask=self.chain_steps_per_subtask,
             baselines=[],
             image_size=self.image_size,
             camera=self.camera,
@@ -550,12 +564,20 @@ class StudyConfig:
             _check(bool(head.seeds), "heads", f"{name}: seeds is empty")
             for share in head.label_fractions:
                 _check(0 < share <= 1, "heads", f"{name}: label share {share} not in (0, 1]")
-            for switch in head.switches:
+            for switch in [*head.switches, *head.acting]:
                 _check("=" in switch, "heads", f"{name}: switch {switch!r} is not KEY=VALUE")
+            own_view = head.camera is not None or head.image_size is not None
+            _check(
+                not own_view or head.policy not in HEADS or not HEADS[head.policy].generator,
+                "heads",
+                f"{name}: camera/image_size of its own needs a head that reads no generator "
+                "(the generator is trained once, on the study's view)",
+            )
         unknown = [name for name in self.only if name not in names]
         _check(not unknown, "only", f"{', '.join(unknown)} not among the heads {names}")
         _check(self.eval_episodes >= 1, "eval_episodes", f"{self.eval_episodes} < 1")
         _check(self.videos_per_task >= 0, "videos_per_task", f"{self.videos_per_task} < 0")
+        _check(self.chains >= 0, "chains", f"{self.chains} < 0")
         return self.as_run().validate()
 
 

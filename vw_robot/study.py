@@ -22,7 +22,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,12 +30,18 @@ from typing import Any
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from vw_robot.config import CollectConfig, EvalConfig, StudyConfig, StudyHeadConfig
+from vw_robot.config import (
+    CollectConfig,
+    EvalChainsConfig,
+    EvalConfig,
+    StudyConfig,
+    StudyHeadConfig,
+)
 from vw_robot.errors import ConfigError
-from vw_robot.eval.entries import merge_entries, suite_entry
+from vw_robot.eval.entries import chains_entry, merge_entries, suite_entry
 from vw_robot.heads import HEADS, SCRIPTED, run_name
 from vw_robot.io import atomic_write_text
-from vw_robot.jobs import collect, evaluate
+from vw_robot.jobs import collect, eval_chains, evaluate
 from vw_robot.training.config import ExperimentConfig, TrainConfig
 from vw_robot.training.stages import run_stage
 
@@ -52,12 +58,13 @@ class StudyRun:
     seed: int | None
 
 
-def study_runs(cfg: StudyConfig) -> list[StudyRun]:
-    """The study's rows in order: each head's label shares x seeds, scripted policies once."""
+def study_runs(cfg: StudyConfig, every: bool = False) -> list[StudyRun]:
+    """The study's rows in order: each head's label shares x seeds, scripted policies once
+    (those of the heads in ``only`` unless ``every``)."""
     runs = []
     for head in cfg.heads:
         name = head.name or head.policy
-        if cfg.only and name not in cfg.only:
+        if cfg.only and name not in cfg.only and not every:
             continue
         if head.policy in SCRIPTED:
             runs.append(StudyRun(name, head, None, None))
@@ -92,84 +99,138 @@ def head_experiment(cfg: StudyConfig, run: StudyRun) -> ExperimentConfig:
     return OmegaConf.to_object(experiment)
 
 
+@dataclass(frozen=True)
+class _Where:
+    """What every job of one study shares: its folder, tasks and view."""
+
+    out: Path
+    tasks: list[str]  # the heads' (labelled) tasks
+    eval_tasks: list[str]
+    camera: str | None  # the study's view (None: each suite's default)
+
+
 def run_study(cfg: StudyConfig, command: str | None = None) -> list[dict[str, Any]]:
     """Run every row of the study (resuming), then write its results; returns the entries."""
     tasks = cfg.validate()
     run_cfg = cfg.as_run()
-    camera = run_cfg.run_camera(tasks)
-    eval_tasks = run_cfg.eval_task_ids(tasks)
-    out = Path(cfg.folder)
+    where = _Where(Path(cfg.folder), tasks, run_cfg.eval_task_ids(tasks), run_cfg.run_camera(tasks))
     command = command or f"vw-robot study {cfg.study}"
     runs = study_runs(cfg)
-    for stage_cfg in _data_jobs(cfg, tasks, camera, out):
-        collect(stage_cfg)
+    collect(_collect_job(cfg, where, where.tasks, cfg.episodes_per_task))
+    if cfg.video_tasks:
+        count = cfg.video_episodes_per_task or cfg.episodes_per_task
+        collect(_collect_job(cfg, where, list(cfg.video_tasks), count))
     for stage in generator_runs(runs):
         log.info("study %s: train %s", cfg.study, stage)
-        run_stage(_generator_job(cfg, stage, tasks, out))
+        run_stage(_generator_job(cfg, stage, where))
     entries = []
     for k, run in enumerate(runs, 1):
         log.info("study %s: [%d/%d] %s", cfg.study, k, len(runs), run.name)
-        checkpoint = None
-        if run.label_fraction is not None:
-            checkpoint = str(run_stage(_head_job(cfg, run, tasks, out))["checkpoint"])
-        folder = out / "eval" / run.name
-        evaluate(_eval_job(cfg, run, checkpoint or run.head.policy, eval_tasks, camera, folder))
-        entries.append(
-            suite_entry(
-                folder,
-                policy=run.head.name or run.head.policy,
-                command=f"{command}  # eval/{run.name}",
-                checkpoint=checkpoint,
-            )
-        )
-    _write_results(out / "results.json", entries)
+        entries.append(_run_row(cfg, run, where, command))
+    _write_results(where.out / "results.json", entries)
     if cfg.results:
         _write_results(Path(cfg.results), entries)
     print(_summary(entries), end="")
     return entries
 
 
+def _run_row(cfg: StudyConfig, run: StudyRun, where: _Where, command: str) -> dict[str, Any]:
+    """Train (unless scripted) and evaluate one row; its results entry."""
+    checkpoint = None
+    if run.label_fraction is not None:
+        data = _data_of(cfg, run, where)
+        if data != where.out / "data":  # another view: its own copy of the demonstrations
+            size = run.head.image_size or cfg.image_size
+            collect(_collect_job(cfg, where, where.tasks, cfg.episodes_per_task, data, size, run))
+        checkpoint = str(run_stage(_head_job(cfg, run, where, data))["checkpoint"])  # resumes
+    folder = where.out / "eval" / run.name
+    policy = checkpoint or run.head.policy
+    if cfg.chains:
+        eval_chains(_acting(run, _chains_job(cfg, run, policy, where, folder)))
+    else:
+        evaluate(_acting(run, _eval_job(cfg, run, policy, where, folder)))
+    return (chains_entry if cfg.chains else suite_entry)(
+        folder,
+        policy=run.head.name or run.head.policy,
+        command=f"{command}  # eval/{run.name}",
+        checkpoint=checkpoint,
+    )
+
+
 def _head(run: StudyRun) -> Any:
     return HEADS[run.head.policy]
 
 
-def _data_jobs(cfg: StudyConfig, tasks: list[str], camera: str | None, out: Path) -> Iterator:
-    common = {
-        "image_size": cfg.image_size,
-        "camera": camera,
-        "seed": cfg.seed,
-        "workers": cfg.workers,
-        "out": str(out / "data"),
-    }
-    yield CollectConfig(tasks=tasks, episodes_per_task=cfg.episodes_per_task, **common)
-    if cfg.video_tasks:
-        count = cfg.video_episodes_per_task or cfg.episodes_per_task
-        yield CollectConfig(tasks=list(cfg.video_tasks), episodes_per_task=count, **common)
+def _view(cfg: StudyConfig, run: StudyRun, where: _Where) -> tuple[str | None, int]:
+    """The camera and image size a row's head trains and acts on."""
+    return run.head.camera or where.camera, run.head.image_size or cfg.image_size
 
 
-def _generator_job(cfg: StudyConfig, stage: str, tasks: list[str], out: Path) -> TrainConfig:
+def _data_of(cfg: StudyConfig, run: StudyRun, where: _Where) -> Path:
+    """The study's demonstrations, or for a head with a view of its own, their copy in that
+    view (``data-<camera>-<size>px``: the same episodes, recorded again)."""
+    camera, size = _view(cfg, run, where)
+    if (camera, size) == (where.camera, cfg.image_size):
+        return where.out / "data"
+    return where.out / f"data-{camera or 'default'}-{size}px"
+
+
+def _collect_job(
+    cfg: StudyConfig,
+    where: _Where,
+    tasks: list[str],
+    episodes: int,
+    data: Path | None = None,
+    image_size: int | None = None,
+    run: StudyRun | None = None,
+) -> CollectConfig:
+    camera = where.camera if run is None else _view(cfg, run, where)[0]
+    return CollectConfig(
+        tasks=list(tasks),
+        episodes_per_task=episodes,
+        image_size=image_size or cfg.image_size,
+        camera=camera,
+        seed=cfg.seed,
+        workers=cfg.workers,
+        out=str(data or where.out / "data"),
+    )
+
+
+def _generator_job(cfg: StudyConfig, stage: str, where: _Where) -> TrainConfig:
     experiment = copy.deepcopy(cfg.experiment)
     if stage == "transformer_nocodes":  # the no-LDM ablation: no codes, so none to hide
         experiment.transformer.use_codes = False
         experiment.transformer.hide_past_codes = False
     return TrainConfig(
         stage="transformer" if stage.startswith("transformer") else stage,
-        dataset=str(out / "data"),
-        out=str(out),
-        tasks=[*tasks, *cfg.video_tasks],
+        dataset=str(where.out / "data"),
+        out=str(where.out),
+        tasks=[*where.tasks, *cfg.video_tasks],
         pictures=False,
         resume_changed=cfg.resume_changed,
         experiment=experiment,
     )
 
 
-def _head_job(cfg: StudyConfig, run: StudyRun, tasks: list[str], out: Path) -> TrainConfig:
+def trained_as(cfg: StudyConfig, run: StudyRun) -> str:
+    """The run folder of a row's head: its own, or that of the first row trained the same way
+    (a row that differs only in how it acts evaluates that row's weights)."""
+
+    def training(r: StudyRun) -> tuple:
+        head = r.head
+        view = (head.camera, head.image_size)
+        return (head.policy, tuple(head.switches), view, r.label_fraction, r.seed)
+
+    return next(r.name for r in study_runs(cfg, every=True) if training(r) == training(run))
+
+
+def _head_job(cfg: StudyConfig, run: StudyRun, where: _Where, data: Path) -> TrainConfig:
     return TrainConfig(
         stage=_head(run).stage,
-        dataset=str(out / "data"),
-        out=str(out),
-        tasks=list(tasks),
-        run_name=run.name,
+        dataset=str(data),
+        out=str(where.out),
+        tasks=list(where.tasks),
+        run_name=trained_as(cfg, run),
         pictures=False,
         resume_changed=cfg.resume_changed,
         experiment=head_experiment(cfg, run),
@@ -177,21 +238,17 @@ def _head_job(cfg: StudyConfig, run: StudyRun, tasks: list[str], out: Path) -> T
 
 
 def _eval_job(
-    cfg: StudyConfig,
-    run: StudyRun,
-    policy: str,
-    tasks: list[str],
-    camera: str | None,
-    folder: Path,
+    cfg: StudyConfig, run: StudyRun, policy: str, where: _Where, folder: Path
 ) -> EvalConfig:
+    camera, size = _view(cfg, run, where)
     return EvalConfig(
         policy=policy,
         suite=None,
-        tasks=list(tasks),
+        tasks=list(where.eval_tasks),
         episodes_per_task=cfg.eval_episodes,
         seed=cfg.eval_seed,
         workers=cfg.workers,
-        image_size=cfg.image_size,
+        image_size=size,
         # A trained head acts on the view it was trained on (its checkpoint's); expert and
         # random on the study's.
         camera=camera if run.label_fraction is None else None,
@@ -200,6 +257,36 @@ def _eval_job(
         device=cfg.eval_device,
         out=str(folder),
     )
+
+
+def _chains_job(
+    cfg: StudyConfig, run: StudyRun, policy: str, where: _Where, folder: Path
+) -> EvalChainsConfig:
+    camera, size = _view(cfg, run, where)
+    return EvalChainsConfig(
+        policy=policy,
+        chains=cfg.chains,
+        steps_per_subtask=cfg.chain_steps_per_subtask,
+        single_episodes=cfg.eval_episodes,
+        seed=cfg.eval_seed,
+        workers=cfg.workers,
+        image_size=size,
+        camera=camera if run.label_fraction is None else None,
+        videos=cfg.videos_per_task,
+        device=cfg.eval_device,
+        out=str(folder),
+    )
+
+
+def _acting(run: StudyRun, job: Any) -> Any:
+    """The evaluation job with the row's acting settings (execute=1, ensemble=0.1)."""
+    if not run.head.acting:
+        return job
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(job), OmegaConf.from_dotlist(run.head.acting))
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"heads: {run.name}: acting {list(run.head.acting)}: {exc}") from None
+    return OmegaConf.to_object(merged)
 
 
 def _write_results(path: Path, entries: list[dict[str, Any]]) -> None:
