@@ -4,6 +4,7 @@ its results as data; the rows a study expands to; bad study configs named."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +15,7 @@ from vw_robot.config import ConfigError
 from vw_robot.heads import HEADS
 from vw_robot.study import generator_runs, head_experiment, study_runs
 
+REPO = Path(__file__).resolve().parents[1]
 TINY_STUDY = [
     "episodes_per_task=2",
     "eval_episodes=1",
@@ -162,3 +164,18 @@ def test_acting_and_view_variants_run_end_to_end(tmp_path):
     assert entries["bc_corner2-100pct_seed0"]["camera"] == "corner2"
     assert entries["bc-100pct_seed0"]["camera"] == "front+top"
     assert (out / "data-corner2-32px" / "manifest.json").exists()
+
+
+@pytest.mark.parametrize(
+    "name", sorted(p.stem for p in (REPO / "configs" / "study").glob("*.yaml"))
+)
+def test_every_shipped_study_loads_and_validates(name):
+    cfg = load_config("study", [f"study={name}"])
+    assert cfg.study == name and cfg.description
+    assert cfg.validate() and study_runs(cfg)
+    assert cfg.results is None or cfg.results.startswith("docs/results/")
+
+
+def test_a_heads_own_view_is_checked_against_the_tasks():
+    with pytest.raises(ConfigError, match=r"heads: bc: camera: 'nope' for metaworld/reach-v3"):
+        load_config("study", ["study=tiny", "heads.2.camera=nope"]).validate()

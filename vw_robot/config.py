@@ -578,7 +578,16 @@ class StudyConfig:
         _check(self.eval_episodes >= 1, "eval_episodes", f"{self.eval_episodes} < 1")
         _check(self.videos_per_task >= 0, "videos_per_task", f"{self.videos_per_task} < 0")
         _check(self.chains >= 0, "chains", f"{self.chains} < 0")
-        return self.as_run().validate()
+        run = self.as_run()
+        task_ids = run.validate()
+        for head, name in zip(self.heads, names, strict=True):
+            if head.camera is not None or head.image_size is not None:
+                size = head.image_size or self.image_size
+                try:
+                    _check_camera(head.camera or run.run_camera(task_ids), task_ids, size)
+                except ConfigError as exc:
+                    raise ConfigError(f"heads: {name}: {exc}") from None
+        return task_ids
 
 
 @dataclass
