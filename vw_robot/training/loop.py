@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional  # noqa: UP035 - OmegaConf needs typing.Optional (3.10)
 
 import numpy as np
 import torch
@@ -40,7 +40,11 @@ VALIDATION_FILE = "validation.csv"
 class OptimConfig:
     """Optimisation settings shared by all stages."""
 
-    steps: int = 200  # optimizer steps in total (a resumed run continues to this)
+    # Optimizer steps in total (a resumed run continues to this); null with epochs instead.
+    steps: Optional[int] = 200  # noqa: UP045 - OmegaConf needs Optional (see config.py)
+    # Training length in passes over the training samples instead of steps (steps=null):
+    # ceil(epochs * samples / (batch_size * processes)) steps; the schedule spans them.
+    epochs: Optional[int] = None  # noqa: UP045
     batch_size: int = 16  # per process
     lr: float = 3e-4  # peak learning rate (AdamW)
     weight_decay: float = 0.01  # AdamW decoupled weight decay
@@ -55,12 +59,26 @@ class OptimConfig:
     # checkpoints (what policies load) and validation use the averaged weights.
     ema: float = 0.0
     device: str = "auto"  # auto (cuda if available) | cpu | cuda
+    # Stop when the validation loss (a stage with held-out data, at each checkpoint) has not
+    # improved for this many evaluations in a row; the best checkpoint is the run's policy.
+    # 0: off (train to the end).
+    patience: int = 0
 
     def validate(self, prefix: str = "optim") -> None:
-        positive = ("steps", "batch_size", "log_every", "checkpoint_every")
+        if self.steps is not None and self.epochs is not None:
+            raise ConfigError(
+                f"{prefix}.epochs: {self.epochs} and {prefix}.steps: {self.steps} are mutually "
+                f"exclusive; give one (e.g. {prefix}.steps=null {prefix}.epochs={self.epochs})"
+            )
+        if self.steps is None and self.epochs is None:
+            raise ConfigError(f"{prefix}.steps: null needs {prefix}.epochs (give one of them)")
+        positive = ("steps", "epochs", "batch_size", "log_every", "checkpoint_every")
         for key in positive:
-            if getattr(self, key) < 1:
-                raise ConfigError(f"{prefix}.{key}: {getattr(self, key)} must be >= 1")
+            value = getattr(self, key)
+            if value is not None and value < 1:
+                raise ConfigError(f"{prefix}.{key}: {value} must be >= 1")
+        if self.patience < 0:
+            raise ConfigError(f"{prefix}.patience: {self.patience} must be >= 0 (0: off)")
         if self.lr <= 0:
             raise ConfigError(f"{prefix}.lr: {self.lr} must be > 0")
         if not 0 <= self.ema < 1:
@@ -71,6 +89,12 @@ class OptimConfig:
             raise ConfigError(f"{prefix}.device: {self.device!r}; use auto, cpu or cuda")
         if self.device == "cuda" and not torch.cuda.is_available():
             raise ConfigError(f"{prefix}.device: cuda requested but no CUDA device is visible")
+
+    def total_steps(self, samples: int, world: int = 1) -> int:
+        """Optimizer steps of the run: ``steps``, or ``epochs`` passes over ``samples``."""
+        if self.steps is not None:
+            return self.steps
+        return max(1, math.ceil(self.epochs * samples / (self.batch_size * world)))
 
 
 class StepBatchSampler:
@@ -125,11 +149,29 @@ def _distributed() -> tuple[int, int, int]:
     return dist.get_rank(), int(os.environ.get("LOCAL_RANK", "0")), world
 
 
-def _lr_at(step: int, optim: OptimConfig) -> float:
+def lr_at(step: int, optim: OptimConfig, total: int) -> float:
+    """Learning rate of step ``step`` (0-based) of ``total``: linear warm-up over
+    ``optim.warmup_steps`` to ``optim.lr``, then cosine decay to 10% of it at ``total``."""
     if step < optim.warmup_steps:
         return optim.lr * (step + 1) / optim.warmup_steps
-    progress = (step - optim.warmup_steps) / max(1, optim.steps - optim.warmup_steps)
+    progress = (step - optim.warmup_steps) / max(1, total - optim.warmup_steps)
     return optim.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def stopping_state(run_dir: Path, upto: int) -> tuple[float, int]:
+    """(best validation loss, evaluations since it) from ``validation.csv`` rows up to step
+    ``upto``: the patience rule's state, so a resumed run continues it."""
+    path = run_dir / VALIDATION_FILE
+    best, since = math.inf, 0
+    if not path.exists():
+        return best, since
+    rows = list(csv.DictReader(io.StringIO(path.read_text())))
+    for row in sorted(rows, key=lambda r: int(r["step"])):
+        if int(row["step"]) > upto:
+            break
+        value = float(row["val_loss"])
+        best, since = (value, 0) if value < best else (best, since + 1)
+    return best, since
 
 
 def _to(batch: Any, device: torch.device) -> Any:
@@ -318,17 +360,26 @@ def train(
         validate: model -> loss on held-out data, run (in eval mode, without gradients) at
             every checkpoint and stored in its info.json and ``validation.csv``; after the
             last step the checkpoint with the lowest one is selected (``selected.json``).
+            With ``optim.patience`` the run ends once that many evaluations in a row have
+            not lowered it (the best checkpoint is selected then too).
         resume_changed: resume even though ``config_yaml`` differs from the checkpoint's in
             a training setting (:func:`resume_differences`); the keys are logged.
 
     Returns:
-        ``{"step", "checkpoint", "last_loss", "seconds", "samples_per_s"}``.
+        ``{"step", "checkpoint", "last_loss", "seconds", "samples_per_s", "total_steps",
+        "stopped_early"}``.
 
     Raises:
         RunFolderBusyError: another process is training into ``run_dir`` (:func:`_one_writer`).
     """
     optim.validate()
+    if optim.patience and validate is None:
+        raise ConfigError(
+            f"optim.patience: {optim.patience} needs held-out data to watch; {stage} has "
+            "none (give the stage a validation split, e.g. val_fraction=0.1)"
+        )
     rank, local_rank, world = _distributed()
+    total = optim.total_steps(len(dataset), world)
     if optim.device == "cuda" or (optim.device == "auto" and torch.cuda.is_available()):
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
@@ -367,7 +418,8 @@ def train(
         log.info("%s: resuming from %s (step %d)", stage, latest, start)
         if rank == 0:
             _rewrite_metrics_upto(run_dir / METRICS_FILE, start)
-    if start >= optim.steps:
+    best, since = stopping_state(run_dir, start) if optim.patience else (math.inf, 0)
+    if start >= total or (optim.patience and since >= optim.patience):
         log.info("%s: already trained to step %d", stage, start)
         rows = read_metrics(run_dir) if (run_dir / METRICS_FILE).exists() else []
         return {
@@ -377,6 +429,7 @@ def train(
             "seconds": 0.0,
             "samples_per_s": None,
             "resumed_complete": True,
+            "total_steps": total,
         }
     wrapped: torch.nn.Module = model
     if world > 1:
@@ -390,7 +443,7 @@ def train(
         optim.batch_size,
         seed=optim.seed,
         start=start,
-        steps=optim.steps,
+        steps=total,
         rank=rank,
         world=world,
     )
@@ -423,13 +476,13 @@ def train(
         handle = open(metrics_path, "a", newline="")  # noqa: SIM115 - closed in finally
         writer = csv.writer(handle)
     tensorboard = _tensorboard(run_dir) if rank == 0 else None
-    step, last_loss, saved = start, None, latest
+    step, last_loss, saved, stopped_early = start, None, latest, False
     began = time.perf_counter()
     header_written = rank != 0 or not new_file
     try:
         wrapped.train()
         for batch in loader:
-            lr = _lr_at(step, optim)
+            lr = lr_at(step, optim, total)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             batch = _to(batch, device)
@@ -449,7 +502,7 @@ def train(
                     f"{stage}: loss is {last_loss} at step {step}; lower "
                     "optim.lr or check the data."
                 )
-            if rank == 0 and (step % optim.log_every == 0 or step == optim.steps):
+            if rank == 0 and (step % optim.log_every == 0 or step == total):
                 row = {
                     "step": step,
                     "loss": last_loss,
@@ -466,13 +519,18 @@ def train(
                     for key, value in row.items():
                         if key != "step":
                             tensorboard.add_scalar(f"{stage}/{key}", value, step)
-                log.info("%s step %d/%d loss %.4f", stage, step, optim.steps, last_loss)
-            if step % optim.checkpoint_every == 0 or step == optim.steps or step == stop_at:
+                log.info("%s step %d/%d loss %.4f", stage, step, total, last_loss)
+            stop = False
+            if step % optim.checkpoint_every == 0 or step in (total, stop_at):
                 extra = None
                 kept = model if ema is None else ema.averaged
                 if validate is not None and rank == 0:
                     extra = {"val_loss": _validation_loss(kept, validate, run_dir, step)}
                     log.info("%s step %d validation loss %.4f", stage, step, extra["val_loss"])
+                    best, since = (
+                        (extra["val_loss"], 0) if extra["val_loss"] < best else (best, since + 1)
+                    )
+                    stop = bool(optim.patience) and since >= optim.patience
                 if rank == 0:
                     saved = ckpt.save_checkpoint(
                         run_dir,
@@ -487,7 +545,21 @@ def train(
                         trainer_tensors=None if ema is None else ema.trainer_tensors(model),
                     )
                 if world > 1:
-                    torch.distributed.barrier()
+                    flag = torch.tensor([int(stop)], device=device)
+                    torch.distributed.broadcast(flag, 0)  # rank 0 alone validates
+                    stop = bool(flag.item())
+            if stop:
+                stopped_early = step < total
+                log.info(
+                    "%s: validation loss not lower than %.4f for %d evaluations: stopping at "
+                    "step %d of %d",
+                    stage,
+                    best,
+                    since,
+                    step,
+                    total,
+                )
+                break
             if step == stop_at:
                 break
     finally:
@@ -499,7 +571,7 @@ def train(
         model.load_state_dict(ema.averaged.state_dict())
     seconds = time.perf_counter() - began
     samples = (step - start) * optim.batch_size * world
-    if validate is not None and rank == 0 and step == optim.steps:
+    if validate is not None and rank == 0 and (step == total or stopped_early):
         saved = ckpt.select_checkpoint(run_dir) or saved
         log.info("%s: checkpoint chosen by validation loss: %s", stage, saved)
     return {
@@ -509,6 +581,8 @@ def train(
         "seconds": seconds,
         "samples_per_s": samples / seconds if seconds > 0 else 0.0,
         "optim": asdict(optim),
+        "total_steps": total,
+        "stopped_early": stopped_early,
     }
 
 
