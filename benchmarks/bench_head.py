@@ -18,9 +18,11 @@ Variants (each its own model of the same initialisation; rounds interleaved, med
                   (the implementation before the batched path, kept here for comparison)
     new           ActionChunkDataset.batch (in-memory tables, one gather per key) + the
                   gathering random shift: the same batches, as the training loop runs them now
-    new-bf16      new under bf16 autocast (optim.precision=bf16: not the same numerics)
+    new-bf16      new under bf16 autocast (optim.precision=bf16: not the same numerics), the
+                  shifted frames made contiguous first as the stage does under bf16
     new-cl        new with the model in channels_last (the inputs already are, after a shift)
-    new-t1        new on one torch thread
+    new-nchw      new with the shifted frames made contiguous (NCHW convs, as bf16 does)
+    new-t1        new on one torch thread (any variant: -t1)
     new-b128      new with batch 128 (samples/s per sample count; lr would need scaling)
     new-bf16-b128 both
     new-compile   new with torch.compile of the model (inductor on CPU)
@@ -78,7 +80,7 @@ class Variant:
 
     def __init__(self, name: str, cfg: Any, args: argparse.Namespace) -> None:
         self.name = name
-        self.old = name == "old"
+        self.old = name.startswith("old")
         self.batch_size = 128 if "b128" in name else args.batch_size
         self.threads = 1 if "-t1" in name else args.threads
         torch.manual_seed(0)
@@ -89,6 +91,7 @@ class Variant:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.forward = torch.compile(self.model) if "compile" in name else self.model
         self.autocast = "bf16" in name
+        self.nchw = "-nchw" in name
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=1e-3, betas=(0.9, 0.95))
         self.ema = _Ema(self.model, args.ema) if args.ema > 0 else None
         sampler = StepBatchSampler(len(self.dataset), self.batch_size, seed=0, start=0, steps=10**6)
@@ -109,6 +112,8 @@ class Variant:
         frames = (
             old_random_shift(frames, self.shift) if self.old else random_shift(frames, self.shift)
         )
+        if self.nchw or (self.autocast and not self.old):
+            frames = frames.contiguous()  # as the stage's loss does under bf16
         clock.append(time.perf_counter())
         context = (
             torch.autocast("cpu", dtype=torch.bfloat16)

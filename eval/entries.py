@@ -75,19 +75,31 @@ def trained_fields(checkpoint: str | Path) -> dict[str, Any]:
     # Action-free video reaches a head through the generator stages (the transformer, or the
     # LDM whose frame encoder a trunk=ldm head starts from); BC alone sees its labelled clips.
     parent = next((info.parents[s] for s in ("transformer", "ldm") if s in info.parents), None)
+    camera = (info.model_config.get("env") or {}).get("camera")
+    model = section.model
     return {
-        "camera": (info.model_config.get("env") or {}).get("camera"),  # what it acts on
+        "camera": camera,  # what it acts on
         **generator,
         "label_fraction": 1.0 if section.label_fraction is None else section.label_fraction,
         "labelled_episodes": len(labelled),
         "labelled_per_task": episodes_per_task(info.path, labelled),
         "videos_per_task": None if parent is None else episodes_per_task(Path(parent)),
         "train_seed": int(section.optim.seed),
-        "train_steps": info.step,
+        "train_steps": section.optim.get("steps") or info.step,  # trained
+        "chosen_step": info.step,  # the weights it acts with (lowest validation loss, or last)
         "recipe": {
             **{key: section.get(key) for key in RECIPE_KEYS},
             "ema": section.optim.get("ema"),
-            "steps": int(section.optim.steps),
+            "steps": section.optim.get("steps"),
+        },
+        # What the head-recipe tables show, one row per variant (docs/results_tables.py)
+        "switches": {
+            **{key: section.get(key) for key in RECIPE_KEYS},
+            "ema": section.optim.get("ema"),
+            "trunk_channels": list(model.channels),
+            "trunk_res_blocks": model.num_res_blocks,
+            "camera": camera,
+            "image_size": info.model_config.get("image_size"),
         },
     }
 
@@ -108,8 +120,12 @@ def _tasks(summary: dict[str, Any]) -> dict[str, dict[str, int]]:
     }
 
 
-def _policy(policy: str, checkpoint: str | None) -> dict[str, Any]:
+def _policy(policy: str, checkpoint: str | None, config: dict[str, Any]) -> dict[str, Any]:
+    """The policy's fields; a trained head's switches gain how it acted (execute, ensemble)."""
     trained = trained_fields(checkpoint) if checkpoint else {"label_fraction": None}
+    if "switches" in trained:
+        acting = {key: config.get(key) for key in ("execute", "ensemble")}
+        trained["switches"] = {**trained["switches"], **acting}
     return {"policy": policy, **trained, "train_seed": trained.get("train_seed")}
 
 
@@ -128,7 +144,7 @@ def suite_entry(
     payload = _read(folder / "results.json", "an evaluation's results")
     summary, config = payload["summary"], payload["config"]
     return {
-        **_policy(policy, checkpoint),
+        **_policy(policy, checkpoint, config),
         "variant": folder.name,
         "mean_success": summary["mean_success"],
         "tasks": _tasks(summary),
@@ -152,7 +168,7 @@ def chains_entry(
     summary, config, chain_summary = single["summary"], chains["config"], chains["summary"]
     tasks = _tasks(summary)
     return {
-        **_policy(policy, checkpoint),
+        **_policy(policy, checkpoint, config),
         "variant": folder.name,
         "mean_success": summary["mean_success"],
         "tasks": tasks,

@@ -132,10 +132,11 @@ def test_the_headline_rows_exist_in_their_files():
 
 
 def test_a_playground_study_becomes_data_and_a_table(tmp_path):
-    """eval-chains output -> benchmarks/results_json.py playground -> the README's table kind."""
+    """eval-chains output -> a results entry (vw_robot.eval.entries) -> the table kind."""
     from vw_robot.cli import main
+    from vw_robot.eval.entries import chains_entry
 
-    out = tmp_path / "study"
+    folder = tmp_path / "study" / "eval" / "random"
     assert (
         main(
             [
@@ -146,27 +147,14 @@ def test_a_playground_study_becomes_data_and_a_table(tmp_path):
                 "single_episodes=1",
                 "seed=1000",
                 "videos=0",
-                f"out={out / 'eval' / 'random'}",
+                f"out={folder}",
             ]
         )
         == 0
     )
-    target = tmp_path / "playground.json"
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "benchmarks" / "results_json.py"),
-            "playground",
-            str(out),
-            "--json",
-            str(target),
-        ],
-        capture_output=True,
-        text=True,
-    )
-    assert done.returncode == 0, done.stderr
-    (entry,) = json.loads(target.read_text())
+    entry = chains_entry(folder, policy="random", command="vw-robot eval-chains ...")
     assert entry["policy"] == "random" and entry["chains"] == 2 and entry["eval_seed_base"] == 1000
+    assert entry["variant"] == "random" and entry["label_fraction"] is None
     assert len(entry["tasks"]) == 12 and set(entry["groups"]) == {
         "push",
         "open/close",
@@ -176,23 +164,6 @@ def test_a_playground_study_becomes_data_and_a_table(tmp_path):
     # Per subtask of the chains: 2 chains started, so 2 attempts in all, none completed.
     assert sum(row["attempts"] for row in entry["chain_subtasks"].values()) == 2
     assert all(row["successes"] == 0 for row in entry["chain_subtasks"].values())
-    # --include copies a baseline's entries unchanged from another results file.
-    other = tmp_path / "other.json"
-    baseline = {**entry, "policy": "bc", "command": "elsewhere", "commit": "abc"}
-    other.write_text(json.dumps([baseline, {**entry, "policy": "expert"}]))
-    both = tmp_path / "both.json"
-    script = [sys.executable, str(REPO / "benchmarks" / "results_json.py"), "playground"]
-    done = subprocess.run(
-        [*script, str(out), "--json", str(both), "--include", str(other), "bc"],
-        capture_output=True,
-        text=True,
-    )
-    assert done.returncode == 0, done.stderr
-    assert json.loads(both.read_text()) == [entry, baseline]
-    done = subprocess.run(
-        [*script, str(out), "--include", str(other), "noldm"], capture_output=True, text=True
-    )
-    assert done.returncode != 0 and "no entry of policy 'noldm'" in done.stderr
     results_tables = _script("docs", "results_tables")
     table = results_tables.playground_table([entry])
     assert "| random | — | — | 0/6 | 0/2 | 0/4 |" in table and "| 2 |" in table
@@ -256,16 +227,7 @@ def test_the_seeds_table_states_videos_and_labels_per_task():
 def test_the_seeds_table_names_the_transformer_steps_where_they_differ():
     """A VideoWorld head on a longer-trained transformer is its own row, labelled with the
     transformer's steps; a table whose generators all match says nothing."""
-    sys.path.insert(0, str(REPO / "docs"))
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    try:
-        import results_json
-        import results_tables
-    finally:
-        del sys.path[:2]
-    assert results_json.policy_of("videoworld_t6k-10pct_seed0") == "videoworld_t6k"
-    assert results_json.stage_of("videoworld_t6k") == "action_head"
-    assert results_json.stage_of("bc_all") == "bc" and results_json.stage_of("expert") is None
+    results_tables = _script("docs", "results_tables")
     entries = [
         {**_entry("videoworld", 0.1, 0, 12), "transformer_steps": 1000},
         {**_entry("videoworld_t6k", 0.1, 0, 15), "transformer_steps": 6000},
@@ -279,39 +241,6 @@ def test_the_seeds_table_names_the_transformer_steps_where_they_differ():
     assert same[2].startswith("| videoworld | 10% (2) | 12/20")
 
 
-def test_recipe_results_merge_keeps_variants_measured_elsewhere():
-    """recipe_table.py --json replaces the variants it measured and keeps the file's others."""
-    recipe_table = _script("benchmarks", "recipe_table")
-    kept = [
-        {"variant": "task_shift_state_2k_val_fronttop", "mean_success": 0.75},
-        {"variant": "base", "mean_success": 0.6},
-    ]
-    new = [
-        {"variant": "task_shift_state_2k_val_fronttop_big", "mean_success": 0.8},
-        {"variant": "base", "mean_success": 0.5},
-    ]
-    merged = recipe_table.merge(kept, new)
-    assert [(e["variant"], e["mean_success"]) for e in merged] == [
-        ("base", 0.5),
-        ("task_shift_state_2k_val_fronttop", 0.75),
-        ("task_shift_state_2k_val_fronttop_big", 0.8),
-    ]
-
-
-def test_recipe_table_reports_every_evaluated_variant_even_one_outside_its_order(tmp_path):
-    recipe_table = _script("benchmarks", "recipe_table")
-    for name in ("zz_new_variant", "task_shift_state_2k_val_fronttop", "base", "aa_other"):
-        (tmp_path / "eval" / name).mkdir(parents=True)
-        (tmp_path / "eval" / name / "results.json").write_text("{}")
-    (tmp_path / "eval" / "unfinished").mkdir()  # no results.json: not evaluated yet
-    assert recipe_table.variants(tmp_path) == [
-        "base",
-        "task_shift_state_2k_val_fronttop",
-        "aa_other",
-        "zz_new_variant",
-    ]
-
-
 def test_the_variants_table_names_an_image_size_other_than_64():
     results_tables = _script("docs", "results_tables")
     assert results_tables._camera({"camera": "front+top", "image_size": 96}) == "front+top, 96 px"
@@ -320,9 +249,10 @@ def test_the_variants_table_names_an_image_size_other_than_64():
 
 
 def test_suite_results_merge_keeps_lost_rows_and_unchanged_commands():
-    """results_json.py --merge: rows of eval folders since lost stay, an unchanged row keeps
+    """A study's results merge: rows of eval folders since lost stay, an unchanged row keeps
     the command that made it, a re-evaluated row is replaced."""
-    results_json = _script("benchmarks", "results_json")
+    from vw_robot.eval.entries import merge_entries
+
     tasks = {"metaworld/reach-v3": {"successes": 3, "episodes": 20}}
 
     def row(variant, commit, command, successes=3):
@@ -344,11 +274,15 @@ def test_suite_results_merge_keeps_lost_rows_and_unchanged_commands():
         row("bc-10pct_seed1", "ccc", "today's command", successes=5),  # evaluated again
         row("noldm-10pct_seed0", "ccc", "today's command"),  # new
     ]
-    merged = {e["variant"]: e for e in results_json.merge(before, measured)}
+    merged = {e["variant"]: e for e in merge_entries(before, measured)}
     assert merged["videoworld-10pct_seed0"]["command"] == "SEEDS=0 study"
     assert merged["videoworld-10pct_seed1"]["command"] == 'SEEDS="1 2" study'
     assert merged["bc-10pct_seed1"]["tasks"]["metaworld/reach-v3"]["successes"] == 5
     assert merged["noldm-10pct_seed0"]["command"] == "today's command"
-    order = [e["variant"] for e in results_json.merge(before, measured)]
-    assert order.index("videoworld-10pct_seed1") < order.index("noldm-10pct_seed0")
-    assert order.index("noldm-10pct_seed0") < order.index("bc-10pct_seed1")
+    order = [e["variant"] for e in merge_entries(before, measured)]
+    assert order == [  # the file's order, then what is new
+        "videoworld-10pct_seed0",
+        "videoworld-10pct_seed1",
+        "bc-10pct_seed1",
+        "noldm-10pct_seed0",
+    ]

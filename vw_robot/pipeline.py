@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import json
 import logging
 import time
 from pathlib import Path
@@ -27,7 +28,9 @@ from vw_robot.envs.playground_suite import CHAIN_LENGTH
 from vw_robot.eval import evaluate, write_report
 from vw_robot.eval.chains import evaluate_chains, videoworld_groups, write_chain_report
 from vw_robot.eval.collect import collect, format_summary
+from vw_robot.eval.entries import suite_entry
 from vw_robot.eval.report import bar_chart
+from vw_robot.heads import SCRIPTED
 from vw_robot.io import atomic_write_text
 from vw_robot.policies import load_policy, make_policy
 from vw_robot.provenance import provenance
@@ -100,8 +103,9 @@ def policy_specs(cfg: RunConfig) -> dict[str, str]:
     return policies
 
 
-def run_pipeline(cfg: RunConfig) -> dict[str, Any]:
-    """Run the whole pipeline into ``cfg.out``; returns per-policy summaries."""
+def run_pipeline(cfg: RunConfig, command: str = "vw-robot run") -> dict[str, Any]:
+    """Run the whole pipeline into ``cfg.out``; returns per-policy summaries. The results as
+    data go to ``<out>/results.json`` (:mod:`vw_robot.eval.entries`, ``command`` recorded)."""
     tasks = cfg.validate()
     cfg = dataclasses.replace(cfg, camera=cfg.run_camera(tasks))  # "auto" -> the view it names
     out = Path(cfg.out)
@@ -187,6 +191,16 @@ def run_pipeline(cfg: RunConfig) -> dict[str, Any]:
         if cfg.chains:
             chain_summaries[name] = _evaluate_chains(cfg, name, spec, factory)
     timings["evaluate"] = time.perf_counter() - start
+    entries = [
+        suite_entry(
+            out / "eval" / name,
+            policy=name,
+            command=f"{command}  # eval/{name}",
+            checkpoint=None if name in SCRIPTED else spec,
+        )
+        for name, spec in policies.items()
+    ]
+    atomic_write_text(out / "results.json", json.dumps(entries, indent=1) + "\n")
     chart = bar_chart(summaries, out / "success.png")
     plans = _plan_pictures(out / "action_head", eval_tasks, cfg, out / "plans.png")
     timings["total"] = time.perf_counter() - began
@@ -197,7 +211,10 @@ def run_pipeline(cfg: RunConfig) -> dict[str, Any]:
     print("\n" + _comparison_table(summaries, eval_tasks))
     if chain_summaries:
         print("\n" + _chains_table(chain_summaries))
-    print(f"report: {out / 'report.md'} ({timings['total'] / 60:.1f} min)")
+    print(
+        f"report: {out / 'report.md'}, results as data: {out / 'results.json'} "
+        f"({timings['total'] / 60:.1f} min)"
+    )
     for name, summary in summaries.items():
         log.info("%s: mean success %.3f", name, summary["mean_success"])
     return {"summaries": summaries, "chains": chain_summaries, "timings": timings}
