@@ -10,7 +10,8 @@ Usage::
 The task id names a task for the code (``<suite family>/<task>``); the instruction says what to
 do in words, as language-conditioned datasets store it (LeRobot's ``task`` strings, CALVIN's
 annotations). Meta-World's follow the task descriptions of the Meta-World paper, the
-playground's CALVIN's annotations for the same subtasks. Each instruction belongs to one task,
+playground's CALVIN's annotations for the same subtasks, the kitchen's the task descriptions of
+gymnasium-robotics' FrankaKitchen. Each instruction belongs to one task,
 so an instruction maps back to its id. The table is written out here, without importing a
 simulator; ``tests/envs/test_instructions.py`` checks it covers ``list_tasks()``.
 """
@@ -105,11 +106,23 @@ _PLAYGROUND = {
     "chain": "carry out a chain of five subtasks one after another",
     "play": "play: carry out a sequence of eight subtasks",
 }
+_KITCHEN = {
+    "microwave": "open the microwave door",
+    "kettle": "move the kettle to the top left burner",
+    "light-switch": "turn on the light switch",
+    "slide-cabinet": "open the slide cabinet",
+    "hinge-cabinet": "open the hinge cabinet",
+    "bottom-burner": "turn the oven knob that activates the bottom burner",
+    "top-burner": "turn the oven knob that activates the top burner",
+    # The episode's own; info["instruction"] gives the current subtask's at every step.
+    "d4rl-4": "open the microwave, move the kettle, turn on the light and open the slide cabinet",
+}
 # task id -> instruction, for every registered task.
 INSTRUCTIONS: dict[str, str] = {
     **{f"metaworld/{name}": text for name, text in _METAWORLD.items()},
     **{f"robosuite/{name}": text for name, text in _ROBOSUITE.items()},
     **{f"playground/{name}": text for name, text in _PLAYGROUND.items()},
+    **{f"kitchen/{name}": text for name, text in _KITCHEN.items()},
 }
 _TASK_OF = {text: task_id for task_id, text in INSTRUCTIONS.items()}
 

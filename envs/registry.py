@@ -1,9 +1,11 @@
 """One registry for every task: ``make_env``, ``list_tasks``, ``list_suites``, ``make_expert``.
 
 Task ids are ``<suite family>/<task>``: ``metaworld/reach-v3``, ``robosuite/lift``,
-``playground/open-drawer``. Suites are named lists of task ids: ``metaworld/mt10``,
-``metaworld/mt50``, ``robosuite/all``, ``playground/all``, ``playground/videoworld12``,
-``playground/long`` (chains and play episodes).
+``playground/open-drawer``, ``kitchen/microwave``. Suites are named lists of task ids:
+``metaworld/mt10``, ``metaworld/mt50``, ``robosuite/all``, ``playground/all``,
+``playground/videoworld12``, ``playground/long`` (chains and play episodes), ``kitchen/all``
+(the seven subtasks), ``kitchen/long`` (the D4RL 4-subtask episode). The kitchen needs the
+optional extra ``pip install -e ".[kitchen]"``; its tasks are listed without it.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import gymnasium as gym
 
 # The suite modules are cheap to import: each imports its simulator package only when an env
 # is built (metaworld's task names are METAWORLD_V3_TASKS below).
+from vw_robot.envs import kitchen_experts as kx
+from vw_robot.envs import kitchen_suite as ks
 from vw_robot.envs import metaworld_suite as mw
 from vw_robot.envs import playground_suite as pg
 from vw_robot.envs import robosuite_suite as rs
@@ -161,13 +165,37 @@ def _playground_specs() -> dict[str, TaskSpec]:
     }
 
 
+def _kitchen_specs() -> dict[str, TaskSpec]:
+    def build(name: str) -> Callable[..., gym.Env]:
+        return lambda **kw: ks.KitchenEnv(name, **kw)
+
+    def expert(name: str) -> Callable[[], Any]:
+        return lambda: kx.KitchenExpert(name)
+
+    return {
+        f"kitchen/{name}": TaskSpec(
+            f"kitchen/{name}",
+            ks.CAMERAS,
+            ks.default_max_episode_steps(name),
+            build(name),
+            expert(name),
+        )
+        for name in ks.TASK_NAMES
+    }
+
+
 _SPECS: dict[str, TaskSpec] | None = None
 
 
 def _specs() -> dict[str, TaskSpec]:
     global _SPECS
     if _SPECS is None:
-        _SPECS = {**_metaworld_specs(), **_robosuite_specs(), **_playground_specs()}
+        _SPECS = {
+            **_metaworld_specs(),
+            **_robosuite_specs(),
+            **_playground_specs(),
+            **_kitchen_specs(),
+        }
     return _SPECS
 
 
@@ -181,6 +209,8 @@ def list_suites() -> dict[str, list[str]]:
         "playground/all": [f"playground/{n}" for n in pg.SUBTASK_TASKS],
         "playground/videoworld12": [pg.task_id(n) for n in pg.VIDEOWORLD_SUBTASKS],
         "playground/long": [f"playground/{n}" for n in pg.LONG_TASKS],
+        "kitchen/all": [f"kitchen/{n}" for n in ks.SUBTASKS],
+        "kitchen/long": [f"kitchen/{n}" for n in ks.SEQUENCES],
     }
 
 
