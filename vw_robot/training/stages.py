@@ -397,6 +397,7 @@ def _head_setup(cfg: TrainConfig) -> Setup:
         states = np.concatenate([step["state"] for step in steps]).astype(np.float64)
         model.set_state_normalizer(torch.tensor(states.mean(0)), torch.tensor(states.std(0)))
     shift = stage_cfg.augment_shift
+    bf16 = stage_cfg.optim.precision == "bf16"
 
     def loss(m: torch.nn.Module, batch: dict) -> tuple[torch.Tensor, dict]:
         head = _unwrap(m)
@@ -414,6 +415,11 @@ def _head_setup(cfg: TrainConfig) -> Setup:
                 both = random_shift(torch.cat([frames.float() / 255, next_frames], 1), shift)
                 frames = (both[:, :3] * 255).round().to(torch.uint8)
                 next_frames = both[:, 3:]
+        if bf16:
+            # The shift leaves frames channels-last in memory; oneDNN's bf16 convolutions run
+            # their backward about twice as fast on contiguous ones (benchmarks/bench_head.py).
+            frames = frames.contiguous()
+            next_frames = None if next_frames is None else next_frames.contiguous()
         predicted = m(
             frames,
             batch.get("codes"),
