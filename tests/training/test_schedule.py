@@ -68,6 +68,7 @@ def test_epochs_set_the_length_and_the_schedule_spans_it(tmp_path):
         ({"steps": None}, "optim.steps: null needs optim.epochs"),
         ({"steps": None, "epochs": 0}, "optim.epochs: 0 must be >= 1"),
         ({"patience": -1}, "optim.patience: -1 must be >= 0"),
+        ({"threads": -1}, "optim.threads: -1 must be >= 0"),
     ],
 )
 def test_bad_length_settings_name_the_key(settings, message):
@@ -164,3 +165,25 @@ def test_a_head_trained_in_epochs_with_patience_records_them_in_its_checkpoint(t
     best = min(losses.values())
     chosen = ckpt.resolve_checkpoint(run_dir)
     assert losses[ckpt.read_info(chosen).step] == best
+
+
+def test_threads_apply_while_training_and_are_restored(tmp_path):
+    seen = []
+    before = torch.get_num_threads()
+
+    def loss(model, batch):
+        seen.append(torch.get_num_threads())
+        return _loss(model, batch)
+
+    optim = OptimConfig(steps=2, batch_size=8, threads=1)
+    train(
+        stage="toy",
+        model=make_model(),
+        dataset=ToyData(64),
+        loss_fn=loss,
+        optim=optim,
+        run_dir=tmp_path,
+        model_config={"hidden": 16},
+        config_yaml="toy: true\n",
+    )
+    assert seen == [1, 1] and torch.get_num_threads() == before

@@ -63,6 +63,9 @@ class OptimConfig:
     # improved for this many evaluations in a row; the best checkpoint is the run's policy.
     # 0: off (train to the end).
     patience: int = 0
+    # torch threads while training (0: torch's default, one per core). On a machine whose cores
+    # other processes share, one thread can be much faster than two (docs/benchmarks.md).
+    threads: int = 0
 
     def validate(self, prefix: str = "optim") -> None:
         if self.steps is not None and self.epochs is not None:
@@ -79,6 +82,8 @@ class OptimConfig:
                 raise ConfigError(f"{prefix}.{key}: {value} must be >= 1")
         if self.patience < 0:
             raise ConfigError(f"{prefix}.patience: {self.patience} must be >= 0 (0: off)")
+        if self.threads < 0:
+            raise ConfigError(f"{prefix}.threads: {self.threads} must be >= 0 (0: default)")
         if self.lr <= 0:
             raise ConfigError(f"{prefix}.lr: {self.lr} must be > 0")
         if not 0 <= self.ema < 1:
@@ -227,7 +232,7 @@ def config_differences(old: Any, new: Any, key: str = "") -> list[str]:
 
 # The optim keys that change how often a run logs and saves, or where it runs, but not what it
 # computes: a resumed run may change them freely.
-BOOKKEEPING_OPTIM_KEYS = ("log_every", "checkpoint_every", "num_workers", "device")
+BOOKKEEPING_OPTIM_KEYS = ("log_every", "checkpoint_every", "num_workers", "device", "threads")
 
 
 def training_settings(config: Any, stage: str) -> dict[str, Any]:
@@ -479,6 +484,9 @@ def train(
     step, last_loss, saved, stopped_early = start, None, latest, False
     began = time.perf_counter()
     header_written = rank != 0 or not new_file
+    threads = torch.get_num_threads()
+    if optim.threads:
+        torch.set_num_threads(optim.threads)
     try:
         wrapped.train()
         for batch in loader:
@@ -563,6 +571,7 @@ def train(
             if step == stop_at:
                 break
     finally:
+        torch.set_num_threads(threads)
         if writer is not None:
             handle.close()
         if tensorboard is not None:
