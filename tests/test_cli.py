@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
+from importlib import resources
 
 import numpy as np
 import pytest
@@ -165,13 +169,13 @@ def test_a_user_mistake_exits_2_and_a_bug_keeps_its_traceback(monkeypatch, capsy
     def bug(cfg):
         raise ValueError("shapes (3,) and (4,) do not align")
 
-    monkeypatch.setitem(cli.COMMANDS, "tasks", ("tasks", mistake, ""))
+    assert cli.COMMANDS["tasks"].job == "vw_robot.jobs:tasks"  # resolved when it runs
+    monkeypatch.setattr(jobs, "tasks", mistake)
     assert main(["tasks"]) == 2
     assert "'x' is not a task" in capsys.readouterr().err
-    monkeypatch.setitem(cli.COMMANDS, "tasks", ("tasks", bug, ""))
+    monkeypatch.setattr(jobs, "tasks", bug)
     with pytest.raises(ValueError, match="do not align"):
         main(["tasks"])
-    assert jobs.tasks is not bug
 
 
 def test_serve_and_export_policy_configs_validate():
@@ -205,3 +209,83 @@ def test_a_command_s_help_lists_its_keys(capsys):
     assert out.startswith("usage: vw-robot run") and "video_tasks:" in out and "chains:" in out
     assert main(["data", "check", "-h"]) == 0
     assert "usage: vw-robot data check" in capsys.readouterr().out
+
+
+def test_every_command_s_job_resolves_to_a_function():
+    from vw_robot import launch
+
+    for name, command in cli.COMMANDS.items():
+        assert callable(launch.resolve(command.job)), name
+
+
+@pytest.mark.parametrize("command", list(cli.COMMANDS))
+def test_every_command_prints_its_config_with_missing_values_as_marks(command, capsys):
+    assert main([*command.split(), "--cfg"]) == 0
+    printed = capsys.readouterr().out
+    keys = {line.split(":")[0] for line in printed.splitlines() if not line.startswith(" ")}
+    config = cli.COMMANDS[command].config
+    source = (resources.files("vw_robot.configs") / f"{config}.yaml").read_text()
+    mandatory = set(re.findall(r"^(\w+): \?\?\?", source, re.MULTILINE))
+    assert mandatory <= keys and keys, printed
+    assert all(f"{key}: ???" in printed for key in mandatory), printed
+
+
+def test_cfg_shows_given_values_beside_the_missing_ones(capsys):
+    assert (
+        main(["data", "import-lerobot", "lerobot_ds", "camera_key=observation.image", "--cfg"]) == 0
+    )
+    printed = capsys.readouterr().out
+    assert "src: lerobot_ds\nout: ???\ncamera_key: observation.image\n" in printed
+    assert main(["data", "import-lerobot", "--cfg", "image_size=abc"]) == 2
+    assert "image_size" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["data"], ["data", "--help"], ["data", "-h"], ["data", "help"]])
+def test_data_lists_its_subcommands(argv, capsys):
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: vw-robot data SUBCOMMAND")
+    for name, command in cli.COMMANDS.items():
+        if name.startswith("data "):
+            line = next(x for x in out.splitlines() if x.split()[:1] == [name.split()[1]])
+            assert line.endswith(command.help), line
+
+
+def test_an_unknown_data_subcommand_names_it_and_lists_the_others(capsys):
+    assert main(["data", "frobnicate"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown command 'data frobnicate'" in err and "import-lerobot" in err
+
+
+def test_the_stage_list_is_the_declared_one():
+    from vw_robot.training.stages import STAGES
+
+    assert cli.stage_names() == tuple(STAGES)
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["train", "--help"]])
+def test_help_lists_every_stage(argv, capsys):
+    from vw_robot.training.stages import STAGES
+
+    assert main(argv) == 0
+    assert f"stage={'|'.join(STAGES)}" in capsys.readouterr().out
+
+
+def test_help_and_cfg_import_no_job():
+    """``vw-robot --help`` answers without torch or a simulator; ``--cfg`` without the jobs
+    (the schemas it composes import torch). In a fresh process: this one has them all."""
+    probe = (
+        "import sys\n"
+        "from vw_robot.cli import main\n"
+        "for argv in (['--help'], ['data'], ['train', '--help'], ['data', 'check', '-h']):\n"
+        "    assert main(argv) == 0\n"
+        "heavy = ('torch', 'mujoco', 'pyarrow', 'vw_robot.config', 'vw_robot.jobs')\n"
+        "print('help', *[m for m in heavy if m in sys.modules])\n"
+        "assert main(['data', 'import-lerobot', '--cfg']) == 0\n"
+        "print('cfg', *[m for m in ('vw_robot.jobs', 'vw_robot.study') if m in sys.modules])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd="/"
+    )
+    lines = [x for x in done.stdout.splitlines() if x.startswith(("help", "cfg"))]
+    assert lines == ["help", "cfg"], done.stdout

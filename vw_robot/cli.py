@@ -15,75 +15,105 @@ Usage:
     vw-robot export-policy runs/demo/action_head out=policies/demo   # a folder that moves
     vw-robot serve policy=runs/demo/action_head port=8765   # for a benchmark's own process
     vw-robot tasks suite=metaworld/mt10            # list task ids
-    vw-robot run --cfg                             # print the resolved config and exit
+    vw-robot run --cfg                             # print the composed config and exit
+    vw-robot data                                  # the data subcommands
     vw-robot eval -m policy=random tasks=[metaworld/reach-v3] seed=0,1,2   # a sweep: 3 jobs
     vw-robot run -m experiment.action_head.label_fraction=1.0,0.25 hydra/launcher=joblib
 
 Each subcommand is a Hydra config in ``vw_robot.configs`` (``run.yaml``, ...); arguments are
 Hydra overrides (``key=value``); a key the command does not have fails at start. ``-m`` (or
 ``--multirun``) runs a Hydra sweep, one job per combination, each in its own folder
-(:mod:`vw_robot.launch`); ``-m --cfg`` prints every job's config.
+(:mod:`vw_robot.launch`); ``-m --cfg`` prints every job's config. A command names its job
+(``module:function``), imported only to run it: ``vw-robot --help``, ``COMMAND --help`` and
+``--cfg`` import no job (``benchmarks/bench_cli.py`` times them).
 """
 
 from __future__ import annotations
 
+import ast
 import functools
 import shlex
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from importlib import resources
-from typing import Any
+from typing import Any, NamedTuple
 
 from hydra.errors import HydraException
-from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 import vw_robot  # noqa: F401  (headless GL backend before any simulator import)
-from vw_robot import config as config_module
-from vw_robot import jobs, launch, study
+from vw_robot import launch
+from vw_robot.errors import ConfigError
 
-# subcommand -> (config name, job, one-line help)
-COMMANDS: dict[str, tuple[str, Callable[[Any], Any], str]] = {
-    "run": ("run", jobs.run, "main job: demos -> every stage -> evaluation -> report"),
-    "study": (
+
+class Command(NamedTuple):
+    """One subcommand. Its job is named, not imported: the jobs import torch and the
+    simulators (seconds), which ``--help`` and ``--cfg`` never need."""
+
+    config: str  # its YAML in vw_robot.configs (``data_check`` for ``data check``)
+    job: str  # ``module:function`` called with the typed config (:func:`launch.resolve`)
+    help: str  # one line; ``{stages}`` is replaced by the training stages
+
+
+COMMANDS: dict[str, Command] = {
+    "run": Command(
+        "run", "vw_robot.jobs:run", "main job: demos -> every stage -> evaluation -> report"
+    ),
+    "study": Command(
         "study",
-        study.run_study,
+        "vw_robot.study:run_study",
         "a study from configs/study: study NAME (heads x labels x seeds, results JSON)",
     ),
-    "eval": ("eval", jobs.evaluate, "evaluate a policy (expert, random, checkpoint) on tasks"),
-    "eval-chains": (
-        "eval_chains",
-        jobs.eval_chains,
-        "playground chains (CALVIN protocol) + subtasks",
+    "eval": Command(
+        "eval",
+        "vw_robot.jobs:evaluate",
+        "evaluate a policy (expert, random, checkpoint) on tasks",
     ),
-    "tasks": ("tasks", jobs.tasks, "list suites and task ids"),
-    "collect": ("collect", jobs.collect, "record expert demonstrations into a dataset"),
-    "data check": ("data_check", jobs.data_check, "validate a dataset: data check DIR"),
-    "data import": ("data_import", jobs.data_import, "plain videos -> dataset: data import SRC"),
-    "data import-lerobot": (
+    "eval-chains": Command(
+        "eval_chains", "vw_robot.jobs:eval_chains", "playground chains (CALVIN protocol) + subtasks"
+    ),
+    "tasks": Command("tasks", "vw_robot.jobs:tasks", "list suites and task ids"),
+    "collect": Command(
+        "collect", "vw_robot.jobs:collect", "record expert demonstrations into a dataset"
+    ),
+    "data check": Command(
+        "data_check", "vw_robot.jobs:data_check", "validate a dataset: data check DIR"
+    ),
+    "data import": Command(
+        "data_import", "vw_robot.jobs:data_import", "plain videos -> dataset: data import SRC"
+    ),
+    "data import-lerobot": Command(
         "data_import_lerobot",
-        jobs.data_import_lerobot,
+        "vw_robot.jobs:data_import_lerobot",
         "LeRobotDataset -> dataset: data import-lerobot SRC out=DIR",
     ),
-    "data export-lerobot": (
+    "data export-lerobot": Command(
         "data_export_lerobot",
-        jobs.data_export_lerobot,
+        "vw_robot.jobs:data_export_lerobot",
         "dataset -> LeRobotDataset v3.0: data export-lerobot DIR out=DST",
     ),
-    "data check-lerobot": (
+    "data check-lerobot": Command(
         "data_check_lerobot",
-        jobs.data_check_lerobot,
+        "vw_robot.jobs:data_check_lerobot",
         "validate a LeRobotDataset v3.0: data check-lerobot DIR",
     ),
-    "train": ("train", jobs.train, "train a stage: stage=tokenizer|ldm|transformer"),
-    "export-codes": ("export_codes", jobs.export_codes, "label a dataset with tokens and codes"),
-    "serve": ("serve", jobs.serve, "serve a policy over a websocket: policy=... host= port="),
-    "export-policy": (
+    "train": Command("train", "vw_robot.jobs:train", "train a stage: stage={stages}"),
+    "export-codes": Command(
+        "export_codes", "vw_robot.jobs:export_codes", "label a dataset with tokens and codes"
+    ),
+    "serve": Command(
+        "serve",
+        "vw_robot.jobs:serve",
+        "serve a policy over a websocket: policy=... host= port=",
+    ),
+    "export-policy": Command(
         "export_policy",
-        jobs.export_policy,
+        "vw_robot.jobs:export_policy",
         "a policy folder that moves: RUN/action_head out=DIR",
     ),
 }
+# Words that group subcommands: `vw-robot data` lists the `data ...` ones.
+GROUPS = tuple(dict.fromkeys(name.split()[0] for name in COMMANDS if " " in name))
 # Subcommands that take one positional argument, given to this config key.
 POSITIONAL = {
     "data check": "root",
@@ -94,6 +124,8 @@ POSITIONAL = {
     "export-policy": "policy",
     "study": "study",
 }
+# The module that declares the training stages (STAGES), read by `train`'s help.
+STAGES_SOURCE = ("vw_robot.training", "stages.py")
 
 
 # Subcommands that cannot be swept: a server runs until it is stopped.
@@ -101,34 +133,78 @@ NO_SWEEP = {"serve"}
 # The exit status of a command stopped by Ctrl-C: 128 + SIGINT, as shells report it.
 INTERRUPTED = 130
 FLAGS = ("--cfg", "-m", "--multirun")
+HELP = ("-h", "--help", "help")
+
+
+@functools.cache
+def stage_names() -> tuple[str, ...]:
+    """The training stages, in the order :data:`vw_robot.training.stages.STAGES` declares them.
+
+    Read from that module's source (each ``Stage("name", ...)`` in the ``STAGES`` assignment),
+    not imported: it imports torch, and ``vw-robot --help`` answers without it. A test checks
+    the list against ``STAGES`` itself.
+    """
+    package, name = STAGES_SOURCE
+    tree = ast.parse(resources.files(package).joinpath(name).read_text())
+    names: list[str] = []
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+        if not any(isinstance(t, ast.Name) and t.id == "STAGES" for t in targets):
+            continue
+        for call in ast.walk(node):
+            if isinstance(call, ast.Call) and getattr(call.func, "id", None) == "Stage":
+                given = [*call.args[:1], *(k.value for k in call.keywords if k.arg == "name")]
+                names += [a.value for a in given if isinstance(a, ast.Constant)]
+    return tuple(names)
+
+
+def _help_line(command: str) -> str:
+    help_ = COMMANDS[command].help
+    return help_.format(stages="|".join(stage_names())) if "{stages}" in help_ else help_
+
+
+def _listing(rows: dict[str, str]) -> list[str]:
+    """One line per ``label: command``: the label, padded to one width, and the command's help."""
+    width = max(map(len, rows))
+    return [f"  {label:<{width}}  {_help_line(command)}" for label, command in rows.items()]
 
 
 def _usage() -> str:
     lines = ["usage: vw-robot COMMAND [key=value ...] [--cfg] [-m]", "", "commands:"]
-    lines += [f"  {name:<12} {help_}" for name, (_, _, help_) in COMMANDS.items()]
+    lines += _listing({name: name for name in COMMANDS})
     lines += [
         "",
-        "Overrides are Hydra syntax; `vw-robot COMMAND --cfg` shows every key.",
+        "Overrides are Hydra syntax; `vw-robot COMMAND --help` describes every key and",
+        "`vw-robot COMMAND --cfg` prints the composed config.",
         "-m (--multirun) sweeps: `vw-robot eval -m seed=0,1,2` runs 3 jobs, each in its own out.",
     ]
+    return "\n".join(lines)
+
+
+def _group_usage(group: str) -> str:
+    """``vw-robot data``: its subcommands, each with its line."""
+    rows = {name.split(" ", 1)[1]: name for name in COMMANDS if name.startswith(f"{group} ")}
+    lines = [f"usage: vw-robot {group} SUBCOMMAND [key=value ...] [--cfg] [-m]", ""]
+    lines += [f"{group} subcommands:", *_listing(rows)]
+    lines += ["", f"`vw-robot {group} SUBCOMMAND --help` describes its keys."]
     return "\n".join(lines)
 
 
 def _command_help(command: str) -> str:
     """One command's help: its line from the usage, then its YAML (every key, its default and
     what it does)."""
-    config_name, _, help_ = COMMANDS[command]
+    config_name = COMMANDS[command].config
     source = resources.files(launch.CONFIG_MODULE).joinpath(f"{config_name}.yaml").read_text()
     return (
-        f"usage: vw-robot {command} [key=value ...] [--cfg] [-m]\n\n{help_}\n\n"
-        f"Keys (configs/{config_name}.yaml; `vw-robot {command} --cfg` prints the resolved "
+        f"usage: vw-robot {command} [key=value ...] [--cfg] [-m]\n\n{_help_line(command)}\n\n"
+        f"Keys (configs/{config_name}.yaml; `vw-robot {command} --cfg` prints the composed "
         f"config):\n\n{source.rstrip()}"
     )
 
 
 def load_config(command: str, overrides: Sequence[str]) -> Any:
     """Compose the command's YAML with overrides and return its typed config object."""
-    return launch.load_config(COMMANDS[command][0], overrides)
+    return launch.load_config(COMMANDS[command].config, overrides)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -139,26 +215,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     ``data check`` listed return 1; anything else is a bug and keeps its traceback. A sweep
     (``-m``) returns 0 when every job succeeded, else the highest status of its jobs. Ctrl-C
     prints one line, with what was kept (:class:`~vw_robot.errors.Interrupted`), and returns
-    130.
+    130. Help (``vw-robot``, ``vw-robot data``, ``COMMAND --help``) and ``--cfg`` import no job.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help", "help"):
+    if not argv or argv[0] in HELP:
         print(_usage())
         return 0
     command, args = argv[0], argv[1:]
-    if command == "data" and args and f"data {args[0]}" in COMMANDS:
-        command, args = f"data {args[0]}", args[1:]
+    if command in GROUPS:
+        if not args or args[0] in HELP:
+            print(_group_usage(command))
+            return 0
+        command, args = f"{command} {args[0]}", args[1:]
+    if command not in COMMANDS:
+        group = command.split()[0]
+        usage = _group_usage(group) if group in GROUPS else _usage()
+        print(f"vw-robot: unknown command {command!r}.\n\n{usage}", file=sys.stderr)
+        return 2
+    if "-h" in args or "--help" in args:
+        print(_command_help(command))
+        return 0
     show_config = "--cfg" in args
     multirun = "-m" in args or "--multirun" in args
     overrides = [a for a in args if a not in FLAGS]
     if command in POSITIONAL and overrides and "=" not in overrides[0]:
         overrides = [f"{POSITIONAL[command]}={overrides[0]}", *overrides[1:]]
-    if command not in COMMANDS:
-        print(f"vw-robot: unknown command {command!r}.\n\n{_usage()}", file=sys.stderr)
-        return 2
-    if "-h" in args or "--help" in args:
-        print(_command_help(command))
-        return 0
     if multirun and command in NO_SWEEP:
         print(f"vw-robot {command}: cannot be swept (-m): it runs until stopped", file=sys.stderr)
         return 2
@@ -172,22 +253,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(command: str, overrides: list[str], *, multirun: bool, show_config: bool) -> int:
-    config_name, job, _ = COMMANDS[command]
-    if command == "study":  # its results record the command that made them
-        job = functools.partial(job, command=_study_command(overrides))
+    config_name = COMMANDS[command].config
     try:
+        if show_config and not multirun:  # mandatory values not given yet show as ???
+            print(launch.config_yaml(config_name, overrides), end="")
+            return 0
+        job = launch.resolve(COMMANDS[command].job)
+        if command == "study":  # its results record the command that made them
+            job = functools.partial(job, command=_study_command(overrides))
         if multirun:
             return launch.run_sweep(command, config_name, job, overrides, show_config=show_config)
         cfg = load_config(command, overrides)
-    except config_module.ConfigError as exc:
+    except ConfigError as exc:
         print(f"vw-robot {command}: bad config: {exc}", file=sys.stderr)
         return 2
     except (HydraException, OmegaConfBaseException) as exc:
         print(f"vw-robot {command}: bad config: {launch.describe(exc)}", file=sys.stderr)
         return 2
-    if show_config:
-        print(OmegaConf.to_yaml(OmegaConf.structured(cfg)), end="")
-        return 0
     return launch.call_job(command, job, cfg)
 
 

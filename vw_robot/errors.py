@@ -3,7 +3,8 @@ use it.
 
 The command line prints a :class:`UserError` as one line and exits with status 2; any other
 exception is a bug and keeps its traceback. Subclasses say where the mistake was made
-(:class:`ConfigError` for a config key, :class:`DiskFullError` for a full disk;
+(:class:`ConfigError` for a config key, :class:`DiskFullError` for a full disk,
+:class:`DataProblems` for the problems a data check listed: exit status 1;
 ``CheckpointError``, ``DatasetError`` and ``PolicyMismatchError`` live next to the code that
 raises them). Ctrl-C ends a command with :class:`Interrupted`: one line, exit status 130.
 """
@@ -20,6 +21,11 @@ class UserError(ValueError):
 
 class ConfigError(UserError):
     """A config value that does not fit; the message names the key."""
+
+
+class DataProblems(UserError):
+    """``data check`` (or ``check-lerobot``) found problems, already printed one per line; the
+    command line exits with status 1."""
 
 
 class DiskFullError(UserError):

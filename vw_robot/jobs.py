@@ -34,7 +34,7 @@ from vw_robot.data.importer import import_videos
 from vw_robot.data.lerobot import export_lerobot, import_lerobot, validate_lerobot
 from vw_robot.envs import list_suites, list_tasks, playground_suite
 from vw_robot.envs.instructions import INSTRUCTIONS
-from vw_robot.errors import DiskFullError, Interrupted, UserError
+from vw_robot.errors import DataProblems, DiskFullError, Interrupted, UserError
 from vw_robot.eval import evaluate as rollout
 from vw_robot.eval import markdown_table, write_report
 from vw_robot.eval.chains import (
@@ -296,10 +296,6 @@ def data_check_lerobot(cfg: LeRobotCheckConfig) -> list[str]:
         raise DataProblems(f"{cfg.root}: {len(problems)} problem(s) found.")
     print(f"{cfg.root}: OK — a valid LeRobotDataset v3.0.")
     return problems
-
-
-class DataProblems(UserError):
-    """``data check`` found problems (already printed, one per line)."""
 
 
 def train(cfg: TrainConfig) -> dict[str, Any]:

@@ -22,6 +22,7 @@ import copy
 import dataclasses
 import difflib
 import functools
+import importlib
 import logging
 import os
 import re
@@ -51,9 +52,7 @@ from hydra.types import HydraContext, RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from omegaconf.errors import OmegaConfBaseException
 
-from vw_robot import config as config_module
-from vw_robot import jobs
-from vw_robot.errors import ConfigError, UserError
+from vw_robot.errors import ConfigError, DataProblems, UserError
 from vw_robot.io import atomic_write_json
 from vw_robot.provenance import provenance
 
@@ -69,6 +68,10 @@ SWEEP_DEFAULTS = {
     "hydra.output_subdir": "null",
 }
 BASIC_SWEEPER = f"{BasicSweeper.__module__}.{BasicSweeper.__name__}"
+# Named, not imported (see resolve): the typed schemas, registered in Hydra's ConfigStore before
+# a YAML is composed, and the folder a job writes (a sweep's jobs must not share one).
+REGISTER_SCHEMAS = "vw_robot.config:register_configs"
+OUTPUT_FOLDER = "vw_robot.jobs:output_folder"
 
 JobFn = Callable[[Any], Any]
 
@@ -81,6 +84,22 @@ def configure_logging() -> None:
     )
     for name in ("vw_robot", "hydra", "hydra_plugins"):
         logging.getLogger(name).setLevel(logging.INFO)
+
+
+def resolve(spec: str) -> Any:
+    """The object a ``"module:name"`` spec names, its module imported now.
+
+    The command line names its jobs and schemas this way rather than importing them: they
+    import torch and the simulators (seconds on a busy machine), which ``vw-robot --help`` and
+    ``COMMAND --help`` never need, nor ``--cfg`` beyond the schemas.
+    """
+    module, _, name = spec.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def register_schemas() -> None:
+    """Register the typed schemas the YAML files name in their defaults lists (idempotent)."""
+    resolve(REGISTER_SCHEMAS)()
 
 
 def describe(exc: BaseException) -> str:
@@ -97,7 +116,7 @@ def parse_overrides(overrides: Sequence[str]) -> list[Override]:
 @functools.cache
 def schema(config_name: str) -> type:
     """The dataclass that types ``<config_name>.yaml`` (the first entry of its defaults list)."""
-    config_module.register_configs()
+    register_schemas()
     with initialize_config_module(config_module=CONFIG_MODULE, version_base=VERSION_BASE):
         return OmegaConf.get_type(compose(config_name=config_name))
 
@@ -141,12 +160,30 @@ def _dataclass_in(hint: Any) -> type | None:
     return None
 
 
-def load_config(config_name: str, overrides: Sequence[str]) -> Any:
-    """Compose ``<config_name>.yaml`` with ``overrides`` and return its typed config object."""
+def compose_config(config_name: str, overrides: Sequence[str]) -> DictConfig:
+    """``<config_name>.yaml`` composed with ``overrides``, typed by its schema (a bad type or an
+    unknown key fails here, naming it); mandatory values not given are still ``???``."""
     check_keys(schema(config_name), parse_overrides(overrides), sweep=False)
     with initialize_config_module(config_module=CONFIG_MODULE, version_base=VERSION_BASE):
-        cfg = compose(config_name=config_name, overrides=list(overrides))
-    return to_object(cfg)
+        return compose(config_name=config_name, overrides=list(overrides))
+
+
+def load_config(config_name: str, overrides: Sequence[str]) -> Any:
+    """Compose ``<config_name>.yaml`` with ``overrides`` and return its typed config object."""
+    return to_object(compose_config(config_name, overrides))
+
+
+def config_yaml(config_name: str, overrides: Sequence[str]) -> str:
+    """What ``--cfg`` prints: the composed config as YAML, interpolations resolved.
+
+    Complete, it is the typed object's YAML (the dataclasses' own checks run first); with a
+    mandatory value not given (``vw-robot data check --cfg``) it is the composition's, that
+    value shown as ``???``, so every command can list its keys before it has them all.
+    """
+    cfg = compose_config(config_name, overrides)
+    if OmegaConf.missing_keys(cfg):
+        return OmegaConf.to_yaml(cfg, resolve=True)
+    return OmegaConf.to_yaml(OmegaConf.structured(to_object(cfg)))
 
 
 def to_object(cfg: DictConfig) -> Any:
@@ -177,7 +214,7 @@ def call_job(command: str, job: JobFn, cfg: Any) -> int:
     """
     try:
         job(cfg)
-    except jobs.DataProblems as exc:
+    except DataProblems as exc:
         print(f"vw-robot {command}: {exc}", file=sys.stderr)
         return 1
     except UserError as exc:
@@ -214,7 +251,7 @@ def run_sweep(
             message names the job and the key), two jobs with one output folder.
         HydraException: a bad override or a launcher that is not installed.
     """
-    config_module.register_configs()
+    register_schemas()
     parsed = parse_overrides(overrides)
     check_keys(schema(config_name), parsed, sweep=True)
     given = {o.key_or_group for o in parsed}
@@ -286,7 +323,7 @@ def _plan(hydra: Hydra, master: DictConfig, out_given: bool) -> list[tuple[list[
             raise ConfigError(f"{where}: {exc}") from None
         except (HydraException, OmegaConfBaseException) as exc:
             raise ConfigError(f"{where}: {describe(exc)}") from None
-        folder = jobs.output_folder(cfg)
+        folder = resolve(OUTPUT_FOLDER)(cfg)
         if folder is not None:
             other = folders.setdefault(os.path.abspath(folder), num)
             if other != num:
@@ -340,7 +377,7 @@ def _sweep_job(command: str, job: JobFn, out_given: bool, cfg: DictConfig) -> di
     except Exception:  # a bug: its traceback, and the other jobs still run
         traceback.print_exc()
         status = 1
-    return {"status": status, "out": jobs.output_folder(typed)}
+    return {"status": status, "out": resolve(OUTPUT_FOLDER)(typed)}
 
 
 def _summarize(returns: Sequence[JobReturn], sweep_dir: str, command_line: str) -> int:
