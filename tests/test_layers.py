@@ -214,3 +214,64 @@ def test_acting_never_imports_training(module: str) -> None:
                 reached.add(nxt)
                 todo.append(nxt)
     assert not [m for m in reached if m.startswith("vw_robot.training")], sorted(reached)
+
+
+# Scripts that sit on top of the package and that nothing imports: benchmarks and doc builders.
+SCRIPTS = ("benchmarks", "docs")
+
+
+def script_imports() -> list[tuple[str, int, str, str | None]]:
+    """(script, line, vw_robot module, imported name or None) for every import of the package
+    in benchmarks/*.py and docs/*.py, module level or not."""
+    found = []
+    for folder in SCRIPTS:
+        for path in sorted((REPO / folder).glob("*.py")):
+            rel = path.relative_to(REPO).as_posix()
+            for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+                if isinstance(node, ast.Import):
+                    found += [
+                        (rel, node.lineno, a.name, None)
+                        for a in node.names
+                        if a.name.split(".")[0] == "vw_robot"
+                    ]
+                elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+                    "vw_robot"
+                ):
+                    found += [(rel, node.lineno, node.module, a.name) for a in node.names]
+    return found
+
+
+def test_scripts_import_only_what_the_package_has() -> None:
+    """A benchmark or doc script that imports a module or name the package no longer has (after
+    a refactor) fails here, naming the line, instead of when someone next runs it."""
+    import importlib
+
+    missing = []
+    for rel, line, module, name in script_imports():
+        try:
+            imported = importlib.import_module(module)
+        except ImportError as exc:
+            missing.append(f"{rel}:{line}: {module}: {exc}")
+            continue
+        if name is not None and not hasattr(imported, name):
+            try:
+                importlib.import_module(f"{module}.{name}")
+            except ImportError:
+                missing.append(f"{rel}:{line}: {module} has no {name!r}")
+    assert script_imports(), "no script imports found: the scan is broken"
+    assert not missing, "\n".join(missing)
+
+
+def test_nothing_in_the_package_imports_a_script() -> None:
+    offenders = []
+    for path in sources():
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                names = [node.module]
+            for name in names:
+                if name.split(".")[0] in (*SCRIPTS, "tests"):
+                    offenders.append(f"{path.relative_to(REPO)}:{node.lineno}: imports {name}")
+    assert not offenders, "\n".join(offenders)
