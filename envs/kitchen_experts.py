@@ -34,8 +34,10 @@ _NOMINAL = np.array([0.148, -1.768, 1.844, -2.477, 0.260, 0.713, 1.595])
 OPEN, CLOSE = 1.0, -1.0
 
 Priv = dict[str, np.ndarray]
-# A script yields (position, rotation matrix, gripper) targets and receives the next state.
-Script = Generator[tuple[np.ndarray, np.ndarray, float], Priv, None]
+# A script yields (position, rotation matrix, gripper, top speed in m/s) targets and receives
+# the next state.
+Target = tuple[np.ndarray, np.ndarray, float, float]
+Script = Generator[Target, Priv, None]
 
 
 def rot_x(angle: float) -> np.ndarray:
@@ -108,15 +110,19 @@ class Controller:
         self.max_speed, self.max_turn = max_speed, max_turn
         self.null_gain, self.damping = null_gain, damping
 
-    def __call__(self, priv: Priv, pos: np.ndarray, rot: np.ndarray, grip: float) -> np.ndarray:
+    def __call__(
+        self, priv: Priv, pos: np.ndarray, rot: np.ndarray, grip: float, speed: float = 0.0
+    ) -> np.ndarray:
+        """The action towards one target; ``speed`` caps the hand's speed (0: the default)."""
         q = priv["qpos"][:7]
         dt = float(priv["dt"])
         ee_pos = priv["site:end_effector"]
         ee_rot = priv["ee_xmat"]
         vel = self.pos_gain * (np.asarray(pos) - ee_pos)
-        speed = np.linalg.norm(vel)
-        if speed > self.max_speed:
-            vel *= self.max_speed / speed
+        top = speed or self.max_speed
+        norm = np.linalg.norm(vel)
+        if norm > top:
+            vel *= top / norm
         turn = self.rot_gain * rotvec(np.asarray(rot) @ ee_rot.T)
         rate = np.linalg.norm(turn)
         if rate > self.max_turn:
@@ -144,6 +150,11 @@ def _error(priv: Priv, pos: np.ndarray, rot: np.ndarray | None) -> tuple[float, 
     return dist, angle
 
 
+# A move ends early when the hand moved less than this over that many steps.
+_STALL_STEPS = 6
+_STALL_DISTANCE = 0.004
+
+
 def move(
     priv: Priv,
     target: Callable[[Priv], np.ndarray],
@@ -154,9 +165,12 @@ def move(
     rot_tol: float = 0.08,
     max_steps: int = 60,
     done: Callable[[Priv], bool] | None = None,
-) -> Generator[tuple[np.ndarray, np.ndarray, float], Priv, Priv]:
+    speed: float = 0.0,
+) -> Generator[Target, Priv, Priv]:
     """Yield one target until the hand is within ``tol`` m and ``rot_tol`` rad of it (or
-    ``done`` says so, or ``max_steps`` pass); return the last state."""
+    ``done`` says so, or ``max_steps`` pass, or the hand has stopped short: pressed against
+    what it reaches for); return the last state."""
+    trail: list[np.ndarray] = []
     for _ in range(max_steps):
         pos = target(priv)
         orient = rot(priv) if callable(rot) else rot
@@ -167,16 +181,21 @@ def move(
             dist, angle = _error(priv, pos, orient)
             if dist < tol and angle < rot_tol:
                 break
-        priv = yield pos, orient, grip
+        trail.append(priv["site:end_effector"].copy())
+        if len(trail) > _STALL_STEPS and (
+            np.linalg.norm(trail[-1] - trail[-1 - _STALL_STEPS]) < _STALL_DISTANCE
+        ):
+            break
+        priv = yield pos, orient, grip, speed
     return priv
 
 
 def hold(
     priv: Priv, pos: np.ndarray, rot: np.ndarray, grip: float, steps: int
-) -> Generator[tuple[np.ndarray, np.ndarray, float], Priv, Priv]:
+) -> Generator[Target, Priv, Priv]:
     """Yield one fixed target for ``steps`` steps (to close or open the gripper)."""
     for _ in range(steps):
-        priv = yield pos, rot, grip
+        priv = yield pos, rot, grip, 0.0
     return priv
 
 
@@ -229,7 +248,7 @@ def microwave(priv: Priv) -> Script:
         door_rot,
         CLOSE,
         max_steps=80,
-        done=lambda p: joint_value(p, "microwave") < -0.85,
+        done=lambda p: joint_value(p, "microwave") < -0.7,
     )
     priv = yield from retreat(priv)
     return priv
@@ -347,30 +366,38 @@ def _burner(knob_site: str, joint: str) -> Callable[[Priv], Script]:
     return script
 
 
+KETTLE_PITCH = 50.0  # degrees
+
+
 def kettle(priv: Priv) -> Script:
-    """Grasp the kettle's handle, lift it, carry it to the top left burner and set it down."""
-    rot0 = pitched(np.radians(45.0))
+    """Grasp the kettle's handle (a bar along x on top) from above and in front, the fingers
+    pitched 50 degrees down and closing across the bar, lift it, carry it to the top left
+    burner and set it down. (Straight down, the wrist hits the oven's knobs over the goal.)"""
+    rot0 = pitched(np.radians(KETTLE_PITCH)) @ rot_z(np.pi / 2)  # closing axis across the bar
     approach = rot0[:, 2]
 
     def handle(p: Priv) -> np.ndarray:
         return p["site:kettle_site"]
 
-    pre = lambda p: handle(p) - 0.10 * approach  # noqa: E731
+    pre = lambda p: handle(p) - 0.12 * approach  # noqa: E731
     priv = yield from move(priv, pre, rot0, OPEN, tol=0.02, max_steps=60)
-    at = lambda p: handle(p) + 0.0 * approach  # noqa: E731
+    # The handle's bar is 6.4 cm thick; the finger pads reach 1-4 cm past the site.
+    at = lambda p: handle(p) - 0.005 * approach  # noqa: E731
     priv = yield from move(priv, at, rot0, OPEN, tol=0.012, max_steps=40)
     grasp = at(priv)
     priv = yield from hold(priv, grasp, rot0, CLOSE, 8)
-    lift = grasp + np.array([0.0, 0.0, 0.10])
-    priv = yield from move(priv, _const(lift), rot0, CLOSE, tol=0.02, max_steps=40)
-    # Goal of the kettle's body (upstream's OBS_ELEMENT_GOALS) minus where it started.
+    lift = grasp + np.array([0.0, 0.0, 0.12])
+    priv = yield from move(priv, _const(lift), rot0, CLOSE, tol=0.02, max_steps=40, speed=0.15)
+    # Goal of the kettle's body (upstream's OBS_ELEMENT_GOALS) minus where it is now.
     goal = np.array([-0.23, 0.75, 1.62])
     shift = goal - priv["qpos"][23:26]
     over = priv["site:end_effector"] + np.array([shift[0], shift[1], 0.0])
-    priv = yield from move(priv, _const(over), rot0, CLOSE, tol=0.02, max_steps=80)
-    down = over + np.array([0.0, 0.0, shift[2] - 0.08])
-    priv = yield from move(priv, _const(down), rot0, CLOSE, tol=0.015, max_steps=40)
-    priv = yield from retreat(priv, back=0.1)
+    priv = yield from move(priv, _const(over), rot0, CLOSE, tol=0.02, max_steps=80, speed=0.2)
+    down = over + np.array([0.0, 0.0, shift[2] + 0.01])
+    priv = yield from move(priv, _const(down), rot0, CLOSE, tol=0.015, max_steps=40, speed=0.15)
+    priv = yield from hold(priv, down, rot0, OPEN, 6)
+    back = down - 0.12 * approach  # out of the handle the way the fingers came in
+    priv = yield from move(priv, _const(back), rot0, OPEN, tol=0.03, max_steps=30)
     return priv
 
 
@@ -406,7 +433,7 @@ class KitchenExpert:
         self.subtasks = subtasks or SEQUENCES.get(name) or (SUBTASKS[name],)
         self._controller = Controller()
         self._script: Script | None = None
-        self._last: tuple[np.ndarray, np.ndarray, float] | None = None
+        self._last: Target | None = None
 
     def reset(self) -> None:
         self._script = None
@@ -424,5 +451,4 @@ class KitchenExpert:
             pass  # the script is over: hold the last target
         if self._last is None:
             return np.zeros(9, dtype=np.float32)
-        pos, rot, grip = self._last
-        return self._controller(priv, pos, rot, grip)
+        return self._controller(priv, *self._last)
