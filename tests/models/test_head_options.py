@@ -91,3 +91,36 @@ def test_state_input_is_normalised_and_checked():
         model(x, state=torch.zeros(1, 3))
     # Pixel-only heads have no state buffers, so their checkpoints are unchanged.
     assert "state_mean" not in head().state_dict()
+
+
+@pytest.mark.parametrize("use_codes", [False, True])
+def test_film_is_the_identity_at_init_and_then_conditions_the_trunk(use_codes):
+    """At init a FiLM head computes what the concat head of the same seed computes (gamma =
+    1, beta = 0 on the trunk's features); one step later the task scales the features."""
+    options = {"num_tasks": 3, "use_codes": use_codes, "horizon": 2, "code_levels": [4, 4]}
+    torch.manual_seed(0)
+    concat = head(**options)
+    torch.manual_seed(0)
+    film = head(**options, conditioning="film")
+    x, task = frames(4), torch.tensor([0, 1, 2, 1])
+    codes = torch.tensor([[0, 1], [3, 15], [7, 2], [9, 9]]) if use_codes else None
+    conditions = [film.task_embedding(task)]
+    if use_codes:
+        conditions.insert(0, film.code_embedding(codes + torch.tensor([0, 16])).flatten(1))
+    with torch.no_grad():
+        assert torch.equal(film.features(x, conditions), film.trunk(film._pixels(x)).flatten(1))
+        assert torch.equal(film(x, codes, task=task), concat(x, codes, task=task))
+    film(x, codes, task=task).pow(2).mean().backward()
+    assert film.film.weight.grad.abs().sum() > 0  # it learns from the first step
+    with torch.no_grad():
+        film.film.weight.add_(0.1 * torch.randn_like(film.film.weight))
+        a = film.features(x[:1], [c[:1] for c in conditions])
+        other = [c[1:2] for c in conditions]  # another task (and codes), the same frame
+        assert not torch.equal(a, film.features(x[:1], other))
+
+
+def test_film_needs_a_condition_and_a_known_mode():
+    with pytest.raises(ValueError, match="conditioning: film needs a condition"):
+        head(conditioning="film")
+    with pytest.raises(ValueError, match="conditioning: 'add'"):
+        head(num_tasks=2, conditioning="add")

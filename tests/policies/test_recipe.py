@@ -143,3 +143,31 @@ def test_validation_episodes_choose_the_checkpoint(bc, tmp_path):
     assert ckpt.read_info(chosen).step == min(losses, key=lambda s: (losses[s], -s))
     assert ckpt.resolve_checkpoint(run / "checkpoints" / "last").name == "step_00000006"
     make_policy(str(run))  # the run folder loads the chosen checkpoint
+
+
+def test_a_film_head_records_its_conditioning_and_acts(bc, tmp_path):
+    data = bc.parent.parent / "data"
+    out = tmp_path / "runs"
+    train = [
+        "train",
+        "stage=bc",
+        f"dataset={data}",
+        f"out={out}",
+        "experiment.bc.task_conditioning=true",
+        "experiment.bc.conditioning=film",
+        *[f"experiment.bc.optim.{k}={v}" for k, v in (("steps", 2), ("batch_size", 4))],
+        "experiment.bc.optim.warmup_steps=1",
+    ]
+    assert main(train) == 0
+    assert ckpt.read_info(out / "bc").model_config["conditioning"] == "film"
+    assert "conditioning" not in ckpt.read_info(bc).model_config  # concat heads: as before
+    policy = make_policy(str(out / "bc"), execute=1)
+    env = make_env(TASKS[0], image_size=SIZE)
+    try:
+        obs, info = env.reset(seed=0)
+        policy.reset(task_id=TASKS[0], action_space=env.action_space)
+        assert np.all(np.isfinite(policy.select_action(obs, info)))
+    finally:
+        env.close()
+    refused = ["train", "stage=bc", f"dataset={data}", "experiment.bc.conditioning=film"]
+    assert main([*refused, f"out={tmp_path / 'refused'}"]) == 2  # no task: nothing to condition

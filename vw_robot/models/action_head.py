@@ -12,6 +12,11 @@ Two optional inputs, recorded in the config (so in every checkpoint): the task (
 0``: a learned embedding of the task index, as multi-task policies have; without it a BC head
 must tell reach from push from a pixel or two) and the proprio state (``state_dim > 0``,
 normalised by statistics kept as buffers like the actions').
+
+``conditioning="film"`` also lets the condition (the task embedding and, for VideoWorld heads,
+the codes' embeddings) modulate the trunk's feature map channel by channel (FiLM:
+``features * (1 + gamma) + beta``), besides reaching the MLP as inputs. Its layer starts at
+zero, so at initialisation the conditioned trunk is the unconditioned one.
 """
 
 from __future__ import annotations
@@ -48,6 +53,9 @@ class ActionHeadConfig:
     unit_inputs: bool = False
     num_tasks: int = 0  # > 0: condition on the task index through a learned embedding
     task_embed_dim: int = 16  # size of that embedding
+    # concat: task and codes reach the MLP as inputs; film: they also scale and shift the
+    # trunk's features per channel (needs num_tasks > 0 or use_codes).
+    conditioning: str = "concat"
 
     def __post_init__(self) -> None:
         self.validate()
@@ -68,6 +76,13 @@ class ActionHeadConfig:
                 raise ValueError(f"{key}: expected >= 0, got {getattr(self, key)}")
         if self.task_embed_dim < 1:
             raise ValueError(f"task_embed_dim: expected >= 1, got {self.task_embed_dim}")
+        if self.conditioning not in ("concat", "film"):
+            raise ValueError(f"conditioning: {self.conditioning!r}; use concat or film")
+        if self.conditioning == "film" and not (self.num_tasks or self.use_codes):
+            raise ValueError(
+                "conditioning: film needs a condition (num_tasks > 0 or use_codes); this head "
+                "reads neither"
+            )
 
     @property
     def code_vocab(self) -> int:
@@ -105,6 +120,15 @@ class ActionHead(nn.Module):
             nn.SiLU(),
             nn.Linear(config.hidden, config.chunk * config.action_dim),
         )
+        self.film: nn.Linear | None = None
+        if config.conditioning == "film":
+            cond_dim = config.num_tasks and config.task_embed_dim
+            cond_dim += config.horizon * config.code_embed_dim if config.use_codes else 0
+            # Built last, so the other layers draw the same initial weights as a concat head's;
+            # zero, so gamma = beta = 0 and the trunk's features pass unchanged at first.
+            self.film = nn.Linear(cond_dim, 2 * config.feature_dim)
+            nn.init.zeros_(self.film.weight)
+            nn.init.zeros_(self.film.bias)
         self.register_buffer("action_mean", torch.zeros(config.action_dim))
         self.register_buffer("action_std", torch.ones(config.action_dim))
         if config.state_dim:  # only then: checkpoints of pixel-only heads keep their tensors
@@ -139,15 +163,12 @@ class ActionHead(nn.Module):
             task: (B,) int64 task indices (``num_tasks > 0``).
         """
         c = self.config
-        features = self.trunk(self._pixels(frames)).flatten(1)  # (B, F*g*g)
-        parts = [features]
-        if c.use_next_frame:
-            if next_frames is None or next_frames.shape != frames.shape:
-                raise ValueError(
-                    f"next_frames must be shaped like frames {tuple(frames.shape)}, got "
-                    f"{None if next_frames is None else tuple(next_frames.shape)}"
-                )
-            parts.append(self.trunk(self._pixels(next_frames)).flatten(1))
+        if c.use_next_frame and (next_frames is None or next_frames.shape != frames.shape):
+            raise ValueError(
+                f"next_frames must be shaped like frames {tuple(frames.shape)}, got "
+                f"{None if next_frames is None else tuple(next_frames.shape)}"
+            )
+        codes_embedding = task_embedding = None
         if c.use_codes:
             if codes is None or codes.shape[1:] != (c.horizon,):
                 raise ValueError(
@@ -155,7 +176,20 @@ class ActionHead(nn.Module):
                     f"{None if codes is None else tuple(codes.shape)}"
                 )
             offsets = torch.arange(c.horizon, device=codes.device) * c.code_vocab
-            parts.append(self.code_embedding(codes + offsets).flatten(1))  # (B, H*E)
+            codes_embedding = self.code_embedding(codes + offsets).flatten(1)  # (B, H*E)
+        if c.num_tasks:
+            if task is None or task.shape != (frames.shape[0],):
+                raise ValueError(
+                    f"task must be ({frames.shape[0]},) task indices, got "
+                    f"{None if task is None else tuple(task.shape)}"
+                )
+            task_embedding = self.task_embedding(task)  # (B, E)
+        conditions = [e for e in (codes_embedding, task_embedding) if e is not None]
+        parts = [self.features(frames, conditions)]  # (B, F*g*g)
+        if c.use_next_frame:
+            parts.append(self.features(next_frames, conditions))
+        if codes_embedding is not None:
+            parts.append(codes_embedding)
         if c.state_dim:
             if state is None or state.shape[1:] != (c.state_dim,):
                 raise ValueError(
@@ -163,15 +197,21 @@ class ActionHead(nn.Module):
                     f"{None if state is None else tuple(state.shape)}"
                 )
             parts.append((state.float() - self.state_mean) / self.state_std)
-        if c.num_tasks:
-            if task is None or task.shape != (frames.shape[0],):
-                raise ValueError(
-                    f"task must be ({frames.shape[0]},) task indices, got "
-                    f"{None if task is None else tuple(task.shape)}"
-                )
-            parts.append(self.task_embedding(task))  # (B, E)
+        if task_embedding is not None:
+            parts.append(task_embedding)  # (B, E)
         out = self.mlp(torch.cat(parts, dim=1))  # (B, k*A)
         return out.view(-1, c.chunk, c.action_dim)  # (B, k, A)
+
+    def features(self, frames: torch.Tensor, conditions: list[torch.Tensor]) -> torch.Tensor:
+        """The trunk's features of (B, 3, S, S) frames, flattened to (B, F*g*g); with FiLM,
+        each of the F channels scaled and shifted by the condition (the ``conditions``
+        embeddings, concatenated)."""
+        features = self.trunk(self._pixels(frames))  # (B, F, g, g)
+        if self.film is not None:
+            film = self.film(torch.cat(conditions, dim=1))  # (B, 2F)
+            gamma, beta = film[:, :, None, None].chunk(2, dim=1)  # (B, F, 1, 1) each
+            features = features * (1 + gamma) + beta
+        return features.flatten(1)
 
     def _pixels(self, frames: torch.Tensor) -> torch.Tensor:
         """The trunk's input: (B, 3, S, S) float in [0, 1] or [-1, 1] (``unit_inputs``)."""

@@ -91,6 +91,10 @@ class ActionHeadStage:
     # its sizes replace model.channels/num_res_blocks/feature_dim), frozen or fine-tuned.
     trunk: str = "own"
     freeze_trunk: bool = False
+    # How the task (task_conditioning) and a VideoWorld head's codes condition it: concat (MLP
+    # inputs) or film (also a per-channel scale and shift of the trunk's features, zero at
+    # the start so the head begins as the concat one); recorded in the checkpoint.
+    conditioning: str = "concat"
 
 
 @dataclass
@@ -155,6 +159,19 @@ class TrainConfig:
                 raise ConfigError(f"experiment.{name}.sampled_fraction: must be in [0, 1]")
             if stage.trunk not in ("own", "ldm"):
                 raise ConfigError(f"experiment.{name}.trunk: {stage.trunk!r}; use own or ldm")
+            if stage.conditioning not in ("concat", "film"):
+                raise ConfigError(
+                    f"experiment.{name}.conditioning: {stage.conditioning!r}; use concat or film"
+                )
+            if (
+                stage.conditioning == "film"
+                and name != "action_head"
+                and not (stage.task_conditioning)
+            ):
+                raise ConfigError(
+                    f"experiment.{name}.conditioning: film needs a condition; set "
+                    f"experiment.{name}.task_conditioning=true"
+                )
             if stage.freeze_trunk and stage.trunk == "own":
                 raise ConfigError(
                     f"experiment.{name}.freeze_trunk: a trunk of its own must train; "

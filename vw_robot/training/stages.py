@@ -383,6 +383,8 @@ def _head_setup(cfg: TrainConfig) -> Setup:
             "validation_episodes": held_out,
         },
     }
+    if stage_cfg.conditioning != "concat":  # only then: earlier checkpoints' configs resume
+        model_config["conditioning"] = stage_cfg.conditioning
     model = build_model("ActionHead", model_config)
     if encoder is not None:
         model.trunk.load_state_dict(encoder.state_dict())
