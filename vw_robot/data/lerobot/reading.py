@@ -9,6 +9,7 @@ import math
 import os
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +62,7 @@ def import_lerobot(
     ``image_size`` like :func:`vw_robot.data.importer.import_videos`; it may be stored as mp4
     videos or inside the parquet rows (encoded image bytes, or arrays). ``action`` becomes
     the actions and ``observation.state`` the proprio state (frames and actions line up as
-    the module docstring says: a folder we exported comes back exactly, another keeps its N
+    the package docstring says: a folder we exported comes back exactly, another keeps its N
     frames and N-1 actions); a dataset without ``action`` gives videos without actions. An
     episode's task id is the task id recorded by our export, else ``task_ids[task string]``,
     else the task string as written (of its first row). The action space is the one recorded
@@ -99,37 +100,12 @@ def import_lerobot(
     src, out = Path(src).expanduser(), Path(out)
     if not src.is_dir():
         raise UserError(f"{src}: LeRobot dataset folder does not exist.")
-    info = read_info(src, version)
-    fps = info["fps"]
-    camera_key = choose_camera(src, info["features"], camera_key)
-    camera = info["features"][camera_key]
-    tasks = read_tasks(src, info["codebase_version"])
-    ours = read_ours(src / INFO_PATH, info, camera["dtype"])
-    task_ids = {**(task_ids or {}), **ours["task_ids"]}
-    episodes = read_episodes(src, info, camera_key, ours["final_frame"])
-    has_action = "action" in info["features"]
-    has_state = has_action and "observation.state" in info["features"]
-    bounds = None
-    if has_action:
-        bounds = ours["bounds"] or _action_bounds(episodes)
-        if ours["bounds"] is None:
-            log.info(
-                "%s: no action space recorded (LeRobot records none); the actions' range over "
-                "the data is used: low %s, high %s.",
-                src,
-                [round(v, 4) for v in bounds[0]],
-                [round(v, 4) for v in bounds[1]],
-            )
-    if has_action and not ours["final_frame"]:
-        log.info(
-            "%s: each episode keeps its N frames and the actions of its first N-1 rows (the "
-            "last row's action has no frame showing its outcome).",
-            src,
-        )
-
+    source = _open_source(src, camera_key, version, task_ids)
+    fps = source.fps
     init_dataset(out, image_size=image_size, fps=fps, codec=codec)
     versions = provenance()["packages"]
     prefix = _episode_prefix(src)
+    episodes = source.episodes
     summary: dict[str, Any] = {
         "imported": 0,
         "skipped_existing": 0,
@@ -137,8 +113,8 @@ def import_lerobot(
         "frames": 0,
         "bytes": 0,
         "fps": fps,
-        "camera_key": camera_key,
-        "version": info["codebase_version"],
+        "camera_key": source.camera_key,
+        "version": source.info["codebase_version"],
     }
     rows = _RowReader()
     videos = _VideoReader(image_size, fps)
@@ -151,27 +127,13 @@ def import_lerobot(
                 summary["skipped_existing"] += 1
                 continue
             table = rows.episode(episode)
-            if camera["dtype"] == "image":
-                frames = _image_frames(table, camera_key, camera, episode.data_file, src)
-                frames = resize_frames(frames, image_size)
-            else:
-                timestamps = _timestamps(table, fps)
-                if ours["final_frame"]:  # the frame after the last row (module docstring)
-                    timestamps = np.append(timestamps, timestamps[-1] + 1 / fps)
-                frames = videos.episode(episode, timestamps)
-            steps = None
-            if has_action:
-                actions = _numeric(table, "action", episode.data_file, 2)
-                steps = {"actions": actions if ours["final_frame"] else actions[:-1]}
-                if has_state:
-                    state = _numeric(table, "observation.state", episode.data_file, 2)
-                    if ours["final_frame"]:
-                        state = np.concatenate([state, _final_state(episode, state.shape[1])])
-                    steps["state"] = state
-            task = _episode_task(table, tasks, episode)
+            frames = _episode_frames(source, table, episode, videos, image_size)
+            steps = _episode_steps(source, table, episode)
+            task = _episode_task(table, source.tasks, episode)
+            bounds = source.bounds
             meta = EpisodeMeta(
                 episode_id=episode_id,
-                task_id=task_ids.get(task, task),
+                task_id=source.task_ids.get(task, task),
                 num_frames=len(frames),
                 image_size=image_size,
                 fps=fps,
@@ -197,6 +159,108 @@ def import_lerobot(
         out,
     )
     return summary
+
+
+@dataclass
+class _Source:
+    """A LeRobot folder as the import reads it, before any episode's rows."""
+
+    path: Path
+    info: dict[str, Any]  # meta/info.json, checked (read_info)
+    camera_key: str  # the image or video feature imported
+    tasks: dict[int, str]  # task_index -> task string
+    task_ids: dict[str, str]  # task string -> task id (the caller's, then our export's)
+    episodes: list[SourceEpisode]  # in episode index order
+    final_frame: bool  # our export: each episode's final frame (and state) follows its rows
+    has_action: bool
+    has_state: bool  # only with actions: our format keeps state beside actions
+    bounds: tuple[list[float], list[float]] | None  # the action space; None without actions
+
+    @property
+    def fps(self) -> int:
+        return self.info["fps"]
+
+    @property
+    def camera(self) -> dict[str, Any]:
+        return self.info["features"][self.camera_key]
+
+
+def _open_source(
+    src: Path, camera_key: str | None, version: str | None, task_ids: Mapping[str, str] | None
+) -> _Source:
+    """Read and check everything of ``src`` but the episodes' rows and frames; logs where the
+    action space comes from and how frames and actions line up."""
+    info = read_info(src, version)
+    camera_key = choose_camera(src, info["features"], camera_key)
+    camera = info["features"][camera_key]
+    tasks = read_tasks(src, info["codebase_version"])
+    ours = read_ours(src / INFO_PATH, info, camera["dtype"])
+    episodes = read_episodes(src, info, camera_key, ours["final_frame"])
+    has_action = "action" in info["features"]
+    bounds = None
+    if has_action:
+        bounds = ours["bounds"] or _action_bounds(episodes)
+        if ours["bounds"] is None:
+            log.info(
+                "%s: no action space recorded (LeRobot records none); the actions' range over "
+                "the data is used: low %s, high %s.",
+                src,
+                [round(v, 4) for v in bounds[0]],
+                [round(v, 4) for v in bounds[1]],
+            )
+    if has_action and not ours["final_frame"]:
+        log.info(
+            "%s: each episode keeps its N frames and the actions of its first N-1 rows (the "
+            "last row's action has no frame showing its outcome).",
+            src,
+        )
+    return _Source(
+        path=src,
+        info=info,
+        camera_key=camera_key,
+        tasks=tasks,
+        task_ids={**(task_ids or {}), **ours["task_ids"]},
+        episodes=episodes,
+        final_frame=ours["final_frame"],
+        has_action=has_action,
+        has_state=has_action and "observation.state" in info["features"],
+        bounds=bounds,
+    )
+
+
+def _episode_frames(
+    source: _Source,
+    table: pa.Table,
+    episode: SourceEpisode,
+    videos: _VideoReader,
+    image_size: int,
+) -> np.ndarray:
+    """(N, S, S, 3) uint8: the episode's frames, from its image column or its video."""
+    camera = source.camera
+    if camera["dtype"] == "image":
+        frames = _image_frames(table, source.camera_key, camera, episode.data_file, source.path)
+        return resize_frames(frames, image_size)
+    timestamps = _timestamps(table, source.fps)
+    if source.final_frame:  # the frame after the last row (package docstring)
+        timestamps = np.append(timestamps, timestamps[-1] + 1 / source.fps)
+    return videos.episode(episode, timestamps)
+
+
+def _episode_steps(
+    source: _Source, table: pa.Table, episode: SourceEpisode
+) -> dict[str, np.ndarray] | None:
+    """The episode's ``actions`` (N-1, A) and ``state`` (N, D) for its N frames, or None
+    without actions."""
+    if not source.has_action:
+        return None
+    actions = _numeric(table, "action", episode.data_file, 2)
+    steps = {"actions": actions if source.final_frame else actions[:-1]}
+    if source.has_state:
+        state = _numeric(table, "observation.state", episode.data_file, 2)
+        if source.final_frame:
+            state = np.concatenate([state, _final_state(episode, state.shape[1])])
+        steps["state"] = state
+    return steps
 
 
 def _final_state(episode: SourceEpisode, dim: int) -> np.ndarray:

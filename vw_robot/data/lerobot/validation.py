@@ -96,7 +96,7 @@ def validate_lerobot(dst: str | os.PathLike[str]) -> list[str]:
             )
         problems += _task_index_problems(root / TASKS_PATH)
 
-    # Our exports keep each episode's last state beside its rows (module docstring).
+    # Our exports keep each episode's last state beside its rows (package docstring).
     has_final_state = final_frame and "observation.state" in features
     extra = {FINAL_STATE_COLUMN: is_list} if has_final_state else {}
     episodes, episode_problems = _episode_rows(root, videos, extra)
@@ -142,6 +142,12 @@ def _info_problems(path: Path, info: dict[str, Any]) -> list[str]:
     features = info.get("features")
     if not isinstance(features, dict):
         return problems + [f"{path}: field 'features' should be an object."]
+    return problems + _feature_problems(path, info, features)
+
+
+def _feature_problems(path: Path, info: dict[str, Any], features: dict[str, Any]) -> list[str]:
+    """info.json's ``features``: each one's shape, names and dtype, and LeRobot's defaults."""
+    problems = []
     for key, feature in features.items():
         where = f"{path}: features[{key!r}]"
         if "/" in key:

@@ -80,7 +80,7 @@ def export_lerobot(
     the strings back to the ids and records the action space (the episodes' recorded
     ``action_low`` / ``action_high``, else the default [-1, 1]; episodes that disagree give
     their union, with a warning). An episode of N frames with actions becomes N-1 rows and
-    one final frame and state (module docstring). Episodes keep the manifest's order. Every
+    one final frame and state (package docstring). Episodes keep the manifest's order. Every
     frame is re-encoded with ``codec`` into one mp4 per chunk file, episodes one after
     another, so that episode e's frame k sits at ``from_timestamp + k / fps``.
     ``meta/stats.json`` and the episodes' ``stats/...`` columns hold min/max/mean/std/count and
@@ -115,41 +115,16 @@ def export_lerobot(
             its episodes disagree on image size, action or state dimension.
         UserError: ``dst`` is not empty and ``overwrite`` is False; a bad argument.
     """
-    if codec not in CODECS:
-        raise UserError(f"codec={codec!r} is unknown; presets: {', '.join(CODECS)}.")
-    if fps is not None and (isinstance(fps, bool) or not isinstance(fps, int) or fps < 1):
-        raise UserError(f"fps must be a positive int or None, got {fps!r}.")
-    if isinstance(chunks_size, bool) or not isinstance(chunks_size, int) or chunks_size < 1:
-        raise UserError(f"chunks_size must be a positive int, got {chunks_size!r}.")
-    for name, value in (
-        ("data_files_size_in_mb", data_files_size_in_mb),
-        ("video_files_size_in_mb", video_files_size_in_mb),
-    ):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-            raise UserError(f"{name} must be a positive number, got {value!r}.")
+    _check_export_arguments(codec, fps, chunks_size, data_files_size_in_mb, video_files_size_in_mb)
     root, dst = Path(root), Path(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    if dst.exists() and not dst.is_dir():
-        raise UserError(f"{dst}: exists and is not a folder.")
-    if dst.is_dir() and any(dst.iterdir()) and not overwrite:
-        raise UserError(f"{dst}: folder is not empty; pass overwrite=True to replace it.")
-    if dst.resolve() == root.resolve() or root.resolve() in dst.resolve().parents:
-        raise UserError(f"{dst}: the export cannot go inside the dataset {root}.")
-
+    _prepare_destination(root, dst, overwrite)
     dataset = read_dataset_info(root)
     fps = fps or int(dataset["fps"])
     if fps != dataset["fps"]:
         log.warning(
             "%s: recorded at %d fps, exported frame for frame at %d fps.", root, dataset["fps"], fps
         )
-    metas = [read_meta(root, row["episode_id"]) for row in read_manifest(root)["episodes"]]
-    labelled = [m for m in metas if m.has_actions]
-    skipped = len(metas) - len(labelled) if labelled else 0
-    metas = labelled or metas
-    if not metas:
-        raise DatasetError(f"{root}: the dataset has no episodes to export.")
-    if skipped:
-        log.warning("%s: %d episode(s) without actions left out of the export.", root, skipped)
+    metas, skipped = _episodes_to_export(root)
     layout = _export_layout(root, metas)
 
     tmp = dst.parent / f".{dst.name}.partial-{os.getpid()}"
@@ -177,6 +152,46 @@ def export_lerobot(
         "export-lerobot: %d episodes, %d frames -> %s", summary["episodes"], summary["frames"], dst
     )
     return summary
+
+
+def _check_export_arguments(
+    codec: str, fps: int | None, chunks_size: int, data_mb: float, video_mb: float
+) -> None:
+    if codec not in CODECS:
+        raise UserError(f"codec={codec!r} is unknown; presets: {', '.join(CODECS)}.")
+    if fps is not None and (isinstance(fps, bool) or not isinstance(fps, int) or fps < 1):
+        raise UserError(f"fps must be a positive int or None, got {fps!r}.")
+    if isinstance(chunks_size, bool) or not isinstance(chunks_size, int) or chunks_size < 1:
+        raise UserError(f"chunks_size must be a positive int, got {chunks_size!r}.")
+    for name, value in (("data_files_size_in_mb", data_mb), ("video_files_size_in_mb", video_mb)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise UserError(f"{name} must be a positive number, got {value!r}.")
+
+
+def _prepare_destination(root: Path, dst: Path, overwrite: bool) -> None:
+    """Create ``dst``'s parent; refuse a ``dst`` that is a file, holds something (unless
+    ``overwrite``) or lies inside the dataset."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if dst.exists() and not dst.is_dir():
+        raise UserError(f"{dst}: exists and is not a folder.")
+    if dst.is_dir() and any(dst.iterdir()) and not overwrite:
+        raise UserError(f"{dst}: folder is not empty; pass overwrite=True to replace it.")
+    if dst.resolve() == root.resolve() or root.resolve() in dst.resolve().parents:
+        raise UserError(f"{dst}: the export cannot go inside the dataset {root}.")
+
+
+def _episodes_to_export(root: Path) -> tuple[list[EpisodeMeta], int]:
+    """The manifest's episodes, those without actions left out when others have them (LeRobot
+    rows all have the same features), and how many were left out."""
+    metas = [read_meta(root, row["episode_id"]) for row in read_manifest(root)["episodes"]]
+    labelled = [m for m in metas if m.has_actions]
+    skipped = len(metas) - len(labelled) if labelled else 0
+    metas = labelled or metas
+    if not metas:
+        raise DatasetError(f"{root}: the dataset has no episodes to export.")
+    if skipped:
+        log.warning("%s: %d episode(s) without actions left out of the export.", root, skipped)
+    return metas, skipped
 
 
 @dataclass
@@ -270,13 +285,15 @@ def _write_export(
     instructions: Mapping[str, str],
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
+    """Write the export into ``out``: the data and video files episode by episode, then the
+    episodes, tasks, stats and info files; returns the counts for the summary."""
     features = _features(layout, fps, codec)
     columns = [k for k, f in features.items() if f["dtype"] != "video"]
     schema = pa.schema([(k, _arrow_type(features[k])) for k in columns])
     task_ids = _task_strings(root, metas, instructions)  # task string -> task id
     strings = {task_id: text for text, task_id in task_ids.items()}
     task_index = {text: index for index, text in enumerate(task_ids)}
-    # With actions, an episode's last frame follows its rows (module docstring).
+    # With actions, an episode's last frame follows its rows (package docstring).
     final_frame = layout.action_dim is not None
 
     data = DataFiles(out, schema, chunks_size, data_bytes)
@@ -288,50 +305,19 @@ def _write_export(
         for episode_index, meta in enumerate(metas):
             if progress is not None:
                 progress(episode_index, len(metas))
-            frames = _episode_frames(root, meta, layout.image_size)  # (N, S, S, 3)
-            n = len(frames) - 1 if final_frame else len(frames)  # rows
-            if n < 1:
-                raise DatasetError(
-                    f"{episode_dir(root, meta.episode_id)}: 1 frame and no action; a LeRobot "
-                    "episode needs at least one (frame, action) row."
-                )
             task = strings[meta.task_id]
-            arrays, final_state = _episode_arrays(
-                root, meta, layout, n, fps, episode_index, total, task_index[task]
+            row, stats = _write_episode(
+                _Episode(root, meta, episode_index, total, task, task_index[task]),
+                layout,
+                columns,
+                data,
+                video,
+                fps=fps,
+                final_frame=final_frame,
             )
-            data_file = data.append(arrays)
-            # Our episode video, in the same codec, stands in for what it adds to the file.
-            size = (episode_dir(root, meta.episode_id) / VIDEO_FILE).stat().st_size
-            video_file, start = video.append(frames, size)
-            stats = {k: feature_stats(arrays[k]) for k in columns}
-            stats[layout.camera_key] = image_stats(frames[:n])  # the rows' frames
+            rows.append(row)
             all_stats.append(stats)
-            key = f"videos/{layout.camera_key}"
-            extra = {} if final_state is None else {FINAL_STATE_COLUMN: final_state.tolist()}
-            rows.append(
-                {
-                    "episode_index": episode_index,
-                    "tasks": [task],
-                    "length": n,
-                    "data/chunk_index": data_file[0],
-                    "data/file_index": data_file[1],
-                    "dataset_from_index": total,
-                    "dataset_to_index": total + n,
-                    f"{key}/chunk_index": video_file[0],
-                    f"{key}/file_index": video_file[1],
-                    f"{key}/from_timestamp": start,
-                    f"{key}/to_timestamp": start + n / fps,
-                    **{
-                        f"stats/{feature}/{name}": value.tolist()
-                        for feature, feature_stats in stats.items()
-                        for name, value in feature_stats.items()
-                    },
-                    "meta/episodes/chunk_index": 0,
-                    "meta/episodes/file_index": 0,
-                    **extra,
-                }
-            )
-            total += n
+            total += row["length"]
     finally:
         data.close()
         video.close()
@@ -344,12 +330,54 @@ def _write_export(
     atomic_write_json(
         out / STATS_PATH, {k: {n: v.tolist() for n, v in s.items()} for k, s in stats.items()}
     )
+    info = _info_json(
+        root,
+        metas,
+        layout,
+        features,
+        task_ids,
+        frames=total,
+        final_frame=final_frame,
+        fps=fps,
+        robot_type=robot_type,
+        chunks_size=chunks_size,
+        data_bytes=data_bytes,
+        video_bytes=video_bytes,
+    )
+    atomic_write_json(out / INFO_PATH, info)
+    return {
+        "episodes": len(metas),
+        "frames": total,
+        "tasks": len(task_index),
+        "camera_key": layout.camera_key,
+        "data_files": data.files.count,
+        "video_files": video.files.count,
+    }
+
+
+def _info_json(
+    root: Path,
+    metas: list[EpisodeMeta],
+    layout: _Layout,
+    features: dict[str, dict[str, Any]],
+    task_ids: dict[str, str],
+    *,
+    frames: int,
+    final_frame: bool,
+    fps: int,
+    robot_type: str | None,
+    chunks_size: int,
+    data_bytes: float,
+    video_bytes: float,
+) -> dict[str, Any]:
+    """``meta/info.json`` of the export: LeRobot's fields and ours (``vw_robot``: task string
+    -> id, final frames, the action space)."""
     info = {
         "codebase_version": CODEBASE_VERSION,
         "robot_type": robot_type,
         "total_episodes": len(metas),
-        "total_frames": total,
-        "total_tasks": len(task_index),
+        "total_frames": frames,
+        "total_tasks": len(task_ids),
         "chunks_size": chunks_size,
         "data_files_size_in_mb": data_bytes / 2**20,
         "video_files_size_in_mb": video_bytes / 2**20,
@@ -367,15 +395,74 @@ def _write_export(
     for key in ("data_files_size_in_mb", "video_files_size_in_mb"):
         if float(info[key]).is_integer():
             info[key] = int(info[key])
-    atomic_write_json(out / INFO_PATH, info)
-    return {
-        "episodes": len(metas),
-        "frames": total,
-        "tasks": len(task_index),
-        "camera_key": layout.camera_key,
-        "data_files": data.files.count,
-        "video_files": video.files.count,
+    return info
+
+
+@dataclass
+class _Episode:
+    """One of our episodes as the export numbers it."""
+
+    root: Path  # our dataset
+    meta: EpisodeMeta
+    index: int  # LeRobot's episode_index: its place in the export
+    start: int  # the dataset index of its first row (the rows of the episodes before it)
+    task: str  # its LeRobot task string
+    task_index: int
+
+
+def _write_episode(
+    episode: _Episode,
+    layout: _Layout,
+    columns: list[str],
+    data: DataFiles,
+    video: VideoFiles,
+    *,
+    fps: int,
+    final_frame: bool,
+) -> tuple[dict[str, Any], dict[str, dict[str, np.ndarray]]]:
+    """Append one episode's rows and frames to the data and video files; returns its row of
+    the episodes file and its stats (feature -> stat -> values)."""
+    root, meta = episode.root, episode.meta
+    frames = _episode_frames(root, meta, layout.image_size)  # (N, S, S, 3)
+    n = len(frames) - 1 if final_frame else len(frames)  # rows
+    if n < 1:
+        raise DatasetError(
+            f"{episode_dir(root, meta.episode_id)}: 1 frame and no action; a LeRobot "
+            "episode needs at least one (frame, action) row."
+        )
+    arrays, final_state = _episode_arrays(
+        root, meta, layout, n, fps, episode.index, episode.start, episode.task_index
+    )
+    data_file = data.append(arrays)
+    # Our episode video, in the same codec, stands in for what it adds to the file.
+    size = (episode_dir(root, meta.episode_id) / VIDEO_FILE).stat().st_size
+    video_file, start = video.append(frames, size)
+    stats = {k: feature_stats(arrays[k]) for k in columns}
+    stats[layout.camera_key] = image_stats(frames[:n])  # the rows' frames
+    key = f"videos/{layout.camera_key}"
+    extra = {} if final_state is None else {FINAL_STATE_COLUMN: final_state.tolist()}
+    row = {
+        "episode_index": episode.index,
+        "tasks": [episode.task],
+        "length": n,
+        "data/chunk_index": data_file[0],
+        "data/file_index": data_file[1],
+        "dataset_from_index": episode.start,
+        "dataset_to_index": episode.start + n,
+        f"{key}/chunk_index": video_file[0],
+        f"{key}/file_index": video_file[1],
+        f"{key}/from_timestamp": start,
+        f"{key}/to_timestamp": start + n / fps,
+        **{
+            f"stats/{feature}/{name}": value.tolist()
+            for feature, values in stats.items()
+            for name, value in values.items()
+        },
+        "meta/episodes/chunk_index": 0,
+        "meta/episodes/file_index": 0,
+        **extra,
     }
+    return row, stats
 
 
 def _episode_frames(root: Path, meta: EpisodeMeta, size: int) -> np.ndarray:
