@@ -228,6 +228,12 @@ def test_every_command_prints_its_config_with_missing_values_as_marks(command, c
     mandatory = set(re.findall(r"^(\w+): \?\?\?", source, re.MULTILINE))
     assert mandatory <= keys and keys, printed
     assert all(f"{key}: ???" in printed for key in mandatory), printed
+    if command in cli.NO_SWEEP or not mandatory:
+        return  # a sweep validates its jobs before it shows them (collect wants a suite)
+    assert main([*command.split(), "-m", "--cfg"]) == 0  # a sweep's out is its job's folder
+    printed = capsys.readouterr().out
+    assert printed.startswith("# job 0")
+    assert all(f"{key}: ???" in printed for key in mandatory - {"out"}), printed
 
 
 def test_cfg_shows_given_values_beside_the_missing_ones(capsys):

@@ -267,11 +267,12 @@ def run_sweep(
         master = hydra.compose_config(
             config_name, arguments, run_mode=RunMode.MULTIRUN, with_log_configuration=True
         )
-        planned = _plan(hydra, master, out_given)
+        planned = _plan(hydra, master, out_given, incomplete=show_config)
         if show_config:
             for num, (job_overrides, cfg) in enumerate(planned):
                 print(f"# job {num}: {' '.join(map(_shown, job_overrides))}")
-                print(OmegaConf.to_yaml(OmegaConf.structured(cfg)), end="")
+                shown = cfg if isinstance(cfg, DictConfig) else OmegaConf.structured(cfg)
+                print(OmegaConf.to_yaml(shown), end="")
             return 0
         HydraConfig.instance().set_config(master)
         sweep_dir = str(master.hydra.sweep.dir)
@@ -291,9 +292,13 @@ def run_sweep(
     return _summarize(returns, sweep_dir, f"vw-robot {command} -m {' '.join(overrides)}")
 
 
-def _plan(hydra: Hydra, master: DictConfig, out_given: bool) -> list[tuple[list[str], Any]]:
+def _plan(
+    hydra: Hydra, master: DictConfig, out_given: bool, *, incomplete: bool = False
+) -> list[tuple[list[str], Any]]:
     """Every job's overrides and typed, validated config, composed as the launchers compose
-    them (``load_sweep_config``); refuses two jobs that would write one folder."""
+    them (``load_sweep_config``); refuses two jobs that would write one folder. With
+    ``incomplete`` (``-m --cfg``) a job missing a mandatory value is kept as its composed
+    config, resolved, the value shown as ``???``."""
     if OmegaConf.select(master, "hydra.sweeper._target_") != BASIC_SWEEPER:
         raise ConfigError(
             "hydra/sweeper: only Hydra's basic sweeper is supported (every job is checked "
@@ -316,7 +321,12 @@ def _plan(hydra: Hydra, master: DictConfig, out_given: bool) -> list[tuple[list[
             task_cfg = copy.deepcopy(sweep_cfg)
             with read_write(task_cfg), open_dict(task_cfg):
                 del task_cfg["hydra"]
-            cfg = to_object(_with_job_folder(task_cfg, sweep_cfg.hydra, out_given))
+            job_cfg = _with_job_folder(task_cfg, sweep_cfg.hydra, out_given)
+            if incomplete and OmegaConf.missing_keys(job_cfg):  # resolved now: ${hydra:...}
+                resolved = OmegaConf.to_container(job_cfg, resolve=True)
+                planned.append((list(job_overrides), OmegaConf.create(resolved)))
+                continue
+            cfg = to_object(job_cfg)
             if hasattr(cfg, "validate"):
                 cfg.validate()
         except UserError as exc:
