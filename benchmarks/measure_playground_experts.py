@@ -17,7 +17,8 @@ import argparse
 import time
 
 from vw_robot.eval import evaluate, markdown_table, summarize
-from vw_robot.eval.chains import chains_markdown, evaluate_chains, summarize_chains
+from vw_robot.eval.chains import evaluate_chains, summarize_chains
+from vw_robot.eval.tables import chains_markdown
 from vw_robot.provenance import provenance
 
 

@@ -43,6 +43,7 @@ from vw_robot.eval.metrics import wilson_interval
 from vw_robot.eval.report import write_video
 from vw_robot.eval.rollout import check_batch, check_policy_fits, run_jobs
 from vw_robot.eval.seeding import episode_seed
+from vw_robot.eval.tables import chains_markdown
 from vw_robot.io import atomic_write_text
 from vw_robot.policies import make_policy
 from vw_robot.policies.base import BatchPolicy
@@ -331,26 +332,6 @@ class _ChainRun:
         )
 
 
-# VideoWorld's grouping of its 12 CALVIN subtasks (the paper's push / open-close / turn on-off).
-VIDEOWORLD_GROUPS = {
-    "push": tuple(n for n in pt.VIDEOWORLD_SUBTASKS if n.startswith("push_")),
-    "open/close": ("open_drawer", "close_drawer"),
-    "turn on/off": tuple(n for n in pt.VIDEOWORLD_SUBTASKS if n.startswith("turn_")),
-}
-
-
-def videoworld_groups(tasks: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Per-task rows (task id -> ``successes``, ``episodes``) pooled into VideoWorld's groups;
-    a group none of whose subtasks is in ``tasks`` is left out."""
-    out = {}
-    for group, names in VIDEOWORLD_GROUPS.items():
-        rows = [tasks[task_id(n)] for n in names if task_id(n) in tasks]
-        if rows:
-            wins, total = sum(r["successes"] for r in rows), sum(r["episodes"] for r in rows)
-            out[group] = {"successes": wins, "episodes": total, "rate": wins / total}
-    return out
-
-
 def summarize_chains(results: Sequence[ChainResult], chain_length: int) -> dict[str, Any]:
     """Success after 1..N subtasks (with Wilson 95% intervals), average completed length, and
     per subtask: attempts (chains that reached it) and successes."""
@@ -379,33 +360,6 @@ def summarize_chains(results: Sequence[ChainResult], chain_length: int) -> dict[
         "errors": sum(r.error is not None for r in results),
         "invalid_starts": sum(r.invalid_starts for r in results),
     }
-
-
-def chains_markdown(summary: Mapping[str, Any]) -> str:
-    """The chain summary as Markdown: one row of success-after-k, then per-subtask rates."""
-    ks = [row["subtasks"] for row in summary["success_after"]]
-    lines = [
-        "| chains | " + " | ".join(f"{k}/{summary['chain_length']}" for k in ks) + " | avg. len |",
-        "|---:|" + "---:|" * len(ks) + "---:|",
-        f"| {summary['chains']} | "
-        + " | ".join(f"{row['rate']:.3f}" for row in summary["success_after"])
-        + f" | {summary['average_length']:.2f} |",
-        "",
-        "| subtask | attempts | successes | rate |",
-        "|---|---:|---:|---:|",
-    ]
-    for name, row in summary["per_subtask"].items():
-        rate = row["successes"] / row["attempts"]
-        lines.append(f"| {name} | {row['attempts']} | {row['successes']} | {rate:.2f} |")
-    notes = []
-    if summary["errors"]:
-        notes.append(f"{summary['errors']} chain(s) raised an error (counted as failures).")
-    if summary["invalid_starts"]:
-        notes.append(
-            f"{summary['invalid_starts']} subtask(s) started where their precondition did not "
-            "hold (the previous subtask succeeded but left the scene unlike its prediction)."
-        )
-    return "\n".join(lines + ([""] + notes if notes else [])) + "\n"
 
 
 def write_chain_report(

@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 from vw_robot import checkpoint as ckpt
 from vw_robot.data import format as fmt
 from vw_robot.errors import UserError
-from vw_robot.eval.chains import videoworld_groups
+from vw_robot.eval.metrics import videoworld_groups
 
 # The head recipe's switches recorded with every trained policy's entry.
 RECIPE_KEYS = (

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
+
+from vw_robot.envs import playground_tasks as pt
+from vw_robot.envs.playground_suite import task_id
 
 
 def wilson_interval(
@@ -34,3 +39,23 @@ def wilson_interval(
     low = 0.0 if successes == 0 else max(0.0, centre - half)
     high = 1.0 if successes == episodes else min(1.0, centre + half)
     return low, high
+
+
+# VideoWorld's grouping of its 12 CALVIN subtasks (the paper's push / open-close / turn on-off).
+VIDEOWORLD_GROUPS = {
+    "push": tuple(n for n in pt.VIDEOWORLD_SUBTASKS if n.startswith("push_")),
+    "open/close": ("open_drawer", "close_drawer"),
+    "turn on/off": tuple(n for n in pt.VIDEOWORLD_SUBTASKS if n.startswith("turn_")),
+}
+
+
+def videoworld_groups(tasks: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per-task rows (task id -> ``successes``, ``episodes``) pooled into VideoWorld's groups;
+    a group none of whose subtasks is in ``tasks`` is left out."""
+    out = {}
+    for group, names in VIDEOWORLD_GROUPS.items():
+        rows = [tasks[task_id(n)] for n in names if task_id(n) in tasks]
+        if rows:
+            wins, total = sum(r["successes"] for r in rows), sum(r["episodes"] for r in rows)
+            out[group] = {"successes": wins, "episodes": total, "rate": wins / total}
+    return out

@@ -27,6 +27,7 @@ from vw_robot.data.video import read_video
 from vw_robot.errors import UserError
 from vw_robot.eval.metrics import wilson_interval
 from vw_robot.eval.rollout import EpisodeResult
+from vw_robot.eval.tables import markdown_table
 from vw_robot.io import LockHeldError, atomic_write_text, folder_lock
 from vw_robot.provenance import provenance
 
@@ -300,27 +301,6 @@ def summarize(results: Mapping[str, Sequence[EpisodeResult]]) -> dict[str, Any]:
         }
     rates = [row["rate"] for row in per_task.values()]
     return {"tasks": per_task, "mean_success": float(np.mean(rates)) if rates else None}
-
-
-def markdown_table(summary: Mapping[str, Any]) -> str:
-    """The summary as a Markdown table, one row per task and a mean row."""
-    lines = [
-        "| task | episodes | successes | rate | Wilson 95% | mean steps to success |",
-        "|---|---:|---:|---:|---|---:|",
-    ]
-    for task_id, row in summary["tasks"].items():
-        steps = (
-            "—" if row["mean_steps_to_success"] is None else f"{row['mean_steps_to_success']:.0f}"
-        )
-        low, high = row["ci95"]
-        errors = f" ({row['errors']} errored)" if row["errors"] else ""
-        lines.append(
-            f"| {task_id} | {row['episodes']} | {row['successes']}{errors} | {row['rate']:.2f} "
-            f"| [{low:.2f}, {high:.2f}] | {steps} |"
-        )
-    if summary["mean_success"] is not None:
-        lines.append(f"| **mean over tasks** | | | **{summary['mean_success']:.3f}** | | |")
-    return "\n".join(lines) + "\n"
 
 
 def write_video(path: str | os.PathLike[str], frames: np.ndarray, fps: int = 20) -> None:

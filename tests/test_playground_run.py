@@ -15,7 +15,8 @@ from vw_robot.cli import load_config, main
 from vw_robot.envs import list_tasks
 from vw_robot.envs.playground_suite import task_id
 from vw_robot.errors import ConfigError
-from vw_robot.eval.chains import evaluate_chains, videoworld_groups
+from vw_robot.eval.chains import evaluate_chains
+from vw_robot.eval.metrics import videoworld_groups
 from vw_robot.policies import make_policy
 
 SIZE = 32

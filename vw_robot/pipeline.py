@@ -26,10 +26,11 @@ from vw_robot.data.format import read_manifest
 from vw_robot.envs import make_env
 from vw_robot.envs.playground_suite import CHAIN_LENGTH
 from vw_robot.eval import evaluate, write_report
-from vw_robot.eval.chains import evaluate_chains, videoworld_groups, write_chain_report
+from vw_robot.eval.chains import evaluate_chains, write_chain_report
 from vw_robot.eval.collect import collect, format_summary
 from vw_robot.eval.entries import suite_entry
 from vw_robot.eval.report import bar_chart
+from vw_robot.eval.tables import chains_comparison_table, comparison_table, groups_table
 from vw_robot.heads import SCRIPTED
 from vw_robot.io import atomic_write_text
 from vw_robot.policies import load_policy, make_policy
@@ -208,9 +209,9 @@ def run_pipeline(cfg: RunConfig, command: str = "vw-robot run") -> dict[str, Any
         cfg, tasks, eval_tasks, summaries, stage_results, timings, chart, plans, chain_summaries
     )
     atomic_write_text(out / "report.md", report)
-    print("\n" + _comparison_table(summaries, eval_tasks))
+    print("\n" + comparison_table(summaries, eval_tasks))
     if chain_summaries:
-        print("\n" + _chains_table(chain_summaries))
+        print("\n" + chains_comparison_table(chain_summaries, CHAIN_LENGTH))
     print(
         f"report: {out / 'report.md'}, results as data: {out / 'results.json'} "
         f"({timings['total'] / 60:.1f} min)"
@@ -257,56 +258,6 @@ def _evaluate_chains(cfg: RunConfig, name: str, spec: str, factory: Any) -> dict
             "base_seed": cfg.seed + 1000,
         },
     )
-
-
-def _chains_table(chain_summaries: dict[str, Any]) -> str:
-    lines = [
-        "| policy | chains | "
-        + " | ".join(f"{k}/{CHAIN_LENGTH}" for k in range(1, CHAIN_LENGTH + 1))
-        + " | average length |",
-        "|---|---:|" + "---:|" * CHAIN_LENGTH + "---:|",
-    ]
-    for name, summary in chain_summaries.items():
-        rates = " | ".join(f"{row['rate']:.3f}" for row in summary["success_after"])
-        lines.append(
-            f"| {name} | {summary['chains']} | {rates} | {summary['average_length']:.2f} |"
-        )
-    return "\n".join(lines) + "\n"
-
-
-def _groups_table(summaries: dict[str, Any]) -> str | None:
-    """VideoWorld's CALVIN grouping (push, open/close, turn on/off) of the evaluated subtasks,
-    or None when no evaluated task belongs to a group."""
-    groups = {name: videoworld_groups(s["tasks"]) for name, s in summaries.items()}
-    names = list(next(iter(groups.values())))
-    if not names:
-        return None
-    lines = ["| group | " + " | ".join(groups) + " |", "|---|" + "---:|" * len(groups)]
-    for group in names:
-        cells = [
-            f"{g[group]['successes']}/{g[group]['episodes']} = {g[group]['rate']:.2f}"
-            for g in groups.values()
-        ]
-        lines.append(f"| {group} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def _comparison_table(summaries: dict[str, Any], tasks: list[str]) -> str:
-    policies = list(summaries)
-    lines = ["| task | " + " | ".join(policies) + " |", "|---|" + "---:|" * len(policies)]
-    for task in tasks:
-        cells = []
-        for p in policies:
-            row = summaries[p]["tasks"][task]
-            low, high = row["ci95"]
-            cells.append(f"{row['successes']}/{row['episodes']} [{low:.2f}, {high:.2f}]")
-        lines.append(f"| {task} | " + " | ".join(cells) + " |")
-    lines.append(
-        "| **mean success** | "
-        + " | ".join(f"**{summaries[p]['mean_success']:.3f}**" for p in policies)
-        + " |"
-    )
-    return "\n".join(lines) + "\n"
 
 
 def _plan_pictures(policy_path: Path, tasks: list[str], cfg: RunConfig, path: Path) -> str:
@@ -364,10 +315,10 @@ def _report(
         "step before the time limit; Wilson 95% intervals. Checkpoints: the final step of "
         "each stage (no selection).\n",
         "## Success\n",
-        _comparison_table(summaries, tasks),
+        comparison_table(summaries, tasks),
         f"![success per task]({Path(chart).relative_to(out)})\n",
     ]
-    groups = _groups_table(summaries)
+    groups = groups_table(summaries)
     if groups:
         lines += ["Grouped as VideoWorld reports CALVIN (successes / episodes = rate):\n", groups]
     if chains:
@@ -379,7 +330,7 @@ def _report(
             "subtask's id at each switch while the scene carries on, stop at the first failure; "
             "success after k subtasks = share of chains that completed at least k. Per-subtask "
             "rates: `eval/<policy>/chains.md`.\n",
-            _chains_table(chains),
+            chains_comparison_table(chains, CHAIN_LENGTH),
         ]
     lines += [
         "## Stages\n",

@@ -321,7 +321,8 @@ def test_evaluate_chains_with_expert_and_idle_policies():
 
 
 def test_summarize_chains_counts_success_after_k():
-    from vw_robot.eval.chains import ChainResult, chains_markdown, summarize_chains
+    from vw_robot.eval.chains import ChainResult, summarize_chains
+    from vw_robot.eval.tables import chains_markdown
 
     chains = [("a", "b", "c"), ("b", "c", "a"), ("c", "a", "b"), ("a", "c", "b")]
     results = [
