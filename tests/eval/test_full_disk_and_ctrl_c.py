@@ -99,6 +99,17 @@ def _ctrl_c(command: list[str]) -> tuple[int, str, list[int]]:
     return process.returncode, err, workers
 
 
+def _all_gone(pids: list[int], within: float = 30.0) -> bool:
+    """Whether every process in ``pids`` has ended, waiting up to ``within`` seconds: the
+    resource tracker among them exits when it sees its parent's pipe close, a moment after."""
+    deadline = time.monotonic() + within
+    while not all(gone(pid) for pid in pids):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
 def _quiet(err: str) -> str:
     """The last line, after checking that nothing but progress bars and logs came before."""
     for noise in ("Traceback", "KeyboardInterrupt", "Exception ignored", "Error"):
@@ -116,7 +127,7 @@ def test_ctrl_c_during_eval_ends_quietly_saying_what_was_recorded(tmp_path):
         "the same command to resume from them",
         _quiet(err),
     )
-    assert workers and all(gone(pid) for pid in workers)
+    assert workers and _all_gone(workers)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
@@ -129,4 +140,4 @@ def test_ctrl_c_during_collect_ends_quietly_saying_what_was_kept(tmp_path):
         r"recorded by this run, 0 earlier\); run the same command to record the rest",
         _quiet(err),
     )
-    assert workers and all(gone(pid) for pid in workers)
+    assert workers and _all_gone(workers)
