@@ -295,3 +295,13 @@ def test_help_and_cfg_import_no_job():
     )
     lines = [x for x in done.stdout.splitlines() if x.startswith(("help", "cfg"))]
     assert lines == ["help", "cfg"], done.stdout
+
+
+def test_study_s_job_gets_the_command_as_typed(monkeypatch):
+    from vw_robot import study
+
+    calls = []
+    monkeypatch.setattr(study, "run_study", lambda cfg, command: calls.append((cfg, command)))
+    assert main(["study", "tiny", "only=[bc]"]) == 0
+    [(cfg, command)] = calls
+    assert command == "vw-robot study tiny 'only=[bc]'" and cfg.study == "tiny"
