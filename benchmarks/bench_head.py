@@ -2,7 +2,7 @@
 
 Usage:
     python benchmarks/bench_head.py                       # before/after, 64 px, two views
-    python benchmarks/bench_head.py --repeats 7 --steps 5 # more, shorter interleaved rounds
+    python benchmarks/bench_head.py --repeats 7 --steps 3 --data /tmp/bench_head_data  # docs
     python benchmarks/bench_head.py --variants old,new,new-bf16,new-t1 --data /tmp/bench_data
     python benchmarks/bench_head.py --variants new,new-compile   # torch.compile (slow warm-up)
 
@@ -15,7 +15,7 @@ forward (with the loss), backward and optimizer (clip, AdamW, EMA when ``--ema``
 
 Variants (each its own model of the same initialisation; rounds interleaved, medians printed):
     old           per-item __getitem__ + DataLoader collation, the padded-float random shift
-                  (the implementation before the batched path, kept here for comparison)
+                  (the implementation before the batched path, d36e502, kept here to compare)
     new           ActionChunkDataset.batch (in-memory tables, one gather per key) + the
                   gathering random shift: the same batches, as the training loop runs them now
     new-bf16      new under bf16 autocast (optim.precision=bf16: not the same numerics), the
@@ -206,7 +206,7 @@ def run(args: argparse.Namespace) -> None:
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--variants", default="old,new,new-bf16,new-cl,new-t1,new-bf16-b128")
+    parser.add_argument("--variants", default="old,new,new-bf16,old-t1,new-t1,new-bf16-t1")
     parser.add_argument("--data", default=None, help="dataset folder (recorded there if absent)")
     parser.add_argument("--episodes-per-task", type=int, default=3)
     parser.add_argument("--image-size", type=int, default=64)
