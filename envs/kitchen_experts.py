@@ -344,10 +344,12 @@ def _burner(knob_site: str, joint: str) -> Callable[[Priv], Script]:
         def knob(p: Priv) -> np.ndarray:
             return p[f"site:{knob_site}"]
 
+        # Lined up to within 8 mm first: off by 2 cm, a finger lands on the knob's face and
+        # the hand slides off sideways.
         pre = lambda p: knob(p) + np.array([0.0, -0.10, 0.0])  # noqa: E731
-        priv = yield from move(priv, pre, rot0, OPEN, tol=0.02, max_steps=60)
+        priv = yield from move(priv, pre, rot0, OPEN, tol=0.008, rot_tol=0.05, max_steps=60)
         at = lambda p: knob(p) + np.array([0.0, 0.02, 0.0])  # noqa: E731
-        priv = yield from move(priv, at, rot0, OPEN, tol=0.01, max_steps=40)
+        priv = yield from move(priv, at, rot0, OPEN, tol=0.01, max_steps=40, speed=0.15)
         grasp = at(priv)
         priv = yield from hold(priv, grasp, rot0, CLOSE, 6)
         # The knob turns about -y; its value goes negative as the hand turns about +y.
