@@ -110,46 +110,12 @@ def run_pipeline(cfg: RunConfig, command: str = "vw-robot run") -> dict[str, Any
     tasks = cfg.validate()
     cfg = dataclasses.replace(cfg, camera=cfg.run_camera(tasks))  # "auto" -> the view it names
     out = Path(cfg.out)
-    data = out / "data"
     began = time.perf_counter()
     timings: dict[str, float] = {}
     jobs = training_jobs(cfg, tasks)
     total = 1 + len(jobs) + 1
-    log.info(
-        "[1/%d] collect %d demonstrations per task of %s -> %s",
-        total,
-        cfg.episodes_per_task,
-        ", ".join(tasks),
-        data,
-    )
     start = time.perf_counter()
-    with tqdm(total=len(tasks) * cfg.episodes_per_task, desc="collect", unit="ep") as bar:
-        summary = collect(
-            data,
-            tasks,
-            episodes_per_task=cfg.episodes_per_task,
-            image_size=cfg.image_size,
-            camera=cfg.camera,
-            seed=cfg.seed,
-            workers=cfg.workers,
-            progress=lambda row: bar.update(1),
-        )
-    print(format_summary(summary), end="")
-    if cfg.video_tasks:
-        count = cfg.video_episodes_per_task or cfg.episodes_per_task
-        log.info("collect %d action-free videos per task of %s", count, ", ".join(cfg.video_tasks))
-        with tqdm(total=len(cfg.video_tasks) * count, desc="collect video", unit="ep") as bar:
-            summary = collect(
-                data,
-                cfg.video_tasks,
-                episodes_per_task=count,
-                image_size=cfg.image_size,
-                camera=cfg.camera,
-                seed=cfg.seed,
-                workers=cfg.workers,
-                progress=lambda row: bar.update(1),
-            )
-        print(format_summary(summary), end="")
+    _collect_data(cfg, tasks, f"[1/{total}]")
     timings["collect"] = time.perf_counter() - start
     stage_results = {}
     for k, (name, train_cfg) in enumerate(jobs.items(), start=2):
@@ -160,37 +126,8 @@ def run_pipeline(cfg: RunConfig, command: str = "vw-robot run") -> dict[str, Any
     eval_tasks = cfg.eval_task_ids(tasks)
     log.info("[%d/%d] evaluate %d episodes per task", total, total, cfg.eval_episodes)
     policies = policy_specs(cfg)
-    summaries, chain_summaries = {}, {}
     start = time.perf_counter()
-    factory = functools.partial(make_policy, device=cfg.eval_device)
-    for name, spec in policies.items():
-        total_eps = len(eval_tasks) * cfg.eval_episodes
-        with tqdm(total=total_eps, desc=f"eval {name}", unit="ep") as bar:
-            results = evaluate(
-                eval_tasks,
-                policy=spec,
-                episodes_per_task=cfg.eval_episodes,
-                base_seed=cfg.seed + 1000,
-                workers=cfg.workers,
-                env_kwargs=_env_kwargs(cfg),
-                videos_per_task=cfg.videos_per_task,
-                progress=bar.update,
-                policy_factory=factory,
-            )
-        summaries[name] = write_report(
-            out / "eval" / name,
-            results,
-            config={
-                "policy": name,
-                "checkpoint": spec,
-                "tasks": eval_tasks,
-                "episodes_per_task": cfg.eval_episodes,
-                "base_seed": cfg.seed + 1000,
-                "max_episode_steps": cfg.eval_max_steps,
-            },
-        )
-        if cfg.chains:
-            chain_summaries[name] = _evaluate_chains(cfg, name, spec, factory)
+    summaries, chain_summaries = _evaluate_policies(cfg, policies, eval_tasks)
     timings["evaluate"] = time.perf_counter() - start
     entries = [
         suite_entry(
@@ -219,6 +156,74 @@ def run_pipeline(cfg: RunConfig, command: str = "vw-robot run") -> dict[str, Any
     for name, summary in summaries.items():
         log.info("%s: mean success %.3f", name, summary["mean_success"])
     return {"summaries": summaries, "chains": chain_summaries, "timings": timings}
+
+
+def _collect_data(cfg: RunConfig, tasks: list[str], step: str) -> None:
+    """The demonstrations of ``tasks`` and the action-free video into ``<out>/data``."""
+    data = Path(cfg.out) / "data"
+    video_count = cfg.video_episodes_per_task or cfg.episodes_per_task
+    groups = [("collect", tasks, cfg.episodes_per_task)]
+    if cfg.video_tasks:
+        groups.append(("collect video", list(cfg.video_tasks), video_count))
+    log.info(
+        "%s collect %d demonstrations per task of %s -> %s",
+        step,
+        cfg.episodes_per_task,
+        ", ".join(tasks),
+        data,
+    )
+    for desc, group, count in groups:
+        if desc != "collect":
+            log.info("collect %d action-free videos per task of %s", count, ", ".join(group))
+        with tqdm(total=len(group) * count, desc=desc, unit="ep") as bar:
+            summary = collect(
+                data,
+                group,
+                episodes_per_task=count,
+                image_size=cfg.image_size,
+                camera=cfg.camera,
+                seed=cfg.seed,
+                workers=cfg.workers,
+                progress=lambda row, bar=bar: bar.update(1),
+            )
+        print(format_summary(summary), end="")
+
+
+def _evaluate_policies(
+    cfg: RunConfig, policies: dict[str, str], tasks: list[str]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Each policy on ``tasks`` into ``<out>/eval/<name>`` (and its chains, if asked for);
+    the per-policy summaries and chain summaries."""
+    summaries, chain_summaries = {}, {}
+    factory = functools.partial(make_policy, device=cfg.eval_device)
+    for name, spec in policies.items():
+        with tqdm(total=len(tasks) * cfg.eval_episodes, desc=f"eval {name}", unit="ep") as bar:
+            results = evaluate(
+                tasks,
+                policy=spec,
+                episodes_per_task=cfg.eval_episodes,
+                base_seed=cfg.seed + 1000,
+                workers=cfg.workers,
+                env_kwargs=_env_kwargs(cfg),
+                videos_per_task=cfg.videos_per_task,
+                progress=bar.update,
+                policy_factory=factory,
+            )
+        summaries[name] = write_report(
+            Path(cfg.out) / "eval" / name,
+            results,
+            config={
+                "policy": name,
+                "checkpoint": spec,
+                "tasks": tasks,
+                "episodes_per_task": cfg.eval_episodes,
+                "base_seed": cfg.seed + 1000,
+                "max_episode_steps": cfg.eval_max_steps,
+            },
+        )
+        if cfg.chains:
+            chain_summaries[name] = _evaluate_chains(cfg, name, spec, factory)
+    return summaries, chain_summaries
 
 
 def _env_kwargs(cfg: RunConfig) -> dict[str, Any]:
