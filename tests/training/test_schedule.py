@@ -56,6 +56,10 @@ def test_epochs_set_the_length_and_the_schedule_spans_it(tmp_path):
     assert result["total_steps"] == 12 == result["step"] == len(rows)  # 3 x 64 / 16
     assert rows[-1]["lr"] == pytest.approx(lr_at(11, optim, 12))
     assert rows[-1]["lr"] < 0.13 * optim.lr  # near the floor: the cosine spans 12 steps
+    assert (
+        json.loads((ckpt.latest_checkpoint(tmp_path) / ckpt.INFO_FILE).read_text())["total_steps"]
+        == 12
+    )
     # A batch that does not divide the samples rounds the steps up.
     assert OptimConfig(steps=None, epochs=2, batch_size=24).total_steps(64) == math.ceil(128 / 24)
     assert OptimConfig(steps=None, epochs=2, batch_size=8).total_steps(64, world=2) == 8
@@ -101,6 +105,8 @@ def test_patience_stops_and_the_best_validation_checkpoint_is_the_policy(tmp_pat
     assert ckpt.resolve_checkpoint(tmp_path).name == "step_00000004"
     assert result["checkpoint"].endswith("step_00000004")
     assert len(read_metrics(tmp_path)) == 10
+    info = json.loads((ckpt.latest_checkpoint(tmp_path) / ckpt.INFO_FILE).read_text())
+    assert info["evaluations_since_best"] == 3 and "total_steps" not in info  # sized in steps
     # Run again: the rule's state comes back from validation.csv, so it does not train on.
     again = _train(tmp_path, optim, _scripted([0.0]))
     assert again.get("resumed_complete") and again["step"] == 10

@@ -530,15 +530,18 @@ def train(
                 log.info("%s step %d/%d loss %.4f", stage, step, total, last_loss)
             stop = False
             if step % optim.checkpoint_every == 0 or step in (total, stop_at):
-                extra = None
+                # A run sized in epochs records its steps; one with patience, where it stands.
+                extra: dict[str, Any] = {} if optim.steps else {"total_steps": total}
                 kept = model if ema is None else ema.averaged
                 if validate is not None and rank == 0:
-                    extra = {"val_loss": _validation_loss(kept, validate, run_dir, step)}
+                    extra["val_loss"] = _validation_loss(kept, validate, run_dir, step)
                     log.info("%s step %d validation loss %.4f", stage, step, extra["val_loss"])
                     best, since = (
                         (extra["val_loss"], 0) if extra["val_loss"] < best else (best, since + 1)
                     )
                     stop = bool(optim.patience) and since >= optim.patience
+                    if optim.patience:
+                        extra["evaluations_since_best"] = since
                 if rank == 0:
                     saved = ckpt.save_checkpoint(
                         run_dir,
@@ -549,7 +552,7 @@ def train(
                         config_yaml=config_yaml,
                         optimizer=optimizer,
                         parents=parents,
-                        extra_info=extra,
+                        extra_info=extra or None,
                         trainer_tensors=None if ema is None else ema.trainer_tensors(model),
                     )
                 if world > 1:
