@@ -144,6 +144,16 @@ def test_sequence_reports_completed_subtasks():
 
 
 @needs_kitchen
+def test_microwave_expert_opens_the_door():
+    env = make_env("kitchen/microwave", image_size=16)
+    try:
+        solved, steps = run_expert(env, make_expert("kitchen/microwave"), seed=5)
+        assert solved, steps
+    finally:
+        env.close()
+
+
+@needs_kitchen
 @pytest.mark.slow
 @pytest.mark.parametrize("task_id", [*SUBTASKS, "kitchen/d4rl-4"])
 def test_expert_solves_the_task(task_id):
