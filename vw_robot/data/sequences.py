@@ -205,6 +205,8 @@ class ActionChunkDataset(Dataset):
     x_{t+1} (x_t's own at the episode's last frame), or with probability ``sampled_fraction``
     the tokens the code-free transformer predicted for it.
 
+    :meth:`batch` serves many items at once, collated, as the training loop draws them.
+
     Args:
         root: dataset folder.
         key: exported sequences key (None: no codes, for behaviour cloning).
