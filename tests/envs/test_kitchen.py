@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+from gymnasium.utils.env_checker import check_env
 
 from tests.envs.contract import assert_contract, assert_reset_determinism, run_expert
 from vw_robot.envs import list_suites, list_tasks, make_env, make_expert
@@ -73,6 +74,16 @@ def test_contract_and_64px_render(microwave):
     assert info["instruction"] == "open the microwave door"
     assert microwave.observation_space["state"].shape == (9,)
     assert microwave.action_space.shape == (9,)
+
+
+@needs_kitchen
+@pytest.mark.parametrize("task_id", ["kitchen/kettle", "kitchen/d4rl-4"])
+def test_check_env(task_id):
+    env = make_env(task_id, image_size=32, render_mode="rgb_array")
+    try:
+        check_env(env.unwrapped)
+    finally:
+        env.close()
 
 
 @needs_kitchen
