@@ -41,7 +41,7 @@ def test_a_study_expands_to_heads_x_shares_x_seeds_with_one_naming_scheme():
         "expert",
         "random",
     ]
-    assert generator_runs(study_runs(cfg)) == [
+    assert generator_runs(cfg, study_runs(cfg)) == [
         "tokenizer",
         "ldm",
         "transformer",
@@ -49,7 +49,9 @@ def test_a_study_expands_to_heads_x_shares_x_seeds_with_one_naming_scheme():
     ]
     only_bc = load_config("study", ["study=tiny", "only=[bc,expert]"])
     assert [r.name for r in study_runs(only_bc)] == ["bc-50pct_seed0", "bc-100pct_seed0", "expert"]
-    assert generator_runs(study_runs(only_bc)) == []  # BC reads no generator
+    assert generator_runs(only_bc, study_runs(only_bc)) == []  # BC reads no generator
+    ldm_trunk = load_config("study", ["study=mt10_one_view", "only=[bc_ldm]"])
+    assert generator_runs(ldm_trunk, study_runs(ldm_trunk)) == ["ldm"]
 
 
 def test_a_heads_experiment_carries_its_share_seed_and_switches():

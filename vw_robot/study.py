@@ -75,9 +75,16 @@ def study_runs(cfg: StudyConfig, every: bool = False) -> list[StudyRun]:
     return runs
 
 
-def generator_runs(runs: Sequence[StudyRun]) -> list[str]:
-    """The generator runs the heads read, in training order, each once."""
-    needed = [stage for r in runs if r.label_fraction is not None for stage in _head(r).generator]
+def generator_runs(cfg: StudyConfig, runs: Sequence[StudyRun]) -> list[str]:
+    """The generator runs the heads read, in training order, each once (a head whose trunk
+    starts from the LDM's frame encoder, ``trunk=ldm``, reads the LDM too)."""
+    needed = set()
+    for run in runs:
+        if run.label_fraction is None:
+            continue
+        needed.update(_head(run).generator)
+        if getattr(head_experiment(cfg, run), _head(run).stage).trunk == "ldm":
+            needed.add("ldm")
     order = ("tokenizer", "ldm", "transformer", "transformer_nocodes")
     return [stage for stage in order if stage in needed]
 
@@ -120,7 +127,7 @@ def run_study(cfg: StudyConfig, command: str | None = None) -> list[dict[str, An
     if cfg.video_tasks:
         count = cfg.video_episodes_per_task or cfg.episodes_per_task
         collect(_collect_job(cfg, where, list(cfg.video_tasks), count))
-    for stage in generator_runs(runs):
+    for stage in generator_runs(cfg, runs):
         log.info("study %s: train %s", cfg.study, stage)
         run_stage(_generator_job(cfg, stage, where))
     entries = []
