@@ -9,6 +9,8 @@ Usage::
     envs = gym.make_vec("vw_robot/robosuite-lift-v0", num_envs=2, vectorization_mode="sync")
     # without importing vw_robot first, let gymnasium import it:
     env = gym.make("vw_robot.envs:vw_robot/playground-open-drawer-v0")
+    # Franka Kitchen, registered always, built with the extra: pip install -e ".[kitchen]"
+    env = gym.make("vw_robot/kitchen-microwave-v0", camera="static+wrist")
 
 Ids are ``vw_robot/<suite>-<task>-v<N>``: a task name that already ends in a version keeps it
 (``metaworld/reach-v3`` -> ``vw_robot/metaworld-reach-v3``), the others get ``-v0``
