@@ -106,7 +106,7 @@ def build_model(image_size: int) -> mujoco.MjModel:
     camera.name = WRIST_CAMERA
     # In link7's frame the fingers point along +z, and the hand's "up" (the end-effector
     # site's x axis, world-up at the start pose) is at -45 deg about z: the camera sits 6 cm
-    # that way, 11 cm behind the finger tips, looking along the fingers and tilted 15 deg
+    # that way, at the hand (15 cm behind the finger tips), looking along the fingers, tilted 15 deg
     # towards them, image up = the hand's up, so both fingers show at the bottom.
     up = np.array([np.cos(-np.pi / 4), np.sin(-np.pi / 4), 0.0])
     camera.pos = list(0.06 * up + np.array([0.0, 0.0, 0.10]))
