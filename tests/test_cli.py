@@ -305,3 +305,18 @@ def test_study_s_job_gets_the_command_as_typed(monkeypatch):
     assert main(["study", "tiny", "only=[bc]"]) == 0
     [(cfg, command)] = calls
     assert command == "vw-robot study tiny 'only=[bc]'" and cfg.study == "tiny"
+
+
+def test_the_command_line_makes_openmp_threads_wait_passively_unless_told():
+    """Set before torch loads (spinning threads starve each other on shared cores)."""
+    import os
+    import subprocess
+    import sys
+
+    code = "import os, vw_robot.cli; print(os.environ['OMP_WAIT_POLICY'])"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert done.stdout.strip() == "PASSIVE", done.stderr
+    env["OMP_WAIT_POLICY"] = "ACTIVE"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert done.stdout.strip() == "ACTIVE", done.stderr

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import os
 import shlex
 import sys
 from collections.abc import Sequence
@@ -41,7 +42,13 @@ from typing import Any, NamedTuple
 from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
-import vw_robot  # noqa: F401  (headless GL backend before any simulator import)
+# OpenMP threads that wait at a barrier sleep instead of spinning: on 2 shared cores spinning
+# threads starve each other and the rollout workers (a head's training step measured 32 against
+# 163 samples/s under load, and 264 against 293 on quieter cores; docs/benchmarks.md). Read
+# when torch loads, so set before any job imports it; a value the user set stays.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import vw_robot  # noqa: E402, F401  (headless GL backend before any simulator import)
 from vw_robot import launch
 from vw_robot.errors import ConfigError
 
