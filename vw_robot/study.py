@@ -127,16 +127,22 @@ def run_study(cfg: StudyConfig, command: str | None = None) -> list[dict[str, An
     if cfg.video_tasks:
         count = cfg.video_episodes_per_task or cfg.episodes_per_task
         collect(_collect_job(cfg, where, list(cfg.video_tasks), count))
-    for stage in generator_runs(cfg, runs):
-        log.info("study %s: train %s", cfg.study, stage)
-        run_stage(_generator_job(cfg, stage, where))
+    trained: set[str] = set()
     entries = []
     for k, run in enumerate(runs, 1):
+        # The generator when the first row that reads it comes: rows before it (the expert,
+        # random, BC) have their results first.
+        for stage in generator_runs(cfg, [run]):
+            if stage not in trained:
+                log.info("study %s: train %s", cfg.study, stage)
+                run_stage(_generator_job(cfg, stage, where))
+                trained.add(stage)
         log.info("study %s: [%d/%d] %s", cfg.study, k, len(runs), run.name)
         entries.append(_run_row(cfg, run, where, command))
-    _write_results(where.out / "results.json", entries)
-    if cfg.results:
-        _write_results(Path(cfg.results), entries)
+        # After every row, so that a stopped study has the results of its finished rows.
+        _write_results(where.out / "results.json", entries[-1:])
+        if cfg.results:
+            _write_results(Path(cfg.results), entries[-1:])
     print(_summary(entries), end="")
     return entries
 
