@@ -92,35 +92,14 @@ def import_videos(
             and no video's frame rate could be read.
         DatasetError: ``out`` holds a dataset with other settings, or another folder's files.
     """
-    if codec not in CODECS:
-        raise UserError(f"codec={codec!r} is unknown; presets: {', '.join(CODECS)}.")
-    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
-        raise UserError(f"image_size must be a positive int, got {image_size!r}.")
-    if fps is not None and (isinstance(fps, bool) or not isinstance(fps, int) or fps < 1):
-        raise UserError(f"fps must be a positive int or None, got {fps!r}.")
-    if task_id is not None and (not isinstance(task_id, str) or not task_id.strip()):
-        raise UserError(f"task_id must be a non-empty string or None, got {task_id!r}.")
-
+    _check_import_args(task_id=task_id, image_size=image_size, fps=fps, codec=codec)
     src, out = Path(src), Path(out)
     videos = find_videos(src, extensions, exclude=out)
-    jobs = []  # (path, relative path, task id, episode id)
-    for path in videos:
-        rel = path.relative_to(src)
-        task = task_id
-        if task is None:
-            if len(rel.parts) < 2:
-                raise UserError(
-                    f"{path}: video lies directly in {src}, so it has no task folder; pass "
-                    "task_id=... or move the videos into subfolders named after their task."
-                )
-            task = rel.parts[0]
-        jobs.append((path, rel, task, episode_id_for(rel)))
-
+    jobs = _import_jobs(src, videos, task_id)
     if fps is None:
         fps = _dataset_fps(out) or _first_fps(videos)
     init_dataset(out, image_size=image_size, fps=fps, codec=codec)
 
-    versions = _versions()
     summary: dict[str, Any] = {
         "imported": 0,
         "skipped_existing": 0,
@@ -130,41 +109,7 @@ def import_videos(
         "fps": fps,
     }
     try:
-        for index, (path, rel, task, episode_id) in enumerate(jobs):
-            if is_complete(out, episode_id):
-                summary["skipped_existing"] += 1
-                continue
-            try:
-                frames, source_fps = decode_resized(path, image_size)
-            except ValueError as exc:
-                summary["failed"].append(f"{path}: {exc}")
-                log.warning("%s: skipped, %s", path, exc)
-                continue
-            if source_fps is not None and round(source_fps) != fps:
-                log.warning(
-                    "%s: recorded at %.3g fps, stored frame for frame in a %d fps dataset.",
-                    path,
-                    source_fps,
-                    fps,
-                )
-            meta = EpisodeMeta(
-                episode_id=episode_id,
-                task_id=task,
-                num_frames=len(frames),
-                image_size=image_size,
-                fps=fps,
-                has_actions=False,
-                source=f"import:{rel.as_posix()}",
-                codec=codec,
-                video_sha256="",  # filled in by write_episode
-                versions=dict(versions),
-            )
-            write_episode(out, meta, frames)
-            summary["imported"] += 1
-            summary["frames"] += len(frames)
-            summary["bytes"] += (episode_dir(out, episode_id) / VIDEO_FILE).stat().st_size
-            if (index + 1) % 25 == 0:
-                log.info("import: %d/%d videos done", index + 1, len(jobs))
+        _import_all(out, jobs, summary, image_size=image_size, fps=fps, codec=codec)
     finally:
         # Rebuilt from the episodes on disk, so it is right however far the loop got.
         write_manifest(out)
@@ -176,6 +121,94 @@ def import_videos(
         out,
     )
     return summary
+
+
+def _check_import_args(
+    *, task_id: str | None, image_size: int, fps: int | None, codec: str
+) -> None:
+    """Reject a bad argument of :func:`import_videos` before any file is touched."""
+    if codec not in CODECS:
+        raise UserError(f"codec={codec!r} is unknown; presets: {', '.join(CODECS)}.")
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
+        raise UserError(f"image_size must be a positive int, got {image_size!r}.")
+    if fps is not None and (isinstance(fps, bool) or not isinstance(fps, int) or fps < 1):
+        raise UserError(f"fps must be a positive int or None, got {fps!r}.")
+    if task_id is not None and (not isinstance(task_id, str) or not task_id.strip()):
+        raise UserError(f"task_id must be a non-empty string or None, got {task_id!r}.")
+
+
+def _import_jobs(
+    src: Path, videos: list[Path], task_id: str | None
+) -> list[tuple[Path, Path, str, str]]:
+    """One ``(path, relative path, task id, episode id)`` per video, in ``videos``' order.
+
+    Raises:
+        ValueError: a video lies directly in ``src`` and no ``task_id`` was given.
+    """
+    jobs = []
+    for path in videos:
+        rel = path.relative_to(src)
+        task = task_id
+        if task is None:
+            if len(rel.parts) < 2:
+                raise UserError(
+                    f"{path}: video lies directly in {src}, so it has no task folder; pass "
+                    "task_id=... or move the videos into subfolders named after their task."
+                )
+            task = rel.parts[0]
+        jobs.append((path, rel, task, episode_id_for(rel)))
+    return jobs
+
+
+def _import_all(
+    out: Path,
+    jobs: list[tuple[Path, Path, str, str]],
+    summary: dict[str, Any],
+    *,
+    image_size: int,
+    fps: int,
+    codec: str,
+) -> None:
+    """Decode and write each of ``jobs`` not yet complete in ``out``, counting into ``summary``.
+
+    A video that cannot be decoded is listed under ``summary["failed"]`` and skipped.
+    """
+    versions = _versions()
+    for index, (path, rel, task, episode_id) in enumerate(jobs):
+        if is_complete(out, episode_id):
+            summary["skipped_existing"] += 1
+            continue
+        try:
+            frames, source_fps = decode_resized(path, image_size)
+        except ValueError as exc:
+            summary["failed"].append(f"{path}: {exc}")
+            log.warning("%s: skipped, %s", path, exc)
+            continue
+        if source_fps is not None and round(source_fps) != fps:
+            log.warning(
+                "%s: recorded at %.3g fps, stored frame for frame in a %d fps dataset.",
+                path,
+                source_fps,
+                fps,
+            )
+        meta = EpisodeMeta(
+            episode_id=episode_id,
+            task_id=task,
+            num_frames=len(frames),
+            image_size=image_size,
+            fps=fps,
+            has_actions=False,
+            source=f"import:{rel.as_posix()}",
+            codec=codec,
+            video_sha256="",  # filled in by write_episode
+            versions=dict(versions),
+        )
+        write_episode(out, meta, frames)
+        summary["imported"] += 1
+        summary["frames"] += len(frames)
+        summary["bytes"] += (episode_dir(out, episode_id) / VIDEO_FILE).stat().st_size
+        if (index + 1) % 25 == 0:
+            log.info("import: %d/%d videos done", index + 1, len(jobs))
 
 
 def find_videos(
