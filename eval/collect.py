@@ -273,57 +273,18 @@ def collect(
     per_task = {t: {"kept": 0, "dropped": 0, "skipped": 0, "frames": 0, "bytes": 0} for t in tasks}
     start = time.perf_counter()
     with contextlib.ExitStack() as stack:
-        try:
-            stack.enter_context(folder_lock(out, ".collect.lock", wait=False))
-        except LockHeldError as exc:
-            raise fmt.DatasetError(
-                f"{out}: another collection is writing to this dataset ({exc.holder}); wait for "
-                "it to finish."
-            ) from None
+        _hold_collection_lock(stack, out)
         _remove_leftovers(out, jobs)
-        todo = []
-        for job in jobs:
-            if fmt.is_complete(out, job.episode_id):
-                _check_camera(out, job)
-                per_task[job.task_id]["skipped"] += 1
-            else:
-                todo.append(job)
+        todo = _to_record(out, jobs, per_task)
         log.info(
             "collect: %d episode(s) to record, %d already complete, %d worker(s)",
             len(todo),
             len(jobs) - len(todo),
             workers,
         )
-
-        def account(row: dict[str, Any]) -> None:
-            stats = per_task[row["task_id"]]
-            stats["kept" if row["kept"] else "dropped"] += 1
-            if row["kept"]:
-                stats["frames"] += row["frames"]
-                stats["bytes"] += row["bytes"]
-            if progress is not None:
-                progress(row)
-
+        account = functools.partial(_account, per_task, progress)
         try:
-            if workers == 1:
-                for job in todo:
-                    account(run_job(str(out), job))
-            else:
-                context = multiprocessing.get_context("spawn")
-                # Workers end with this process: a killed collection leaves none writing.
-                with (
-                    ProcessPoolExecutor(
-                        workers,
-                        mp_context=context,
-                        initializer=die_with_parent,
-                        initargs=(os.getpid(),),
-                    ) as pool,
-                    stop_on_interrupt(pool),
-                ):
-                    with interrupts_held():  # a Ctrl-C waits until the workers ignore it
-                        futures = [pool.submit(run_job, str(out), job) for job in todo]
-                    for future in as_completed(futures):
-                        account(future.result())
+            _run_jobs(out, todo, workers, account)
         except DiskFullError as exc:
             raise DiskFullError(f"{exc}; {_kept(out, per_task)}{_FREE_SPACE}") from None
         except KeyboardInterrupt:
@@ -344,6 +305,74 @@ def collect(
         "frames_in_dataset": manifest["num_frames"],
         "seconds": time.perf_counter() - start,
     }
+
+
+def _hold_collection_lock(stack: contextlib.ExitStack, out: Path) -> None:
+    """Enter ``out``'s collection lock on ``stack``, or fail at once if another run holds it."""
+    try:
+        stack.enter_context(folder_lock(out, ".collect.lock", wait=False))
+    except LockHeldError as exc:
+        raise fmt.DatasetError(
+            f"{out}: another collection is writing to this dataset ({exc.holder}); wait for "
+            "it to finish."
+        ) from None
+
+
+def _to_record(
+    out: Path, jobs: Sequence[EpisodeJob], per_task: dict[str, dict[str, int]]
+) -> list[EpisodeJob]:
+    """The jobs not yet complete in ``out``; the complete ones are counted as skipped."""
+    todo = []
+    for job in jobs:
+        if fmt.is_complete(out, job.episode_id):
+            _check_camera(out, job)
+            per_task[job.task_id]["skipped"] += 1
+        else:
+            todo.append(job)
+    return todo
+
+
+def _account(
+    per_task: dict[str, dict[str, int]],
+    progress: Callable[[dict[str, Any]], None] | None,
+    row: dict[str, Any],
+) -> None:
+    """Count one recorded episode's ``row`` into its task's stats, then report it."""
+    stats = per_task[row["task_id"]]
+    stats["kept" if row["kept"] else "dropped"] += 1
+    if row["kept"]:
+        stats["frames"] += row["frames"]
+        stats["bytes"] += row["bytes"]
+    if progress is not None:
+        progress(row)
+
+
+def _run_jobs(
+    out: Path,
+    todo: Sequence[EpisodeJob],
+    workers: int,
+    account: Callable[[dict[str, Any]], None],
+) -> None:
+    """Record ``todo`` here (one worker) or in spawned worker processes; ``account`` each row."""
+    if workers == 1:
+        for job in todo:
+            account(run_job(str(out), job))
+        return
+    context = multiprocessing.get_context("spawn")
+    # Workers end with this process: a killed collection leaves none writing.
+    with (
+        ProcessPoolExecutor(
+            workers,
+            mp_context=context,
+            initializer=die_with_parent,
+            initargs=(os.getpid(),),
+        ) as pool,
+        stop_on_interrupt(pool),
+    ):
+        with interrupts_held():  # a Ctrl-C waits until the workers ignore it
+            futures = [pool.submit(run_job, str(out), job) for job in todo]
+        for future in as_completed(futures):
+            account(future.result())
 
 
 def _kept(out: Path, per_task: dict[str, dict[str, int]]) -> str:
