@@ -45,7 +45,7 @@ from vw_robot.eval.chains import (
 )
 from vw_robot.eval.collect import collect as collect_episodes
 from vw_robot.eval.collect import format_summary
-from vw_robot.eval.report import open_record, recorded_videos, run_recorded
+from vw_robot.eval.report import ResultsRecord, open_record, recorded_videos, run_recorded
 from vw_robot.eval.rollout import check_policy_fits
 from vw_robot.io import is_disk_full
 from vw_robot.pipeline import run_pipeline
@@ -387,30 +387,7 @@ def eval_chains(cfg: EvalChainsConfig) -> dict[str, Any]:
         )
         if cfg.single_episodes:  # refused now, not after the chains, if it holds other results
             single_record = stack.enter_context(open_record(out / "single", config, **records))
-        done = {}
-        for row in record.rows:
-            done.setdefault(int(row["index"]), _chain_from_row(row))
-        fresh = []
-        if len(done) < cfg.chains:  # all at once: evaluate_chains runs chains 0..N-1
-            with tqdm(total=cfg.chains, desc="chains", unit="chain") as bar:
-                fresh = evaluate_chains(
-                    policy=cfg.policy,
-                    num_chains=cfg.chains,
-                    chain_length=cfg.chain_length,
-                    steps_per_subtask=cfg.steps_per_subtask,
-                    base_seed=cfg.seed,
-                    workers=cfg.workers,
-                    batch=cfg.batch,
-                    image_size=cfg.image_size,
-                    camera=cfg.camera,
-                    videos=cfg.videos,
-                    policy_factory=factory,
-                    progress=bar.update,
-                )
-            fresh = [r for r in fresh if r.index not in done]
-        else:
-            log.info("eval-chains: %d chain(s) recorded by an earlier run", len(done))
-        results = sorted([*done.values(), *fresh], key=lambda r: r.index)
+        results, fresh = _chains_of(cfg, record.rows, factory)
         chains = write_chain_report(
             out, results, chain_length=cfg.chain_length, config=config, fps=cfg.fps
         )
@@ -420,41 +397,84 @@ def eval_chains(cfg: EvalChainsConfig) -> dict[str, Any]:
         print(f"\n{len(results)} chains in {elapsed:.1f} s; {out / 'chains.md'}")
         single = None
         if cfg.single_episodes:
-            tasks = [
-                playground_suite.task_id(name) for name in playground_suite.VIDEOWORLD_SUBTASKS
-            ]
-            total, earlier = len(tasks) * cfg.single_episodes, len(single_record.rows)
-            with tqdm(total=total, initial=earlier, desc="subtasks", unit="ep") as bar:
-                singles = run_recorded(
-                    out / "single",
-                    single_record,
-                    tasks,
-                    cfg.single_episodes,
-                    functools.partial(
-                        rollout,
-                        policy=cfg.policy,
-                        episodes_per_task=cfg.single_episodes,
-                        base_seed=cfg.seed,
-                        workers=cfg.workers,
-                        batch=cfg.batch,
-                        env_kwargs={
-                            "image_size": cfg.image_size,
-                            "camera": cfg.camera,
-                            "max_episode_steps": cfg.steps_per_subtask,
-                        },
-                        videos_per_task=0,
-                        policy_factory=factory,
-                        progress=bar.update,
-                    ),
-                    fps=cfg.fps,
-                )
-            single = write_report(out / "single", singles, config=config, fps=cfg.fps)
+            single = _eval_single_subtasks(cfg, out / "single", single_record, config, factory)
             print("\nVideoWorld's 12 subtasks, one at a time:\n" + markdown_table(single), end="")
     return {"chains": chains, "single": single}
 
 
 # What write_chain_report writes into an eval-chains folder (cleared by overwrite).
 CHAIN_OUTPUTS = ("chains.json", "chains.md", "videos")
+
+
+def _chains_of(
+    cfg: EvalChainsConfig, rows: list[dict[str, Any]], factory: Callable[..., Any]
+) -> tuple[list[ChainResult], list[ChainResult]]:
+    """All ``cfg.chains`` chains, sorted by index, and those of them evaluated by this call.
+
+    Chains recorded in ``rows`` by an earlier run are reused; if any is missing, all are
+    evaluated again (:func:`evaluate_chains` runs chains 0..N-1) and only the new ones kept.
+    """
+    done = {}
+    for row in rows:
+        done.setdefault(int(row["index"]), _chain_from_row(row))
+    fresh = []
+    if len(done) < cfg.chains:
+        with tqdm(total=cfg.chains, desc="chains", unit="chain") as bar:
+            fresh = evaluate_chains(
+                policy=cfg.policy,
+                num_chains=cfg.chains,
+                chain_length=cfg.chain_length,
+                steps_per_subtask=cfg.steps_per_subtask,
+                base_seed=cfg.seed,
+                workers=cfg.workers,
+                batch=cfg.batch,
+                image_size=cfg.image_size,
+                camera=cfg.camera,
+                videos=cfg.videos,
+                policy_factory=factory,
+                progress=bar.update,
+            )
+        fresh = [r for r in fresh if r.index not in done]
+    else:
+        log.info("eval-chains: %d chain(s) recorded by an earlier run", len(done))
+    return sorted([*done.values(), *fresh], key=lambda r: r.index), fresh
+
+
+def _eval_single_subtasks(
+    cfg: EvalChainsConfig,
+    out: Path,
+    record: ResultsRecord,
+    config: dict[str, Any],
+    factory: Callable[..., Any],
+) -> dict[str, Any]:
+    """Evaluate the 12 VideoWorld subtasks one at a time into ``out``; returns the report."""
+    tasks = [playground_suite.task_id(name) for name in playground_suite.VIDEOWORLD_SUBTASKS]
+    total, earlier = len(tasks) * cfg.single_episodes, len(record.rows)
+    with tqdm(total=total, initial=earlier, desc="subtasks", unit="ep") as bar:
+        singles = run_recorded(
+            out,
+            record,
+            tasks,
+            cfg.single_episodes,
+            functools.partial(
+                rollout,
+                policy=cfg.policy,
+                episodes_per_task=cfg.single_episodes,
+                base_seed=cfg.seed,
+                workers=cfg.workers,
+                batch=cfg.batch,
+                env_kwargs={
+                    "image_size": cfg.image_size,
+                    "camera": cfg.camera,
+                    "max_episode_steps": cfg.steps_per_subtask,
+                },
+                videos_per_task=0,
+                policy_factory=factory,
+                progress=bar.update,
+            ),
+            fps=cfg.fps,
+        )
+    return write_report(out, singles, config=config, fps=cfg.fps)
 
 
 def _chain_from_row(row: dict[str, Any]) -> ChainResult:
