@@ -151,10 +151,30 @@ def sample_codes(
     sampled = {e: torch.zeros(len(tok), width, dtype=torch.int64) for e, (tok, _) in todo.items()}
     if sliding:
         _sample_sliding(transformer, todo, sampled, window, device)
-    # Else fresh windows (what an absolute model's control computes), timestep by timestep (a
-    # timestep's context holds the codes sampled before it), every episode at that timestep in
-    # batched calls of 64.
-    longest = 0 if sliding else max((len(tokens) for tokens, _ in todo.values()), default=0)
+    else:
+        _sample_fresh(transformer, todo, sampled, window, device)
+    for episode_id, values in sampled.items():
+        array = values.numpy().astype(np.int16)
+        path = folder / f"{episode_id}.npy"
+        atomic_write(path, lambda f, a=array: np.save(f, a))
+        out[episode_id] = array
+    return out
+
+
+def _sample_fresh(
+    transformer: torch.nn.Module,
+    todo: dict[str, tuple[torch.Tensor, int]],
+    sampled: dict[str, torch.Tensor],
+    window: int,
+    device: torch.device,
+) -> None:
+    """Fill ``sampled`` as an absolute model's control computes it: fresh windows, timestep by
+    timestep (a timestep's context holds the codes sampled before it), every episode at that
+    timestep in batched calls of 64. The code-free transformer samples next-frame tokens from
+    real frames alone."""
+    layout = transformer.config.layout
+    frames_mode = layout.horizon == 0
+    longest = max((len(tokens) for tokens, _ in todo.values()), default=0)
     for t in range(longest):
         rows = [e for e, (tokens, _) in todo.items() if t < len(tokens)]
         history = min(t, window - 1)
@@ -171,12 +191,6 @@ def sample_codes(
                 result = transformer.generate_codes(context, tasks)
             for e, row in zip(group, result.cpu(), strict=True):
                 sampled[e][t] = row
-    for episode_id, values in sampled.items():
-        array = values.numpy().astype(np.int16)
-        path = folder / f"{episode_id}.npy"
-        atomic_write(path, lambda f, a=array: np.save(f, a))
-        out[episode_id] = array
-    return out
 
 
 def _sample_sliding(

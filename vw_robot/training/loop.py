@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 METRICS_FILE = "metrics.csv"
 VALIDATION_FILE = "validation.csv"
 
+LossFn = Callable[[torch.nn.Module, dict[str, torch.Tensor]], tuple[torch.Tensor, dict]]
+
 
 @dataclass
 class OptimConfig:
@@ -385,16 +387,90 @@ def train(
         )
     rank, local_rank, world = _distributed()
     total = optim.total_steps(len(dataset), world)
+    device = _device(optim, local_rank)
+    model.to(device)
+    optimizer = _adamw(model, optim)
+    run = _Run(
+        stage=stage,
+        model=model,
+        optimizer=optimizer,
+        ema=_Ema(model, optim.ema) if optim.ema > 0 else None,
+        optim=optim,
+        run_dir=Path(run_dir),
+        total=total,
+        rank=rank,
+        world=world,
+        device=device,
+        model_config=model_config,
+        config_yaml=config_yaml,
+        parents=parents,
+        validate=validate,
+    )
+    latest = ckpt.latest_checkpoint(run.run_dir)
+    start = 0 if latest is None else _resume(run, latest, resume_changed)
+    best, since = stopping_state(run.run_dir, start) if optim.patience else (math.inf, 0)
+    if start >= total or (optim.patience and since >= optim.patience):
+        return _already_trained(run, start)
+    progress = _Progress(step=start, saved=latest, best=best, since=since)
+    return _train_steps(run, dataset, loss_fn, progress, stop_at)
+
+
+@dataclass
+class _Run:
+    """What one :func:`train` call trains and where: fixed for the whole run."""
+
+    stage: str
+    model: torch.nn.Module  # unwrapped (DDP wraps it in the loop only)
+    optimizer: torch.optim.Optimizer
+    ema: _Ema | None
+    optim: OptimConfig
+    run_dir: Path
+    total: int  # optimizer steps of the run
+    rank: int
+    world: int
+    device: torch.device
+    # Stored in every checkpoint (see :func:`train`'s arguments).
+    model_config: dict[str, Any]
+    config_yaml: str
+    parents: dict[str, str | os.PathLike[str]] | None
+    validate: Callable[[torch.nn.Module], float] | None
+
+
+@dataclass
+class _Progress:
+    """Where a run stands: its step, the checkpoint it saved last, its last loss, and the
+    patience rule's state (best validation loss, evaluations since it)."""
+
+    step: int
+    saved: Path | None
+    best: float
+    since: int
+    last_loss: float | None = None
+    stopped_early: bool = False
+
+    def evaluated(self, val_loss: float, patience: int) -> bool:
+        """Record a validation loss; True when ``patience`` (0: off) evaluations in a row
+        have not lowered the best one."""
+        self.best, self.since = (
+            (val_loss, 0) if val_loss < self.best else (self.best, self.since + 1)
+        )
+        return bool(patience) and self.since >= patience
+
+
+def _device(optim: OptimConfig, local_rank: int) -> torch.device:
+    """The device ``optim.device`` asks for (this process's GPU under torchrun)."""
     if optim.device == "cuda" or (optim.device == "auto" and torch.cuda.is_available()):
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
-    else:
-        device = torch.device("cpu")
-    run_dir = Path(run_dir)
-    model.to(device)
+        return device
+    return torch.device("cpu")
+
+
+def _adamw(model: torch.nn.Module, optim: OptimConfig) -> torch.optim.AdamW:
+    """AdamW with weight decay on the matrices and kernels only (not biases or norms)."""
     decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim < 2]
-    optimizer = torch.optim.AdamW(
+    return torch.optim.AdamW(
         [
             {"params": decay, "weight_decay": optim.weight_decay},
             {"params": no_decay, "weight_decay": 0.0},
@@ -402,200 +478,268 @@ def train(
         lr=optim.lr,
         betas=(0.9, 0.95),
     )
-    ema = _Ema(model, optim.ema) if optim.ema > 0 else None
-    start = 0
-    latest = ckpt.latest_checkpoint(run_dir)
-    if latest is not None:
-        info = ckpt.read_info(latest, stage=stage)
-        if info.model_config != model_config:
-            raise ckpt.CheckpointError(
-                f"{latest}: was trained with another model config ("
-                + "; ".join(config_differences(info.model_config, model_config))
-                + "); use a new run folder (run_name=..., or another out=) to train a "
-                "different model."
-            )
-        _check_resumed_settings(latest, config_yaml, stage, resume_changed)
-        model.load_state_dict(ckpt.load_weights(latest))  # strict: every tensor must fit
-        saved_extra: dict[str, torch.Tensor] = {}
-        start = ckpt.load_trainer_state(latest, optimizer, saved_extra)
-        if ema is not None:
-            ema.load(model, saved_extra, latest)
-        log.info("%s: resuming from %s (step %d)", stage, latest, start)
-        if rank == 0:
-            _rewrite_metrics_upto(run_dir / METRICS_FILE, start)
-    best, since = stopping_state(run_dir, start) if optim.patience else (math.inf, 0)
-    if start >= total or (optim.patience and since >= optim.patience):
-        log.info("%s: already trained to step %d", stage, start)
-        rows = read_metrics(run_dir) if (run_dir / METRICS_FILE).exists() else []
-        return {
-            "step": start,
-            "checkpoint": str(ckpt.resolve_checkpoint(run_dir)),  # the selected one, if any
-            "last_loss": rows[-1]["loss"] if rows else None,
-            "seconds": 0.0,
-            "samples_per_s": None,
-            "resumed_complete": True,
-            "total_steps": total,
-        }
-    wrapped: torch.nn.Module = model
-    if world > 1:
-        from torch.nn.parallel import DistributedDataParallel
 
-        wrapped = DistributedDataParallel(
-            model, device_ids=[device] if device.type == "cuda" else None
+
+def _resume(run: _Run, latest: Path, resume_changed: bool) -> int:
+    """Load checkpoint ``latest`` (model, optimizer, moving average) after checking that it
+    was trained as this run is; drop the metric rows logged after it. Returns its step."""
+    info = ckpt.read_info(latest, stage=run.stage)
+    if info.model_config != run.model_config:
+        raise ckpt.CheckpointError(
+            f"{latest}: was trained with another model config ("
+            + "; ".join(config_differences(info.model_config, run.model_config))
+            + "); use a new run folder (run_name=..., or another out=) to train a "
+            "different model."
         )
-    sampler = StepBatchSampler(
-        len(dataset),
-        optim.batch_size,
-        seed=optim.seed,
-        start=start,
-        steps=total,
-        rank=rank,
-        world=world,
-    )
-    loader: Iterable[Any]
-    if optim.num_workers == 0 and callable(getattr(dataset, "batch", None)):
-        # A dataset that collates a whole batch itself (indices -> the batch default_collate
-        # would make of its items) is faster without the DataLoader's per-item calls.
-        loader = (dataset.batch(indices) for indices in sampler)
-    else:
-        # Its own generator: creating the iterator must not draw from the global RNG, or a
-        # resumed run's dropout masks would be shifted against the uninterrupted run's.
-        loader = DataLoader(
-            dataset,
-            generator=torch.Generator().manual_seed(optim.seed + start),
-            batch_sampler=sampler,
-            num_workers=optim.num_workers,
-            pin_memory=device.type == "cuda",
-            persistent_workers=optim.num_workers > 0,
-        )
+    _check_resumed_settings(latest, run.config_yaml, run.stage, resume_changed)
+    run.model.load_state_dict(ckpt.load_weights(latest))  # strict: every tensor must fit
+    saved_extra: dict[str, torch.Tensor] = {}
+    start = ckpt.load_trainer_state(latest, run.optimizer, saved_extra)
+    if run.ema is not None:
+        run.ema.load(run.model, saved_extra, latest)
+    log.info("%s: resuming from %s (step %d)", run.stage, latest, start)
+    if run.rank == 0:
+        _rewrite_metrics_upto(run.run_dir / METRICS_FILE, start)
+    return start
+
+
+def _already_trained(run: _Run, start: int) -> dict[str, Any]:
+    """The result of a run whose checkpoint is already its last step (or the patience rule's
+    stop): nothing is trained."""
+    log.info("%s: already trained to step %d", run.stage, start)
+    rows = read_metrics(run.run_dir) if (run.run_dir / METRICS_FILE).exists() else []
+    return {
+        "step": start,
+        "checkpoint": str(ckpt.resolve_checkpoint(run.run_dir)),  # the selected one, if any
+        "last_loss": rows[-1]["loss"] if rows else None,
+        "seconds": 0.0,
+        "samples_per_s": None,
+        "resumed_complete": True,
+        "total_steps": run.total,
+    }
+
+
+def _train_steps(
+    run: _Run, dataset: Dataset, loss_fn: LossFn, progress: _Progress, stop_at: int | None
+) -> dict[str, Any]:
+    """Train from ``progress.step`` to the run's last step, ``stop_at`` or the patience
+    rule's stop: update, log, checkpoint. Returns :func:`train`'s result."""
+    optim, start = run.optim, progress.step
+    wrapped = _parallel(run)
+    loader = _batches(run, dataset, start)
     autocast = (
-        torch.autocast(device.type, dtype=torch.bfloat16)
+        torch.autocast(run.device.type, dtype=torch.bfloat16)
         if optim.precision == "bf16"
         else nullcontext()
     )
-    metrics_path = run_dir / METRICS_FILE
-    writer = None
-    if rank == 0:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        new_file = not metrics_path.exists() or metrics_path.stat().st_size == 0
-        handle = open(metrics_path, "a", newline="")  # noqa: SIM115 - closed in finally
-        writer = csv.writer(handle)
-    tensorboard = _tensorboard(run_dir) if rank == 0 else None
-    step, last_loss, saved, stopped_early = start, None, latest, False
+    metrics = _MetricsLog(run.run_dir, run.stage, run.total, write=run.rank == 0)
     began = time.perf_counter()
-    header_written = rank != 0 or not new_file
     threads = torch.get_num_threads()
     if optim.threads:
         torch.set_num_threads(optim.threads)
     try:
         wrapped.train()
         for batch in loader:
-            lr = lr_at(step, optim, total)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            batch = _to(batch, device)
-            with autocast:
-                loss, metrics = loss_fn(wrapped, batch)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if optim.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), optim.grad_clip)
-            optimizer.step()
-            if ema is not None:
-                ema.update(model)
-            step += 1
-            last_loss = float(loss.detach())
-            if not math.isfinite(last_loss):
+            lr = lr_at(progress.step, optim, run.total)
+            loss, values = _update(run, wrapped, loss_fn, batch, lr, autocast)
+            progress.step += 1
+            step = progress.step
+            progress.last_loss = float(loss.detach())
+            if not math.isfinite(progress.last_loss):
                 raise FloatingPointError(
-                    f"{stage}: loss is {last_loss} at step {step}; lower "
+                    f"{run.stage}: loss is {progress.last_loss} at step {step}; lower "
                     "optim.lr or check the data."
                 )
-            if rank == 0 and (step % optim.log_every == 0 or step == total):
-                row = {
-                    "step": step,
-                    "loss": last_loss,
-                    "lr": lr,
-                    **{k: float(v) for k, v in metrics.items()},
-                    "elapsed_s": time.perf_counter() - began,
-                }
-                if not header_written:
-                    writer.writerow(list(row))
-                    header_written = True
-                writer.writerow(list(row.values()))
-                handle.flush()
-                if tensorboard is not None:
-                    for key, value in row.items():
-                        if key != "step":
-                            tensorboard.add_scalar(f"{stage}/{key}", value, step)
-                log.info("%s step %d/%d loss %.4f", stage, step, total, last_loss)
-            stop = False
-            if step % optim.checkpoint_every == 0 or step in (total, stop_at):
-                # A run sized in epochs records its steps; one with patience, where it stands.
-                extra: dict[str, Any] = {} if optim.steps else {"total_steps": total}
-                kept = model if ema is None else ema.averaged
-                if validate is not None and rank == 0:
-                    extra["val_loss"] = _validation_loss(kept, validate, run_dir, step)
-                    log.info("%s step %d validation loss %.4f", stage, step, extra["val_loss"])
-                    best, since = (
-                        (extra["val_loss"], 0) if extra["val_loss"] < best else (best, since + 1)
-                    )
-                    stop = bool(optim.patience) and since >= optim.patience
-                    if optim.patience:
-                        extra["evaluations_since_best"] = since
-                if rank == 0:
-                    saved = ckpt.save_checkpoint(
-                        run_dir,
-                        stage=stage,
-                        step=step,
-                        model=kept,
-                        model_config=model_config,
-                        config_yaml=config_yaml,
-                        optimizer=optimizer,
-                        parents=parents,
-                        extra_info=extra or None,
-                        trainer_tensors=None if ema is None else ema.trainer_tensors(model),
-                    )
-                if world > 1:
-                    flag = torch.tensor([int(stop)], device=device)
-                    torch.distributed.broadcast(flag, 0)  # rank 0 alone validates
-                    stop = bool(flag.item())
-            if stop:
-                stopped_early = step < total
+            if run.rank == 0 and (step % optim.log_every == 0 or step == run.total):
+                elapsed = time.perf_counter() - began
+                metrics.write(step, progress.last_loss, lr, values, elapsed)
+            at_checkpoint = step % optim.checkpoint_every == 0 or step in (run.total, stop_at)
+            if at_checkpoint and _checkpoint(run, progress):
+                progress.stopped_early = step < run.total
                 log.info(
                     "%s: validation loss not lower than %.4f for %d evaluations: stopping at "
                     "step %d of %d",
-                    stage,
-                    best,
-                    since,
+                    run.stage,
+                    progress.best,
+                    progress.since,
                     step,
-                    total,
+                    run.total,
                 )
                 break
             if step == stop_at:
                 break
     finally:
         torch.set_num_threads(threads)
-        if writer is not None:
-            handle.close()
-        if tensorboard is not None:
-            tensorboard.close()
-    if ema is not None:  # the caller's model is what was saved (pictures, exports)
-        model.load_state_dict(ema.averaged.state_dict())
+        metrics.close()
+    return _finish(run, progress, start, began)
+
+
+def _parallel(run: _Run) -> torch.nn.Module:
+    """The model to call in the loop: wrapped in DistributedDataParallel under torchrun."""
+    if run.world <= 1:
+        return run.model
+    from torch.nn.parallel import DistributedDataParallel
+
+    device_ids = [run.device] if run.device.type == "cuda" else None
+    return DistributedDataParallel(run.model, device_ids=device_ids)
+
+
+def _batches(run: _Run, dataset: Dataset, start: int) -> Iterable[Any]:
+    """The batches of steps ``start..total-1`` for this rank (see :class:`StepBatchSampler`)."""
+    optim = run.optim
+    sampler = StepBatchSampler(
+        len(dataset),
+        optim.batch_size,
+        seed=optim.seed,
+        start=start,
+        steps=run.total,
+        rank=run.rank,
+        world=run.world,
+    )
+    if optim.num_workers == 0 and callable(getattr(dataset, "batch", None)):
+        # A dataset that collates a whole batch itself (indices -> the batch default_collate
+        # would make of its items) is faster without the DataLoader's per-item calls.
+        return (dataset.batch(indices) for indices in sampler)
+    # Its own generator: creating the iterator must not draw from the global RNG, or a
+    # resumed run's dropout masks would be shifted against the uninterrupted run's.
+    return DataLoader(
+        dataset,
+        generator=torch.Generator().manual_seed(optim.seed + start),
+        batch_sampler=sampler,
+        num_workers=optim.num_workers,
+        pin_memory=run.device.type == "cuda",
+        persistent_workers=optim.num_workers > 0,
+    )
+
+
+def _update(
+    run: _Run,
+    wrapped: torch.nn.Module,
+    loss_fn: LossFn,
+    batch: Any,
+    lr: float,
+    autocast: Any,
+) -> tuple[torch.Tensor, dict]:
+    """One optimizer step at learning rate ``lr`` (gradients clipped, the moving average
+    updated); returns ``loss_fn``'s loss and metrics."""
+    for group in run.optimizer.param_groups:
+        group["lr"] = lr
+    batch = _to(batch, run.device)
+    with autocast:
+        loss, metrics = loss_fn(wrapped, batch)
+    run.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if run.optim.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(run.model.parameters(), run.optim.grad_clip)
+    run.optimizer.step()
+    if run.ema is not None:
+        run.ema.update(run.model)
+    return loss, metrics
+
+
+def _checkpoint(run: _Run, progress: _Progress) -> bool:
+    """Validate (rank 0) and save the checkpoint of ``progress.step``; True when the patience
+    rule ends the run (rank 0's decision, broadcast to every rank)."""
+    optim, step = run.optim, progress.step
+    stop = False
+    # A run sized in epochs records its steps; one with patience, where it stands.
+    extra: dict[str, Any] = {} if optim.steps else {"total_steps": run.total}
+    kept = run.model if run.ema is None else run.ema.averaged
+    if run.validate is not None and run.rank == 0:
+        extra["val_loss"] = _validation_loss(kept, run.validate, run.run_dir, step)
+        log.info("%s step %d validation loss %.4f", run.stage, step, extra["val_loss"])
+        stop = progress.evaluated(extra["val_loss"], optim.patience)
+        if optim.patience:
+            extra["evaluations_since_best"] = progress.since
+    if run.rank == 0:
+        progress.saved = ckpt.save_checkpoint(
+            run.run_dir,
+            stage=run.stage,
+            step=step,
+            model=kept,
+            model_config=run.model_config,
+            config_yaml=run.config_yaml,
+            optimizer=run.optimizer,
+            parents=run.parents,
+            extra_info=extra or None,
+            trainer_tensors=None if run.ema is None else run.ema.trainer_tensors(run.model),
+        )
+    if run.world > 1:
+        flag = torch.tensor([int(stop)], device=run.device)
+        torch.distributed.broadcast(flag, 0)  # rank 0 alone validates
+        stop = bool(flag.item())
+    return stop
+
+
+def _finish(run: _Run, progress: _Progress, start: int, began: float) -> dict[str, Any]:
+    """After the last step: the caller's model takes the saved (averaged) weights, and a run
+    with held-out data selects its best checkpoint. Returns :func:`train`'s result."""
+    if run.ema is not None:  # the caller's model is what was saved (pictures, exports)
+        run.model.load_state_dict(run.ema.averaged.state_dict())
     seconds = time.perf_counter() - began
-    samples = (step - start) * optim.batch_size * world
-    if validate is not None and rank == 0 and (step == total or stopped_early):
-        saved = ckpt.select_checkpoint(run_dir) or saved
-        log.info("%s: checkpoint chosen by validation loss: %s", stage, saved)
+    samples = (progress.step - start) * run.optim.batch_size * run.world
+    saved = progress.saved
+    ended = progress.step == run.total or progress.stopped_early
+    if run.validate is not None and run.rank == 0 and ended:
+        saved = ckpt.select_checkpoint(run.run_dir) or saved
+        log.info("%s: checkpoint chosen by validation loss: %s", run.stage, saved)
     return {
-        "step": step,
+        "step": progress.step,
         "checkpoint": str(saved),
-        "last_loss": last_loss,
+        "last_loss": progress.last_loss,
         "seconds": seconds,
         "samples_per_s": samples / seconds if seconds > 0 else 0.0,
-        "optim": asdict(optim),
-        "total_steps": total,
-        "stopped_early": stopped_early,
+        "optim": asdict(run.optim),
+        "total_steps": run.total,
+        "stopped_early": progress.stopped_early,
     }
+
+
+class _MetricsLog:
+    """Rank 0's metric rows: ``metrics.csv`` (its header once) and TensorBoard when it is
+    installed; on other ranks it writes nothing."""
+
+    def __init__(self, run_dir: Path, stage: str, total: int, *, write: bool) -> None:
+        self.stage, self.total = stage, total
+        self._handle: Any = None
+        self._writer: Any = None
+        self._tensorboard: Any = None
+        self._header_written = True
+        if write:
+            path = run_dir / METRICS_FILE
+            run_dir.mkdir(parents=True, exist_ok=True)
+            self._header_written = path.exists() and path.stat().st_size != 0
+            self._handle = open(path, "a", newline="")  # noqa: SIM115 - closed in close()
+            self._writer = csv.writer(self._handle)
+            self._tensorboard = _tensorboard(run_dir)
+
+    def write(
+        self, step: int, loss: float, lr: float, metrics: dict[str, Any], elapsed: float
+    ) -> None:
+        """One row: step, loss, lr, the loss function's metrics, seconds since the start."""
+        row = {
+            "step": step,
+            "loss": loss,
+            "lr": lr,
+            **{k: float(v) for k, v in metrics.items()},
+            "elapsed_s": elapsed,
+        }
+        if not self._header_written:
+            self._writer.writerow(list(row))
+            self._header_written = True
+        self._writer.writerow(list(row.values()))
+        self._handle.flush()
+        if self._tensorboard is not None:
+            for key, value in row.items():
+                if key != "step":
+                    self._tensorboard.add_scalar(f"{self.stage}/{key}", value, step)
+        log.info("%s step %d/%d loss %.4f", self.stage, step, self.total, loss)
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+        if self._tensorboard is not None:
+            self._tensorboard.close()
 
 
 class _Ema:

@@ -42,7 +42,7 @@ from vw_robot.models.augment import random_shift
 from vw_robot.models.registry import build_model, load_model
 from vw_robot.training import pictures
 from vw_robot.training.codes import export, sample_codes, sequence_layout, stage_checkpoint
-from vw_robot.training.config import TrainConfig
+from vw_robot.training.config import ActionHeadStage, TrainConfig
 from vw_robot.training.loop import train
 from vw_robot.training.seeding import seed_everything
 
@@ -277,104 +277,176 @@ def _head_setup(cfg: TrainConfig) -> Setup:
     """Action head (codes from the LDM and the transformer), BC (frames only) or the no-LDM
     head (current frame + the frame the code-free transformer predicts)."""
     stage_cfg = getattr(cfg.experiment, cfg.stage)
-    use_codes = cfg.stage == "action_head"
     next_frame = cfg.stage == "noldm_head"
     labelled, metas = _labelled_episodes(cfg)
+    training, held_out = _validation_split(cfg, labelled, metas)
+    inputs = _generated_inputs(cfg, training, metas)
+    dataset = ActionChunkDataset(
+        cfg.dataset,
+        inputs.key,
+        stage_cfg.model.chunk,
+        training,
+        sampled=inputs.sampled,
+        sampled_fraction=stage_cfg.sampled_fraction,
+        seed=stage_cfg.label_seed,
+        task_ids=inputs.task_ids,
+        next_tokens=next_frame,
+        cache_dir=cfg.cache_dir,
+    )
+    steps = [fmt.load_steps(cfg.dataset, meta) for meta in metas if meta.episode_id in training]
+    state_dim = _state_dim(cfg, steps)
+    trunk, encoder = _trunk(cfg, metas[0].image_size, inputs.parents)
+    model_config = _head_model_config(
+        cfg, metas, trunk, inputs, state_dim, encoder is not None, labelled, held_out
+    )
+    model = build_model("ActionHead", model_config)
+    if encoder is not None:
+        model.trunk.load_state_dict(encoder.state_dict())
+        if stage_cfg.freeze_trunk:
+            model.trunk.requires_grad_(False)
+    where = f"{cfg.dataset} ({len(steps)} labelled training episode(s))"
+    _set_normalizers(model, steps, state_dim, where)
+    loss = _head_loss(stage_cfg, inputs.decoder, state_dim)
+    validate = _head_validation(cfg, inputs, held_out, loss) if held_out else None
+    return Setup(model, model_config, dataset, loss, inputs.parents, validate)
+
+
+def _validation_split(
+    cfg: TrainConfig, labelled: list[str], metas: list[fmt.EpisodeMeta]
+) -> tuple[list[str], list[str]]:
+    """The labelled episodes the head trains on and those it holds out (``val_fraction`` of
+    each task's)."""
+    stage_cfg = getattr(cfg.experiment, cfg.stage)
     task_of = {m.episode_id: m.task_id for m in metas}
     training, held_out = split_validation(
         labelled, task_of, stage_cfg.val_fraction, stage_cfg.label_seed
     )
     if held_out:
         log.info("%s: validation episodes %s", cfg.stage, labelled_per_task(held_out, task_of))
-    image_size = metas[0].image_size
-    parents: dict[str, Path] = {}
-    key, sampled, horizon, levels = None, None, 1, [8, 5, 5, 5]
-    decoder = None
-    if use_codes or next_frame:
-        transformer, trf_info = _generator(cfg, use_codes)
-        transformer.to(resolve_device(stage_cfg.optim.device))  # only samples codes here
-        tokenizer, tok_info = load_model(ckpt.parent_checkpoint(trf_info, "tokenizer"), "tokenizer")
-        ldm, ldm_info = None, None
-        if use_codes:
-            ldm, ldm_info = load_model(ckpt.parent_checkpoint(trf_info, "ldm"), "ldm")
-            horizon, levels = ldm.config.horizon, list(ldm.config.levels)
-        else:
-            # The no-LDM head reads next frames as the policy will see them: decoded tokens.
-            decoder = tokenizer
-        # With the models loaded above: loading them again would draw from the RNG that
-        # initialises the head, and change every head trained before this refactor.
-        key = sequence_key(tok_info.model_sha256, ldm_info.model_sha256 if ldm_info else None)
-        export_sequences(
-            cfg.dataset, tokenizer, ldm, key, tasks=_tasks(cfg), cache_dir=cfg.cache_dir
-        )
-        task_ids = trf_info.model_config["task_ids"]
-        if stage_cfg.sampled_fraction > 0:
-            sampled = sample_codes(
-                cfg.dataset, key, training, transformer, trf_info, task_ids, cfg.cache_dir
-            )
-        parents = {"transformer": trf_info.path, **trf_info.parents}
-        if tok_info.model_config["image_size"] != image_size:
-            raise ckpt.CheckpointError(
-                f"{tok_info.path}: tokenizer image_size={tok_info.model_config['image_size']} "
-                f"but the dataset's frames are {image_size} px."
-            )
+    return training, held_out
+
+
+@dataclass
+class _HeadInputs:
+    """What a head reads besides frames and actions: for the action head and the no-LDM head,
+    the export of the transformer's parents and the transformer's own samples; for BC, only
+    its task ids."""
+
+    task_ids: list[str]
+    key: str | None = None  # the sequence export (tokens, codes); None: frames only
+    sampled: dict[str, Any] | None = None  # episode -> the transformer's samples
+    horizon: int = 1  # codes per timestep (the LDM's horizon)
+    levels: list[int] = dataclasses.field(default_factory=lambda: [8, 5, 5, 5])  # code FSQ
+    decoder: torch.nn.Module | None = None  # the no-LDM head decodes next-frame tokens
+    parents: dict[str, Path] = dataclasses.field(default_factory=dict)  # stage -> checkpoint
+
+
+def _generated_inputs(
+    cfg: TrainConfig, training: list[str], metas: list[fmt.EpisodeMeta]
+) -> _HeadInputs:
+    """Load the transformer a head builds on (none for BC), export its parents' tokens and
+    codes, and sample its own codes (or next frames) on the training episodes."""
+    stage_cfg = getattr(cfg.experiment, cfg.stage)
+    use_codes = cfg.stage == "action_head"
+    if not use_codes and cfg.stage != "noldm_head":
+        return _HeadInputs(task_ids=sorted({m.task_id for m in metas}))
+    transformer, trf_info = _generator(cfg, use_codes)
+    transformer.to(resolve_device(stage_cfg.optim.device))  # only samples codes here
+    tokenizer, tok_info = load_model(ckpt.parent_checkpoint(trf_info, "tokenizer"), "tokenizer")
+    ldm, ldm_info = None, None
+    inputs = _HeadInputs(task_ids=trf_info.model_config["task_ids"])
+    if use_codes:
+        ldm, ldm_info = load_model(ckpt.parent_checkpoint(trf_info, "ldm"), "ldm")
+        inputs.horizon, inputs.levels = ldm.config.horizon, list(ldm.config.levels)
     else:
-        task_ids = sorted({m.task_id for m in metas})
-    dataset = ActionChunkDataset(
-        cfg.dataset,
-        key,
-        stage_cfg.model.chunk,
-        training,
-        sampled=sampled,
-        sampled_fraction=stage_cfg.sampled_fraction,
-        seed=stage_cfg.label_seed,
-        task_ids=task_ids,
-        next_tokens=next_frame,
-        cache_dir=cfg.cache_dir,
-    )
-    steps = [fmt.load_steps(cfg.dataset, meta) for meta in metas if meta.episode_id in training]
-    state_dim = 0
-    if stage_cfg.use_state:
-        dims = {step["state"].shape[1] for step in steps}
-        if len(dims) != 1 or 0 in dims:
-            raise fmt.DatasetError(
-                f"{cfg.dataset}: use_state needs one proprio size in every labelled episode, "
-                f"found {sorted(dims)}."
-            )
-        state_dim = dims.pop()
-    m = stage_cfg.model
+        # The no-LDM head reads next frames as the policy will see them: decoded tokens.
+        inputs.decoder = tokenizer
+    # With the models loaded above: loading them again would draw from the RNG that
+    # initialises the head, and change every head trained before this refactor.
+    key = sequence_key(tok_info.model_sha256, ldm_info.model_sha256 if ldm_info else None)
+    export_sequences(cfg.dataset, tokenizer, ldm, key, tasks=_tasks(cfg), cache_dir=cfg.cache_dir)
+    inputs.key = key
+    if stage_cfg.sampled_fraction > 0:
+        inputs.sampled = sample_codes(
+            cfg.dataset, key, training, transformer, trf_info, inputs.task_ids, cfg.cache_dir
+        )
+    inputs.parents = {"transformer": trf_info.path, **trf_info.parents}
+    image_size = metas[0].image_size
+    if tok_info.model_config["image_size"] != image_size:
+        raise ckpt.CheckpointError(
+            f"{tok_info.path}: tokenizer image_size={tok_info.model_config['image_size']} "
+            f"but the dataset's frames are {image_size} px."
+        )
+    return inputs
+
+
+def _state_dim(cfg: TrainConfig, steps: list[dict[str, np.ndarray]]) -> int:
+    """The proprio state's size when the head reads it (``use_state``), else 0."""
+    if not getattr(cfg.experiment, cfg.stage).use_state:
+        return 0
+    dims = {step["state"].shape[1] for step in steps}
+    if len(dims) != 1 or 0 in dims:
+        raise fmt.DatasetError(
+            f"{cfg.dataset}: use_state needs one proprio size in every labelled episode, "
+            f"found {sorted(dims)}."
+        )
+    return dims.pop()
+
+
+def _trunk(
+    cfg: TrainConfig, image_size: int, parents: dict[str, Path]
+) -> tuple[dict[str, Any], torch.nn.Module | None]:
+    """The conv trunk's sizes, and the LDM frame encoder it starts from with ``trunk=ldm``
+    (None: its own, trained from scratch); the LDM is added to ``parents``."""
+    m = getattr(cfg.experiment, cfg.stage).model
     trunk = {"channels": list(m.channels), "num_res_blocks": m.num_res_blocks}
     trunk["feature_dim"] = m.feature_dim
-    encoder = None
-    if stage_cfg.trunk == "ldm":
-        ldm_path = parents.get("ldm") or stage_checkpoint(cfg.ldm_checkpoint, cfg.out, "ldm")
-        ldm_model, ldm_info = load_model(ldm_path, "ldm")
-        if ldm_model.config.image_size != image_size:
-            raise ckpt.CheckpointError(
-                f"{ldm_info.path}: image_size={ldm_model.config.image_size} but the dataset's "
-                f"frames are {image_size} px; trunk=ldm needs the same size."
-            )
-        encoder = ldm_model.encoder
-        lc = ldm_model.config
-        trunk = {"channels": list(lc.channels), "num_res_blocks": lc.num_res_blocks}
-        trunk["feature_dim"] = lc.dim
-        parents.setdefault("ldm", ldm_info.path)
+    if getattr(cfg.experiment, cfg.stage).trunk != "ldm":
+        return trunk, None
+    ldm_path = parents.get("ldm") or stage_checkpoint(cfg.ldm_checkpoint, cfg.out, "ldm")
+    ldm_model, ldm_info = load_model(ldm_path, "ldm")
+    if ldm_model.config.image_size != image_size:
+        raise ckpt.CheckpointError(
+            f"{ldm_info.path}: image_size={ldm_model.config.image_size} but the dataset's "
+            f"frames are {image_size} px; trunk=ldm needs the same size."
+        )
+    lc = ldm_model.config
+    trunk = {"channels": list(lc.channels), "num_res_blocks": lc.num_res_blocks}
+    trunk["feature_dim"] = lc.dim
+    parents.setdefault("ldm", ldm_info.path)
+    return trunk, ldm_model.encoder
+
+
+def _head_model_config(
+    cfg: TrainConfig,
+    metas: list[fmt.EpisodeMeta],
+    trunk: dict[str, Any],
+    inputs: _HeadInputs,
+    state_dim: int,
+    unit_inputs: bool,
+    labelled: list[str],
+    held_out: list[str],
+) -> dict[str, Any]:
+    """The ActionHead's config, with what its checkpoint must say about the env it acts in."""
+    stage_cfg = getattr(cfg.experiment, cfg.stage)
+    m = stage_cfg.model
+    image_size = metas[0].image_size
     model_config = {
         "image_size": image_size,
         "down_factor": 2 ** len(trunk["channels"]),
         **trunk,
-        "unit_inputs": encoder is not None,
-        "use_codes": use_codes,
-        "use_next_frame": next_frame,
-        "horizon": horizon,
-        "code_levels": levels,
+        "unit_inputs": unit_inputs,
+        "use_codes": cfg.stage == "action_head",
+        "use_next_frame": cfg.stage == "noldm_head",
+        "horizon": inputs.horizon,
+        "code_levels": inputs.levels,
         "code_embed_dim": m.code_embed_dim,
         "hidden": m.hidden,
         "action_dim": metas[0].action_dim,
         "chunk": m.chunk,
         "state_dim": state_dim,
-        "num_tasks": len(task_ids) if stage_cfg.task_conditioning else 0,
-        "task_ids": task_ids,
+        "num_tasks": len(inputs.task_ids) if stage_cfg.task_conditioning else 0,
+        "task_ids": inputs.task_ids,
         # What a checkpoint needs to say about the env it acts in.
         "env": {
             "image_size": image_size,
@@ -385,12 +457,13 @@ def _head_setup(cfg: TrainConfig) -> Setup:
     }
     if stage_cfg.conditioning != "concat":  # only then: earlier checkpoints' configs resume
         model_config["conditioning"] = stage_cfg.conditioning
-    model = build_model("ActionHead", model_config)
-    if encoder is not None:
-        model.trunk.load_state_dict(encoder.state_dict())
-        if stage_cfg.freeze_trunk:
-            model.trunk.requires_grad_(False)
-    where = f"{cfg.dataset} ({len(steps)} labelled training episode(s))"
+    return model_config
+
+
+def _set_normalizers(
+    model: torch.nn.Module, steps: list[dict[str, np.ndarray]], state_dim: int, where: str
+) -> None:
+    """Store the training episodes' action (and state) statistics in the head."""
     actions = np.concatenate([step["actions"] for step in steps])  # (N, A) float32
     action_statistics(actions, where)  # refuses statistics that are not finite, naming them
     # float32 statistics, as every earlier run computed them: their checkpoints reproduce.
@@ -398,6 +471,13 @@ def _head_setup(cfg: TrainConfig) -> Setup:
     if state_dim:
         states = np.concatenate([step["state"] for step in steps]).astype(np.float64)
         model.set_state_normalizer(torch.tensor(states.mean(0)), torch.tensor(states.std(0)))
+
+
+def _head_loss(
+    stage_cfg: ActionHeadStage, decoder: torch.nn.Module | None, state_dim: int
+) -> LossFn:
+    """The head's chunk loss on a batch; frames (and decoded next frames, kept aligned) are
+    randomly shifted while training (``augment_shift``)."""
     shift = stage_cfg.augment_shift
     bf16 = stage_cfg.optim.precision == "bf16"
 
@@ -431,30 +511,36 @@ def _head_setup(cfg: TrainConfig) -> Setup:
         )
         return head.chunk_loss(predicted, batch["actions"], batch["action_mask"]), {}
 
-    validate = None
-    if held_out:
-        # The real clips' codes (no sampled ones), no augmentation: a fixed yardstick.
-        val_data = ActionChunkDataset(
-            cfg.dataset,
-            key,
-            stage_cfg.model.chunk,
-            held_out,
-            task_ids=task_ids,
-            next_tokens=next_frame,
-            cache_dir=cfg.cache_dir,
-        )
+    return loss
 
-        def validate(m: torch.nn.Module) -> float:
-            device = next(m.parameters()).device
-            total, count = 0.0, 0
-            for start in range(0, len(val_data), 256):
-                indices = list(range(start, min(start + 256, len(val_data))))
-                batch = {k: v.to(device) for k, v in val_data.batch(indices).items()}
-                total += float(loss(m, batch)[0]) * len(indices)
-                count += len(indices)
-            return total / count
 
-    return Setup(model, model_config, dataset, loss, parents, validate)
+def _head_validation(
+    cfg: TrainConfig, inputs: _HeadInputs, held_out: list[str], loss: LossFn
+) -> Callable[[torch.nn.Module], float]:
+    """The mean loss over the held-out episodes' items."""
+    stage_cfg = getattr(cfg.experiment, cfg.stage)
+    # The real clips' codes (no sampled ones), no augmentation: a fixed yardstick.
+    val_data = ActionChunkDataset(
+        cfg.dataset,
+        inputs.key,
+        stage_cfg.model.chunk,
+        held_out,
+        task_ids=inputs.task_ids,
+        next_tokens=cfg.stage == "noldm_head",
+        cache_dir=cfg.cache_dir,
+    )
+
+    def validate(m: torch.nn.Module) -> float:
+        device = next(m.parameters()).device
+        total, count = 0.0, 0
+        for start in range(0, len(val_data), 256):
+            indices = list(range(start, min(start + 256, len(val_data))))
+            batch = {k: v.to(device) for k, v in val_data.batch(indices).items()}
+            total += float(loss(m, batch)[0]) * len(indices)
+            count += len(indices)
+        return total / count
+
+    return validate
 
 
 _HEAD = "{} -> action chunk; its folder is a policy (`vw-robot eval policy=...`)"
