@@ -198,53 +198,115 @@ def evaluate_chains(
         ValueError: a bad count, length, budget or worker number (the message names it).
         PolicyMismatchError: the policy was not trained for every subtask, or for these frames.
     """
-
     if isinstance(num_chains, bool) or not isinstance(num_chains, int) or num_chains < 1:
         raise UserError(f"num_chains={num_chains!r} must be a positive int.")
     pt.check_chain_args(chain_length, steps_per_subtask)
     if workers < 1:
         raise UserError(f"workers={workers} must be >= 1.")
     check_batch(batch)
-    env_kwargs = {
-        "chain_length": chain_length,
-        "steps_per_subtask": steps_per_subtask,
-        "image_size": image_size,
-    }
+    built = policy_factory(policy) if batch is not None else None
+    env_kwargs = _fitted_env_kwargs(
+        policy,
+        policy_factory if built is None else (lambda _: built),
+        {"chain_length": chain_length, "steps_per_subtask": steps_per_subtask},
+        image_size,
+        camera,
+    )
+    record = frozenset(range(min(videos, num_chains)))
+    if batch is not None:
+        return _evaluate_batched(
+            policy,
+            num_chains,
+            base_seed,
+            workers,
+            env_kwargs,
+            record,
+            policy_factory,
+            progress,
+            batch=batch,
+            built=built,
+        )
+    return _evaluate_per_process(
+        policy, num_chains, base_seed, workers, env_kwargs, record, policy_factory, progress
+    )
+
+
+def _fitted_env_kwargs(
+    policy: str,
+    policy_factory: Callable[[str], Any],
+    chain_kwargs: dict[str, Any],
+    image_size: int,
+    camera: str | None,
+) -> dict[str, Any]:
+    """The chain env's keyword arguments, with the camera the policy was trained on.
+
+    Raises:
+        PolicyMismatchError: the policy was not trained for every subtask, or for these frames.
+    """
+    env_kwargs = {**chain_kwargs, "image_size": image_size}
     if camera is not None:
         env_kwargs["camera"] = camera
     # A chain may draw any subtask: refuse up front a policy that does not know them all.
-    built = policy_factory(policy) if batch is not None else None
     fitted = check_policy_fits(
         [task_id(name) for name in pt.SUBTASK_NAMES],
         policy,
         {"image_size": image_size, **({"camera": camera} if camera is not None else {})},
-        policy_factory if built is None else (lambda _: built),
+        policy_factory,
     )
     if fitted.get("camera") is not None:  # the camera the policy was trained on
         env_kwargs["camera"] = fitted["camera"]
-    record = frozenset(range(min(videos, num_chains)))
-    if batch is not None:
-        units = [
-            Unit(CHAIN_TASK, i, chain_seed(base_seed, i), i in record) for i in range(num_chains)
-        ]
-        chains: list[ChainResult] = []
+    return env_kwargs
 
-        def on_done(chain: ChainResult) -> None:
-            chains.append(chain)
-            if progress is not None:
-                progress(1)
 
-        run_batched(
-            units,
-            make_run=_ChainRun,
-            make_policy=lambda size: make_batch_policy(policy, size, policy_factory, built),
-            slots=batch,
-            workers=workers,
-            make_env=_make_chain_env,
-            env_kwargs=env_kwargs,
-            on_done=on_done,
-        )
-        return sorted(chains, key=lambda r: r.index)
+def _evaluate_batched(
+    policy: str,
+    num_chains: int,
+    base_seed: int,
+    workers: int,
+    env_kwargs: dict[str, Any],
+    record: frozenset[int],
+    policy_factory: Callable[[str], Any],
+    progress: Callable[[int], None] | None,
+    *,
+    batch: int,
+    built: Any,
+) -> list[ChainResult]:
+    """:func:`evaluate_chains` with ``batch`` chain envs acting together with one policy.
+
+    ``built`` is the policy already made from ``policy`` (reused for the batch's policy).
+    """
+    units = [Unit(CHAIN_TASK, i, chain_seed(base_seed, i), i in record) for i in range(num_chains)]
+    chains: list[ChainResult] = []
+
+    def on_done(chain: ChainResult) -> None:
+        chains.append(chain)
+        if progress is not None:
+            progress(1)
+
+    run_batched(
+        units,
+        make_run=_ChainRun,
+        make_policy=lambda size: make_batch_policy(policy, size, policy_factory, built),
+        slots=batch,
+        workers=workers,
+        make_env=_make_chain_env,
+        env_kwargs=env_kwargs,
+        on_done=on_done,
+    )
+    return sorted(chains, key=lambda r: r.index)
+
+
+def _evaluate_per_process(
+    policy: str,
+    num_chains: int,
+    base_seed: int,
+    workers: int,
+    env_kwargs: dict[str, Any],
+    record: frozenset[int],
+    policy_factory: Callable[[str], Any],
+    progress: Callable[[int], None] | None,
+) -> list[ChainResult]:
+    """:func:`evaluate_chains` with whole chains per process, spread over ``workers``."""
     chunks = max(1, min(num_chains, 4 * workers))
     jobs = [
         _ChainJob(tuple(range(c, num_chains, chunks)), policy, base_seed, env_kwargs, record)
