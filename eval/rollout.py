@@ -255,6 +255,7 @@ def check_policy_fits(
     return env_kwargs
 
 
+# Long for its docstring (two run modes, every argument); the code is ~40 lines of one sequence.
 def evaluate(
     tasks: Sequence[str],
     *,
