@@ -144,39 +144,7 @@ def run_batched(
     workers = min(workers, slots)
     groups = [list(range(w, slots, workers)) for w in range(workers)]  # slot s: worker s % W
     policies = [make_policy(len(group)) for group in groups]
-    # Units dealt to the groups in turn, so the workers share the tail of the run; a group
-    # with none left takes the last of the fullest queue (episodes end at different steps).
-    queues = [deque(units[w::workers]) for w in range(workers)]
-    runs: dict[int, SlotRun] = {}
-
-    def start(slot: int, commands: dict[int, tuple[Any, ...]]) -> None:
-        own, fullest = queues[slot % workers], max(queues, key=len)
-        if own or fullest:
-            unit = own.popleft() if own else fullest.pop()
-            runs[slot] = make_run(unit)
-            commands[slot] = ("reset", unit.task_id, unit.seed)
-
-    def finish(slot: int, commands: dict[int, tuple[Any, ...]]) -> None:
-        on_done(runs.pop(slot).result())
-        start(slot, commands)
-
-    def advance(w: int, replies: dict[int, Reply]) -> dict[int, tuple[Any, ...]]:
-        """Take in group w's replies and act: the group's next commands."""
-        commands: dict[int, tuple[Any, ...]] = {}
-        ready = []
-        for slot in sorted(replies):
-            if runs[slot].receive(replies[slot], policies[w], slot // workers):
-                finish(slot, commands)
-            else:
-                ready.append(slot)
-        acted = _act(policies[w], ready, workers, runs) if ready else {}
-        for slot, (action, error) in acted.items():
-            if error is None:
-                commands[slot] = ("step", action)
-            else:
-                runs[slot].fail(error)
-                finish(slot, commands)
-        return commands
+    dealer = _Dealer(units, workers, policies, make_run, on_done)
 
     # Overlap: one group at a time, the others step meanwhile. Else every group steps, then
     # the policy acts for all of them while no simulator runs.
@@ -187,16 +155,67 @@ def run_batched(
             for w, group in enumerate(groups):
                 commands: dict[int, tuple[Any, ...]] = {}
                 for slot in group:
-                    start(slot, commands)
+                    dealer.start(slot, commands)
                 pool.send(w, commands)
             while any(pool.waiting(w) for w in range(workers)):
                 for turn in turns:
                     received = {w: pool.receive(w) for w in turn if pool.waiting(w)}
-                    outgoing = {w: advance(w, replies) for w, replies in received.items()}
+                    outgoing = {w: dealer.advance(w, replies) for w, replies in received.items()}
                     for w, commands in outgoing.items():
                         pool.send(w, commands)
     finally:
         pool.close()
+
+
+class _Dealer:
+    """:func:`run_batched`'s bookkeeping: which run each slot holds, the units still to start,
+    and the commands a group's replies lead to."""
+
+    def __init__(
+        self,
+        units: list[Unit],
+        workers: int,
+        policies: list[BatchPolicy],
+        make_run: Callable[[Unit], SlotRun],
+        on_done: Callable[[Any], None],
+    ) -> None:
+        self.workers, self.policies = workers, policies
+        self.make_run, self.on_done = make_run, on_done
+        # Units dealt to the groups in turn, so the workers share the tail of the run; a group
+        # with none left takes the last of the fullest queue (episodes end at different steps).
+        self.queues = [deque(units[w::workers]) for w in range(workers)]
+        self.runs: dict[int, SlotRun] = {}
+
+    def start(self, slot: int, commands: dict[int, tuple[Any, ...]]) -> None:
+        """Start the slot's next unit, if any is left: a reset command for its env."""
+        own, fullest = self.queues[slot % self.workers], max(self.queues, key=len)
+        if own or fullest:
+            unit = own.popleft() if own else fullest.pop()
+            self.runs[slot] = self.make_run(unit)
+            commands[slot] = ("reset", unit.task_id, unit.seed)
+
+    def finish(self, slot: int, commands: dict[int, tuple[Any, ...]]) -> None:
+        """Hand the slot's finished run to ``on_done`` and start its next unit."""
+        self.on_done(self.runs.pop(slot).result())
+        self.start(slot, commands)
+
+    def advance(self, w: int, replies: dict[int, Reply]) -> dict[int, tuple[Any, ...]]:
+        """Take in group w's replies and act: the group's next commands."""
+        commands: dict[int, tuple[Any, ...]] = {}
+        ready = []
+        for slot in sorted(replies):
+            if self.runs[slot].receive(replies[slot], self.policies[w], slot // self.workers):
+                self.finish(slot, commands)
+            else:
+                ready.append(slot)
+        acted = _act(self.policies[w], ready, self.workers, self.runs) if ready else {}
+        for slot, (action, error) in acted.items():
+            if error is None:
+                commands[slot] = ("step", action)
+            else:
+                self.runs[slot].fail(error)
+                self.finish(slot, commands)
+        return commands
 
 
 @contextlib.contextmanager
