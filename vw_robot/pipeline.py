@@ -295,6 +295,44 @@ def _video_note(cfg: RunConfig) -> str:
     )
 
 
+def _chains_section(cfg: RunConfig, chains: dict[str, Any]) -> list[str]:
+    """The report's chain protocol and its success-after-k table per policy."""
+    return [
+        f"## Chains of {CHAIN_LENGTH}\n",
+        f"CALVIN's protocol: each chain draws {CHAIN_LENGTH} subtasks from its seed "
+        f"`episode_seed({cfg.seed + 1000}, 'playground/chain', i)`, "
+        f"{cfg.chain_steps_per_subtask} steps per subtask, the policy reset with the next "
+        "subtask's id at each switch while the scene carries on, stop at the first failure; "
+        "success after k subtasks = share of chains that completed at least k. Per-subtask "
+        "rates: `eval/<policy>/chains.md`.\n",
+        chains_comparison_table(chains, CHAIN_LENGTH),
+    ]
+
+
+def _stages_section(stages: dict, timings: dict, task_of: dict[str, str]) -> list[str]:
+    """The report's table of training stages: steps, loss, speed, labelled episodes."""
+    lines = [
+        "## Stages\n",
+        "| stage | steps | last loss | samples/s (this run) | seconds (this run) | "
+        "labelled episodes | checkpoint |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for stage, result in stages.items():
+        loss = "—" if result["last_loss"] is None else f"{result['last_loss']:.4f}"
+        speed = "—" if result["samples_per_s"] is None else f"{result['samples_per_s']:.1f}"
+        env = ckpt.read_info(result["checkpoint"]).model_config.get("env", {})
+        labelled = (
+            labelled_per_task(env["labelled_episodes"], task_of)
+            if "labelled_episodes" in env
+            else "—"
+        )
+        lines.append(
+            f"| {stage} | {result['step']} | {loss} | {speed} | "
+            f"{timings.get(stage, 0):.0f} | {labelled} | `{result['checkpoint']}` |"
+        )
+    return lines
+
+
 def _report(
     cfg: RunConfig,
     train_tasks: list[str],
@@ -327,35 +365,8 @@ def _report(
     if groups:
         lines += ["Grouped as VideoWorld reports CALVIN (successes / episodes = rate):\n", groups]
     if chains:
-        lines += [
-            f"## Chains of {CHAIN_LENGTH}\n",
-            f"CALVIN's protocol: each chain draws {CHAIN_LENGTH} subtasks from its seed "
-            f"`episode_seed({cfg.seed + 1000}, 'playground/chain', i)`, "
-            f"{cfg.chain_steps_per_subtask} steps per subtask, the policy reset with the next "
-            "subtask's id at each switch while the scene carries on, stop at the first failure; "
-            "success after k subtasks = share of chains that completed at least k. Per-subtask "
-            "rates: `eval/<policy>/chains.md`.\n",
-            chains_comparison_table(chains, CHAIN_LENGTH),
-        ]
-    lines += [
-        "## Stages\n",
-        "| stage | steps | last loss | samples/s (this run) | seconds (this run) | "
-        "labelled episodes | checkpoint |",
-        "|---|---:|---:|---:|---:|---:|---|",
-    ]
-    for stage, result in stages.items():
-        loss = "—" if result["last_loss"] is None else f"{result['last_loss']:.4f}"
-        speed = "—" if result["samples_per_s"] is None else f"{result['samples_per_s']:.1f}"
-        env = ckpt.read_info(result["checkpoint"]).model_config.get("env", {})
-        labelled = (
-            labelled_per_task(env["labelled_episodes"], task_of)
-            if "labelled_episodes" in env
-            else "—"
-        )
-        lines.append(
-            f"| {stage} | {result['step']} | {loss} | {speed} | "
-            f"{timings.get(stage, 0):.0f} | {labelled} | `{result['checkpoint']}` |"
-        )
+        lines += _chains_section(cfg, chains)
+    lines += _stages_section(stages, timings, task_of)
     lines += [
         "",
         "Pictures: "
