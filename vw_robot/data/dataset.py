@@ -281,6 +281,33 @@ class ClipDataset(Dataset):
         self.root = Path(root)
         self.cache_dir = cache_dir
         self.clip_len, self.stride, self.frame_step = clip_len, stride, frame_step
+        metas = self._usable_metas(tasks, verify, on_bad_episode)
+        if not metas:
+            raise fmt.DatasetError(f"{self.root}: no usable episodes.")
+        self.task_ids = sorted({m.task_id for m in metas})
+        labelled = [m.episode_id for m in metas if m.has_actions]
+        self.labelled_ids = select_labelled(
+            labelled,
+            label_fraction=label_fraction,
+            labelled_episodes=labelled_episodes,
+            seed=label_seed,
+            task_of={m.episode_id: m.task_id for m in metas},
+        )
+        dims = {m.action_dim for m in metas if m.episode_id in self.labelled_ids}
+        if len(dims) > 1:
+            raise fmt.DatasetError(
+                f"{self.root}: labelled episodes have different action sizes {sorted(dims)}; "
+                "select tasks of one suite with tasks=[...]."
+            )
+        self.action_dim = dims.pop() if dims else 0
+        self.state_dim = max((m.state_dim or 0) for m in metas)
+        self._index_clips(metas, FrameCache(self.root, cache_dir))
+
+    def _usable_metas(
+        self, tasks: list[str] | None, verify: str, on_bad_episode: str
+    ) -> list[fmt.EpisodeMeta]:
+        """The metas of the listed episodes of ``tasks`` that pass their checks; the ids of
+        those that fail (and of unlisted episode folders) go to :attr:`skipped`."""
         manifest = fmt.read_manifest(self.root)  # refuses what data check reports dataset-wide
         rows = manifest["episodes"]
         listed = {r["episode_id"] for r in rows}
@@ -312,26 +339,12 @@ class ClipDataset(Dataset):
             )
         for line in problems:
             log.warning("skipping episode: %s", line)
-        if not metas:
-            raise fmt.DatasetError(f"{self.root}: no usable episodes.")
-        self.task_ids = sorted({m.task_id for m in metas})
-        labelled = [m.episode_id for m in metas if m.has_actions]
-        self.labelled_ids = select_labelled(
-            labelled,
-            label_fraction=label_fraction,
-            labelled_episodes=labelled_episodes,
-            seed=label_seed,
-            task_of={m.episode_id: m.task_id for m in metas},
-        )
-        dims = {m.action_dim for m in metas if m.episode_id in self.labelled_ids}
-        if len(dims) > 1:
-            raise fmt.DatasetError(
-                f"{self.root}: labelled episodes have different action sizes {sorted(dims)}; "
-                "select tasks of one suite with tasks=[...]."
-            )
-        self.action_dim = dims.pop() if dims else 0
-        self.state_dim = max((m.state_dim or 0) for m in metas)
-        cache = FrameCache(self.root, cache_dir)
+        return metas
+
+    def _index_clips(self, metas: list[fmt.EpisodeMeta], cache: FrameCache) -> None:
+        """Load each episode (frames from ``cache``, steps if labelled) into :attr:`episodes`
+        and list the clips it gives in :attr:`index`."""
+        clip_len, frame_step, stride = self.clip_len, self.frame_step, self.stride
         self.episodes: list[_Episode] = []
         self.index: list[tuple[int, int]] = []  # (episode, first frame)
         span = (clip_len - 1) * frame_step + 1  # frames a clip covers
