@@ -93,18 +93,10 @@ def import_lerobot(
             settings.
         UserError: a bad argument.
     """
-    if codec not in CODECS:
-        raise UserError(f"codec={codec!r} is unknown; presets: {', '.join(CODECS)}.")
-    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
-        raise UserError(f"image_size must be a positive int, got {image_size!r}.")
-    src, out = Path(src).expanduser(), Path(out)
-    if not src.is_dir():
-        raise UserError(f"{src}: LeRobot dataset folder does not exist.")
+    src, out = _checked_args(src, out, codec, image_size)
     source = _open_source(src, camera_key, version, task_ids)
     fps = source.fps
     init_dataset(out, image_size=image_size, fps=fps, codec=codec)
-    versions = provenance()["packages"]
-    prefix = _episode_prefix(src)
     episodes = source.episodes
     summary: dict[str, Any] = {
         "imported": 0,
@@ -116,39 +108,8 @@ def import_lerobot(
         "camera_key": source.camera_key,
         "version": source.info["codebase_version"],
     }
-    rows = _RowReader()
-    videos = _VideoReader(image_size, fps)
     try:
-        for done, episode in enumerate(episodes):
-            if progress is not None:  # (episodes handled, of all): a progress bar's callback
-                progress(done, len(episodes))
-            episode_id = f"{prefix}{episode.index:06d}"
-            if is_complete(out, episode_id):
-                summary["skipped_existing"] += 1
-                continue
-            table = rows.episode(episode)
-            frames = _episode_frames(source, table, episode, videos, image_size)
-            steps = _episode_steps(source, table, episode)
-            task = _episode_task(table, source.tasks, episode)
-            bounds = source.bounds
-            meta = EpisodeMeta(
-                episode_id=episode_id,
-                task_id=source.task_ids.get(task, task),
-                num_frames=len(frames),
-                image_size=image_size,
-                fps=fps,
-                has_actions=steps is not None,
-                source=f"import:lerobot:{src.name}:episode_{episode.index}",
-                codec=codec,
-                video_sha256="",  # filled in by write_episode
-                versions=dict(versions),
-                action_low=None if bounds is None else bounds[0],
-                action_high=None if bounds is None else bounds[1],
-            )
-            write_episode(out, meta, frames, steps)
-            summary["imported"] += 1
-            summary["frames"] += len(frames)
-            summary["bytes"] += (episode_dir(out, episode_id) / VIDEO_FILE).stat().st_size
+        _import_episodes(source, src, out, image_size, codec, summary, progress)
     finally:
         # Rebuilt from the episodes on disk, so it is right however far the loop got.
         write_manifest(out)
@@ -468,3 +429,71 @@ def _numeric(table: pa.Table, name: str, path: Path, ndim: int) -> np.ndarray:
         if not np.all(np.isfinite(array)):
             raise DatasetError(f"{path}: column {name!r} contains NaN or inf.")
     return array
+
+
+def _checked_args(
+    src: str | os.PathLike[str], out: str | os.PathLike[str], codec: str, image_size: object
+) -> tuple[Path, Path]:
+    """``src`` and ``out`` as paths, after refusing a bad codec, image size or source."""
+    if codec not in CODECS:
+        raise UserError(f"codec={codec!r} is unknown; presets: {', '.join(CODECS)}.")
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
+        raise UserError(f"image_size must be a positive int, got {image_size!r}.")
+    src = Path(src).expanduser()
+    if not src.is_dir():
+        raise UserError(f"{src}: LeRobot dataset folder does not exist.")
+    return src, Path(out)
+
+
+def _action_space(source: Any) -> dict[str, Any]:
+    """The action space the source records as EpisodeMeta fields (None: the loader's default)."""
+    bounds = source.bounds
+    return {
+        "action_low": None if bounds is None else bounds[0],
+        "action_high": None if bounds is None else bounds[1],
+    }
+
+
+def _import_episodes(
+    source: Any,
+    src: Path,
+    out: Path,
+    image_size: int,
+    codec: str,
+    summary: dict[str, Any],
+    progress: Callable[[int, int], None] | None,
+) -> None:
+    """Write each source episode not yet complete in ``out``, counting into ``summary``."""
+    versions = provenance()["packages"]
+    prefix = _episode_prefix(src)
+    episodes = source.episodes
+    rows = _RowReader()
+    videos = _VideoReader(image_size, source.fps)
+    for done, episode in enumerate(episodes):
+        if progress is not None:  # (episodes handled, of all): a progress bar's callback
+            progress(done, len(episodes))
+        episode_id = f"{prefix}{episode.index:06d}"
+        if is_complete(out, episode_id):
+            summary["skipped_existing"] += 1
+            continue
+        table = rows.episode(episode)
+        frames = _episode_frames(source, table, episode, videos, image_size)
+        steps = _episode_steps(source, table, episode)
+        task = _episode_task(table, source.tasks, episode)
+        meta = EpisodeMeta(
+            episode_id=episode_id,
+            task_id=source.task_ids.get(task, task),
+            num_frames=len(frames),
+            image_size=image_size,
+            fps=source.fps,
+            has_actions=steps is not None,
+            source=f"import:lerobot:{src.name}:episode_{episode.index}",
+            codec=codec,
+            video_sha256="",  # filled in by write_episode
+            versions=dict(versions),
+            **_action_space(source),
+        )
+        write_episode(out, meta, frames, steps)
+        summary["imported"] += 1
+        summary["frames"] += len(frames)
+        summary["bytes"] += (episode_dir(out, episode_id) / VIDEO_FILE).stat().st_size
