@@ -56,6 +56,7 @@ log = logging.getLogger(__name__)
 _PIX_FMT = {"lossless": "gbrp", "high": "yuv444p", "standard": "yuv420p"}
 
 
+# Long by its docstring (the format, every argument); its code is one ~40-line sequence.
 def export_lerobot(
     root: str | os.PathLike[str],
     dst: str | os.PathLike[str],
