@@ -161,20 +161,13 @@ def run_pipeline(cfg: RunConfig, command: str = "vw-robot run") -> dict[str, Any
 def _collect_data(cfg: RunConfig, tasks: list[str], step: str) -> None:
     """The demonstrations of ``tasks`` and the action-free video into ``<out>/data``."""
     data = Path(cfg.out) / "data"
-    video_count = cfg.video_episodes_per_task or cfg.episodes_per_task
-    groups = [("collect", tasks, cfg.episodes_per_task)]
+    groups = [("collect", "demonstrations", tasks, cfg.episodes_per_task)]
     if cfg.video_tasks:
-        groups.append(("collect video", list(cfg.video_tasks), video_count))
-    log.info(
-        "%s collect %d demonstrations per task of %s -> %s",
-        step,
-        cfg.episodes_per_task,
-        ", ".join(tasks),
-        data,
-    )
-    for desc, group, count in groups:
-        if desc != "collect":
-            log.info("collect %d action-free videos per task of %s", count, ", ".join(group))
+        count = cfg.video_episodes_per_task or cfg.episodes_per_task
+        groups.append(("collect video", "action-free videos", list(cfg.video_tasks), count))
+    log.info("%s collect -> %s", step, data)
+    for desc, what, group, count in groups:
+        log.info("%d %s per task of %s", count, what, ", ".join(group))
         with tqdm(total=len(group) * count, desc=desc, unit="ep") as bar:
             summary = collect(
                 data,
