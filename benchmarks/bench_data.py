@@ -5,7 +5,7 @@ Usage:
     python benchmarks/bench_data.py                        # 4 MT10 tasks x 6 episodes, 64 px
     python benchmarks/bench_data.py --episodes 10 --tasks metaworld/reach-v3 metaworld/push-v3
 
-Prints figures; asserts nothing. Targets (issue #3): collection overhead <= 15% over the raw
+Prints figures; asserts nothing. Targets: collection overhead <= 15% over the raw
 env+render loop; 2 workers >= 1.7x one; cached loading >= 10x faster than decoding.
 """
 

@@ -46,17 +46,18 @@ CAMERAS = (
 DEFAULT_CAMERA = "corner2"
 # The view `vw-robot run` gives learned policies unless told otherwise: "front" and "top"
 # stacked in one frame. It places the goals that float in the air, which no single camera does
-# (BC with every label, MT10 selection seeds: 0.750 against 0.630 from corner2; README, issue #11).
+# (BC with every label, MT10 selection seeds: 0.750 against 0.630 from corner2;
+# docs/studies/mt10.md).
 POLICY_CAMERA = "front+top"
 # The corner cameras are mounted upside down in Meta-World's XML.
 _FLIPPED_CAMERAS = frozenset({"corner", "corner2", "corner3", "corner4"})
 # Cameras of our own (not in Meta-World's XML). "workspace" frames the table top where every
 # MT10 object and goal lies, seen three-quarters from the front at 35 degrees down: at 64 px a
 # goal marker or puck is 2-3 px wide and the hand's height shows against the table, where
-# corner2 shows the whole room and them as a pixel or less (issue #11, "what the policy sees").
+# corner2 shows the whole room and them as a pixel or less (docs/studies/mt10.md, the head recipe).
 FREE_CAMERAS = {
     "workspace": FreeCamera(lookat=(0.0, 0.65, 0.12), distance=1.2, azimuth=-130, elevation=-35),
-    # Made to be stacked (camera="front+top", issue #11): from the front, low, and straight
+    # Made to be stacked (camera="front+top", the head recipe): from the front, low, and straight
     # down, at right angles, so that between them a point's height and its place on the table
     # are both seen — a goal floating in the air shows on one pixel ray from any single camera.
     "front": FreeCamera(lookat=(0.0, 0.7, 0.15), distance=1.2, azimuth=-90, elevation=-25),

@@ -1,4 +1,4 @@
-"""The main job on the playground (issue #12) at a tiny scale: every subtask's demonstrations
+"""The main job on the playground at a tiny scale: every subtask's demonstrations
 plus action-free play video for the generator only, subtask-conditioned heads, the subtasks
 evaluated one at a time (grouped as VideoWorld reports CALVIN) and chains of five; the chain
 loop of a learned policy (a reset with each subtask's id, the scene carried on) and its

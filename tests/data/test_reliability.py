@@ -1,4 +1,4 @@
-"""Nothing lost, nothing silent (issue #16), data layer: values outside the action space, NaN,
+"""Nothing lost, nothing silent, data layer: values outside the action space, NaN,
 manifests the loader and ``data check`` must both refuse with the same line, read-only and
 shared datasets (cache elsewhere, files written with the umask), damaged frame caches."""
 

@@ -154,7 +154,7 @@ def _goal_marker_pixels(camera: str) -> int:
 
 def test_workspace_camera_shows_the_goal_larger_than_corner2():
     # The free "workspace" camera frames the table top: the reach goal, a pixel or less from
-    # corner2 at 64 px, covers several pixels (issue #11: what the policy sees).
+    # corner2 at 64 px, covers several pixels (what the policy sees).
     workspace, corner = _goal_marker_pixels("workspace"), _goal_marker_pixels("corner2")
     assert workspace >= 4 and workspace > 2 * corner, (workspace, corner)
 

@@ -1,4 +1,4 @@
-"""The head recipe's switches (issue #11): random shifts, task and state inputs."""
+"""The head recipe's switches: random shifts, task and state inputs."""
 
 from __future__ import annotations
 

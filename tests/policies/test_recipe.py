@@ -1,4 +1,4 @@
-"""The head recipe's switches in a trained policy (issue #11): task and state inputs recorded in
+"""The head recipe's switches in a trained policy: task and state inputs recorded in
 the checkpoint, a state of another size refused, ACT's temporal ensembling."""
 
 from __future__ import annotations

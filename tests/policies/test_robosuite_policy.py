@@ -1,4 +1,4 @@
-"""A learned policy on robosuite (issue #12): a BC head with the robosuite_cpu recipe (task
+"""A learned policy on robosuite: a BC head with the robosuite_cpu recipe (task
 embedding, proprio state, shifts) trains on the experts' 7-D actions and acts in closed loop."""
 
 from __future__ import annotations

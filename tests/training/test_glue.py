@@ -1,4 +1,4 @@
-"""The glue between stages that no model test covers (issue #13 item 6): the action head's
+"""The glue between stages that no model test covers: the action head's
 normaliser and masked chunk loss, ActionChunkDataset's timestep alignment, batched
 ``sample_codes`` against one-at-a-time and direct greedy decoding, and the training layout
 against the context the policy builds.

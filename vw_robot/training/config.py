@@ -79,7 +79,7 @@ class ActionHeadStage:
     labelled_episodes: Optional[int] = None
     label_seed: int = 0
     sampled_fraction: float = 0.5  # share of items with transformer-sampled instead of LDM codes
-    # The head recipe (issue #11), each a switch recorded in the checkpoint:
+    # The head recipe, each a switch recorded in the checkpoint:
     task_conditioning: bool = False  # a learned task embedding as an input (multi-task heads)
     use_state: bool = False  # the proprio state as an input (the env must provide it)
     augment_shift: int = 0  # random shifts of up to this many pixels while training (0: off)
