@@ -40,7 +40,7 @@ from vw_robot.eval.batched import (
     stack_frames,
 )
 from vw_robot.eval.metrics import wilson_interval
-from vw_robot.eval.report import write_video
+from vw_robot.eval.report import with_measured_at, write_video
 from vw_robot.eval.rollout import check_batch, check_policy_fits, run_jobs
 from vw_robot.eval.seeding import episode_seed
 from vw_robot.eval.tables import chains_markdown
@@ -431,9 +431,11 @@ def write_chain_report(
     chain_length: int,
     config: Mapping[str, Any],
     fps: int = 20,
+    measured_at: Sequence[str | None] | None = None,
 ) -> dict[str, Any]:
     """Write ``chains.json`` (summary, chains, config, provenance), ``chains.md`` and an mp4
-    per recorded chain under ``videos/``. Returns the summary."""
+    per recorded chain under ``videos/``; ``measured_at`` as
+    :func:`vw_robot.eval.report.write_report`'s. Returns the summary."""
 
     out_dir = Path(out_dir)
     summary = summarize_chains(results, chain_length)
@@ -441,7 +443,7 @@ def write_chain_report(
         "summary": summary,
         "chains": [r.to_json() for r in results],
         "config": dict(config),
-        "provenance": provenance(),
+        "provenance": with_measured_at(provenance(), measured_at),
     }
     atomic_write_text(out_dir / "chains.json", json.dumps(payload, indent=2) + "\n")
     atomic_write_text(out_dir / "chains.md", chains_markdown(summary))

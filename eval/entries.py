@@ -150,7 +150,7 @@ def suite_entry(
         "tasks": _tasks(summary),
         "eval_seed_base": config.get("seed", config.get("base_seed")),
         "max_steps": config["max_episode_steps"],
-        "commit": payload["provenance"]["git_revision"],
+        "commit": measured_commit(payload["provenance"]),
         "command": command,
     }
 
@@ -180,9 +180,22 @@ def chains_entry(
         "success_after": [row["chains"] for row in chain_summary["success_after"]],
         "average_length": chain_summary["average_length"],
         "chain_subtasks": chain_summary["per_subtask"],
-        "commit": chains["provenance"]["git_revision"],
+        "commit": measured_commit(chains["provenance"], single["provenance"]),
         "command": command,
     }
+
+
+def measured_commit(*provenances: dict[str, Any]) -> str | None:
+    """The git revision that measured a result: ``measured_at`` (the revisions a resumed
+    evaluation's episodes were recorded at, joined by " + " when several) or, for a report
+    without it (not resumable) and for episodes an older vw_robot recorded without their
+    revision, the one that wrote the report."""
+    revisions: list[str | None] = []
+    for prov in provenances:
+        measured = prov.get("measured_at") or [None]
+        measured = [prov["git_revision"] if r is None else r for r in measured]
+        revisions += [r for r in measured if r not in revisions]
+    return None if revisions == [None] else " + ".join(str(r) for r in revisions)
 
 
 def merge_entries(before: list[dict[str, Any]], measured: list[dict[str, Any]]) -> list[dict]:

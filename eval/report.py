@@ -162,6 +162,7 @@ def run_recorded(
         done.setdefault(task_id, {})
     recorded = {(t, i) for t in tasks for i in done[t]}
     missing = [t for t in tasks if any(i not in done[t] for i in range(episodes_per_task))]
+    revision = provenance()["git_revision"]
 
     def keep(ep: EpisodeResult) -> None:
         if ep.index in done[ep.task_id]:
@@ -170,7 +171,7 @@ def run_recorded(
         if ep.frames is not None:
             video = f"{VIDEOS_DIR}/{video_name(ep.task_id, ep.index)}"
             write_video(out_dir / video, ep.frames, fps)
-        record.append([ep.to_json() | {"video": video}])
+        record.append([ep.to_json() | {"video": video, "commit": revision}])
         done[ep.task_id][ep.index] = dataclasses.replace(ep, frames=None)
 
     if missing:
@@ -194,6 +195,17 @@ def episodes_by_task(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[int, E
         )
         out.setdefault(ep.task_id, {}).setdefault(ep.index, ep)
     return out
+
+
+def measured_at(rows: Sequence[Mapping[str, Any]]) -> list[str | None]:
+    """The git revisions a record's rows were measured at, in the order first recorded (None
+    for rows an older vw_robot recorded without one)."""
+    return list(dict.fromkeys(row.get("commit") for row in rows))
+
+
+def with_measured_at(prov: dict[str, Any], measured: Sequence[str | None] | None) -> dict[str, Any]:
+    """``prov`` with ``measured_at`` (the revisions that measured the results) when known."""
+    return prov if measured is None else {**prov, "measured_at": list(measured)}
 
 
 def recorded_videos(
@@ -341,6 +353,7 @@ def write_report(
     config: Mapping[str, Any],
     fps: int = 20,
     videos: Mapping[tuple[str, int], Path] | None = None,
+    measured_at: Sequence[str | None] | None = None,
 ) -> dict[str, Any]:
     """Write ``results.json`` (summary, episodes with their video, config, provenance),
     ``results.md``, one mp4 per episode with frames, and ``rollouts.mp4`` tiling each task's
@@ -349,6 +362,9 @@ def write_report(
     Args:
         videos: (task id, index) -> video written earlier, for episodes without frames (a
             resumed run: :func:`recorded_videos`).
+        measured_at: the git revisions the episodes were measured at (:func:`measured_at`),
+            kept in the provenance beside the revision that wrote the report: a resumed run
+            reports the commits that measured its episodes, not only the one that resumed it.
 
     Returns:
         The summary dict.
@@ -376,7 +392,7 @@ def write_report(
             for ep in eps
         ],
         "config": dict(config),
-        "provenance": provenance(),
+        "provenance": with_measured_at(provenance(), measured_at),
     }
     atomic_write_text(out_dir / "results.json", json.dumps(payload, indent=2) + "\n")
     atomic_write_text(out_dir / "results.md", markdown_table(summary))

@@ -45,12 +45,19 @@ from vw_robot.eval.chains import (
 )
 from vw_robot.eval.collect import collect as collect_episodes
 from vw_robot.eval.collect import format_summary
-from vw_robot.eval.report import ResultsRecord, open_record, recorded_videos, run_recorded
+from vw_robot.eval.report import (
+    ResultsRecord,
+    measured_at,
+    open_record,
+    recorded_videos,
+    run_recorded,
+)
 from vw_robot.eval.rollout import check_policy_fits
 from vw_robot.io import is_disk_full
 from vw_robot.pipeline import run_pipeline
 from vw_robot.policies import make_policy
 from vw_robot.policies.export import export_policy as export_policy_folder
+from vw_robot.provenance import provenance
 from vw_robot.serving.server import serve as serve_policy
 from vw_robot.training.codes import export
 from vw_robot.training.config import ExportCodesConfig, TrainConfig
@@ -121,7 +128,14 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
             )
         elapsed = time.perf_counter() - start
         videos = recorded_videos(out, record)
-        summary = write_report(out, results, config=config, fps=cfg.fps, videos=videos)
+        summary = write_report(
+            out,
+            results,
+            config=config,
+            fps=cfg.fps,
+            videos=videos,
+            measured_at=measured_at(record.rows),
+        )
     print(markdown_table(summary), end="")
     print(
         f"\n{sum(len(v) for v in results.values())} episodes"
@@ -388,10 +402,17 @@ def eval_chains(cfg: EvalChainsConfig) -> dict[str, Any]:
         if cfg.single_episodes:  # refused now, not after the chains, if it holds other results
             single_record = stack.enter_context(open_record(out / "single", config, **records))
         results, fresh = _chains_of(cfg, record.rows, factory)
+        revision = provenance()["git_revision"]
+        fresh_rows = [r.to_json() | {"commit": revision} for r in fresh]
         chains = write_chain_report(
-            out, results, chain_length=cfg.chain_length, config=config, fps=cfg.fps
+            out,
+            results,
+            chain_length=cfg.chain_length,
+            config=config,
+            fps=cfg.fps,
+            measured_at=measured_at([*record.rows, *fresh_rows]),
         )
-        record.append([r.to_json() for r in fresh])  # after the videos, which are on disk now
+        record.append(fresh_rows)  # after the videos, which are on disk now
         print(chains_markdown(chains), end="")
         elapsed = time.perf_counter() - start
         print(f"\n{len(results)} chains in {elapsed:.1f} s; {out / 'chains.md'}")
@@ -474,7 +495,9 @@ def _eval_single_subtasks(
             ),
             fps=cfg.fps,
         )
-    return write_report(out, singles, config=config, fps=cfg.fps)
+    return write_report(
+        out, singles, config=config, fps=cfg.fps, measured_at=measured_at(record.rows)
+    )
 
 
 def _chain_from_row(row: dict[str, Any]) -> ChainResult:

@@ -12,6 +12,7 @@ import pytest
 from vw_robot.cli import main
 from vw_robot.eval.report import EPISODES_FILE, ResultsError, open_record, run_recorded
 from vw_robot.eval.rollout import EpisodeResult
+from vw_robot.provenance import provenance
 from vw_robot.training.loop import config_differences
 
 TASKS = "tasks=[metaworld/reach-v3,metaworld/drawer-close-v3]"
@@ -49,6 +50,29 @@ def test_an_interrupted_eval_resumes_keeping_what_it_recorded(tmp_path, capsys, 
     # A finished run reruns nothing.
     assert main(["eval", *ARGS, f"out={out}"]) == 0
     assert len(lines(record)) == 5 and "(4 recorded by an earlier run)" in capsys.readouterr().out
+
+
+def test_a_resumed_eval_names_the_commits_that_measured_its_episodes(tmp_path):
+    from vw_robot.eval.entries import suite_entry
+
+    out = tmp_path / "eval"
+    assert main(["eval", *ARGS, f"out={out}"]) == 0
+    now = provenance()["git_revision"]
+    record = out / EPISODES_FILE
+    header, *rows = lines(record)
+    assert {row["commit"] for row in rows} == {now}
+    # The first task measured at an earlier commit, the second dropped (run again now).
+    kept = [{**row, "commit": "0123abc"} for row in rows[:2]]
+    record.write_text("".join(json.dumps(r) + "\n" for r in [header, *kept]))
+    assert main(["eval", *ARGS, f"out={out}"]) == 0
+    prov = json.loads((out / "results.json").read_text())["provenance"]
+    assert prov["git_revision"] == now and prov["measured_at"] == ["0123abc", now]
+    assert suite_entry(out, policy="random", command="x")["commit"] == f"0123abc + {now}"
+    # Rerunning a finished evaluation measures nothing: the earlier commits stay.
+    kept = [{**row, "commit": "0123abc"} for row in lines(record)[1:]]
+    record.write_text("".join(json.dumps(r) + "\n" for r in [header, *kept]))
+    assert main(["eval", *ARGS, f"out={out}"]) == 0
+    assert suite_entry(out, policy="random", command="x")["commit"] == "0123abc"
 
 
 def test_another_config_is_refused_unless_overwrite_which_clears_the_old_videos(tmp_path, capsys):
@@ -106,12 +130,15 @@ def test_eval_chains_reuses_recorded_chains_and_refuses_another_config(tmp_path,
     assert main(args) == 0
     recorded = lines(out / "chains.jsonl")
     assert len(recorded) == 3 and len(lines(out / "single" / EPISODES_FILE)) == 13
-    marked = {**recorded[1], "steps": 999}
+    assert recorded[1]["commit"] == provenance()["git_revision"]
+    marked = {**recorded[1], "steps": 999, "commit": "0123abc"}
     (out / "chains.jsonl").write_text(
         "".join(json.dumps(r) + "\n" for r in [*recorded[:1], marked, recorded[2]])
     )
     assert main(args) == 0
-    assert json.loads((out / "chains.json").read_text())["chains"][0]["steps"] == 999
+    payload = json.loads((out / "chains.json").read_text())
+    assert payload["chains"][0]["steps"] == 999
+    assert payload["provenance"]["measured_at"][0] == "0123abc"  # the chain kept, its commit
     capsys.readouterr()
     assert main([*args, "chains=3"]) == 2
     assert "another config (chains: 2 -> 3)" in capsys.readouterr().err
