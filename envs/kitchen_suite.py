@@ -71,6 +71,12 @@ ARM_JOINTS = 7
 _KETTLE_QPOS = slice(23, 25)  # the kettle free joint's x, y
 
 
+def subtask_names(name: str) -> tuple[str, ...]:
+    """A sequence's subtasks as task names (``d4rl-4`` -> microwave, kettle, ...); () for a
+    subtask."""
+    return tuple(_REGISTRY_NAME[s] for s in SEQUENCES.get(name, ()))
+
+
 def default_max_episode_steps(name: str) -> int:
     """Time limit: 200 steps (16 s) for one subtask; 360 for the 4-subtask episode (upstream's
     default is 280: the scripted expert needs ~270 with its retreats between subtasks;
@@ -299,8 +305,10 @@ class KitchenEnv(SimEnv):
             remaining = [s for s in self.subtasks if s not in done]
             info["subtask"] = remaining[0] if remaining else ""
             if remaining:
-                # The current subtask's, as CALVIN gives the policy each subtask's instruction.
-                info["instruction"] = task_instruction(f"kitchen/{_REGISTRY_NAME[remaining[0]]}")
+                # The current subtask's task id and instruction: a policy trained on the
+                # subtasks is told each in turn, as CALVIN's policies are.
+                info["subtask_task_id"] = f"kitchen/{_REGISTRY_NAME[remaining[0]]}"
+                info["instruction"] = task_instruction(info["subtask_task_id"])
         else:
             info["subtask"] = self.subtasks[0]
         return info

@@ -41,6 +41,10 @@ class TaskSpec:
     # The view learned policies train on by default (`vw-robot run camera=auto`), and so the
     # default camera of make_env and `vw-robot collect`; None: cameras[0]
     policy_camera: str | None = None
+    # A multi-subtask episode's subtasks (their task ids, in order): a learned policy trained on
+    # them acts on it one subtask at a time (vw_robot.eval.rollout), scored by how many it
+    # completes (info["completed"]); () for a task of its own.
+    subtasks: tuple[str, ...] = ()
 
     @property
     def default_camera(self) -> str:
@@ -179,6 +183,7 @@ def _kitchen_specs() -> dict[str, TaskSpec]:
             ks.default_max_episode_steps(name),
             build(name),
             expert(name),
+            subtasks=tuple(f"kitchen/{n}" for n in ks.subtask_names(name)),
         )
         for name in ks.TASK_NAMES
     }

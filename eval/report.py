@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from vw_robot.data.video import read_video
+from vw_robot.envs import get_spec
 from vw_robot.errors import UserError
 from vw_robot.eval.metrics import wilson_interval
 from vw_robot.eval.rollout import EpisodeResult
@@ -192,6 +193,7 @@ def episodes_by_task(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[int, E
             int(row["steps"]),
             float(row["return"]),
             row.get("error"),
+            completed=row.get("completed"),
         )
         out.setdefault(ep.task_id, {}).setdefault(ep.index, ep)
     return out
@@ -295,7 +297,9 @@ def summarize(results: Mapping[str, Sequence[EpisodeResult]]) -> dict[str, Any]:
     """Per-task episodes, successes, rate, Wilson 95% interval, mean steps; overall mean.
 
     ``mean_steps_to_success`` averages over successful episodes only (None when there are
-    none); ``errors`` counts episodes that raised.
+    none); ``errors`` counts episodes that raised. A multi-subtask episode's task also gets
+    ``mean_completed`` (subtasks completed per episode, D4RL's kitchen score) and
+    ``completed_counts`` (episodes that completed exactly 0, 1, ... subtasks).
     """
     per_task: dict[str, dict[str, Any]] = {}
     for task_id, episodes in results.items():
@@ -311,6 +315,13 @@ def summarize(results: Mapping[str, Sequence[EpisodeResult]]) -> dict[str, Any]:
             "mean_steps_to_success": float(np.mean(steps)) if steps else None,
             "errors": sum(ep.error is not None for ep in episodes),
         }
+        completed = [ep.completed for ep in episodes if ep.completed is not None]
+        if completed:
+            per_task[task_id]["mean_completed"] = float(np.mean(completed))
+            length = len(get_spec(task_id).subtasks) + 1
+            per_task[task_id]["completed_counts"] = np.bincount(
+                completed, minlength=length
+            ).tolist()
     rates = [row["rate"] for row in per_task.values()]
     return {"tasks": per_task, "mean_success": float(np.mean(rates)) if rates else None}
 

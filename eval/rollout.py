@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from vw_robot.envs import make_env
+from vw_robot.envs import get_spec, make_env
 from vw_robot.errors import UserError
 from vw_robot.eval.batched import (
     Reply,
@@ -45,9 +45,11 @@ class EpisodeResult:
     episode_return: float
     error: str | None = None
     frames: np.ndarray | None = field(default=None, repr=False)  # (T, H, W, 3) uint8
+    # A multi-subtask episode's subtasks completed at its end (kitchen/d4rl-4: 0-4); else None.
+    completed: int | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        row = {
             "task_id": self.task_id,
             "index": self.index,
             "seed": self.seed,
@@ -56,6 +58,46 @@ class EpisodeResult:
             "return": self.episode_return,
             "error": self.error,
         }
+        return row if self.completed is None else {**row, "completed": self.completed}
+
+
+def follows_subtasks(policy: Any, task_id: str) -> bool:
+    """Whether ``policy`` acts on ``task_id``'s episode one subtask at a time: a multi-subtask
+    episode (``TaskSpec.subtasks``, e.g. kitchen/d4rl-4) given to a learned policy that was not
+    trained on it (trained on its subtasks: :func:`check_policy_fits` checks that). Scripted
+    policies (expert, random) get the episode's own task id."""
+    known = getattr(policy, "task_ids", None)
+    return bool(get_spec(task_id).subtasks) and known is not None and task_id not in known
+
+
+class _Told:
+    """The task id a policy is told during one episode: the episode's, or, when it follows the
+    subtasks (:func:`follows_subtasks`), each subtask's in turn as the env names it
+    (``info["subtask_task_id"]``), the policy reset at every switch, as CALVIN resets its model
+    per subtask while the scene carries on."""
+
+    def __init__(self, policy: Any, task_id: str) -> None:
+        self.per_subtask = follows_subtasks(policy, task_id)
+        self.scored = bool(get_spec(task_id).subtasks)
+        self.current, self.switches = task_id, 0
+
+    def first(self, info: dict[str, Any]) -> str:
+        """The task id the policy is reset with at the episode's start."""
+        if self.per_subtask:
+            self.current = info.get("subtask_task_id", self.current)
+        return self.current
+
+    def switch(self, info: dict[str, Any]) -> str | None:
+        """The next subtask's task id when the env moved on to it, else None."""
+        now = info.get("subtask_task_id") if self.per_subtask else None
+        if now is None or now == self.current:
+            return None
+        self.current, self.switches = now, self.switches + 1
+        return now
+
+    def completed(self, info: dict[str, Any] | None) -> int | None:
+        """The subtasks completed (a multi-subtask episode's score), else None."""
+        return int(info.get("completed", 0)) if self.scored and info is not None else None
 
 
 def run_episode(
@@ -71,13 +113,16 @@ def run_episode(
     """Run one episode; an exception (simulator instability, policy bug) fails the episode
     with its reason instead of ending the run.
 
-    Success means ``info["is_success"]`` was true at any step.
+    Success means ``info["is_success"]`` was true at any step. A multi-subtask episode also
+    records the subtasks completed; a policy trained on its subtasks is told each in turn
+    (:class:`_Told`), reset with seed ``seed + k`` at the k-th switch.
     """
     frames: list[np.ndarray] = []
     steps, episode_return, success = 0, 0.0, False
+    told, info = _Told(policy, task_id), None
     try:
         obs, info = env.reset(seed=seed)
-        policy.reset(task_id=task_id, action_space=env.action_space, seed=seed)
+        policy.reset(task_id=told.first(info), action_space=env.action_space, seed=seed)
         success = bool(info["is_success"])
         if record:
             frames.append(obs["pixels"])
@@ -91,6 +136,10 @@ def run_episode(
                 frames.append(obs["pixels"])
             if terminated or truncated:
                 break
+            if (subtask := told.switch(info)) is not None:
+                policy.reset(
+                    task_id=subtask, action_space=env.action_space, seed=seed + told.switches
+                )
     except Exception as exc:  # noqa: BLE001 - any failure of one episode is recorded, not fatal
         detail = traceback.format_exception_only(type(exc), exc)[-1].strip()
         return EpisodeResult(
@@ -102,6 +151,7 @@ def run_episode(
             episode_return,
             detail,
             np.stack(frames) if frames else None,
+            told.completed(info),
         )
     return EpisodeResult(
         task_id,
@@ -112,6 +162,7 @@ def run_episode(
         episode_return,
         None,
         np.stack(frames) if frames else None,
+        told.completed(info),
     )
 
 
@@ -225,8 +276,11 @@ def check_policy_fits(
     built = policy_factory(policy)
     if not hasattr(built, "check_task"):
         return env_kwargs
+    # A multi-subtask episode is acted on one subtask at a time: the policy must know those.
+    told = {t: get_spec(t).subtasks if follows_subtasks(built, t) else (t,) for t in tasks}
     for task_id in tasks:
-        built.check_task(task_id)
+        for subtask in told[task_id]:
+            built.check_task(subtask)
     trained_on = getattr(built, "camera", None)
     if trained_on is not None:
         asked = env_kwargs.get("camera")
@@ -244,7 +298,7 @@ def check_policy_fits(
         env = make_env(task_id, **env_kwargs)
         try:
             obs, info = env.reset(seed=0)
-            built.reset(task_id=task_id, action_space=env.action_space, seed=0)
+            built.reset(task_id=told[task_id][0], action_space=env.action_space, seed=0)
             built.select_action(obs, info)
         except PolicyMismatchError:
             raise
@@ -367,9 +421,11 @@ class _EpisodeRun:
     """:func:`run_episode`'s steps, fed by batched evaluation: the same statements in the same
     order, so an episode ends the same way (and records the same error) either way."""
 
-    def __init__(self, unit: Unit, stop_on_success: bool) -> None:
+    def __init__(self, unit: Unit, stop_on_success: bool, built: Any) -> None:
         self.unit = unit
         self.stop_on_success = stop_on_success
+        self.told = _Told(built, unit.task_id)  # built: the policy the batch acts for
+        self._action_space: Any = None
         self.frames: list[np.ndarray] = []
         self.steps, self.episode_return, self.success = 0, 0.0, False
         self.error: str | None = None
@@ -385,9 +441,12 @@ class _EpisodeRun:
         try:
             if not self._started:
                 self._started = True
-                self.obs, self.info, action_space = payload
+                self.obs, self.info, self._action_space = payload
                 policy.reset(
-                    row, task_id=self.unit.task_id, action_space=action_space, seed=self.unit.seed
+                    row,
+                    task_id=self.told.first(self.info),
+                    action_space=self._action_space,
+                    seed=self.unit.seed,
                 )
                 self.success = bool(self.info["is_success"])
                 if self.unit.record:
@@ -399,7 +458,12 @@ class _EpisodeRun:
             self.success = self.success or bool(self.info["is_success"])
             if self.unit.record:
                 self.frames.append(self.obs["pixels"])
-            return bool(terminated or truncated) or (self.success and self.stop_on_success)
+            if bool(terminated or truncated) or (self.success and self.stop_on_success):
+                return True
+            if (subtask := self.told.switch(self.info)) is not None:
+                seed = self.unit.seed + self.told.switches
+                policy.reset(row, task_id=subtask, action_space=self._action_space, seed=seed)
+            return False
         except Exception as exc:  # noqa: BLE001 - any failure of one episode is recorded
             self.fail(error_detail(exc))
             return True
@@ -412,7 +476,15 @@ class _EpisodeRun:
         success = self.success and self.error is None
         frames = stack_frames(self.frames)
         return EpisodeResult(
-            u.task_id, u.index, u.seed, success, self.steps, self.episode_return, self.error, frames
+            u.task_id,
+            u.index,
+            u.seed,
+            success,
+            self.steps,
+            self.episode_return,
+            self.error,
+            frames,
+            self.told.completed(self.info),
         )
 
 
@@ -447,7 +519,7 @@ def _evaluate_batched(
 
     run_batched(
         units,
-        make_run=lambda unit: _EpisodeRun(unit, stop_on_success),
+        make_run=lambda unit: _EpisodeRun(unit, stop_on_success, built),
         make_policy=lambda size: make_batch_policy(policy, size, policy_factory, built),
         slots=batch,
         workers=workers,

@@ -30,7 +30,13 @@ def markdown_table(summary: Mapping[str, Any]) -> str:
         )
     if summary["mean_success"] is not None:
         lines.append(f"| **mean over tasks** | | | **{summary['mean_success']:.3f}** | | |")
-    return "\n".join(lines) + "\n"
+    notes = [
+        f"{task_id}: {row['mean_completed']:.2f} subtasks completed per episode (episodes "
+        "completing 0, 1, ...: " + ", ".join(map(str, row["completed_counts"])) + ")."
+        for task_id, row in summary["tasks"].items()
+        if "mean_completed" in row
+    ]
+    return "\n".join(lines) + "\n" + "".join(f"\n{note}\n" for note in notes)
 
 
 def chains_markdown(summary: Mapping[str, Any]) -> str:
