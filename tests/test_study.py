@@ -13,7 +13,16 @@ from vw_robot import checkpoint as ckpt
 from vw_robot.cli import load_config, main
 from vw_robot.config import ConfigError
 from vw_robot.heads import HEADS
-from vw_robot.study import generator_runs, head_experiment, study_runs
+from vw_robot.study import (
+    _generator_job,
+    _head_job,
+    _Where,
+    generator_runs,
+    head_experiment,
+    study_runs,
+    trained_as,
+    transformer_of,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_STUDY = [
@@ -133,15 +142,13 @@ def test_the_tiny_study_runs_end_to_end_resumes_and_writes_its_results(tmp_path,
 
 VARIANTS = (
     "heads=[{policy: bc},"
-    " {policy: bc, name: bc_execute1, acting: ['execute=1']},"
+    " {policy: bc, name: bc_execute1, variant: 'bc (execute=1)', acting: ['execute=1']},"
     " {policy: bc, name: bc_corner2, camera: corner2},"
     " {policy: expert}]"
 )
 
 
 def test_rows_that_differ_in_acting_share_weights_and_a_view_of_its_own_gets_its_data():
-    from vw_robot.study import trained_as
-
     cfg = load_config("study", ["study=tiny", VARIANTS])
     runs = {r.name: r for r in study_runs(cfg)}
     assert trained_as(cfg, runs["bc_execute1-100pct_seed0"]) == "bc-100pct_seed0"
@@ -156,10 +163,11 @@ def test_acting_and_view_variants_run_end_to_end(tmp_path):
     entries = {e["variant"]: e for e in json.loads((out / "results.json").read_text())}
     assert list(entries) == [
         "bc-100pct_seed0",
-        "bc_execute1-100pct_seed0",
+        "bc (execute=1)",  # the row named as the head says; its folders keep the scheme
         "bc_corner2-100pct_seed0",
         "expert",
     ]
+    assert entries["bc (execute=1)"]["command"].endswith("# eval/bc_execute1-100pct_seed0")
     assert not (out / "bc_execute1-100pct_seed0").exists()  # evaluated bc's weights
     record = (out / "eval" / "bc_execute1-100pct_seed0" / "results.json").read_text()
     assert json.loads(record)["config"]["execute"] == 1
@@ -176,6 +184,111 @@ def test_every_shipped_study_loads_and_validates(name):
     assert cfg.study == name and cfg.description
     assert cfg.validate() and study_runs(cfg)
     assert cfg.results is None or cfg.results.startswith("docs/results/")
+    for run in study_runs(cfg):  # every head's switches and own transformer settings apply
+        if run.label_fraction is not None:
+            head_experiment(cfg, run)
+    for folder in generator_runs(cfg, study_runs(cfg)):
+        _generator_job(cfg, folder, _where(cfg))
+
+
+def _where(cfg):
+    return _Where(Path(cfg.folder), [], [], None)
+
+
+def test_studies_that_share_a_folder_train_their_common_runs_alike():
+    """Studies that name one folder (out=) share its data, generator and the heads two of them
+    name alike (trained and evaluated once): those must be the same data and training."""
+    trained: dict[tuple[str, str], tuple] = {}
+    for path in sorted((REPO / "configs" / "study").glob("*.yaml")):
+        cfg = load_config("study", [f"study={path.stem}"])
+        if cfg.out is None:  # runs/<study>: its own
+            continue
+        data = (cfg.episodes_per_task, cfg.camera, cfg.image_size, cfg.seed)
+        video = (tuple(cfg.video_tasks), cfg.video_episodes_per_task)
+        for run in study_runs(cfg):
+            if run.label_fraction is None:
+                continue
+            how = (
+                data,
+                video,
+                head_experiment(cfg, run),
+                transformer_of(cfg, run.head),
+                (run.head.camera, run.head.image_size),
+            )
+            key = (cfg.folder, trained_as(cfg, run))
+            assert trained.setdefault(key, how) == how, f"{path.stem}: {run.name}"
+    assert len({folder for folder, _ in trained}) < len(trained)  # some are shared
+
+
+MORE_TRANSFORMERS = (
+    "heads=[{policy: videoworld},"
+    " {policy: videoworld, name: hidden, transformer: ['hide_past_codes=true']},"
+    " {policy: videoworld, name: hidden_ldm, transformer: ['hide_past_codes=true'],"
+    " switches: ['trunk=ldm']},"
+    " {policy: noldm, transformer: ['model.num_layers=1']},"
+    " {policy: bc}]"
+)
+
+
+def test_a_head_with_transformer_settings_of_its_own_reads_its_own_transformer():
+    cfg = load_config(
+        "study", ["study=tiny", MORE_TRANSFORMERS, "experiment.transformer.hide_past_codes=false"]
+    )
+    cfg.validate()
+    runs = {r.name: r for r in study_runs(cfg)}
+    assert generator_runs(cfg, list(runs.values())) == [
+        "tokenizer",
+        "ldm",
+        "transformer",
+        "transformer-hidden",  # one for both heads with these settings
+        "transformer_nocodes-noldm",
+    ]
+    hidden = runs["hidden-100pct_seed0"]
+    assert generator_runs(cfg, [hidden]) == ["tokenizer", "ldm", "transformer-hidden"]
+    assert transformer_of(cfg, runs["hidden_ldm-100pct_seed0"].head) == "transformer-hidden"
+    where = _where(cfg)
+    job = _generator_job(cfg, "transformer-hidden", where)
+    assert (job.stage, job.run_name) == ("transformer", "transformer-hidden")
+    assert job.experiment.transformer.hide_past_codes
+    assert not _generator_job(cfg, "transformer", where).experiment.transformer.hide_past_codes
+    assert not cfg.experiment.transformer.hide_past_codes  # the study's own config is kept
+    nocodes = _generator_job(cfg, "transformer_nocodes-noldm", where)
+    assert (nocodes.run_name, nocodes.experiment.transformer.use_codes) == (
+        "transformer_nocodes-noldm",
+        False,
+    )
+    assert nocodes.experiment.transformer.model.num_layers == 1
+    head = _head_job(cfg, hidden, where, where.out / "data")
+    assert head.transformer_checkpoint == str(where.out / "transformer-hidden")
+    assert (
+        _head_job(cfg, runs["videoworld-100pct_seed0"], where, where.out).transformer_checkpoint
+        is None
+    )
+    noldm = _head_job(cfg, runs["noldm-100pct_seed0"], where, where.out)
+    assert noldm.transformer_nocodes_checkpoint == str(where.out / "transformer_nocodes-noldm")
+    # The same head on another transformer is another head.
+    assert trained_as(cfg, hidden) == "hidden-100pct_seed0"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["heads.2.transformer=['hide_past_codes=true']"], r"heads: bc: transformer settings of"),
+        (["heads.0.transformer=[hide_past_codes]"], r"switch 'hide_past_codes' is not KEY="),
+        (["heads.2.variant=x"], r"heads: bc: a variant name is one row's"),
+        (["heads.0.variant=bc-100pct_seed0"], r"results rows \['bc-100pct_seed0'\] named twice"),
+        (["heads.3.variant=random"], r"results rows \['random'\] named twice"),
+    ],
+)
+def test_bad_variants_and_transformer_settings_are_refused(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config("study", ["study=tiny", *overrides]).validate()
+
+
+def test_an_unknown_transformer_setting_is_named_with_its_head():
+    cfg = load_config("study", ["study=tiny", "heads.0.transformer=['nonsense=1']"])
+    with pytest.raises(ConfigError, match=r"heads: videoworld: transformer \['nonsense=1'\]"):
+        _generator_job(cfg, "transformer-videoworld", _where(cfg))
 
 
 def test_a_heads_own_view_is_checked_against_the_tasks():

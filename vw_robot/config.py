@@ -18,7 +18,7 @@ from vw_robot.envs import playground_suite as pg
 from vw_robot.envs import playground_tasks as pt
 from vw_robot.envs.rendering import camera_problem, validate_image_size
 from vw_robot.errors import ConfigError, UserError
-from vw_robot.heads import HEADS, SCRIPTED
+from vw_robot.heads import HEADS, SCRIPTED, run_name
 from vw_robot.policies import check_policy_spec
 from vw_robot.training.config import ExperimentConfig, ExportCodesConfig, TrainConfig
 
@@ -473,13 +473,34 @@ class StudyHeadConfig:
     # KEY=VALUE settings of the head's experiment section (recorded in its checkpoint), after
     # the study's experiment, e.g. [trunk=ldm] or [optim.steps=4000]
     switches: list[str] = field(default_factory=list)
-    # KEY=VALUE settings of how it acts in the evaluation: execute=1 (replan every step) or
-    # ensemble=0.1 (ACT's temporal ensembling)
+    # KEY=VALUE settings of its evaluation: how it acts, execute=1 (replan every step) or
+    # ensemble=0.1 (ACT's temporal ensembling); in a study of chains also how many (chains=50)
     acting: list[str] = field(default_factory=list)
+    # KEY=VALUE settings of the transformer it reads (a head with a generator), after the
+    # study's experiment, e.g. [hide_past_codes=true]: a transformer of its own, trained once
+    # beside the study's into transformer-<name> (on the study's tokenizer and LDM)
+    transformer: list[str] = field(default_factory=list)
+    # Its row's name in the results in place of <name>-<pct>pct_seed<k> (one label share and
+    # one seed), e.g. the name an earlier results file gives the row, so that a rerun replaces it
+    variant: Optional[str] = None
     # What it sees, when not the study's: a head that reads no generator (bc) may train and act
     # on another camera or image size (its own copy of the demonstrations: the same episodes)
     camera: Optional[str] = None
     image_size: Optional[int] = None
+
+
+def _generator_of(head: StudyHeadConfig) -> tuple[str, ...]:
+    """The generator runs a study head's policy reads (none for BC and scripted policies)."""
+    return HEADS[head.policy].generator if head.policy in HEADS else ()
+
+
+def _row_names(head: StudyHeadConfig, name: str) -> list[str]:
+    """The names a head's rows have in the results (as vw_robot.study.study_runs gives them)."""
+    if head.variant is not None:
+        return [head.variant]
+    if head.policy in SCRIPTED:
+        return [name]
+    return [run_name(name, share, seed) for share in head.label_fractions for seed in head.seeds]
 
 
 @dataclass
@@ -564,8 +585,19 @@ class StudyConfig:
             _check(bool(head.seeds), "heads", f"{name}: seeds is empty")
             for share in head.label_fractions:
                 _check(0 < share <= 1, "heads", f"{name}: label share {share} not in (0, 1]")
-            for switch in [*head.switches, *head.acting]:
+            for switch in [*head.switches, *head.acting, *head.transformer]:
                 _check("=" in switch, "heads", f"{name}: switch {switch!r} is not KEY=VALUE")
+            _check(
+                not head.transformer
+                or any(s.startswith("transformer") for s in _generator_of(head)),
+                "heads",
+                f"{name}: transformer settings of its own need a head that reads a transformer",
+            )
+            _check(
+                head.variant is None or len(head.label_fractions) * len(head.seeds) == 1,
+                "heads",
+                f"{name}: a variant name is one row's: give one label share and one seed",
+            )
             own_view = head.camera is not None or head.image_size is not None
             _check(
                 not own_view or head.policy not in HEADS or not HEADS[head.policy].generator,
@@ -573,6 +605,13 @@ class StudyConfig:
                 f"{name}: camera/image_size of its own needs a head that reads no generator "
                 "(the generator is trained once, on the study's view)",
             )
+        rows = [
+            row
+            for head, name in zip(self.heads, names, strict=True)
+            for row in _row_names(head, name)
+        ]
+        twice = sorted({row for row in rows if rows.count(row) > 1})
+        _check(not twice, "heads", f"results rows {twice} named twice; give variant=")
         unknown = [name for name in self.only if name not in names]
         _check(not unknown, "only", f"{', '.join(unknown)} not among the heads {names}")
         _check(self.eval_episodes >= 1, "eval_episodes", f"{self.eval_episodes} < 1")

@@ -5,6 +5,7 @@ Into the study folder (``runs/NAME`` unless ``out=``):
     data/                            the expert demonstrations (and action-free video)
     tokenizer/ ldm/ transformer/     the generator, trained once for every head that reads it
     transformer_nocodes/             the no-LDM ablation's transformer (when a head needs it)
+    transformer-<head>/              a transformer with a head's own settings (its `transformer`)
     <head>-<pct>pct_seed<k>/         each trained head (vw_robot.heads.run_name)
     eval/<head>-<pct>pct_seed<k>/    its evaluation (`vw-robot eval`'s record and results)
     eval/expert/, eval/random/       the policies that need no training
@@ -57,6 +58,11 @@ class StudyRun:
     label_fraction: float | None  # None: scripted (expert, random)
     seed: int | None
 
+    @property
+    def variant(self) -> str:
+        """Its row's name in the results: the head's ``variant``, else the run's name."""
+        return self.head.variant or self.name
+
 
 def study_runs(cfg: StudyConfig, every: bool = False) -> list[StudyRun]:
     """The study's rows in order: each head's label shares x seeds, scripted policies once
@@ -76,17 +82,41 @@ def study_runs(cfg: StudyConfig, every: bool = False) -> list[StudyRun]:
 
 
 def generator_runs(cfg: StudyConfig, runs: Sequence[StudyRun]) -> list[str]:
-    """The generator runs the heads read, in training order, each once (a head whose trunk
-    starts from the LDM's frame encoder, ``trunk=ldm``, reads the LDM too)."""
+    """The generator runs (folders) the heads read, in training order, each once (a head whose
+    trunk starts from the LDM's frame encoder, ``trunk=ldm``, reads the LDM too; a head with
+    transformer settings of its own reads its own transformer)."""
     needed = set()
     for run in runs:
         if run.label_fraction is None:
             continue
-        needed.update(_head(run).generator)
+        needed.update(s for s in _head(run).generator if not s.startswith("transformer"))
+        transformer = transformer_of(cfg, run.head)
+        if transformer is not None:
+            needed.add(transformer)
         if getattr(head_experiment(cfg, run), _head(run).stage).trunk == "ldm":
             needed.add("ldm")
     order = ("tokenizer", "ldm", "transformer", "transformer_nocodes")
-    return [stage for stage in order if stage in needed]
+    return sorted(needed, key=lambda folder: (order.index(folder.partition("-")[0]), folder))
+
+
+def transformer_of(cfg: StudyConfig, head: StudyHeadConfig) -> str | None:
+    """The transformer run (folder) a head reads, None for none: the study's (``transformer``,
+    or ``transformer_nocodes`` for the no-LDM ablation) or, for a head with transformer
+    settings of its own, ``<that>-<name>`` after the first head with the same settings."""
+    study = _study_transformer(head)
+    if study is None or not head.transformer:
+        return study
+    first = next(
+        h
+        for h in cfg.heads
+        if _study_transformer(h) == study and list(h.transformer) == list(head.transformer)
+    )
+    return f"{study}-{first.name or first.policy}"
+
+
+def _study_transformer(head: StudyHeadConfig) -> str | None:
+    generator = HEADS[head.policy].generator if head.policy in HEADS else ()
+    return next((stage for stage in generator if stage.startswith("transformer")), None)
 
 
 def head_experiment(cfg: StudyConfig, run: StudyRun) -> ExperimentConfig:
@@ -162,12 +192,14 @@ def _run_row(cfg: StudyConfig, run: StudyRun, where: _Where, command: str) -> di
         eval_chains(_acting(run, _chains_job(cfg, run, policy, where, folder)))
     else:
         evaluate(_acting(run, _eval_job(cfg, run, policy, where, folder)))
-    return (chains_entry if cfg.chains else suite_entry)(
+    entry = (chains_entry if cfg.chains else suite_entry)(
         folder,
         policy=run.head.name or run.head.policy,
         command=f"{command}  # eval/{run.name}",
         checkpoint=checkpoint,
     )
+    entry["variant"] = run.variant  # the folder's name unless the head names its row
+    return entry
 
 
 def _head(run: StudyRun) -> Any:
@@ -209,8 +241,20 @@ def _collect_job(
     )
 
 
-def _generator_job(cfg: StudyConfig, stage: str, where: _Where) -> TrainConfig:
+def _generator_job(cfg: StudyConfig, folder: str, where: _Where) -> TrainConfig:
+    """The training job of one generator run: a stage (``folder``) or a transformer with a
+    head's own settings (``transformer-<name>``)."""
+    stage, _, own = folder.partition("-")
     experiment = copy.deepcopy(cfg.experiment)
+    if own:
+        head = next(h for h in cfg.heads if transformer_of(cfg, h) == folder)
+        try:
+            settings = OmegaConf.from_dotlist(list(head.transformer))
+            merged = OmegaConf.merge(OmegaConf.structured(experiment.transformer), settings)
+        except OmegaConfBaseException as exc:
+            key = f"heads: {head.name or head.policy}: transformer {list(head.transformer)}"
+            raise ConfigError(f"{key}: {exc}") from None
+        experiment.transformer = OmegaConf.to_object(merged)
     if stage == "transformer_nocodes":  # the no-LDM ablation: no codes, so none to hide
         experiment.transformer.use_codes = False
         experiment.transformer.hide_past_codes = False
@@ -219,6 +263,7 @@ def _generator_job(cfg: StudyConfig, stage: str, where: _Where) -> TrainConfig:
         dataset=str(where.out / "data"),
         out=str(where.out),
         tasks=[*where.tasks, *cfg.video_tasks],
+        run_name=folder if own else None,
         pictures=False,
         resume_changed=cfg.resume_changed,
         experiment=experiment,
@@ -232,17 +277,25 @@ def trained_as(cfg: StudyConfig, run: StudyRun) -> str:
     def training(r: StudyRun) -> tuple:
         head = r.head
         view = (head.camera, head.image_size)
-        return (head.policy, tuple(head.switches), view, r.label_fraction, r.seed)
+        generator = transformer_of(cfg, head)
+        return (head.policy, tuple(head.switches), generator, view, r.label_fraction, r.seed)
 
     return next(r.name for r in study_runs(cfg, every=True) if training(r) == training(run))
 
 
 def _head_job(cfg: StudyConfig, run: StudyRun, where: _Where, data: Path) -> TrainConfig:
+    # A head with transformer settings of its own reads its own transformer; the others the
+    # pipeline folder's (<out>/transformer, <out>/transformer_nocodes).
+    transformer = transformer_of(cfg, run.head)
+    own = None if not run.head.transformer else str(where.out / str(transformer))
+    nocodes = _study_transformer(run.head) == "transformer_nocodes"
     return TrainConfig(
         stage=_head(run).stage,
         dataset=str(data),
         out=str(where.out),
         tasks=list(where.tasks),
+        transformer_checkpoint=None if nocodes else own,
+        transformer_nocodes_checkpoint=own if nocodes else None,
         run_name=trained_as(cfg, run),
         pictures=False,
         resume_changed=cfg.resume_changed,
