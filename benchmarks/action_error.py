@@ -2,8 +2,8 @@
 over-fitting, told apart without a simulator.
 
 Usage:
-    python benchmarks/action_error.py runs/mt10/bc data/mt10
-    python benchmarks/action_error.py runs/playground/action_head runs/playground/data \\
+    python benchmarks/action_error.py runs/mt10/bc-25pct_seed0 data/mt10
+    python benchmarks/action_error.py runs/playground/videoworld-25pct_seed0 runs/playground/data \\
         --per-task 3 --execute 1
 
 The policy acts on each recorded frame (and proprio state) in turn, replanning every step by

@@ -10,7 +10,7 @@ so the timings carry over; only how soon episodes succeed differs (they never do
 
 Usage:
     python benchmarks/bench_eval.py                                  # 3 tasks x 8 x 100 steps
-    python benchmarks/bench_eval.py runs/demo/action_head --slots 2 8 16
+    python benchmarks/bench_eval.py runs/demo/videoworld-100pct_seed0 --slots 2 8 16
     python benchmarks/bench_eval.py --policies expert --episodes 4 --limit 50
     python benchmarks/bench_eval.py --policies learned --set transformer.model.positions=rope
 

@@ -4,7 +4,7 @@ policy step per env, alone and batched (``make_batch``), both on one torch threa
 Two cores give at most 2 / (env + policy per env) env steps/s; with a free policy 2 / env.
 
 Usage:
-    python benchmarks/bench_eval_bound.py runs/mt10_many_ft/action_head-10pct_seed0 \\
+    python benchmarks/bench_eval_bound.py runs/mt10_many_ft/videoworld-10pct_seed0 \\
         --task metaworld/push-v3 --camera front+top
 
 Prints Markdown; asserts nothing.

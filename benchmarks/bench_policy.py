@@ -10,8 +10,8 @@ Usage:
     python benchmarks/bench_policy.py                        # checkpoint-free, tiny_cpu sizes
     python benchmarks/bench_policy.py --windows 3 8 16 --steps 60
     python benchmarks/bench_policy.py --rows 1 4 16 --windows 3 --steps 20   # rows at once
-    python benchmarks/bench_policy.py runs/demo/action_head
-    python benchmarks/bench_policy.py runs/demo/action_head --task metaworld/reach-v3 --steps 60
+    python benchmarks/bench_policy.py runs/demo/videoworld-100pct_seed0
+    python benchmarks/bench_policy.py runs/demo/videoworld-100pct_seed0 --task metaworld/push-v3
 
 With a policy it also times acting as the policy acts by default (a plan per chunk), codes
 sampled at every step against only to plan (the same where past codes are shown).

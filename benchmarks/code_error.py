@@ -4,7 +4,7 @@ codes (what the policy acts on: `sample_codes`, cached in the dataset as head tr
 it) and with random codes, on the same recorded frames.
 
 Usage:
-    python benchmarks/code_error.py runs/playground/action_head runs/playground/data \\
+    python benchmarks/code_error.py runs/playground/videoworld-25pct_seed0 runs/playground/data \\
         --per-task 1
 
 For each chosen episode (``--per-task`` per task of the head's labelled episodes it trained

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Issue #14: what a rope transformer trained banded buys evaluation. On a finished `vw-robot run`
 # folder of the default experiment (tiny_cpu, the head recipe; its data, tokenizer, LDM,
-# transformer and action head), train a rope transformer on
+# transformer and VideoWorld head, videoworld-100pct_seed0), train a rope transformer on
 # sequences of 2 windows (banded: what the sliding control cache computes) and a head on it with
 # the head recipe, then evaluate the run's head and the rope head on the selection seeds
 # (episode_seed(5000, task, i)) per process (workers=2) and batched (batch=8 and 16, workers=2),
@@ -33,7 +33,7 @@ vw-robot train stage=action_head "${common[@]}" run_name=action_head_rope \
 
 echo "| head | transformer | mode | episodes | successes | env steps | wall s | env steps/s |"
 echo "|---|---|---|---:|---:|---:|---:|---:|"
-for head in action_head action_head_rope; do
+for head in videoworld-100pct_seed0 action_head_rope; do  # the run's head, the rope one
   for mode in "workers=2" "workers=2 batch=8" "workers=2 batch=16"; do
     out="$run/rope_batched/${head}_$(echo "$mode" | tr -d ' =')"
     rm -rf "$out"

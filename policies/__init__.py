@@ -16,8 +16,9 @@ def make_policy(
     spec: str, device: str = "cpu", execute: int | None = None, ensemble: float | None = None
 ) -> Policy:
     """Build a policy: ``"expert"``, ``"random"``, or a policy checkpoint / run folder
-    (``runs/x/action_head``, ``runs/x/bc``, ``runs/x/noldm_head``, a ``checkpoints/step_...``
-    folder in them, or a folder written by ``vw-robot export-policy``).
+    (a head's run folder such as ``runs/x/videoworld-25pct_seed0``, ``runs/x/bc-100pct_seed0``,
+    ``runs/x/noldm-25pct_seed0``, a ``checkpoints/step_...`` folder in them, or a folder
+    written by ``vw-robot export-policy``).
 
     Module level and picklable through ``functools.partial``, so evaluation workers build
     their own.

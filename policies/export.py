@@ -1,6 +1,6 @@
 """A policy folder that moves: every checkpoint the policy needs, in one folder, with a card.
 
-Layout of ``vw-robot export-policy RUN/action_head out=DIR``::
+Layout of ``vw-robot export-policy RUN/videoworld-100pct_seed0 out=DIR``::
 
     DIR/model.safetensors, info.json, config.yaml   the policy head (DIR is a checkpoint)
     DIR/parents/<stage>/...                         each checkpoint it was built on

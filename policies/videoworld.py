@@ -711,8 +711,8 @@ def policy_info(path: str | os.PathLike[str]) -> ckpt.CheckpointInfo:
 
 def load_policy(path: str | os.PathLike[str], **kwargs: Any) -> _ChunkPolicy:
     """Rebuild a learned policy from a checkpoint, run folder or exported policy folder
-    (``.../action_head``, ``.../bc``, ``vw-robot export-policy``'s ``out``); the checkpoint
-    names everything it was built on, relative to itself.
+    (``.../videoworld-25pct_seed0``, ``.../bc-100pct_seed0``, ``vw-robot export-policy``'s
+    ``out``); the checkpoint names everything it was built on, relative to itself.
 
     Args:
         path: the policy checkpoint.

@@ -1,11 +1,16 @@
-"""Task lists mean the same in every command: unset is the suite, [] and repeats are refused."""
+"""Task lists mean the same in every command (unset is the suite, [] and repeats are refused);
+the main job's settings and the run folders it names."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
 from vw_robot.cli import load_config
 from vw_robot.errors import ConfigError
+from vw_robot.jobs import output_folder
+from vw_robot.pipeline import policy_specs, training_jobs
 
 
 @pytest.mark.parametrize("command", ["eval", "collect", "run"])
@@ -73,3 +78,39 @@ def test_the_main_job_gives_every_head_the_recipe_and_a_preset_keeps_its_steps()
     assert load_config("run", ["experiment=robosuite_cpu"]).experiment.bc.optim.steps == 2000
     assert load_config("run", []).experiment.bc.optim.steps == 500  # tiny_cpu's
     assert not load_config("train", []).experiment.bc.use_state  # the stages alone: unchanged
+
+
+def test_the_main_job_names_its_heads_folders_as_a_study_does():
+    """`vw-robot run` and `vw-robot train` name a head's run (and evaluation) folder by head,
+    labels and training seed (vw_robot.heads.run_name); generator folders keep their names."""
+    overrides = [
+        "experiment.action_head.label_fraction=0.25",
+        "experiment.noldm_head.optim.seed=3",  # each head's own training seed
+        "baselines=[bc,bc_all,noldm,expert,random]",
+        "label_sweep=[0.1]",
+    ]
+    cfg = load_config("run", overrides)
+    jobs = training_jobs(cfg, cfg.validate())
+    assert list(jobs) == [
+        "tokenizer",
+        "ldm",
+        "transformer",
+        "videoworld-25pct_seed0",
+        "bc-25pct_seed0",
+        "bc-100pct_seed0",
+        "transformer_nocodes",
+        "noldm-25pct_seed3",
+        "videoworld-10pct_seed0",
+    ]
+    policies = policy_specs(cfg, jobs)
+    assert list(policies)[-2:] == ["expert", "random"] and policies["expert"] == "expert"
+    assert policies["bc-100pct_seed0"] == str(Path(cfg.out) / "bc-100pct_seed0")
+    counted = load_config("run", ["experiment.action_head.labelled_episodes=6"])
+    assert list(training_jobs(counted, counted.validate()))[3:] == [
+        "videoworld-6ep_seed0",
+        "bc-6ep_seed0",
+    ]
+    train = load_config("train", ["stage=action_head", "out=runs/x"])
+    assert output_folder(train) == "runs/x/videoworld-100pct_seed0"
+    named = load_config("train", ["stage=bc", "out=runs/x", "run_name=mine"])
+    assert output_folder(named) == "runs/x/mine"

@@ -22,6 +22,8 @@ from vw_robot.policies import make_policy
 SIZE = 32
 EVAL_TASKS = ["playground/push-red-block-left", "playground/open-drawer", "playground/turn-on-led"]
 STAGES = ["tokenizer", "ldm", "transformer", "action_head", "bc"]
+# The heads' run folders (vw_robot.heads.run_name): the preset trains on every label.
+VIDEOWORLD, BC = "videoworld-100pct_seed0", "bc-100pct_seed0"
 TINY = [
     "experiment=playground_cpu",
     f"image_size={SIZE}",
@@ -109,21 +111,21 @@ def test_the_generator_sees_the_play_video_and_the_heads_do_not(playground_run):
     subtasks = sorted(list_tasks("playground/all"))
     transformer = ckpt.read_info(playground_run / "transformer").model_config
     assert transformer["task_ids"] == sorted([*subtasks, "playground/play"])
-    for head in ("action_head", "bc"):
+    for head in (VIDEOWORLD, BC):
         model = ckpt.read_info(playground_run / head).model_config
         assert model["num_tasks"] > 0 and model["state_dim"] == 4  # the preset's recipe
         labelled = model["env"]["labelled_episodes"]
         assert len(labelled) == 21 and not [e for e in labelled if "__play__" in e]
-    assert ckpt.read_info(playground_run / "bc").model_config["task_ids"] == subtasks
+    assert ckpt.read_info(playground_run / BC).model_config["task_ids"] == subtasks
 
 
 def test_the_report_has_subtasks_groups_and_chains(playground_run):
     report = (playground_run / "report.md").read_text()
-    assert "| group | videoworld | bc | random |" in report
+    assert f"| group | {VIDEOWORLD} | {BC} | random |" in report
     assert "| push | 0/1" in report or "| push | 1/1" in report
     assert "## Chains of 5" in report and "average length" in report
     assert "Action-free video for the generator stages only: 1 episodes per task" in report
-    for name in ("videoworld", "bc", "random"):
+    for name in (VIDEOWORLD, BC, "random"):
         results = json.loads((playground_run / "eval" / name / "results.json").read_text())
         assert list(results["summary"]["tasks"]) == EVAL_TASKS
         chains = json.loads((playground_run / "eval" / name / "chains.json").read_text())
@@ -155,7 +157,7 @@ def test_a_learned_policy_runs_the_chain_loop_with_a_reset_per_subtask(playgroun
     """CALVIN resets the model at each subtask while the scene carries on: the policy gets one
     reset per subtask it reaches, with that subtask's id, in the chain's order."""
     log = []
-    policy = str(playground_run / "action_head")
+    policy = str(playground_run / VIDEOWORLD)
     chains = evaluate_chains(
         policy=policy,
         num_chains=3,
@@ -174,7 +176,7 @@ def test_a_learned_policy_runs_the_chain_loop_with_a_reset_per_subtask(playgroun
 
 def test_a_learned_policy_s_chains_do_not_depend_on_the_workers(playground_run):
     kwargs = {
-        "policy": str(playground_run / "bc"),
+        "policy": str(playground_run / BC),
         "num_chains": 3,
         "chain_length": 2,
         "steps_per_subtask": 5,

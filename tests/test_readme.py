@@ -2,9 +2,10 @@
 into one session), so that a changed default or name can never leave a silently wrong example.
 
 What a block needs from outside is made here with the tests' tiny settings: a randomly
-initialised 64 px VideoWorld policy at ``runs/demo/action_head`` (with its parents, on the
-default run's view), a one-episode dataset at ``runs/demo/data``, the policy server's
-``client.py`` copied beside the script, and a server. The only changes to the text are the
+initialised 64 px VideoWorld policy where the default run puts its head,
+``runs/demo/videoworld-100pct_seed0`` (with its parents, on the default run's view), a
+one-episode dataset at ``runs/demo/data``, the policy server's ``client.py`` copied beside the
+script, and a server. The only changes to the text are the
 few listed in ``SUBSTITUTIONS`` (fewer episodes, the server's port), each of which must match.
 """
 
@@ -62,7 +63,7 @@ def test_the_readmes_python_blocks_run_as_written(tmp_path, monkeypatch):
 
     namespace: dict = {"__name__": "__main__"}
     try:
-        with serve_in_background("runs/demo/action_head", port=0) as server:
+        with serve_in_background("runs/demo/videoworld-100pct_seed0", port=0) as server:
             for number, block in enumerate(blocks, 1):
                 for old, new in {**SUBSTITUTIONS, SERVER_URL: server.url}.items():
                     block = block.replace(old, new)

@@ -3,7 +3,7 @@
 Usage:
     vw-robot run                                   # main job on its built-in default
     vw-robot study tiny                            # a study: configs/study/tiny.yaml
-    vw-robot eval policy=runs/demo/action_head tasks=[metaworld/reach-v3] episodes_per_task=20
+    vw-robot eval policy=runs/demo/videoworld-100pct_seed0 tasks=[metaworld/reach-v3] workers=2
     vw-robot collect suite=metaworld/mt10 episodes_per_task=20 workers=2 out=data/mt10
     vw-robot data check data/mt10                  # validate every episode, modify nothing
     vw-robot data import my_videos/ out=data/mine task_id=my-task
@@ -12,8 +12,8 @@ Usage:
     vw-robot eval policy=expert suite=robosuite/all episodes_per_task=10 workers=2
     vw-robot eval tasks=[metaworld/reach-v3,metaworld/push-v3] policy=random
     vw-robot eval-chains policy=expert chains=50 single_episodes=10 workers=2
-    vw-robot export-policy runs/demo/action_head out=policies/demo   # a folder that moves
-    vw-robot serve policy=runs/demo/action_head port=8765   # for a benchmark's own process
+    vw-robot export-policy runs/demo/videoworld-100pct_seed0 out=policies/demo   # it moves
+    vw-robot serve policy=runs/demo/videoworld-100pct_seed0 port=8765   # for another process
     vw-robot tasks suite=metaworld/mt10            # list task ids
     vw-robot run --cfg                             # print the composed config and exit
     vw-robot data                                  # the data subcommands
@@ -116,7 +116,7 @@ COMMANDS: dict[str, Command] = {
     "export-policy": Command(
         "export_policy",
         "vw_robot.jobs:export_policy",
-        "a policy folder that moves: RUN/action_head out=DIR",
+        "a policy folder that moves: RUN/videoworld-100pct_seed0 out=DIR",
     ),
 }
 # Words that group subcommands: `vw-robot data` lists the `data ...` ones.

@@ -46,7 +46,19 @@ def head_of_stage(stage: str) -> HeadVariant | None:
     return next((head for head in HEADS.values() if head.stage == stage), None)
 
 
-def run_name(head: str, label_fraction: float, seed: int) -> str:
-    """One name for a trained head's run folder and its evaluation folder:
-    ``videoworld-25pct_seed1`` (``bc-100pct_seed0``: every label)."""
-    return f"{head}-{round(label_fraction * 100)}pct_seed{seed}"
+def run_name(
+    head: str, label_fraction: float | None, seed: int, labelled_episodes: int | None = None
+) -> str:
+    """One name for a trained head's run folder and its evaluation folder, for ``vw-robot
+    study``, ``vw-robot run`` and ``vw-robot train`` alike: the head, its labels and its
+    training seed (``optim.seed``).
+
+    ``videoworld-25pct_seed1`` is a quarter of each task's labelled episodes; ``bc-100pct_seed0``
+    every label (``label_fraction`` None or 1.0). A head given a count of labelled episodes
+    (``labelled_episodes``, dealt out one task at a time) instead of a share names the count:
+    ``videoworld-8ep_seed0`` is 8 labelled episodes in all.
+    """
+    if labelled_episodes is not None:
+        return f"{head}-{labelled_episodes}ep_seed{seed}"
+    share = 1.0 if label_fraction is None else label_fraction
+    return f"{head}-{round(share * 100)}pct_seed{seed}"

@@ -514,7 +514,8 @@ def _chain_from_row(row: dict[str, Any]) -> ChainResult:
 
 
 def export_policy(cfg: ExportPolicyConfig) -> Path:
-    """Write a self-contained policy folder (``vw-robot export-policy RUN/action_head``)."""
+    """Write a self-contained policy folder (``vw-robot export-policy RUN/videoworld-100pct_seed0
+    out=DIR``)."""
     out = export_policy_folder(cfg.policy, cfg.out, overwrite=cfg.overwrite)
     print(f"exported {cfg.policy} -> {out} (load it with make_policy({str(out)!r}))")
     return out

@@ -31,7 +31,7 @@ from vw_robot.eval.collect import collect, format_summary
 from vw_robot.eval.entries import suite_entry
 from vw_robot.eval.report import bar_chart
 from vw_robot.eval.tables import chains_comparison_table, comparison_table, groups_table
-from vw_robot.heads import SCRIPTED
+from vw_robot.heads import HEADS, SCRIPTED, head_of_stage
 from vw_robot.io import atomic_write_text
 from vw_robot.policies import load_policy, make_policy
 from vw_robot.provenance import provenance
@@ -41,8 +41,9 @@ from vw_robot.training.stages import STAGES, run_stage
 
 log = logging.getLogger("vw_robot")
 
+VIDEOWORLD = HEADS["videoworld"]
 # The VideoWorld pipeline, in order; baselines and label sweeps add heads after it.
-PIPELINE = ("tokenizer", "ldm", "transformer", "action_head")
+PIPELINE = (*VIDEOWORLD.generator, VIDEOWORLD.stage)
 
 
 def training_jobs(cfg: RunConfig, tasks: list[str]) -> dict[str, TrainConfig]:
@@ -52,18 +53,22 @@ def training_jobs(cfg: RunConfig, tasks: list[str]) -> dict[str, TrainConfig]:
     stages on ``tasks`` and ``cfg.video_tasks`` (action-free video). The baselines
     that compare against VideoWorld at equal supervision (``bc``, ``noldm``) get the action
     head's label settings; ``bc_all`` gets every labelled episode; a label sweep adds one
-    VideoWorld head per share. The folder names come from the stage declarations.
+    VideoWorld head per share. The folder names come from the stage declarations: a head's is
+    :func:`vw_robot.heads.run_name` of its labels and training seed (``videoworld-25pct_seed0``,
+    ``bc-100pct_seed0``), as ``vw-robot study`` names it; two jobs that would fill one folder
+    are one job (``bc`` and ``bc_all`` when the action head uses every label).
     """
     exp = cfg.experiment
+    section = getattr(exp, VIDEOWORLD.stage)
     labels = {
-        "label_fraction": exp.action_head.label_fraction,
-        "labelled_episodes": exp.action_head.labelled_episodes,
-        "label_seed": exp.action_head.label_seed,
+        "label_fraction": section.label_fraction,
+        "labelled_episodes": section.labelled_episodes,
+        "label_seed": section.label_seed,
     }
 
-    def job(stage: str, run_name: str | None = None, **stage_changes: Any) -> Any:
+    def job(stage: str, **stage_changes: Any) -> tuple[str, TrainConfig]:
         experiment = copy.deepcopy(exp)
-        target = experiment.transformer if stage == "transformer" else getattr(experiment, stage)
+        target = getattr(experiment, stage)
         for key, value in stage_changes.items():
             setattr(target, key, value)
         train_cfg = TrainConfig(
@@ -71,36 +76,32 @@ def training_jobs(cfg: RunConfig, tasks: list[str]) -> dict[str, TrainConfig]:
             dataset=str(Path(cfg.out) / "data"),
             out=cfg.out,
             tasks=list(tasks) if stage in HEAD_STAGES else [*tasks, *cfg.video_tasks],
-            run_name=run_name,
             resume_changed=cfg.resume_changed,
             experiment=experiment,
         )
         return STAGES[stage].run_name(train_cfg), train_cfg
 
+    bc, noldm = HEADS["bc"], HEADS["noldm"]
     jobs = dict(job(stage) for stage in PIPELINE)
     if "bc" in cfg.baselines:
-        jobs.update([job("bc", **labels)])
+        jobs.update([job(bc.stage, **labels)])
     if "bc_all" in cfg.baselines:
-        jobs.update([job("bc", "bc_all", label_fraction=None, labelled_episodes=None)])
+        jobs.update([job(bc.stage, label_fraction=None, labelled_episodes=None)])
     if "noldm" in cfg.baselines:
         no_codes = job("transformer", use_codes=False, hide_past_codes=False)  # none to hide
-        jobs.update([no_codes, job("noldm_head", **labels)])
+        jobs.update([no_codes, job(noldm.stage, **labels)])
     for fraction in cfg.label_sweep:
-        name = f"action_head_labels{round(fraction * 100)}"
-        jobs.update([job("action_head", name, label_fraction=fraction, labelled_episodes=None)])
+        jobs.update([job(VIDEOWORLD.stage, label_fraction=fraction, labelled_episodes=None)])
     return jobs
 
 
-def policy_specs(cfg: RunConfig) -> dict[str, str]:
-    """Policy name in the report -> what ``vw-robot eval policy=...`` takes."""
+def policy_specs(cfg: RunConfig, jobs: dict[str, TrainConfig]) -> dict[str, str]:
+    """Policy name in the report (and its folder under ``<out>/eval``) -> what ``vw-robot eval
+    policy=...`` takes: each head of ``jobs`` (:func:`training_jobs`) by its run folder, then
+    the baselines that need no training (``expert``, ``random``) by name."""
     out = Path(cfg.out)
-    policies = {"videoworld": str(out / "action_head")}
-    for fraction in cfg.label_sweep:
-        percent = round(fraction * 100)
-        policies[f"videoworld_labels{percent}"] = str(out / f"action_head_labels{percent}")
-    folders = {"bc": "bc", "bc_all": "bc_all", "noldm": "noldm_head"}
-    for name in cfg.baselines:
-        policies[name] = str(out / folders[name]) if name in folders else name
+    policies = {name: str(out / name) for name, job in jobs.items() if head_of_stage(job.stage)}
+    policies.update((name, name) for name in cfg.baselines if name in SCRIPTED)
     return policies
 
 
@@ -125,14 +126,14 @@ def run_pipeline(cfg: RunConfig, command: str = "vw-robot run") -> dict[str, Any
         timings[name] = time.perf_counter() - start
     eval_tasks = cfg.eval_task_ids(tasks)
     log.info("[%d/%d] evaluate %d episodes per task", total, total, cfg.eval_episodes)
-    policies = policy_specs(cfg)
+    policies = policy_specs(cfg, jobs)
     start = time.perf_counter()
     summaries, chain_summaries = _evaluate_policies(cfg, policies, eval_tasks)
     timings["evaluate"] = time.perf_counter() - start
     entries = [
         suite_entry(
             out / "eval" / name,
-            policy=name,
+            policy=name if name in SCRIPTED else head_of_stage(jobs[name].stage).name,
             command=f"{command}  # eval/{name}",
             checkpoint=None if name in SCRIPTED else spec,
         )
@@ -140,7 +141,8 @@ def run_pipeline(cfg: RunConfig, command: str = "vw-robot run") -> dict[str, Any
     ]
     atomic_write_text(out / "results.json", json.dumps(entries, indent=1) + "\n")
     chart = bar_chart(summaries, out / "success.png")
-    plans = _plan_pictures(out / "action_head", eval_tasks, cfg, out / "plans.png")
+    videoworld = next(name for name, job in jobs.items() if job.stage == VIDEOWORLD.stage)
+    plans = _plan_pictures(out / videoworld, eval_tasks, cfg, out / "plans.png")
     timings["total"] = time.perf_counter() - began
     report = _report(
         cfg, tasks, eval_tasks, summaries, stage_results, timings, chart, plans, chain_summaries
@@ -303,14 +305,15 @@ def _chains_section(cfg: RunConfig, chains: dict[str, Any]) -> list[str]:
 
 
 def _stages_section(stages: dict, timings: dict, task_of: dict[str, str]) -> list[str]:
-    """The report's table of training stages: steps, loss, speed, labelled episodes."""
+    """The report's table of training runs (one per run folder): steps, loss, speed, labelled
+    episodes."""
     lines = [
         "## Stages\n",
-        "| stage | steps | last loss | samples/s (this run) | seconds (this run) | "
+        "| run | steps | last loss | samples/s (this run) | seconds (this run) | "
         "labelled episodes | checkpoint |",
         "|---|---:|---:|---:|---:|---:|---|",
     ]
-    for stage, result in stages.items():
+    for run, result in stages.items():
         loss = "—" if result["last_loss"] is None else f"{result['last_loss']:.4f}"
         speed = "—" if result["samples_per_s"] is None else f"{result['samples_per_s']:.1f}"
         env = ckpt.read_info(result["checkpoint"]).model_config.get("env", {})
@@ -320,8 +323,8 @@ def _stages_section(stages: dict, timings: dict, task_of: dict[str, str]) -> lis
             else "—"
         )
         lines.append(
-            f"| {stage} | {result['step']} | {loss} | {speed} | "
-            f"{timings.get(stage, 0):.0f} | {labelled} | `{result['checkpoint']}` |"
+            f"| {run} | {result['step']} | {loss} | {speed} | "
+            f"{timings.get(run, 0):.0f} | {labelled} | `{result['checkpoint']}` |"
         )
     return lines
 

@@ -16,6 +16,7 @@ from vw_robot.envs import playground_tasks as pt
 from vw_robot.envs.playground_suite import task_id as playground_task
 from vw_robot.eval import evaluate
 from vw_robot.eval.chains import evaluate_chains
+from vw_robot.heads import run_name
 from vw_robot.models.registry import build_model
 from vw_robot.models.sequence_layout import SequenceLayout
 from vw_robot.policies import make_policy
@@ -51,8 +52,9 @@ def build_tiny_policies(
     camera: str | None = None,
 ) -> dict[str, Path]:
     """Randomly initialised tiny VideoWorld, BC and no-LDM policy checkpoints for ``tasks``
-    (``size`` px frames of ``camera``, None: not recorded; 4-D actions): random weights decode
-    and act like trained ones do."""
+    (``size`` px frames of ``camera``, None: not recorded; 4-D actions) in the folders a run
+    gives heads on every label (``videoworld-100pct_seed0``, ...): random weights decode and act
+    like trained ones do."""
     levels, horizon = [8, 5, 5, 5], 2
     conv = {"image_size": size, "down_factor": 8, "channels": [8, 8, 8], "num_res_blocks": 1}
     tokenizer = _save(root / "tokenizer", "tokenizer", "FrameTokenizer", {**conv, "levels": levels})
@@ -98,16 +100,18 @@ def build_tiny_policies(
     without = transformer("transformer_nocodes", 0)
     return {
         "videoworld": _save(
-            root / "action_head",
+            root / run_name("videoworld", 1.0, 0),
             "action_head",
             "ActionHead",
             {**head, "use_codes": True},
             {"transformer": with_codes, "tokenizer": tokenizer, "ldm": ldm},
             seed=2,
         ),
-        "bc": _save(root / "bc", "bc", "ActionHead", {**head, "use_codes": False}, seed=3),
+        "bc": _save(
+            root / run_name("bc", 1.0, 0), "bc", "ActionHead", {**head, "use_codes": False}, seed=3
+        ),
         "noldm": _save(
-            root / "noldm_head",
+            root / run_name("noldm", 1.0, 0),
             "noldm_head",
             "ActionHead",
             {**head, "use_codes": False, "use_next_frame": True},

@@ -17,6 +17,7 @@ from vw_robot.policies.videoworld import PolicyMismatchError, ensemble_action
 
 SIZE = 32
 TASKS = ["metaworld/reach-v3", "metaworld/drawer-close-v3"]
+RUN = "bc-100pct_seed0"  # `vw-robot train stage=bc`'s run folder: every label, seed 0
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +38,7 @@ def bc(tmp_path_factory):
         "experiment.bc.optim.warmup_steps=1",
     ]
     assert main(train) == 0
-    return root / "runs" / "bc"
+    return root / "runs" / RUN
 
 
 def test_the_switches_are_recorded_in_the_checkpoint(bc):
@@ -132,7 +133,7 @@ def test_validation_episodes_choose_the_checkpoint(bc, tmp_path):
         "experiment.bc.optim.checkpoint_every=2",
     ]
     assert main(train) == 0
-    run = out / "bc"
+    run = out / RUN
     env = ckpt.read_info(run).model_config["env"]
     held, labelled = env["validation_episodes"], env["labelled_episodes"]
     assert len(held) == 2 and set(held) < set(labelled)  # one of each task's two
@@ -159,9 +160,9 @@ def test_a_film_head_records_its_conditioning_and_acts(bc, tmp_path):
         "experiment.bc.optim.warmup_steps=1",
     ]
     assert main(train) == 0
-    assert ckpt.read_info(out / "bc").model_config["conditioning"] == "film"
+    assert ckpt.read_info(out / RUN).model_config["conditioning"] == "film"
     assert "conditioning" not in ckpt.read_info(bc).model_config  # concat heads: as before
-    policy = make_policy(str(out / "bc"), execute=1)
+    policy = make_policy(str(out / RUN), execute=1)
     env = make_env(TASKS[0], image_size=SIZE)
     try:
         obs, info = env.reset(seed=0)

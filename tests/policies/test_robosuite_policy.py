@@ -27,7 +27,7 @@ def bc(tmp_path_factory):
     steps = [f"experiment.bc.optim.{k}={v}" for k, v in (("steps", 4), ("batch_size", 4))]
     steps.append("experiment.bc.optim.warmup_steps=1")
     assert main([*train, f"dataset={data}", f"out={root / 'runs'}", *steps]) == 0
-    return root / "runs" / "bc"
+    return root / "runs" / "bc-100pct_seed0"  # the head, every label, seed 0
 
 
 def test_the_head_predicts_7d_actions_from_the_9d_state_and_the_task(bc):

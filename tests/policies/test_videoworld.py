@@ -36,6 +36,10 @@ TINY = [
         for k, v in (("steps", 4), ("batch_size", 4), ("warmup_steps", 1))
     ],
 ]
+# The demo's run folders (vw_robot.heads.run_name): VideoWorld and the baselines compared with
+# it at half the labels; BC and the label sweep's VideoWorld head on every label.
+VIDEOWORLD, BC, NOLDM = "videoworld-50pct_seed0", "bc-50pct_seed0", "noldm-50pct_seed0"
+BC_ALL, SWEEP = "bc-100pct_seed0", "videoworld-100pct_seed0"
 
 
 @pytest.fixture(scope="module")
@@ -63,12 +67,12 @@ def demo(tmp_path_factory):
 
 def test_main_job_writes_the_report(demo):
     report = (demo / "report.md").read_text()
-    for name in ("videoworld", "videoworld_labels100", "bc", "bc_all", "noldm", "expert", "random"):
+    for name in (VIDEOWORLD, SWEEP, BC, BC_ALL, NOLDM, "expert", "random"):
         assert name in report
         payload = json.loads((demo / "eval" / name / "results.json").read_text())
         assert set(payload["summary"]["tasks"]) == set(TASKS)
     assert (demo / "success.png").stat().st_size > 0 and (demo / "plans.png").exists()
-    info = ckpt.read_info(demo / "action_head", stage="action_head")
+    info = ckpt.read_info(demo / VIDEOWORLD, stage="action_head")
     assert set(info.parents) == {"transformer", "tokenizer", "ldm"}
     assert info.model_config["task_ids"] == sorted(TASKS)
 
@@ -80,13 +84,13 @@ def test_baselines_compare_at_the_stated_labels(demo):
     def labelled(run):
         return ckpt.read_info(demo / run).model_config["env"]["labelled_episodes"]
 
-    same = labelled("action_head")
+    same = labelled(VIDEOWORLD)
     assert len(same) == 2  # half of each task's two demonstrations
     assert len({episode.split("__")[1] for episode in same}) == 2
     assert "| 2 (1 per task over 2 tasks) |" in (demo / "report.md").read_text()
-    assert labelled("bc") == same and labelled("noldm_head") == same
-    assert len(labelled("bc_all")) == 4 and len(labelled("action_head_labels100")) == 4
-    noldm = ckpt.read_info(demo / "noldm_head")
+    assert labelled(BC) == same and labelled(NOLDM) == same
+    assert len(labelled(BC_ALL)) == 4 and len(labelled(SWEEP)) == 4
+    noldm = ckpt.read_info(demo / NOLDM)
     assert set(noldm.parents) == {"transformer", "tokenizer"}
     assert str(noldm.parents["transformer"]).startswith(str(demo / "transformer_nocodes"))
 
@@ -98,26 +102,35 @@ def test_results_as_data_state_videos_and_labels_per_task(demo):
     entries = {e["variant"]: e for e in json.loads(target.read_text())}
     every = {task: 2 for task in TASKS}
     one = {task: 1 for task in TASKS}
-    assert entries["videoworld"]["videos_per_task"] == every
-    assert entries["videoworld"]["labelled_per_task"] == one
-    assert entries["noldm"]["videos_per_task"] == every
-    assert entries["bc"]["videos_per_task"] is None and entries["bc"]["labelled_per_task"] == one
-    assert entries["bc_all"]["labelled_per_task"] == every
-    assert entries["videoworld_labels100"]["labelled_per_task"] == every
+    assert entries[VIDEOWORLD]["videos_per_task"] == every
+    assert entries[VIDEOWORLD]["labelled_per_task"] == one
+    assert entries[NOLDM]["videos_per_task"] == every
+    assert entries[BC]["videos_per_task"] is None and entries[BC]["labelled_per_task"] == one
+    assert entries[BC_ALL]["labelled_per_task"] == every
+    assert entries[SWEEP]["labelled_per_task"] == every
+    # The variant is the run folder; the policy is the head's name, as a study records it.
+    assert {e["policy"] for e in entries.values()} == {
+        "videoworld",
+        "bc",
+        "noldm",
+        "expert",
+        "random",
+    }
+    assert entries[BC_ALL]["policy"] == "bc" and entries[BC_ALL]["label_fraction"] == 1.0
     assert "labelled_per_task" not in entries["expert"]
     assert {e["eval_seed_base"] for e in entries.values()} == {1000}
 
 
 def test_noldm_policy_predicts_a_frame_and_resets(demo):
-    policy = load_policy(demo / "noldm_head", execute=1)
+    policy = load_policy(demo / NOLDM, execute=1)
     assert policy.name == "noldm"
     _actions(policy, TASKS[0], seed=5)
     frame = policy.plan_frames()
     assert frame.shape == (1, SIZE, SIZE, 3) and frame.dtype == np.uint8
     second = _actions(policy, TASKS[1], seed=6)
-    fresh = _actions(load_policy(demo / "noldm_head", execute=1), TASKS[1], seed=6)
+    fresh = _actions(load_policy(demo / NOLDM, execute=1), TASKS[1], seed=6)
     np.testing.assert_array_equal(second, fresh)
-    plain = _actions(load_policy(demo / "noldm_head", execute=1, use_cache=False), TASKS[1], 6)
+    plain = _actions(load_policy(demo / NOLDM, execute=1, use_cache=False), TASKS[1], 6)
     np.testing.assert_allclose(second, plain, atol=1e-5)
 
 
@@ -146,23 +159,21 @@ def _actions(policy, task_id, seed, steps=6):
 
 
 def test_reset_clears_all_state(demo):
-    policy = load_policy(demo / "action_head", execute=1)
+    policy = load_policy(demo / VIDEOWORLD, execute=1)
     _actions(policy, TASKS[0], seed=5)
     second = _actions(policy, TASKS[1], seed=6)
-    fresh = _actions(load_policy(demo / "action_head", execute=1), TASKS[1], seed=6)
+    fresh = _actions(load_policy(demo / VIDEOWORLD, execute=1), TASKS[1], seed=6)
     np.testing.assert_array_equal(second, fresh)
 
 
 def test_kv_cache_does_not_change_the_actions(demo):
-    cached = _actions(load_policy(demo / "action_head", execute=1), TASKS[0], seed=3)
-    plain = _actions(
-        load_policy(demo / "action_head", execute=1, use_cache=False), TASKS[0], seed=3
-    )
+    cached = _actions(load_policy(demo / VIDEOWORLD, execute=1), TASKS[0], seed=3)
+    plain = _actions(load_policy(demo / VIDEOWORLD, execute=1, use_cache=False), TASKS[0], seed=3)
     np.testing.assert_allclose(cached, plain, atol=1e-5)
 
 
 def test_plan_frames_decodes_the_plan(demo):
-    policy = load_policy(demo / "action_head")
+    policy = load_policy(demo / VIDEOWORLD)
     env = make_env(TASKS[0], image_size=SIZE)
     obs, info = env.reset(seed=0)
     env.close()
@@ -174,7 +185,7 @@ def test_plan_frames_decodes_the_plan(demo):
 
 
 def test_mismatches_are_refused_naming_both_sides(demo):
-    policy = make_policy(str(demo / "bc"))
+    policy = make_policy(str(demo / BC))
     with pytest.raises(PolicyMismatchError, match="metaworld/push-v3"):
         policy.reset(task_id="metaworld/push-v3")
     env = make_env(TASKS[0], image_size=64)
@@ -186,14 +197,14 @@ def test_mismatches_are_refused_naming_both_sides(demo):
     robo = make_env("robosuite/lift", image_size=SIZE)
     try:
         with pytest.raises(PolicyMismatchError, match="4-D actions.*\\(7,\\)"):
-            load_policy(demo / "bc").reset(task_id=TASKS[0], action_space=robo.action_space)
+            load_policy(demo / BC).reset(task_id=TASKS[0], action_space=robo.action_space)
     finally:
         robo.close()
 
 
 def test_eval_refuses_a_mismatched_checkpoint_before_any_episode(demo, tmp_path, capsys):
     """Not one errored episode per mismatch: the run stops at start, naming both sides."""
-    common = [f"policy={demo / 'bc'}", "episodes_per_task=1", "max_episode_steps=3"]
+    common = [f"policy={demo / BC}", "episodes_per_task=1", "max_episode_steps=3"]
     wrong_task = ["tasks=[metaworld/push-v3]", f"image_size={SIZE}", f"out={tmp_path / 'a'}"]
     assert main(["eval", *common, *wrong_task]) == 2
     assert "not for 'metaworld/push-v3'" in capsys.readouterr().err
@@ -202,7 +213,7 @@ def test_eval_refuses_a_mismatched_checkpoint_before_any_episode(demo, tmp_path,
     assert "is 48x48 but the policy was trained on 32x32" in capsys.readouterr().err
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
     with pytest.raises(PolicyMismatchError, match="playground/"):
-        evaluate_chains(policy=str(demo / "bc"), num_chains=1, image_size=SIZE)
+        evaluate_chains(policy=str(demo / BC), num_chains=1, image_size=SIZE)
 
 
 def test_non_policy_checkpoint_is_refused(demo):
@@ -216,7 +227,7 @@ def test_eval_a_checkpoint_from_the_command_line(demo, tmp_path, capsys):
         main(
             [
                 "eval",
-                f"policy={demo / 'bc'}",
+                f"policy={demo / BC}",
                 f"tasks=[{TASKS[0]}]",
                 "episodes_per_task=1",
                 f"image_size={SIZE}",
@@ -230,31 +241,31 @@ def test_eval_a_checkpoint_from_the_command_line(demo, tmp_path, capsys):
     assert (out / "results.json").exists() and (out / "success.png").exists()
 
 
-def _copy_stages(demo, dst, runs=("tokenizer", "ldm", "transformer", "action_head")):
+def _copy_stages(demo, dst, runs=("tokenizer", "ldm", "transformer", VIDEOWORLD)):
     for run in runs:
         shutil.copytree(demo / run, dst / run, ignore=shutil.ignore_patterns("pictures"))
 
 
 def test_a_moved_run_folder_still_loads_from_another_directory(demo, tmp_path, monkeypatch):
-    expected = _actions(load_policy(demo / "action_head", execute=1), TASKS[0], seed=2)
+    expected = _actions(load_policy(demo / VIDEOWORLD, execute=1), TASKS[0], seed=2)
     _copy_stages(demo, tmp_path / "moved")
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
-    moved = load_policy(tmp_path / "moved" / "action_head", execute=1)
+    moved = load_policy(tmp_path / "moved" / VIDEOWORLD, execute=1)
     np.testing.assert_array_equal(_actions(moved, TASKS[0], seed=2), expected)
     # Only the policy folder moved, without the checkpoints it names: a clear refusal.
-    shutil.copytree(demo / "bc", tmp_path / "lonely" / "bc")  # bc needs no parent: loads
-    load_policy(tmp_path / "lonely" / "bc")
-    shutil.copytree(demo / "action_head", tmp_path / "lonely" / "action_head")
+    shutil.copytree(demo / BC, tmp_path / "lonely" / BC)  # bc needs no parent: loads
+    load_policy(tmp_path / "lonely" / BC)
+    shutil.copytree(demo / VIDEOWORLD, tmp_path / "lonely" / VIDEOWORLD)
     with pytest.raises(ckpt.CheckpointError, match="moved whole.*export-policy"):
-        load_policy(tmp_path / "lonely" / "action_head")
+        load_policy(tmp_path / "lonely" / VIDEOWORLD)
 
 
 def test_export_policy_writes_one_folder_that_moves(demo, tmp_path, monkeypatch, capsys):
-    expected = _actions(load_policy(demo / "action_head", execute=1), TASKS[0], seed=4)
+    expected = _actions(load_policy(demo / VIDEOWORLD, execute=1), TASKS[0], seed=4)
     out = tmp_path / "exported"
-    assert main(["export-policy", str(demo / "action_head"), f"out={out}"]) == 0
+    assert main(["export-policy", str(demo / VIDEOWORLD), f"out={out}"]) == 0
     card = (out / "README.md").read_text()
     assert all(task in card for task in TASKS) and "4-D" in card and "label_fraction" in card
     assert sorted(p.name for p in (out / "parents").iterdir()) == [
@@ -264,7 +275,7 @@ def test_export_policy_writes_one_folder_that_moves(demo, tmp_path, monkeypatch,
     ]
     assert not list(out.rglob("trainer.*"))  # no optimizer state: a policy is for acting
     # A second export into the same folder is refused, not merged.
-    assert main(["export-policy", str(demo / "action_head"), f"out={out}"]) == 2
+    assert main(["export-policy", str(demo / VIDEOWORLD), f"out={out}"]) == 2
     assert "exists and is not empty" in capsys.readouterr().err
     shutil.move(out, tmp_path / "deployed")
     monkeypatch.chdir(tmp_path / "deployed" / "parents")
@@ -274,8 +285,8 @@ def test_export_policy_writes_one_folder_that_moves(demo, tmp_path, monkeypatch,
 
 def test_a_checkpoint_from_before_relative_parents_is_refused_clearly(demo, tmp_path, monkeypatch):
     """Old info.json files (no "format") named parents relative to the training cwd."""
-    head = tmp_path / "old" / "action_head"
-    shutil.copytree(ckpt.resolve_checkpoint(demo / "action_head"), head)
+    head = tmp_path / "old" / VIDEOWORLD
+    shutil.copytree(ckpt.resolve_checkpoint(demo / VIDEOWORLD), head)
     info = json.loads((head / ckpt.INFO_FILE).read_text())
     del info["format"]
     info["parents"] = {k: f"runs/demo/{k}/checkpoints/step_00000004" for k in info["parents"]}
@@ -313,9 +324,7 @@ def test_execute_sets_how_often_the_head_plans(demo, hide):
     """The head plans once per `execute` steps; the transformer takes in every frame and
     samples codes at every step — only to plan when past codes are hidden (no later context
     reads them)."""
-    policy = _with_transformer(
-        load_policy(demo / "action_head", execute=2), _transformer(demo, hide)
-    )
+    policy = _with_transformer(load_policy(demo / VIDEOWORLD, execute=2), _transformer(demo, hide))
     calls = {"plan": 0, "codes": 0}
     predict, generate = policy.head.predict, policy.transformer.generate_codes
 
@@ -339,9 +348,7 @@ def test_policy_context_is_the_training_layout(demo, hide):
     """What the policy feeds the transformer before sampling z_t is what the model reads of
     the training window [x_{t-1}][SEP][z_{t-1}][x_t][SEP] for the same frames and codes
     (z_{t-1} as HIDDEN when past codes are hidden)."""
-    policy = _with_transformer(
-        load_policy(demo / "action_head", execute=1), _transformer(demo, hide)
-    )
+    policy = _with_transformer(load_policy(demo / VIDEOWORLD, execute=1), _transformer(demo, hide))
     contexts, sampled = [], []
     generate = policy.transformer.generate_codes
 
@@ -378,7 +385,7 @@ def test_policy_context_is_the_training_layout(demo, hide):
 
 def test_learned_policy_results_do_not_depend_on_workers(demo):
     kwargs = {
-        "policy": str(demo / "action_head"),
+        "policy": str(demo / VIDEOWORLD),
         "episodes_per_task": 2,
         "env_kwargs": {"image_size": SIZE, "max_episode_steps": 8},
         "stop_on_success": False,
@@ -433,12 +440,12 @@ def test_the_head_trains_on_the_codes_the_policy_samples(demo, hide):
     key = sequence_key(tok_info.model_sha256, ckpt.read_info(demo / "ldm").model_sha256)
     episode = sorted(fmt.list_episode_folders(demo / "data")[0])[0]
     meta = fmt.read_meta(demo / "data", episode)
-    task_ids = ckpt.read_info(demo / "action_head").model_config["task_ids"]
+    task_ids = ckpt.read_info(demo / VIDEOWORLD).model_config["task_ids"]
     offline = sample_codes(str(demo / "data"), key, [episode], model, info, task_ids)[episode]
     frames = FrameCache(demo / "data").frames(meta)
     state = fmt.load_steps(demo / "data", meta)["state"]
     for use_cache in (True, False):
-        policy = load_policy(demo / "action_head", execute=1, use_cache=use_cache)
+        policy = load_policy(demo / VIDEOWORLD, execute=1, use_cache=use_cache)
         policy.transformer, policy.layout = model, model.config.layout
         sampled = []
         generate = model.generate_codes
@@ -482,7 +489,7 @@ def test_hidden_past_codes_are_sampled_only_to_plan(demo, monkeypatch, use_cache
     runs = {}
     for every_step in (True, False):
         monkeypatch.setattr(VideoWorldBatch, "sample_only_to_plan", not every_step)
-        policy = load_policy(demo / "action_head", execute=4, use_cache=use_cache)
+        policy = load_policy(demo / VIDEOWORLD, execute=4, use_cache=use_cache)
         policy.transformer, policy.layout = model, model.config.layout
         codes = []
         generate = model.generate_codes
@@ -529,9 +536,9 @@ def test_the_main_job_records_and_evaluates_on_its_camera(tmp_path):
     assert code == 0
     episode = sorted(fmt.list_episode_folders(out / "data")[0])[0]
     assert fmt.read_meta(out / "data", episode).env_spec["camera"] == "front+top"
-    policy = load_policy(out / "action_head")
+    policy = load_policy(out / SWEEP)
     assert policy.camera == "front+top"
-    model = ckpt.read_info(out / "action_head").model_config
+    model = ckpt.read_info(out / SWEEP).model_config
     assert model["state_dim"] > 0 and model["num_tasks"] == 1, model
     assert "camera front+top" in (out / "report.md").read_text()
     expert = json.loads((out / "eval" / "expert" / "results.json").read_text())

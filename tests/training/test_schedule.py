@@ -162,7 +162,7 @@ def test_a_head_trained_in_epochs_with_patience_records_them_in_its_checkpoint(t
         "experiment.bc.optim.patience=2",
     ]
     assert main(args) == 0
-    run_dir = tmp_path / "runs" / "bc"
+    run_dir = tmp_path / "runs" / "bc-100pct_seed0"  # vw_robot.heads.run_name
     config = ckpt.read_config_text(ckpt.latest_checkpoint(run_dir))
     optim = OmegaConf.create(config).experiment.bc.optim
     assert (optim.steps, optim.epochs, optim.patience) == (None, 2, 2)

@@ -6,7 +6,7 @@ environment (LIBERO, say, which pins a robosuite vw_robot cannot share an interp
 drive a policy served from the vw_robot environment::
 
     # in the vw_robot environment
-    vw-robot serve policy=runs/x/action_head port=8765
+    vw-robot serve policy=runs/x/videoworld-100pct_seed0 port=8765
 
     # in the benchmark's environment
     from client import PolicyClient          # or: from vw_robot.serving.client import ...

@@ -3,7 +3,7 @@ with vw_robot (LIBERO pins robosuite 1.4; docs/simulators.md) drives it from its
 
 Usage::
 
-    vw-robot serve policy=runs/x/action_head host=127.0.0.1 port=8765   # once the CLI has it
+    vw-robot serve policy=runs/x/videoworld-100pct_seed0 host=127.0.0.1 port=8765
     python -c "from vw_robot.serving.server import serve; serve('expert', port=8765)"
 
     # in-process, on a free port (tests, notebooks)

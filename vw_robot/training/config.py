@@ -123,7 +123,7 @@ class TrainConfig:
 
     stage: str = "tokenizer"  # tokenizer | ldm | transformer | action_head | bc | noldm_head
     dataset: str = "data/demo"  # dataset folder made by `vw-robot collect` / `data import`
-    out: str = "runs/train"  # pipeline folder: <out>/<stage>/ holds each stage's run
+    out: str = "runs/train"  # pipeline folder: <out>/<run folder>/ holds each stage's run
     tasks: list[str] = field(default_factory=list)  # train on these tasks' episodes; []: all
     # Derived files (frame cache, exported codes); None: <dataset>/cache when it is writable,
     # else the per-user ~/.cache/vw_robot/<dataset name>-<hash>.
@@ -133,7 +133,9 @@ class TrainConfig:
     transformer_checkpoint: Optional[str] = None  # default: <out>/transformer
     # noldm_head only; default: <out>/transformer_nocodes
     transformer_nocodes_checkpoint: Optional[str] = None
-    run_name: Optional[str] = None  # default: the stage name (transformer_nocodes for ablation)
+    # Default: the stage name (transformer_nocodes for the ablation); a head's names its labels
+    # and training seed, e.g. videoworld-25pct_seed0 (vw_robot.heads.run_name).
+    run_name: Optional[str] = None
     pictures: bool = True  # write the stage's pictures at the end
     # Resume a run whose checkpoint was trained with other settings (lr, dataset, tasks,
     # labels...); without it such a resume is refused, naming the keys that differ.

@@ -38,6 +38,7 @@ from vw_robot.data.sequences import (
     sequence_key,
 )
 from vw_robot.device import resolve_device
+from vw_robot.heads import head_of_stage, run_name
 from vw_robot.models.augment import random_shift
 from vw_robot.models.registry import build_model, load_model
 from vw_robot.training import pictures
@@ -75,7 +76,8 @@ class Stage:
         pictures: ``(model, dataset_root, out_dir, parents, tasks, cache_dir) -> {name: path
             or figure}``
             written at the end, or None.
-        run_folder: config -> the run folder's name under ``out`` (default: ``name``).
+        run_folder: config -> the run folder's name under ``out`` (default: ``name``; a
+            head's is :func:`vw_robot.heads.run_name`, e.g. ``videoworld-25pct_seed0``).
     """
 
     name: str
@@ -545,6 +547,20 @@ def _head_validation(
 
 _HEAD = "{} -> action chunk; its folder is a policy (`vw-robot eval policy=...`)"
 
+
+def _head_folder(cfg: TrainConfig) -> str:
+    """A head's run folder: its head name, labels and training seed (``videoworld-25pct_seed0``,
+    :func:`vw_robot.heads.run_name`), the name ``vw-robot run`` and ``vw-robot study`` give it,
+    so heads of one stage on other labels or seeds get folders of their own."""
+    section = getattr(cfg.experiment, cfg.stage)
+    return run_name(
+        head_of_stage(cfg.stage).name,
+        section.label_fraction,
+        section.optim.seed,
+        section.labelled_episodes,
+    )
+
+
 STAGES: dict[str, Stage] = {
     stage.name: stage
     for stage in (
@@ -570,9 +586,19 @@ STAGES: dict[str, Stage] = {
                 "transformer" if cfg.experiment.transformer.use_codes else "transformer_nocodes"
             ),
         ),
-        Stage("action_head", _HEAD.format("frame + LDM/transformer codes"), _head_setup),
-        Stage("bc", _HEAD.format("behaviour cloning: frame"), _head_setup),
-        Stage("noldm_head", _HEAD.format("frame + predicted next frame"), _head_setup),
+        Stage(
+            "action_head",
+            _HEAD.format("frame + LDM/transformer codes"),
+            _head_setup,
+            run_folder=_head_folder,
+        ),
+        Stage("bc", _HEAD.format("behaviour cloning: frame"), _head_setup, run_folder=_head_folder),
+        Stage(
+            "noldm_head",
+            _HEAD.format("frame + predicted next frame"),
+            _head_setup,
+            run_folder=_head_folder,
+        ),
     )
 }
 
