@@ -10,7 +10,9 @@ naming the file (the folder, for the headline table) and the table's kind::
 Kinds:
     variants   one row per entry: its switches, successes over all tasks, mean over tasks and
                the Wilson 95% interval of the pooled episodes
-    tasks      one row per task, one column per entry (successes/episodes), the mean below
+    tasks      one row per task, one column per entry (successes/episodes), the mean below;
+               then per multi-subtask episode (kitchen/d4rl-4) the subtasks completed on
+               average
     playground one row per entry: VideoWorld's subtask groups, the subtasks pooled, chains of
                five (success after k, average length)
     seeds      one row per policy and label share: each training seed's successes with its
@@ -104,6 +106,15 @@ def tasks_table(entries: list[dict]) -> str:
         lines.append(f"| {task.split('/')[-1]} | " + " | ".join(cells) + " |")
     means = " | ".join(f"**{e['mean_success']:.3f}**" for e in entries)
     lines.append(f"| **mean** | {means} |")
+    for task in dict.fromkeys(t for e in entries for t in e.get("sequences", {})):
+        rows = [e.get("sequences", {}).get(task) for e in entries]
+        length = max(len(r["completed_counts"]) - 1 for r in rows if r)
+        cells = [f"{r['mean_completed']:.2f} ({r['episodes']})" if r else "—" for r in rows]
+        lines.append(
+            f"| {task.split('/')[-1]}: subtasks completed of {length} (episodes) | "
+            + " | ".join(cells)
+            + " |"
+        )
     return "\n".join(lines)
 
 

@@ -113,9 +113,12 @@ def _read(path: Path, what: str) -> dict[str, Any]:
     return payload
 
 
-def _tasks(summary: dict[str, Any]) -> dict[str, dict[str, int]]:
+def _tasks(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per task: successes and episodes; a multi-subtask episode's task also the subtasks
+    completed (mean and counts, :func:`vw_robot.eval.report.summarize`)."""
+    keys = ("successes", "episodes", "mean_completed", "completed_counts")
     return {
-        task: {"successes": row["successes"], "episodes": row["episodes"]}
+        task: {key: row[key] for key in keys if key in row}
         for task, row in summary["tasks"].items()
     }
 
@@ -182,6 +185,18 @@ def chains_entry(
         "chain_subtasks": chain_summary["per_subtask"],
         "commit": measured_commit(chains["provenance"], single["provenance"]),
         "command": command,
+    }
+
+
+def with_sequences(entry: dict[str, Any], sequences: dict[str, Any]) -> dict[str, Any]:
+    """``entry`` with the same policy's evaluation on multi-subtask episodes (another
+    :func:`suite_entry`) as ``sequences``: per episode task its successes (every subtask),
+    episodes, mean subtasks completed and their counts; the commits of both."""
+    commits = [c for e in (entry, sequences) for c in str(e["commit"]).split(" + ")]
+    return {
+        **entry,
+        "sequences": sequences["tasks"],
+        "commit": " + ".join(dict.fromkeys(commits)),
     }
 
 

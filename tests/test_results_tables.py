@@ -248,6 +248,34 @@ def test_the_variants_table_names_an_image_size_other_than_64():
     assert results_tables._camera({}) == "corner2"
 
 
+def test_the_tasks_table_scores_multi_subtask_episodes_by_subtasks_completed():
+    results_tables = _script("docs", "results_tables")
+    tasks = {"kitchen/kettle": {"successes": 3, "episodes": 4}}
+    d4rl = {
+        "successes": 1,
+        "episodes": 4,
+        "mean_completed": 2.5,
+        "completed_counts": [0, 1, 1, 1, 1],
+    }
+    entries = [
+        {
+            "variant": "bc",
+            "policy": "bc",
+            "tasks": tasks,
+            "mean_success": 0.75,
+            "sequences": {"kitchen/d4rl-4": d4rl},
+        },
+        {
+            "variant": "old",
+            "policy": "bc",
+            "tasks": tasks,
+            "mean_success": 0.75,
+        },  # measured before them
+    ]
+    lines = results_tables.tasks_table(entries).splitlines()
+    assert lines[-1] == "| d4rl-4: subtasks completed of 4 (episodes) | 2.50 (4) | — |"
+
+
 def test_suite_results_merge_keeps_lost_rows_and_unchanged_commands():
     """A study's results merge: rows of eval folders since lost stay, an unchanged row keeps
     the command that made it, a re-evaluated row is replaced."""

@@ -294,3 +294,49 @@ def test_an_unknown_transformer_setting_is_named_with_its_head():
 def test_a_heads_own_view_is_checked_against_the_tasks():
     with pytest.raises(ConfigError, match=r"heads: bc: camera: 'nope' for metaworld/reach-v3"):
         load_config("study", ["study=tiny", "heads.2.camera=nope"]).validate()
+
+
+KITCHEN_FOUR = "tasks=[kitchen/microwave,kitchen/kettle,kitchen/light-switch,kitchen/slide-cabinet]"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["sequence_tasks=[kitchen/kettle]"], "kitchen/kettle is not a multi-subtask episode"),
+        (["sequence_tasks=[kitchen/d4rl-5]"], "sequence_tasks: Unknown task id .kitchen/d4rl-5."),
+        (
+            ["tasks=[kitchen/microwave,kitchen/kettle]", "sequence_tasks=[kitchen/d4rl-4]"],
+            r"\['kitchen/light-switch', 'kitchen/slide-cabinet'\] are not training tasks",
+        ),
+    ],
+)
+def test_bad_sequence_tasks_are_named(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config("study", ["study=kitchen", "suite=null", KITCHEN_FOUR, *overrides]).validate()
+
+
+def test_a_study_scores_its_policies_on_multi_subtask_episodes(tmp_path, monkeypatch):
+    # Random actions only (nothing to train): the collection is skipped to keep this quick.
+    monkeypatch.setattr("vw_robot.study.collect", lambda job: None)
+    out = tmp_path / "study"
+    args = [
+        "study",
+        "kitchen",
+        "suite=null",
+        KITCHEN_FOUR,
+        "heads=[{policy: random}]",
+        f"out={out}",
+    ]
+    steps = ["eval_episodes=1", "eval_max_steps=3", "sequence_max_steps=3"]
+    assert main([*args, *steps, "results=null", "workers=1"]) == 0
+    (entry,) = json.loads((out / "results.json").read_text())
+    assert list(entry["tasks"]) == KITCHEN_FOUR[7:-1].split(",")  # the subtasks, one at a time
+    assert entry["sequences"] == {
+        "kitchen/d4rl-4": {
+            "successes": 0,
+            "episodes": 1,
+            "mean_completed": 0.0,
+            "completed_counts": [1, 0, 0, 0, 0],
+        }
+    }
+    assert (out / "eval" / "random" / "sequences" / "episodes.jsonl").exists()

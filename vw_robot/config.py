@@ -98,7 +98,7 @@ def _check_camera(camera: str | None, task_ids: list[str], image_size: int) -> N
 class EvalConfig:
     """`vw-robot eval`: roll out a policy on tasks; per-task table, report, videos."""
 
-    policy: str = "expert"  # expert | random | a policy checkpoint (runs/x/action_head, .../bc)
+    policy: str = "expert"  # expert | random | a policy checkpoint (runs/x/bc-25pct_seed0)
     suite: Optional[str] = "metaworld/mt10"  # a suite from `vw-robot tasks`; ignored if tasks set
     tasks: Optional[list[str]] = None  # explicit task ids, each once; None: the suite's
     episodes_per_task: int = 5  # evaluation episodes per task
@@ -149,7 +149,7 @@ class EvalChainsConfig:
     """`vw-robot eval-chains`: CALVIN-style chains on the playground, then the 12 VideoWorld
     subtasks one at a time."""
 
-    policy: str = "expert"  # expert | random | a policy checkpoint (runs/x/action_head, .../bc)
+    policy: str = "expert"  # expert | random | a policy checkpoint (runs/x/bc-25pct_seed0)
     chains: int = 1000  # chains to run (CALVIN's protocol: 1000)
     chain_length: int = 5  # subtasks per chain
     steps_per_subtask: int = 360  # step budget of each subtask
@@ -533,6 +533,11 @@ class StudyConfig:
     # 0: the tasks one at a time only, as `vw-robot eval`
     chains: int = 0
     chain_steps_per_subtask: int = 360
+    # Multi-subtask episodes each policy is also evaluated on (eval_episodes each, their own
+    # time limit), scored by the subtasks completed, e.g. [kitchen/d4rl-4] (D4RL's kitchen
+    # episode); a learned policy is told each subtask in turn, so they must be training tasks
+    sequence_tasks: list[str] = field(default_factory=list)
+    sequence_max_steps: Optional[int] = None  # None: each episode's own limit (d4rl-4: 360)
     workers: int = 2  # processes for collection and evaluation
     eval_device: str = "auto"  # where learned policies run: auto | cpu | cuda
     only: list[str] = field(default_factory=list)  # run only these head names ([]: all)
@@ -619,6 +624,14 @@ class StudyConfig:
         _check(self.chains >= 0, "chains", f"{self.chains} < 0")
         run = self.as_run()
         task_ids = run.validate()
+        for task in self.sequence_tasks:
+            try:
+                subtasks = get_spec(task).subtasks
+            except UserError as exc:
+                raise ConfigError(f"sequence_tasks: {exc}") from None
+            _check(subtasks, "sequence_tasks", f"{task} is not a multi-subtask episode")
+            missing = [t for t in subtasks if t not in task_ids]
+            _check(not missing, "sequence_tasks", f"{task}: {missing} are not training tasks")
         for head, name in zip(self.heads, names, strict=True):
             if head.camera is not None or head.image_size is not None:
                 size = head.image_size or self.image_size
@@ -633,9 +646,7 @@ class StudyConfig:
 class ExportPolicyConfig:
     """Write a policy and every checkpoint it needs into one folder that can be moved."""
 
-    policy: str = (
-        "???"  # policy checkpoint or run folder (`vw-robot export-policy RUN/action_head`)
-    )
+    policy: str = "???"  # policy checkpoint or run folder (RUN/videoworld-25pct_seed0)
     out: str = "???"  # the folder to write (refused when it exists and is not empty)
     overwrite: bool = False  # replace an existing non-empty out
 

@@ -39,7 +39,7 @@ from vw_robot.config import (
     StudyHeadConfig,
 )
 from vw_robot.errors import ConfigError
-from vw_robot.eval.entries import chains_entry, merge_entries, suite_entry
+from vw_robot.eval.entries import chains_entry, merge_entries, suite_entry, with_sequences
 from vw_robot.heads import HEADS, SCRIPTED, run_name
 from vw_robot.io import atomic_write_text
 from vw_robot.jobs import collect, eval_chains, evaluate
@@ -199,7 +199,16 @@ def _run_row(cfg: StudyConfig, run: StudyRun, where: _Where, command: str) -> di
         checkpoint=checkpoint,
     )
     entry["variant"] = run.variant  # the folder's name unless the head names its row
+    if cfg.sequence_tasks:
+        job = _eval_job(cfg, run, policy, where, folder / SEQUENCES_DIR)
+        job.tasks, job.max_episode_steps = list(cfg.sequence_tasks), cfg.sequence_max_steps
+        evaluate(_acting(run, job))
+        entry = with_sequences(entry, suite_entry(folder / SEQUENCES_DIR, policy="", command=""))
     return entry
+
+
+# A row's evaluation on the study's multi-subtask episodes: eval/<row>/<this>.
+SEQUENCES_DIR = "sequences"
 
 
 def _head(run: StudyRun) -> Any:
