@@ -20,7 +20,8 @@ Kinds:
                VideoWorld's and BC's pooled intervals overlap
     headline   the README's table (marker ``<!-- results docs/results headline -->``): for each
                study in ``HEADLINE``, its chosen policies and label shares, the training seeds
-               pooled, linked to the study's page
+               pooled, linked to the study's page; the long-horizon column: chains of five
+               or a multi-subtask episode, subtasks completed on average
 
 Usage:
     python docs/results_tables.py            # rewrite the tables in README.md and docs/studies/
@@ -314,7 +315,7 @@ def headline_table(page: Path, studies: list[dict] | None = None) -> str:
     each study's page are relative to ``page``, the file the table is written into."""
     lines = [
         "| study | policy | labels (episodes) | training seeds | successes [95% CI] "
-        "| chains of 5: avg. length |",
+        "| long horizon: subtasks completed |",
         "|---|---|---|---:|---:|---:|",
     ]
     for study in studies if studies is not None else HEADLINE:
@@ -329,17 +330,29 @@ def headline_table(page: Path, studies: list[dict] | None = None) -> str:
             wins = sum(_pooled(e)[0] for e in chosen)
             total = sum(_pooled(e)[1] for e in chosen)
             seeds = len({e.get("train_seed") for e in chosen}) if share is not None else "—"
-            chains = [e for e in chosen if "average_length" in e]
-            length = "—"
-            if chains:  # the chains of every seed pooled
-                completed = sum(e["average_length"] * e["chains"] for e in chains)
-                length = f"{completed / sum(e['chains'] for e in chains):.2f}"
+            length = _long_horizon(chosen)
             name = f"[{study['study']}]({link})" if number == 0 else ""
             lines.append(
                 f"| {name} | {POLICY_NAMES.get(policy, policy)} | {_labels(chosen[0])} | "
                 f"{seeds} | {_interval(wins, total)} | {length} |"
             )
     return "\n".join(lines)
+
+
+def _long_horizon(chosen: list[dict]) -> str:
+    """Subtasks completed on average in the study's long-horizon protocol, every seed pooled:
+    CALVIN's chains of five (playground) or a multi-subtask episode (kitchen/d4rl-4); — for
+    a study without one."""
+    chains = [e for e in chosen if "average_length" in e]
+    if chains:
+        completed = sum(e["average_length"] * e["chains"] for e in chains)
+        return f"{completed / sum(e['chains'] for e in chains):.2f} of 5"
+    rows = [r for e in chosen for r in e.get("sequences", {}).values()]
+    if rows:  # one multi-subtask episode per study
+        completed = sum(r["mean_completed"] * r["episodes"] for r in rows)
+        length = len(rows[0]["completed_counts"]) - 1
+        return f"{completed / sum(r['episodes'] for r in rows):.2f} of {length}"
+    return "—"
 
 
 KINDS = {
