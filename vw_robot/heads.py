@@ -17,6 +17,9 @@ class HeadVariant:
     stage: str  # the training stage, its experiment section and the checkpoint's stage
     generator: tuple[str, ...]  # the generator runs (folders) it is built on, in training order
     summary: str  # one line for tables and --help
+    # Fine-tuned from the latent-action pretrained network (its stage's pretrained=true; the
+    # generator names the latent_pretrain run it reads).
+    pretrained: bool = False
 
 
 HEADS: dict[str, HeadVariant] = {
@@ -35,15 +38,25 @@ HEADS: dict[str, HeadVariant] = {
             ("tokenizer", "transformer_nocodes"),
             "no-LDM ablation: frame + the predicted next frame -> action chunk",
         ),
+        HeadVariant(
+            "lapa",
+            "bc",
+            ("tokenizer", "ldm", "latent_pretrain"),
+            "latent-action pretraining: BC's network, first taught the LDM's codes on all video",
+            pretrained=True,
+        ),
     )
 }
 # Policies that need no training: the scripted expert (an upper bound) and random actions.
 SCRIPTED = ("expert", "random")
 
 
-def head_of_stage(stage: str) -> HeadVariant | None:
-    """The head a checkpoint stage makes (``action_head`` -> videoworld); None for others."""
-    return next((head for head in HEADS.values() if head.stage == stage), None)
+def head_of_stage(stage: str, pretrained: bool = False) -> HeadVariant | None:
+    """The head a checkpoint stage makes (``action_head`` -> videoworld; ``bc`` fine-tuned
+    from the latent-action pretrained network -> lapa); None for other stages. A stage with no
+    pretrained variant of its own names its plain one."""
+    heads = [head for head in HEADS.values() if head.stage == stage]
+    return next((h for h in heads if h.pretrained == pretrained), heads[0] if heads else None)
 
 
 def run_name(

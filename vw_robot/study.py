@@ -95,7 +95,7 @@ def generator_runs(cfg: StudyConfig, runs: Sequence[StudyRun]) -> list[str]:
             needed.add(transformer)
         if getattr(head_experiment(cfg, run), _head(run).stage).trunk == "ldm":
             needed.add("ldm")
-    order = ("tokenizer", "ldm", "transformer", "transformer_nocodes")
+    order = ("tokenizer", "ldm", "latent_pretrain", "transformer", "transformer_nocodes")
     return sorted(needed, key=lambda folder: (order.index(folder.partition("-")[0]), folder))
 
 
@@ -128,6 +128,8 @@ def head_experiment(cfg: StudyConfig, run: StudyRun) -> ExperimentConfig:
     section.labelled_episodes = None
     section.label_seed = cfg.label_seed
     section.optim.seed = run.seed
+    if _head(run).pretrained:  # lapa: fine-tuned from <out>/latent_pretrain
+        section.pretrained = True
     try:
         switches = OmegaConf.from_dotlist(list(run.head.switches))
         experiment[section_name] = OmegaConf.merge(section, switches)

@@ -17,6 +17,12 @@ normalised by statistics kept as buffers like the actions').
 the codes' embeddings) modulate the trunk's feature map channel by channel (FiLM:
 ``features * (1 + gamma) + beta``), besides reaching the MLP as inputs. Its layer starts at
 zero, so at initialisation the conditioned trunk is the unconditioned one.
+
+``predict_codes=True`` is the same network with another output layer: for each of the chunk's k
+steps, logits over the latent dynamics model's code vocabulary (the code of the change from
+x_{t+j} to x_{t+j+1}) instead of an action. Latent-action pretraining trains it on every video
+(:mod:`vw_robot.training.latent_pretrain`); a head fine-tuned from it takes every weight but
+that output layer.
 """
 
 from __future__ import annotations
@@ -56,6 +62,9 @@ class ActionHeadConfig:
     # concat: task and codes reach the MLP as inputs; film: they also scale and shift the
     # trunk's features per channel (needs num_tasks > 0 or use_codes).
     conditioning: str = "concat"
+    # Logits over the LDM's codes (code_levels) per chunk step instead of actions: the
+    # latent-action pretraining head, which reads the frame (and task) only.
+    predict_codes: bool = False
 
     def __post_init__(self) -> None:
         self.validate()
@@ -71,6 +80,11 @@ class ActionHeadConfig:
             raise ValueError(f"horizon: expected >= 1 when use_codes, got {self.horizon}")
         if self.use_codes and self.use_next_frame:
             raise ValueError("use_next_frame: the head reads codes or a next frame, not both")
+        if self.predict_codes and (self.use_codes or self.use_next_frame):
+            raise ValueError(
+                "predict_codes: the latent-action head reads the frame (and task) only; set "
+                "use_codes and use_next_frame false"
+            )
         for key in ("state_dim", "num_tasks"):
             if getattr(self, key) < 0:
                 raise ValueError(f"{key}: expected >= 0, got {getattr(self, key)}")
@@ -94,7 +108,7 @@ class ActionHeadConfig:
 
 class ActionHead(nn.Module):
     """frames (B, 3, S, S) uint8 [+ codes (B, H) | next frames (B, 3, S, S)] [+ state (B, D)]
-    [+ task (B,)] -> actions (B, k, A)."""
+    [+ task (B,)] -> actions (B, k, A), or code logits (B, k, V) with ``predict_codes``."""
 
     def __init__(self, config: ActionHeadConfig) -> None:
         super().__init__()
@@ -118,7 +132,7 @@ class ActionHead(nn.Module):
             nn.SiLU(),
             nn.Linear(config.hidden, config.hidden),
             nn.SiLU(),
-            nn.Linear(config.hidden, config.chunk * config.action_dim),
+            nn.Linear(config.hidden, config.chunk * self.outputs_per_step),
         )
         self.film: nn.Linear | None = None
         if config.conditioning == "film":
@@ -129,11 +143,17 @@ class ActionHead(nn.Module):
             self.film = nn.Linear(cond_dim, 2 * config.feature_dim)
             nn.init.zeros_(self.film.weight)
             nn.init.zeros_(self.film.bias)
-        self.register_buffer("action_mean", torch.zeros(config.action_dim))
-        self.register_buffer("action_std", torch.ones(config.action_dim))
+        if not config.predict_codes:  # a code predictor has no actions to normalise
+            self.register_buffer("action_mean", torch.zeros(config.action_dim))
+            self.register_buffer("action_std", torch.ones(config.action_dim))
         if config.state_dim:  # only then: checkpoints of pixel-only heads keep their tensors
             self.register_buffer("state_mean", torch.zeros(config.state_dim))
             self.register_buffer("state_std", torch.ones(config.state_dim))
+
+    @property
+    def outputs_per_step(self) -> int:
+        """Outputs per chunk step: the action's size, or the code vocabulary's."""
+        return self.config.code_vocab if self.config.predict_codes else self.config.action_dim
 
     def set_normalizer(self, mean: torch.Tensor, std: torch.Tensor) -> None:
         """Action statistics of the training labels (std floored to avoid dividing by ~0)."""
@@ -153,7 +173,7 @@ class ActionHead(nn.Module):
         next_frames: torch.Tensor | None = None,
         task: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Normalised action chunk (B, k, A).
+        """Normalised action chunk (B, k, A); code logits (B, k, V) with ``predict_codes``.
 
         Args:
             frames: (B, 3, S, S) uint8 current frames.
@@ -199,8 +219,8 @@ class ActionHead(nn.Module):
             parts.append((state.float() - self.state_mean) / self.state_std)
         if task_embedding is not None:
             parts.append(task_embedding)  # (B, E)
-        out = self.mlp(torch.cat(parts, dim=1))  # (B, k*A)
-        return out.view(-1, c.chunk, c.action_dim)  # (B, k, A)
+        out = self.mlp(torch.cat(parts, dim=1))  # (B, k*A) or (B, k*V)
+        return out.view(-1, c.chunk, self.outputs_per_step)  # (B, k, A) or (B, k, V)
 
     def features(self, frames: torch.Tensor, conditions: list[torch.Tensor]) -> torch.Tensor:
         """The trunk's features of (B, 3, S, S) frames, flattened to (B, F*g*g); with FiLM,
@@ -244,6 +264,22 @@ class ActionHead(nn.Module):
         """
         target = (actions - self.action_mean) / self.action_std
         error = (predicted.float() - target).pow(2).mean(-1)  # (B, k)
+        weights = mask.float()
+        return (error * weights).sum() / weights.sum().clamp_min(1.0)
+
+    def code_loss(
+        self, logits: torch.Tensor, codes: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
+        """Masked cross-entropy of a ``predict_codes`` head's logits against the LDM's codes.
+
+        Args:
+            logits: (B, k, V) from ``forward``.
+            codes: (B, k) int64 code indices; mask: (B, k) bool, which steps have a code
+                (false past the episode's end).
+        """
+        error = nn.functional.cross_entropy(
+            logits.float().flatten(0, 1), codes.flatten(), reduction="none"
+        ).view_as(codes)  # (B, k)
         weights = mask.float()
         return (error * weights).sum() / weights.sum().clamp_min(1.0)
 

@@ -95,6 +95,27 @@ class ActionHeadStage:
     # inputs) or film (also a per-channel scale and shift of the trunk's features, zero at
     # the start so the head begins as the concat one); recorded in the checkpoint.
     conditioning: str = "concat"
+    # Start from the latent-action pretrained network (latent_pretrain_checkpoint, default
+    # <out>/latent_pretrain): every weight but its output layer; recorded in the checkpoint
+    # (its parents name the pretrained one). finetune: all (every weight trains) or last (the
+    # trunk, FiLM layer and task embedding stay as pretrained; the MLP trains).
+    pretrained: bool = False
+    finetune: str = "all"
+
+
+@dataclass
+class LatentPretrainStage:
+    """Latent-action pretraining: the head's network (trunk + MLP, an output layer of code
+    logits) learns the LDM's codes of the next model.chunk steps from the frame (and task), on
+    every video of the tasks, labelled or not; heads fine-tune from it (``pretrained``)."""
+
+    model: ActionHeadModelConfig = field(default_factory=ActionHeadModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    # As the head's that fine-tunes from it (the two must agree on the network's shape):
+    task_conditioning: bool = False
+    augment_shift: int = 0
+    trunk: str = "own"  # own | ldm (start from the LDM's frame encoder)
+    conditioning: str = "concat"
 
 
 @dataclass
@@ -108,6 +129,8 @@ class ExperimentConfig:
     # The no-LDM ablation's head: current frame + the frame the code-free transformer
     # predicts (decoded by the tokenizer) -> action chunk.
     noldm_head: ActionHeadStage = field(default_factory=ActionHeadStage)
+    # The head network pretrained on every video to predict the LDM's codes (latent actions).
+    latent_pretrain: LatentPretrainStage = field(default_factory=LatentPretrainStage)
 
 
 # Every stage has its section of the experiment; the heads are those with an ActionHeadStage.
@@ -121,7 +144,8 @@ HEAD_STAGES = tuple(
 class TrainConfig:
     """``vw-robot train stage=...``: one stage of the pipeline on a dataset."""
 
-    stage: str = "tokenizer"  # tokenizer | ldm | transformer | action_head | bc | noldm_head
+    # tokenizer | ldm | transformer | action_head | bc | noldm_head | latent_pretrain
+    stage: str = "tokenizer"
     dataset: str = "data/demo"  # dataset folder made by `vw-robot collect` / `data import`
     out: str = "runs/train"  # pipeline folder: <out>/<run folder>/ holds each stage's run
     tasks: list[str] = field(default_factory=list)  # train on these tasks' episodes; []: all
@@ -133,6 +157,8 @@ class TrainConfig:
     transformer_checkpoint: Optional[str] = None  # default: <out>/transformer
     # noldm_head only; default: <out>/transformer_nocodes
     transformer_nocodes_checkpoint: Optional[str] = None
+    # A head with pretrained=true; default: <out>/latent_pretrain
+    latent_pretrain_checkpoint: Optional[str] = None
     # Default: the stage name (transformer_nocodes for the ablation); a head's names its labels
     # and training seed, e.g. videoworld-25pct_seed0 (vw_robot.heads.run_name).
     run_name: Optional[str] = None
@@ -179,6 +205,15 @@ class TrainConfig:
                     f"experiment.{name}.freeze_trunk: a trunk of its own must train; "
                     "freeze only trunk=ldm"
                 )
+            if stage.finetune not in ("all", "last"):
+                raise ConfigError(
+                    f"experiment.{name}.finetune: {stage.finetune!r}; use all or last"
+                )
+            if stage.finetune != "all" and not stage.pretrained:
+                raise ConfigError(
+                    f"experiment.{name}.finetune: {stage.finetune} fine-tunes a pretrained "
+                    f"head; set experiment.{name}.pretrained=true"
+                )
             if not 0 <= stage.val_fraction < 1:
                 raise ConfigError(
                     f"experiment.{name}.val_fraction: {stage.val_fraction} must be in [0, 1)"
@@ -187,6 +222,7 @@ class TrainConfig:
                 raise ConfigError(
                     f"experiment.{name}.augment_shift: {stage.augment_shift} must be in [0, 16]"
                 )
+        self._validate_latent_pretrain()
         transformer = self.experiment.transformer
         model = transformer.model
         if model.train_timesteps is not None and model.train_timesteps < model.max_timesteps:
@@ -212,6 +248,26 @@ class TrainConfig:
             raise ConfigError(
                 f"experiment.ldm.model.image_size: {ldm.image_size} differs from "
                 f"experiment.tokenizer.model.image_size={tok.image_size}"
+            )
+
+    def _validate_latent_pretrain(self) -> None:
+        stage = self.experiment.latent_pretrain
+        if stage.trunk not in ("own", "ldm"):
+            raise ConfigError(f"experiment.latent_pretrain.trunk: {stage.trunk!r}; use own or ldm")
+        if stage.conditioning not in ("concat", "film"):
+            raise ConfigError(
+                f"experiment.latent_pretrain.conditioning: {stage.conditioning!r}; use concat "
+                "or film"
+            )
+        if stage.conditioning == "film" and not stage.task_conditioning:
+            raise ConfigError(
+                "experiment.latent_pretrain.conditioning: film needs a condition; set "
+                "experiment.latent_pretrain.task_conditioning=true"
+            )
+        if not 0 <= stage.augment_shift <= 16:
+            raise ConfigError(
+                f"experiment.latent_pretrain.augment_shift: {stage.augment_shift} must be in "
+                "[0, 16]"
             )
 
 

@@ -44,6 +44,7 @@ from vw_robot.models.registry import build_model, load_model
 from vw_robot.training import pictures
 from vw_robot.training.codes import export, sample_codes, sequence_layout, stage_checkpoint
 from vw_robot.training.config import ActionHeadStage, TrainConfig
+from vw_robot.training.latent_pretrain import LatentActionDataset, load_pretrained
 from vw_robot.training.loop import train
 from vw_robot.training.seeding import seed_everything
 
@@ -306,11 +307,30 @@ def _head_setup(cfg: TrainConfig) -> Setup:
         model.trunk.load_state_dict(encoder.state_dict())
         if stage_cfg.freeze_trunk:
             model.trunk.requires_grad_(False)
+    if stage_cfg.pretrained:
+        _start_from_pretrained(cfg, model, model_config, inputs.parents)
     where = f"{cfg.dataset} ({len(steps)} labelled training episode(s))"
     _set_normalizers(model, steps, state_dim, where)
     loss = _head_loss(stage_cfg, inputs.decoder, state_dim)
     validate = _head_validation(cfg, inputs, held_out, loss) if held_out else None
     return Setup(model, model_config, dataset, loss, inputs.parents, validate)
+
+
+def _start_from_pretrained(
+    cfg: TrainConfig,
+    model: torch.nn.Module,
+    model_config: dict[str, Any],
+    parents: dict[str, Path],
+) -> None:
+    """Load the latent-action pretrained network into the head (``pretrained=true``) and add
+    it, with the checkpoints it was built on, to ``parents``."""
+    stage_cfg = getattr(cfg.experiment, cfg.stage)
+    path = stage_checkpoint(cfg.latent_pretrain_checkpoint, cfg.out, "latent_pretrain")
+    info = load_pretrained(model, model_config, path, stage_cfg.finetune)
+    log.info("%s: starts from %s (finetune=%s)", cfg.stage, info.path, stage_cfg.finetune)
+    parents["latent_pretrain"] = info.path
+    for stage, parent in info.parents.items():  # the LDM: the video the head learnt from
+        parents.setdefault(stage, parent)
 
 
 def _validation_split(
@@ -545,6 +565,81 @@ def _head_validation(
     return validate
 
 
+# --- latent-action pretraining: the head's network predicts the LDM's codes on all video ---
+
+
+def _latent_pretrain_setup(cfg: TrainConfig) -> Setup:
+    """The head's network with an output layer of code logits, on every episode of the tasks
+    (with actions or not), its targets the LDM's codes of the next chunk steps."""
+    stage_cfg = cfg.experiment.latent_pretrain
+    key, tokenizer_info, ldm_info = export(
+        cfg.dataset,
+        cfg.out,
+        tokenizer_checkpoint=cfg.tokenizer_checkpoint,
+        ldm_checkpoint=cfg.ldm_checkpoint,
+        tasks=_tasks(cfg),
+        device=stage_cfg.optim.device,
+        cache_dir=cfg.cache_dir,
+    )
+    tasks = _tasks(cfg)
+    rows = fmt.read_manifest(cfg.dataset)["episodes"]
+    rows = [r for r in rows if tasks is None or r["task_id"] in tasks]
+    task_ids = sorted({r["task_id"] for r in rows})
+    dataset = LatentActionDataset(
+        cfg.dataset,
+        key,
+        stage_cfg.model.chunk,
+        [r["episode_id"] for r in rows],
+        task_ids=task_ids,
+        cache_dir=cfg.cache_dir,
+    )
+    image_size = fmt.read_meta(cfg.dataset, rows[0]["episode_id"]).image_size
+    if ldm_info.model_config["image_size"] != image_size:
+        raise ckpt.CheckpointError(
+            f"{ldm_info.path}: image_size={ldm_info.model_config['image_size']} but the "
+            f"dataset's frames are {image_size} px."
+        )
+    parents = {"tokenizer": tokenizer_info.path, "ldm": ldm_info.path}
+    trunk, encoder = _trunk(cfg, image_size, parents)
+    m = stage_cfg.model
+    model_config = {
+        "image_size": image_size,
+        "down_factor": 2 ** len(trunk["channels"]),
+        **trunk,
+        "unit_inputs": encoder is not None,
+        "use_codes": False,
+        "predict_codes": True,
+        "horizon": ldm_info.model_config["horizon"],
+        "code_levels": list(ldm_info.model_config["levels"]),
+        "code_embed_dim": m.code_embed_dim,
+        "hidden": m.hidden,
+        "chunk": m.chunk,
+        "num_tasks": len(task_ids) if stage_cfg.task_conditioning else 0,
+        "task_ids": task_ids,
+    }
+    if stage_cfg.conditioning != "concat":
+        model_config["conditioning"] = stage_cfg.conditioning
+    model = build_model("ActionHead", model_config)
+    if encoder is not None:
+        model.trunk.load_state_dict(encoder.state_dict())
+    shift, bf16 = stage_cfg.augment_shift, stage_cfg.optim.precision == "bf16"
+
+    def loss(m: torch.nn.Module, batch: dict) -> tuple[torch.Tensor, dict]:
+        head = _unwrap(m)
+        frames = batch["frames"]  # (B, 3, S, S) uint8
+        if shift and head.training:
+            frames = random_shift(frames, shift)
+        if bf16:
+            frames = frames.contiguous()  # as the head's loss: faster bf16 convolutions
+        task = batch["task_index"] if head.config.num_tasks else None
+        logits = m(frames, task=task)  # (B, k, V)
+        codes, mask = batch["codes"], batch["code_mask"]  # (B, k) each
+        hits = ((logits.argmax(-1) == codes) & mask).sum() / mask.sum().clamp_min(1)
+        return head.code_loss(logits, codes, mask), {"code_accuracy": float(hits)}
+
+    return Setup(model, model_config, dataset, loss, parents)
+
+
 _HEAD = "{} -> action chunk; its folder is a policy (`vw-robot eval policy=...`)"
 
 
@@ -554,7 +649,7 @@ def _head_folder(cfg: TrainConfig) -> str:
     so heads of one stage on other labels or seeds get folders of their own."""
     section = getattr(cfg.experiment, cfg.stage)
     return run_name(
-        head_of_stage(cfg.stage).name,
+        head_of_stage(cfg.stage, section.pretrained).name,
         section.label_fraction,
         section.optim.seed,
         section.labelled_episodes,
@@ -598,6 +693,12 @@ STAGES: dict[str, Stage] = {
             _HEAD.format("frame + predicted next frame"),
             _head_setup,
             run_folder=_head_folder,
+        ),
+        Stage(
+            "latent_pretrain",
+            "the head's network on every video: frame (+ task) -> the LDM's codes of the next "
+            "chunk steps; heads fine-tune from it (experiment.<head>.pretrained=true)",
+            _latent_pretrain_setup,
         ),
     )
 }
