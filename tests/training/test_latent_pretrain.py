@@ -1,6 +1,8 @@
 """Latent-action pretraining of the head: its targets are the LDM's codes of the right future
 frames, the stage trains and resumes exactly, and a head fine-tunes from it (every weight but
-the output layer) or refuses a pretrained network of another shape.
+the output layer) or refuses a pretrained network of another shape. And the other road from
+video to the head that needs no labels either: a frozen pretrained trunk (the LDM's or the
+tokenizer's encoder) whose features are cached on disk.
 
 A hand-built dataset (random frames, two tasks, one episode without actions) and untrained
 tokenizer and LDM checkpoints: the codes need not mean anything, only come from the right
@@ -29,6 +31,7 @@ from vw_robot.models.registry import load_model
 from vw_robot.models.tokenizer import FrameTokenizer, TokenizerConfig
 from vw_robot.study import generator_runs, head_experiment, study_runs
 from vw_robot.training.config import TrainConfig
+from vw_robot.training.features import FEATURES_DIR, CachedTrunkDataset, trunk_key
 from vw_robot.training.latent_pretrain import LatentActionDataset
 from vw_robot.training.loop import train
 from vw_robot.training.seeding import seed_everything
@@ -277,3 +280,84 @@ def test_a_study_lists_lapa_and_trains_its_pretraining_as_a_generator_run():
     bc = load_config("study", ["study=tiny"])
     plain = next(r for r in study_runs(bc) if r.name == "bc-50pct_seed0")
     assert not head_experiment(bc, plain).bc.pretrained
+
+
+# ------------------------------------------------------------ frozen trunks, features cached
+
+
+def _frozen(pipe: SimpleNamespace, trunk: str = "ldm", **changes) -> TrainConfig:
+    return _config(pipe, "bc", **{"bc.trunk": trunk, "bc.freeze_trunk": "true", **changes})
+
+
+def test_cached_features_give_the_loss_the_trunk_gives(pipe):
+    plain = _frozen(pipe)
+    cached = _frozen(pipe, **{"bc.cache_features": "true"})
+    seed_everything(0)
+    reference = STAGES["bc"].setup(plain)
+    seed_everything(0)
+    setup = STAGES["bc"].setup(cached)
+    assert isinstance(setup.dataset, CachedTrunkDataset)
+    folder = pipe.data / "cache" / FEATURES_DIR / trunk_key(setup.model)
+    assert sorted(p.stem for p in folder.glob("*.npy")) == ["a0", "a1", "b0"]  # labelled
+    indices = list(range(len(setup.dataset)))
+    batch, frames = setup.dataset.batch(indices), reference.dataset.batch(indices)
+    assert "frames" not in batch and batch["trunk_output"].shape[1:] == (16, 4, 4)
+    with torch.no_grad():
+        assert torch.allclose(
+            setup.loss(setup.model, batch)[0], reference.loss(reference.model, frames)[0]
+        )
+        expected = reference.model.trunk_output(frames["frames"])
+    # Equal up to float rounding: the cache ran the trunk on bigger batches.
+    assert torch.allclose(batch["trunk_output"], expected, atol=1e-5)
+    item = setup.dataset[3]
+    assert torch.equal(item["trunk_output"], batch["trunk_output"][3])
+    assert torch.equal(item["actions"], batch["actions"][3])
+
+
+def test_a_head_on_cached_features_trains_validates_and_keeps_its_trunk(pipe):
+    cfg = _frozen(pipe, **{"bc.cache_features": "true", "bc.val_fraction": 0.3})
+    cfg.run_name = "cached"
+    result = run_stage(cfg)
+    weights = ckpt.load_weights(result["checkpoint"])
+    encoder = ckpt.load_weights(pipe.out / "ldm")
+    trunk = {k: v for k, v in weights.items() if k.startswith("trunk.")}
+    assert trunk and all(torch.equal(v, encoder["encoder." + k[6:]]) for k, v in trunk.items())
+    assert (pipe.out / "cached" / "validation.csv").exists()
+
+
+def test_a_tokenizer_trunk_starts_from_the_tokenizers_encoder(pipe):
+    setup = STAGES["bc"].setup(_frozen(pipe, "tokenizer"))
+    encoder = ckpt.load_weights(pipe.out / "tokenizer")
+    for name, tensor in setup.model.trunk.state_dict().items():
+        assert torch.equal(tensor, encoder["encoder." + name]), name
+    assert setup.model_config["feature_dim"] == 2 and setup.model_config["unit_inputs"]
+    assert "tokenizer" in setup.parents
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"bc.cache_features": "true"}, "freeze_trunk=true"),
+        (
+            {
+                "bc.cache_features": "true",
+                "bc.trunk": "ldm",
+                "bc.freeze_trunk": "true",
+                "bc.augment_shift": 2,
+            },
+            "augment_shift=0",
+        ),
+        (
+            {
+                "bc.cache_features": "true",
+                "bc.trunk": "ldm",
+                "bc.freeze_trunk": "true",
+                "bc.pretrained": "true",
+            },
+            "pretrained",
+        ),
+    ],
+)
+def test_cached_features_need_a_frozen_trunk_seen_as_recorded(pipe, changes, message):
+    with pytest.raises(ConfigError, match=message):
+        _config(pipe, "bc", **changes).validate()

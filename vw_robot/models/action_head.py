@@ -172,6 +172,7 @@ class ActionHead(nn.Module):
         state: torch.Tensor | None = None,
         next_frames: torch.Tensor | None = None,
         task: torch.Tensor | None = None,
+        trunk_output: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Normalised action chunk (B, k, A); code logits (B, k, V) with ``predict_codes``.
 
@@ -181,8 +182,17 @@ class ActionHead(nn.Module):
             state: (B, D) proprio in env units (``state_dim > 0``).
             next_frames: (B, 3, S, S) predicted next frames (``use_next_frame``).
             task: (B,) int64 task indices (``num_tasks > 0``).
+            trunk_output: (B, F, g, g) the trunk's output for the frames, computed before (a
+                frozen trunk's cached features, :meth:`trunk_output`); ``frames`` is then not
+                read and may be None.
         """
         c = self.config
+        if trunk_output is not None:
+            if c.use_next_frame:
+                raise ValueError("trunk_output: the no-LDM head reads two frames through its trunk")
+            frames_shape = (trunk_output.shape[0],)
+        else:
+            frames_shape = tuple(frames.shape)
         if c.use_next_frame and (next_frames is None or next_frames.shape != frames.shape):
             raise ValueError(
                 f"next_frames must be shaped like frames {tuple(frames.shape)}, got "
@@ -198,14 +208,14 @@ class ActionHead(nn.Module):
             offsets = torch.arange(c.horizon, device=codes.device) * c.code_vocab
             codes_embedding = self.code_embedding(codes + offsets).flatten(1)  # (B, H*E)
         if c.num_tasks:
-            if task is None or task.shape != (frames.shape[0],):
+            if task is None or task.shape != frames_shape[:1]:
                 raise ValueError(
-                    f"task must be ({frames.shape[0]},) task indices, got "
+                    f"task must be ({frames_shape[0]},) task indices, got "
                     f"{None if task is None else tuple(task.shape)}"
                 )
             task_embedding = self.task_embedding(task)  # (B, E)
         conditions = [e for e in (codes_embedding, task_embedding) if e is not None]
-        parts = [self.features(frames, conditions)]  # (B, F*g*g)
+        parts = [self.features(frames, conditions, trunk_output)]  # (B, F*g*g)
         if c.use_next_frame:
             parts.append(self.features(next_frames, conditions))
         if codes_embedding is not None:
@@ -222,16 +232,26 @@ class ActionHead(nn.Module):
         out = self.mlp(torch.cat(parts, dim=1))  # (B, k*A) or (B, k*V)
         return out.view(-1, c.chunk, self.outputs_per_step)  # (B, k, A) or (B, k, V)
 
-    def features(self, frames: torch.Tensor, conditions: list[torch.Tensor]) -> torch.Tensor:
-        """The trunk's features of (B, 3, S, S) frames, flattened to (B, F*g*g); with FiLM,
-        each of the F channels scaled and shifted by the condition (the ``conditions``
-        embeddings, concatenated)."""
-        features = self.trunk(self._pixels(frames))  # (B, F, g, g)
+    def features(
+        self,
+        frames: torch.Tensor | None,
+        conditions: list[torch.Tensor],
+        trunk_output: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The trunk's features of (B, 3, S, S) frames (or its ``trunk_output`` for them,
+        computed before), flattened to (B, F*g*g); with FiLM, each of the F channels scaled
+        and shifted by the condition (the ``conditions`` embeddings, concatenated)."""
+        features = self.trunk_output(frames) if trunk_output is None else trunk_output
         if self.film is not None:
             film = self.film(torch.cat(conditions, dim=1))  # (B, 2F)
             gamma, beta = film[:, :, None, None].chunk(2, dim=1)  # (B, F, 1, 1) each
             features = features * (1 + gamma) + beta
         return features.flatten(1)
+
+    def trunk_output(self, frames: torch.Tensor) -> torch.Tensor:
+        """The trunk's output (B, F, g, g) for (B, 3, S, S) uint8 frames, before FiLM: what a
+        frozen trunk's feature cache holds."""
+        return self.trunk(self._pixels(frames))
 
     def _pixels(self, frames: torch.Tensor) -> torch.Tensor:
         """The trunk's input: (B, 3, S, S) float in [0, 1] or [-1, 1] (``unit_inputs``)."""

@@ -86,11 +86,17 @@ class ActionHeadStage:
     # Share of each task's labelled episodes held out; the checkpoint with the lowest loss on
     # them is the run's policy (0: none held out, the last checkpoint is the policy).
     val_fraction: float = 0.0
-    # The conv trunk that reads the frame: "own" (trained on the labelled episodes only) or
+    # The conv trunk that reads the frame: "own" (trained on the labelled episodes only),
     # "ldm" (a copy of the latent dynamics model's frame encoder, trained on all the video;
-    # its sizes replace model.channels/num_res_blocks/feature_dim), frozen or fine-tuned.
+    # its sizes replace model.channels/num_res_blocks/feature_dim) or "tokenizer" (a copy of
+    # the tokenizer's encoder: its pre-quantisation latents), frozen or fine-tuned.
     trunk: str = "own"
     freeze_trunk: bool = False
+    # A frozen trunk's output for every labelled frame computed once and cached on disk
+    # (<cache>/features/), training then reads it instead of running the trunk: the same
+    # head, minutes instead of hours. Needs freeze_trunk, no augment_shift, one frame (not
+    # noldm_head) and no pretrained network (its trunk is not the cached one).
+    cache_features: bool = False
     # How the task (task_conditioning) and a VideoWorld head's codes condition it: concat (MLP
     # inputs) or film (also a per-channel scale and shift of the trunk's features, zero at
     # the start so the head begins as the concat one); recorded in the checkpoint.
@@ -114,7 +120,7 @@ class LatentPretrainStage:
     # As the head's that fine-tunes from it (the two must agree on the network's shape):
     task_conditioning: bool = False
     augment_shift: int = 0
-    trunk: str = "own"  # own | ldm (start from the LDM's frame encoder)
+    trunk: str = "own"  # own | ldm | tokenizer (start from that model's frame encoder)
     conditioning: str = "concat"
 
 
@@ -185,8 +191,10 @@ class TrainConfig:
                 )
             if not 0 <= stage.sampled_fraction <= 1:
                 raise ConfigError(f"experiment.{name}.sampled_fraction: must be in [0, 1]")
-            if stage.trunk not in ("own", "ldm"):
-                raise ConfigError(f"experiment.{name}.trunk: {stage.trunk!r}; use own or ldm")
+            if stage.trunk not in ("own", "ldm", "tokenizer"):
+                raise ConfigError(
+                    f"experiment.{name}.trunk: {stage.trunk!r}; use own, ldm or tokenizer"
+                )
             if stage.conditioning not in ("concat", "film"):
                 raise ConfigError(
                     f"experiment.{name}.conditioning: {stage.conditioning!r}; use concat or film"
@@ -203,8 +211,9 @@ class TrainConfig:
             if stage.freeze_trunk and stage.trunk == "own":
                 raise ConfigError(
                     f"experiment.{name}.freeze_trunk: a trunk of its own must train; "
-                    "freeze only trunk=ldm"
+                    "freeze only trunk=ldm or trunk=tokenizer"
                 )
+            self._validate_cached_features(name, stage)
             if stage.finetune not in ("all", "last"):
                 raise ConfigError(
                     f"experiment.{name}.finetune: {stage.finetune!r}; use all or last"
@@ -250,10 +259,34 @@ class TrainConfig:
                 f"experiment.tokenizer.model.image_size={tok.image_size}"
             )
 
+    def _validate_cached_features(self, name: str, stage: ActionHeadStage) -> None:
+        if not stage.cache_features:
+            return
+        key = f"experiment.{name}.cache_features"
+        if not stage.freeze_trunk:
+            raise ConfigError(
+                f"{key}: caches a frozen trunk's features; set experiment.{name}.trunk=ldm (or "
+                f"tokenizer) and experiment.{name}.freeze_trunk=true"
+            )
+        if stage.augment_shift:
+            raise ConfigError(
+                f"{key}: cached features are of the frames as recorded; set "
+                f"experiment.{name}.augment_shift=0"
+            )
+        if name == "noldm_head":
+            raise ConfigError(f"{key}: the no-LDM head's trunk also reads predicted frames")
+        if stage.pretrained:
+            raise ConfigError(
+                f"{key}: a pretrained head's trunk is the pretrained network's, not the "
+                f"cached one; drop experiment.{name}.pretrained or cache_features"
+            )
+
     def _validate_latent_pretrain(self) -> None:
         stage = self.experiment.latent_pretrain
-        if stage.trunk not in ("own", "ldm"):
-            raise ConfigError(f"experiment.latent_pretrain.trunk: {stage.trunk!r}; use own or ldm")
+        if stage.trunk not in ("own", "ldm", "tokenizer"):
+            raise ConfigError(
+                f"experiment.latent_pretrain.trunk: {stage.trunk!r}; use own, ldm or tokenizer"
+            )
         if stage.conditioning not in ("concat", "film"):
             raise ConfigError(
                 f"experiment.latent_pretrain.conditioning: {stage.conditioning!r}; use concat "

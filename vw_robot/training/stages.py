@@ -44,6 +44,7 @@ from vw_robot.models.registry import build_model, load_model
 from vw_robot.training import pictures
 from vw_robot.training.codes import export, sample_codes, sequence_layout, stage_checkpoint
 from vw_robot.training.config import ActionHeadStage, TrainConfig
+from vw_robot.training.features import cached_dataset
 from vw_robot.training.latent_pretrain import LatentActionDataset, load_pretrained
 from vw_robot.training.loop import train
 from vw_robot.training.seeding import seed_everything
@@ -312,7 +313,15 @@ def _head_setup(cfg: TrainConfig) -> Setup:
     where = f"{cfg.dataset} ({len(steps)} labelled training episode(s))"
     _set_normalizers(model, steps, state_dim, where)
     loss = _head_loss(stage_cfg, inputs.decoder, state_dim)
-    validate = _head_validation(cfg, inputs, held_out, loss) if held_out else None
+    cached = None
+    if stage_cfg.cache_features:  # the frozen trunk's outputs, computed once and on disk
+
+        def cached(data: ActionChunkDataset, episodes: list[str]) -> Dataset:
+            device = resolve_device(stage_cfg.optim.device)
+            return cached_dataset(data, episodes, model, device=device, cache_dir=cfg.cache_dir)
+
+        dataset = cached(dataset, training)
+    validate = _head_validation(cfg, inputs, held_out, loss, cached) if held_out else None
     return Setup(model, model_config, dataset, loss, inputs.parents, validate)
 
 
@@ -418,12 +427,16 @@ def _state_dim(cfg: TrainConfig, steps: list[dict[str, np.ndarray]]) -> int:
 def _trunk(
     cfg: TrainConfig, image_size: int, parents: dict[str, Path]
 ) -> tuple[dict[str, Any], torch.nn.Module | None]:
-    """The conv trunk's sizes, and the LDM frame encoder it starts from with ``trunk=ldm``
-    (None: its own, trained from scratch); the LDM is added to ``parents``."""
+    """The conv trunk's sizes, and the encoder it starts from: the LDM's frame encoder with
+    ``trunk=ldm``, the tokenizer's with ``trunk=tokenizer`` (None: its own, trained from
+    scratch); that model is added to ``parents``."""
     m = getattr(cfg.experiment, cfg.stage).model
     trunk = {"channels": list(m.channels), "num_res_blocks": m.num_res_blocks}
     trunk["feature_dim"] = m.feature_dim
-    if getattr(cfg.experiment, cfg.stage).trunk != "ldm":
+    kind = getattr(cfg.experiment, cfg.stage).trunk
+    if kind == "tokenizer":
+        return _tokenizer_trunk(cfg, image_size, parents)
+    if kind != "ldm":
         return trunk, None
     ldm_path = parents.get("ldm") or stage_checkpoint(cfg.ldm_checkpoint, cfg.out, "ldm")
     ldm_model, ldm_info = load_model(ldm_path, "ldm")
@@ -437,6 +450,26 @@ def _trunk(
     trunk["feature_dim"] = lc.dim
     parents.setdefault("ldm", ldm_info.path)
     return trunk, ldm_model.encoder
+
+
+def _tokenizer_trunk(
+    cfg: TrainConfig, image_size: int, parents: dict[str, Path]
+) -> tuple[dict[str, Any], torch.nn.Module]:
+    """``trunk=tokenizer``: the tokenizer's encoder (its latents before quantisation, one
+    channel per FSQ level) and its sizes; the tokenizer is added to ``parents``."""
+    given = parents.get("tokenizer")
+    path = given or stage_checkpoint(cfg.tokenizer_checkpoint, cfg.out, "tokenizer")
+    tokenizer, info = load_model(path, "tokenizer")
+    tc = tokenizer.config
+    if tc.image_size != image_size:
+        raise ckpt.CheckpointError(
+            f"{info.path}: image_size={tc.image_size} but the dataset's frames are "
+            f"{image_size} px; trunk=tokenizer needs the same size."
+        )
+    trunk = {"channels": list(tc.channels), "num_res_blocks": tc.num_res_blocks}
+    trunk["feature_dim"] = len(tc.levels)
+    parents.setdefault("tokenizer", info.path)
+    return trunk, tokenizer.encoder
 
 
 def _head_model_config(
@@ -505,6 +538,15 @@ def _head_loss(
 
     def loss(m: torch.nn.Module, batch: dict) -> tuple[torch.Tensor, dict]:
         head = _unwrap(m)
+        if "trunk_output" in batch:  # a frozen trunk's cached output (cache_features)
+            predicted = m(
+                None,
+                batch.get("codes"),
+                state=batch["state"] if state_dim else None,
+                task=batch["task_index"] if head.config.num_tasks else None,
+                trunk_output=batch["trunk_output"],
+            )
+            return head.chunk_loss(predicted, batch["actions"], batch["action_mask"]), {}
         next_frames = None
         if decoder is not None:
             tokens = batch["next_tokens"]  # (B, N)
@@ -537,9 +579,14 @@ def _head_loss(
 
 
 def _head_validation(
-    cfg: TrainConfig, inputs: _HeadInputs, held_out: list[str], loss: LossFn
+    cfg: TrainConfig,
+    inputs: _HeadInputs,
+    held_out: list[str],
+    loss: LossFn,
+    cached: Callable[[ActionChunkDataset, list[str]], Dataset] | None = None,
 ) -> Callable[[torch.nn.Module], float]:
-    """The mean loss over the held-out episodes' items."""
+    """The mean loss over the held-out episodes' items (read through ``cached``: with their
+    frozen trunk's cached outputs)."""
     stage_cfg = getattr(cfg.experiment, cfg.stage)
     # The real clips' codes (no sampled ones), no augmentation: a fixed yardstick.
     val_data = ActionChunkDataset(
@@ -551,6 +598,8 @@ def _head_validation(
         next_tokens=cfg.stage == "noldm_head",
         cache_dir=cfg.cache_dir,
     )
+    if cached is not None:
+        val_data = cached(val_data, held_out)
 
     def validate(m: torch.nn.Module) -> float:
         device = next(m.parameters()).device
