@@ -83,8 +83,9 @@ def study_runs(cfg: StudyConfig, every: bool = False) -> list[StudyRun]:
 
 def generator_runs(cfg: StudyConfig, runs: Sequence[StudyRun]) -> list[str]:
     """The generator runs (folders) the heads read, in training order, each once (a head whose
-    trunk starts from the LDM's frame encoder, ``trunk=ldm``, reads the LDM too; a head with
-    transformer settings of its own reads its own transformer)."""
+    trunk starts from the LDM's frame encoder, ``trunk=ldm``, reads the LDM too, one with
+    ``pretrained=true`` the latent-action pretraining; a head with transformer settings of its
+    own reads its own transformer)."""
     needed = set()
     for run in runs:
         if run.label_fraction is None:
@@ -93,8 +94,11 @@ def generator_runs(cfg: StudyConfig, runs: Sequence[StudyRun]) -> list[str]:
         transformer = transformer_of(cfg, run.head)
         if transformer is not None:
             needed.add(transformer)
-        if getattr(head_experiment(cfg, run), _head(run).stage).trunk == "ldm":
+        section = getattr(head_experiment(cfg, run), _head(run).stage)
+        if section.trunk == "ldm":
             needed.add("ldm")
+        if section.pretrained:  # lapa, or a head switched to pretrained=true
+            needed.update(("tokenizer", "ldm", "latent_pretrain"))
     order = ("tokenizer", "ldm", "latent_pretrain", "transformer", "transformer_nocodes")
     return sorted(needed, key=lambda folder: (order.index(folder.partition("-")[0]), folder))
 

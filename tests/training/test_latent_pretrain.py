@@ -277,6 +277,14 @@ def test_a_study_lists_lapa_and_trains_its_pretraining_as_a_generator_run():
     lapa = next(r for r in runs if r.name == "lapa-50pct_seed0")
     assert generator_runs(cfg, [lapa]) == ["tokenizer", "ldm", "latent_pretrain"]
     assert head_experiment(cfg, lapa).bc.pretrained
+    switched = load_config("study", ["study=tiny", "heads.0.switches=['pretrained=true']"])
+    videoworld = next(r for r in study_runs(switched) if r.name.startswith("videoworld"))
+    assert generator_runs(switched, [videoworld]) == [
+        "tokenizer",
+        "ldm",
+        "latent_pretrain",
+        "transformer",
+    ]
     bc = load_config("study", ["study=tiny"])
     plain = next(r for r in study_runs(bc) if r.name == "bc-50pct_seed0")
     assert not head_experiment(bc, plain).bc.pretrained
