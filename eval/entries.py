@@ -29,6 +29,9 @@ RECIPE_KEYS = (
     "trunk",
     "freeze_trunk",
     "sampled_fraction",
+    "pretrained",  # fine-tuned from latent-action pretraining (and how: finetune)
+    "finetune",
+    "cache_features",
 )
 
 
