@@ -51,6 +51,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import vw_robot  # noqa: E402, F401  (headless GL backend before any simulator import)
 from vw_robot import launch
 from vw_robot.errors import ConfigError
+from vw_robot.provenance import git_revision
 
 
 class Command(NamedTuple):
@@ -277,6 +278,7 @@ def _run(command: str, overrides: list[str], *, multirun: bool, show_config: boo
     except (HydraException, OmegaConfBaseException) as exc:
         print(f"vw-robot {command}: bad config: {launch.describe(exc)}", file=sys.stderr)
         return 2
+    git_revision()  # the code this job starts with is what its results record
     return launch.call_job(command, job, cfg)
 
 

@@ -31,7 +31,19 @@ def provenance() -> dict[str, Any]:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = None
-    return {"packages": versions, "git_revision": _git_revision()}
+    return {"packages": versions, "git_revision": git_revision()}
+
+
+_PINNED: list[str | None] = []  # the revision this process first saw
+
+
+def git_revision() -> str | None:
+    """The git revision of the vw_robot checkout (``-dirty`` with uncommitted changes) when
+    this process first asked: a job that runs for hours (a study) records the code it started
+    with, not a commit made while it ran. ``vw-robot`` asks when a job starts."""
+    if not _PINNED:
+        _PINNED.append(_git_revision())
+    return _PINNED[0]
 
 
 def _git_revision() -> str | None:

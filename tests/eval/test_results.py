@@ -176,3 +176,13 @@ def test_each_episode_is_recorded_as_it_ends_and_a_rerun_runs_only_the_rest(tmp_
     with open_record(tmp_path, config, overwrite=False, differences=config_differences) as rec:
         run_recorded(tmp_path, rec, tasks, 2, run)
     assert len(calls) == 2  # nothing left to run
+
+
+def test_a_long_job_records_the_revision_it_started_with(monkeypatch):
+    from vw_robot import provenance as prov
+
+    revisions = iter(["abc123", "def456-dirty"])  # a commit made while the job ran
+    monkeypatch.setattr(prov, "_git_revision", lambda: next(revisions))
+    monkeypatch.setattr(prov, "_PINNED", [])
+    assert prov.git_revision() == "abc123"
+    assert prov.provenance()["git_revision"] == "abc123"  # asked again hours later
