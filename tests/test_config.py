@@ -114,3 +114,14 @@ def test_the_main_job_names_its_heads_folders_as_a_study_does():
     assert output_folder(train) == "runs/x/videoworld-100pct_seed0"
     named = load_config("train", ["stage=bc", "out=runs/x", "run_name=mine"])
     assert output_folder(named) == "runs/x/mine"
+
+
+def test_what_each_head_stage_reads_is_declared_once():
+    from vw_robot.heads import HEADS, stage_reads
+    from vw_robot.training.config import HEAD_STAGES
+
+    assert {stage_reads(s) for s in HEAD_STAGES} == {"codes", "next_frame", ""}
+    assert stage_reads("action_head") == HEADS["videoworld"].reads == "codes"
+    assert stage_reads("noldm_head") == "next_frame" and stage_reads("bc") == ""
+    with pytest.raises(ValueError, match="'ldm' is not a head stage"):
+        stage_reads("ldm")

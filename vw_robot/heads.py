@@ -17,6 +17,9 @@ class HeadVariant:
     stage: str  # the training stage, its experiment section and the checkpoint's stage
     generator: tuple[str, ...]  # the generator runs (folders) it is built on, in training order
     summary: str  # one line for tables and --help
+    # What the head reads beside the frame: "codes" (the LDM's and the transformer's),
+    # "next_frame" (the frame the code-free transformer predicts) or "" (nothing)
+    reads: str = ""
     # Fine-tuned from the latent-action pretrained network (its stage's pretrained=true; the
     # generator names the latent_pretrain run it reads).
     pretrained: bool = False
@@ -30,6 +33,7 @@ HEADS: dict[str, HeadVariant] = {
             "action_head",
             ("tokenizer", "ldm", "transformer"),
             "VideoWorld: frame + the transformer's latent codes -> action chunk",
+            reads="codes",
         ),
         HeadVariant("bc", "bc", (), "behaviour cloning: frame -> action chunk, the same trunk"),
         HeadVariant(
@@ -37,6 +41,7 @@ HEADS: dict[str, HeadVariant] = {
             "noldm_head",
             ("tokenizer", "transformer_nocodes"),
             "no-LDM ablation: frame + the predicted next frame -> action chunk",
+            reads="next_frame",
         ),
         HeadVariant(
             "lapa",
@@ -57,6 +62,15 @@ def head_of_stage(stage: str, pretrained: bool = False) -> HeadVariant | None:
     pretrained variant of its own names its plain one."""
     heads = [head for head in HEADS.values() if head.stage == stage]
     return next((h for h in heads if h.pretrained == pretrained), heads[0] if heads else None)
+
+
+def stage_reads(stage: str) -> str:
+    """What a head stage's network reads beside the frame (:attr:`HeadVariant.reads`)."""
+    head = head_of_stage(stage)
+    if head is None:
+        stages = sorted({h.stage for h in HEADS.values()})
+        raise ValueError(f"{stage!r} is not a head stage; head stages: {stages}")
+    return head.reads
 
 
 def run_name(

@@ -38,7 +38,7 @@ from vw_robot.data.sequences import (
     sequence_key,
 )
 from vw_robot.device import resolve_device
-from vw_robot.heads import head_of_stage, run_name
+from vw_robot.heads import head_of_stage, run_name, stage_reads
 from vw_robot.models.augment import random_shift
 from vw_robot.models.registry import build_model, load_model
 from vw_robot.training import pictures
@@ -281,7 +281,7 @@ def _head_setup(cfg: TrainConfig) -> Setup:
     """Action head (codes from the LDM and the transformer), BC (frames only) or the no-LDM
     head (current frame + the frame the code-free transformer predicts)."""
     stage_cfg = getattr(cfg.experiment, cfg.stage)
-    next_frame = cfg.stage == "noldm_head"
+    next_frame = stage_reads(cfg.stage) == "next_frame"
     labelled, metas = _labelled_episodes(cfg)
     training, held_out = _validation_split(cfg, labelled, metas)
     inputs = _generated_inputs(cfg, training, metas)
@@ -378,8 +378,8 @@ def _generated_inputs(
     """Load the transformer a head builds on (none for BC), export its parents' tokens and
     codes, and sample its own codes (or next frames) on the training episodes."""
     stage_cfg = getattr(cfg.experiment, cfg.stage)
-    use_codes = cfg.stage == "action_head"
-    if not use_codes and cfg.stage != "noldm_head":
+    use_codes = stage_reads(cfg.stage) == "codes"
+    if not stage_reads(cfg.stage):
         return _HeadInputs(task_ids=sorted({m.task_id for m in metas}))
     transformer, trf_info = _generator(cfg, use_codes)
     transformer.to(resolve_device(stage_cfg.optim.device))  # only samples codes here
@@ -491,8 +491,8 @@ def _head_model_config(
         "down_factor": 2 ** len(trunk["channels"]),
         **trunk,
         "unit_inputs": unit_inputs,
-        "use_codes": cfg.stage == "action_head",
-        "use_next_frame": cfg.stage == "noldm_head",
+        "use_codes": stage_reads(cfg.stage) == "codes",
+        "use_next_frame": stage_reads(cfg.stage) == "next_frame",
         "horizon": inputs.horizon,
         "code_levels": inputs.levels,
         "code_embed_dim": m.code_embed_dim,
@@ -595,7 +595,7 @@ def _head_validation(
         stage_cfg.model.chunk,
         held_out,
         task_ids=inputs.task_ids,
-        next_tokens=cfg.stage == "noldm_head",
+        next_tokens=stage_reads(cfg.stage) == "next_frame",
         cache_dir=cfg.cache_dir,
     )
     if cached is not None:
