@@ -283,6 +283,12 @@ HEADLINE = [
         ],
     },
     {
+        "study": "Franka Kitchen, 20 videos and 5 labelled episodes per subtask",
+        "page": "docs/studies/kitchen.md",
+        "file": "docs/results/kitchen.json",
+        "rows": [("videoworld", 0.25), ("bc", 0.25), ("bc_all", 1.0), ("expert", None)],
+    },
+    {
         "study": "default run (`vw-robot run`), 3 Meta-World tasks",
         "page": "docs/studies/default_run.md",
         "file": "docs/results/default_run.json",
