@@ -191,14 +191,7 @@ class TrainConfig:
                 )
             if not 0 <= stage.sampled_fraction <= 1:
                 raise ConfigError(f"experiment.{name}.sampled_fraction: must be in [0, 1]")
-            if stage.trunk not in ("own", "ldm", "tokenizer"):
-                raise ConfigError(
-                    f"experiment.{name}.trunk: {stage.trunk!r}; use own, ldm or tokenizer"
-                )
-            if stage.conditioning not in ("concat", "film"):
-                raise ConfigError(
-                    f"experiment.{name}.conditioning: {stage.conditioning!r}; use concat or film"
-                )
+            _check_trunk_and_conditioning(name, stage)
             if (
                 stage.conditioning == "film"
                 and name != "action_head"
@@ -283,15 +276,7 @@ class TrainConfig:
 
     def _validate_latent_pretrain(self) -> None:
         stage = self.experiment.latent_pretrain
-        if stage.trunk not in ("own", "ldm", "tokenizer"):
-            raise ConfigError(
-                f"experiment.latent_pretrain.trunk: {stage.trunk!r}; use own, ldm or tokenizer"
-            )
-        if stage.conditioning not in ("concat", "film"):
-            raise ConfigError(
-                f"experiment.latent_pretrain.conditioning: {stage.conditioning!r}; use concat "
-                "or film"
-            )
+        _check_trunk_and_conditioning("latent_pretrain", stage)
         if stage.conditioning == "film" and not stage.task_conditioning:
             raise ConfigError(
                 "experiment.latent_pretrain.conditioning: film needs a condition; set "
@@ -315,3 +300,13 @@ class ExportCodesConfig:
     tokenizer_checkpoint: Optional[str] = None  # default: <out>/tokenizer
     ldm_checkpoint: Optional[str] = None  # default: <out>/ldm
     device: str = "auto"  # auto | cpu | cuda
+
+
+def _check_trunk_and_conditioning(name: str, stage: ActionHeadStage | LatentPretrainStage) -> None:
+    """A head's (or the latent-action pretraining's) trunk and task conditioning are known."""
+    if stage.trunk not in ("own", "ldm", "tokenizer"):
+        raise ConfigError(f"experiment.{name}.trunk: {stage.trunk!r}; use own, ldm or tokenizer")
+    if stage.conditioning not in ("concat", "film"):
+        raise ConfigError(
+            f"experiment.{name}.conditioning: {stage.conditioning!r}; use concat or film"
+        )
