@@ -30,7 +30,7 @@ from vw_robot.eval.metrics import wilson_interval
 from vw_robot.eval.rollout import EpisodeResult
 from vw_robot.eval.tables import markdown_table
 from vw_robot.io import LockHeldError, atomic_write_text, folder_lock
-from vw_robot.provenance import provenance
+from vw_robot.provenance import git_revision, provenance
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +163,7 @@ def run_recorded(
         done.setdefault(task_id, {})
     recorded = {(t, i) for t in tasks for i in done[t]}
     missing = [t for t in tasks if any(i not in done[t] for i in range(episodes_per_task))]
-    revision = provenance()["git_revision"]
+    revision = git_revision()
 
     def keep(ep: EpisodeResult) -> None:
         if ep.index in done[ep.task_id]:

@@ -57,7 +57,7 @@ from vw_robot.io import is_disk_full
 from vw_robot.pipeline import run_pipeline
 from vw_robot.policies import make_policy
 from vw_robot.policies.export import export_policy as export_policy_folder
-from vw_robot.provenance import provenance
+from vw_robot.provenance import git_revision
 from vw_robot.serving.server import serve as serve_policy
 from vw_robot.training.codes import export
 from vw_robot.training.config import ExportCodesConfig, TrainConfig
@@ -402,7 +402,7 @@ def eval_chains(cfg: EvalChainsConfig) -> dict[str, Any]:
         if cfg.single_episodes:  # refused now, not after the chains, if it holds other results
             single_record = stack.enter_context(open_record(out / "single", config, **records))
         results, fresh = _chains_of(cfg, record.rows, factory)
-        revision = provenance()["git_revision"]
+        revision = git_revision()
         fresh_rows = [r.to_json() | {"commit": revision} for r in fresh]
         chains = write_chain_report(
             out,
