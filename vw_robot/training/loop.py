@@ -8,6 +8,7 @@ reproduces the same losses.
 
 from __future__ import annotations
 
+import atexit
 import csv
 import functools
 import io
@@ -153,7 +154,18 @@ def _distributed() -> tuple[int, int, int]:
     if not dist.is_initialized():
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         dist.init_process_group(backend=backend)
+        # Torn down before the interpreter exits: a group left to the interpreter's teardown
+        # lets gloo's threads be destroyed while running, which aborts the process (SIGABRT,
+        # "terminate called without an active exception"; seen once in CI).
+        atexit.register(_destroy_group)
     return dist.get_rank(), int(os.environ.get("LOCAL_RANK", "0")), world
+
+
+def _destroy_group() -> None:
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def lr_at(step: int, optim: OptimConfig, total: int) -> float:
