@@ -78,6 +78,10 @@ class ActionHeadStage:
     label_fraction: Optional[float] = None
     labelled_episodes: Optional[int] = None
     label_seed: int = 0
+    # Only these tasks' labels (None: every task's); the other tasks of the data are video
+    # only for this head (their actions never reach it), and it can still be told them: its
+    # task ids are every task of the data, so one learned from video alone can be acted on.
+    labelled_tasks: Optional[list[str]] = None
     sampled_fraction: float = 0.5  # share of items with transformer-sampled instead of LDM codes
     # The head recipe, each a switch recorded in the checkpoint:
     task_conditioning: bool = False  # a learned task embedding as an input (multi-task heads)
@@ -189,6 +193,8 @@ class TrainConfig:
                 raise ConfigError(
                     f"experiment.{name}.label_fraction: {stage.label_fraction} must be in (0, 1]"
                 )
+            if stage.labelled_tasks is not None:
+                _check_labelled_tasks(f"experiment.{name}.labelled_tasks", stage.labelled_tasks)
             if not 0 <= stage.sampled_fraction <= 1:
                 raise ConfigError(f"experiment.{name}.sampled_fraction: must be in [0, 1]")
             _check_trunk_and_conditioning(name, stage)
@@ -310,3 +316,12 @@ def _check_trunk_and_conditioning(name: str, stage: ActionHeadStage | LatentPret
         raise ConfigError(
             f"experiment.{name}.conditioning: {stage.conditioning!r}; use concat or film"
         )
+
+
+def _check_labelled_tasks(key: str, tasks: list[str]) -> None:
+    """A non-empty list of distinct task ids."""
+    if not tasks:
+        raise ConfigError(f"{key}: empty; give the task ids whose labels a head may use")
+    repeated = sorted({t for t in tasks if list(tasks).count(t) > 1})
+    if repeated:
+        raise ConfigError(f"{key}: {', '.join(repeated)} given more than once")

@@ -206,6 +206,21 @@ def _labelled_episodes(cfg: TrainConfig) -> tuple[list[str], list[fmt.EpisodeMet
     tasks = _tasks(cfg)
     rows = [r for r in manifest["episodes"] if tasks is None or r["task_id"] in tasks]
     labelled_all = [r["episode_id"] for r in rows if r["has_actions"]]
+    if stage_cfg.labelled_tasks is not None:
+        # Tasks without labels: their episodes are video only for this head, whatever they hold.
+        with_actions = {r["task_id"] for r in rows if r["has_actions"]}
+        unknown = [t for t in stage_cfg.labelled_tasks if t not in with_actions]
+        if unknown:
+            raise fmt.DatasetError(
+                f"{cfg.dataset}: experiment.{cfg.stage}.labelled_tasks names "
+                f"{', '.join(unknown)}, which "
+                + ("is" if len(unknown) == 1 else "are")
+                + " not among its tasks with actions"
+                + (f" of tasks={list(tasks)}" if tasks else "")
+                + f" ({', '.join(sorted(with_actions)) or 'none'})"
+            )
+        keep = set(stage_cfg.labelled_tasks)
+        labelled_all = [r["episode_id"] for r in rows if r["has_actions"] and r["task_id"] in keep]
     if not labelled_all:
         raise fmt.DatasetError(
             f"{cfg.dataset}: no episode"
@@ -372,6 +387,17 @@ class _HeadInputs:
     parents: dict[str, Path] = dataclasses.field(default_factory=dict)  # stage -> checkpoint
 
 
+def _bc_task_ids(cfg: TrainConfig, metas: list[fmt.EpisodeMeta]) -> list[str]:
+    """The tasks a head without a generator can be told: those of its labelled episodes or,
+    with ``labelled_tasks``, every task of the data (those without labels keep the task
+    embedding's initial rows: the control a video-using head is compared with)."""
+    if getattr(cfg.experiment, cfg.stage).labelled_tasks is None:
+        return sorted({m.task_id for m in metas})
+    tasks = _tasks(cfg)
+    rows = fmt.read_manifest(cfg.dataset)["episodes"]
+    return sorted({r["task_id"] for r in rows if tasks is None or r["task_id"] in tasks})
+
+
 def _generated_inputs(
     cfg: TrainConfig, training: list[str], metas: list[fmt.EpisodeMeta]
 ) -> _HeadInputs:
@@ -380,7 +406,7 @@ def _generated_inputs(
     stage_cfg = getattr(cfg.experiment, cfg.stage)
     use_codes = stage_reads(cfg.stage) == "codes"
     if not stage_reads(cfg.stage):
-        return _HeadInputs(task_ids=sorted({m.task_id for m in metas}))
+        return _HeadInputs(task_ids=_bc_task_ids(cfg, metas))
     transformer, trf_info = _generator(cfg, use_codes)
     transformer.to(resolve_device(stage_cfg.optim.device))  # only samples codes here
     tokenizer, tok_info = load_model(ckpt.parent_checkpoint(trf_info, "tokenizer"), "tokenizer")
