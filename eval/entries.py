@@ -86,6 +86,10 @@ def trained_fields(checkpoint: str | Path) -> dict[str, Any]:
         "label_fraction": 1.0 if section.label_fraction is None else section.label_fraction,
         "labelled_episodes": len(labelled),
         "labelled_per_task": episodes_per_task(info.path, labelled),
+        # The tasks whose labels it could use (None: every task); the others it knows from
+        # video only, if at all
+        "labelled_tasks": None if section.get("labelled_tasks") is None
+        else list(section.labelled_tasks),
         "videos_per_task": None if parent is None else episodes_per_task(Path(parent)),
         "train_seed": int(section.optim.seed),
         "train_steps": section.optim.get("steps") or info.step,  # trained

@@ -519,6 +519,9 @@ class StudyConfig:
     camera: Optional[str] = AUTO_CAMERA  # as `vw-robot run`'s camera
     seed: int = 0  # collection seed
     label_seed: int = 0  # which episodes are labelled (stratified by task), for every head
+    # Tasks without labels: only these training tasks' labels reach the learned heads (None:
+    # every task's); the others are video only for them, and evaluated like the rest
+    labelled_tasks: Optional[list[str]] = None
     heads: list[StudyHeadConfig] = field(default_factory=list)  # what is compared
     eval_episodes: int = 20  # evaluation episodes per task and policy
     # Reporting seeds: episode i of task t uses episode_seed(eval_seed, t, i); never used to
@@ -624,6 +627,12 @@ class StudyConfig:
         _check(self.chains >= 0, "chains", f"{self.chains} < 0")
         run = self.as_run()
         task_ids = run.validate()
+        if self.labelled_tasks is not None:
+            _check(bool(self.labelled_tasks), "labelled_tasks", "empty; give task ids or null")
+            missing = [t for t in self.labelled_tasks if t not in task_ids]
+            _check(not missing, "labelled_tasks", f"{missing} are not training tasks")
+            twice = sorted({t for t in self.labelled_tasks if self.labelled_tasks.count(t) > 1})
+            _check(not twice, "labelled_tasks", f"{twice} given more than once")
         for task in self.sequence_tasks:
             try:
                 subtasks = get_spec(task).subtasks

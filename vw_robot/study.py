@@ -131,6 +131,8 @@ def head_experiment(cfg: StudyConfig, run: StudyRun) -> ExperimentConfig:
     section.label_fraction = None if run.label_fraction == 1.0 else run.label_fraction
     section.labelled_episodes = None
     section.label_seed = cfg.label_seed
+    if cfg.labelled_tasks is not None:
+        section.labelled_tasks = list(cfg.labelled_tasks)
     section.optim.seed = run.seed
     if _head(run).pretrained:  # lapa: fine-tuned from <out>/latent_pretrain
         section.pretrained = True
