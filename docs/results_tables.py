@@ -15,6 +15,8 @@ Kinds:
                average
     playground one row per entry: VideoWorld's subtask groups, the subtasks pooled, chains of
                five (success after k, average length)
+    unlabelled one row per entry: told the task, how video reaches it, successes on the tasks
+               with labels and on those without (``labelled_tasks``), pooled, Wilson 95%
     seeds      one row per policy and label share: each training seed's successes with its
                Wilson interval, then the seeds pooled; below, for each label share, whether
                VideoWorld's and BC's pooled intervals overlap
@@ -361,11 +363,60 @@ def _long_horizon(chosen: list[dict]) -> str:
     return "—"
 
 
+def unlabelled_table(entries: list[dict]) -> str:
+    """Tasks without labels: per row, whether it is told the task and reads the video, then
+    its successes on the tasks whose labels its heads had and on those they did not, pooled
+    with Wilson intervals. The split is the one the learned rows record (one per file)."""
+    splits = {tuple(e["labelled_tasks"]) for e in entries if e.get("labelled_tasks")}
+    if len(splits) != 1:
+        raise ValueError(f"an unlabelled table needs one labelled_tasks split, found {splits}")
+    labelled = set(splits.pop())
+    lines = [
+        "| policy | told the task | video reaches it | labelled tasks | unlabelled tasks |",
+        "|---|---|---|---:|---:|",
+    ]
+    for e in entries:
+        s = e.get("switches", {})
+        cells = []
+        for keep in (True, False):
+            rows = [r for task, r in e["tasks"].items() if (task in labelled) == keep]
+            cells.append(
+                _interval(sum(r["successes"] for r in rows), sum(r["episodes"] for r in rows))
+            )
+        scripted = e.get("label_fraction") is None
+        video = "—" if scripted else _video_route(e)
+        told = "—" if scripted else ("yes" if s.get("task_conditioning") else "no")
+        lines.append(
+            f"| {e.get('variant', e['policy'])} | {told} | {video} | " + " | ".join(cells) + " |"
+        )
+    names = ", ".join(
+        sorted(t.split("/")[-1] for t in {t for e in entries for t in e["tasks"]} - labelled)
+    )
+    lines.append(f"\nUnlabelled tasks: {names}.")
+    return "\n".join(lines)
+
+
+def _video_route(entry: dict) -> str:
+    """How action-free video reaches a learned row: sampled codes, latent-action pretraining
+    of its own network, or not at all (BC)."""
+    if entry["policy"] == "videoworld":
+        return "codes"
+    if entry["policy"] == "noldm":
+        return "predicted frame"
+    recipe = entry.get("recipe", {})
+    if recipe.get("pretrained") or entry["policy"] == "lapa":
+        return "latent-action pretraining"
+    if recipe.get("trunk") in ("ldm", "tokenizer"):
+        return f"{recipe['trunk']} encoder as trunk"
+    return "no"
+
+
 KINDS = {
     "variants": variants_table,
     "tasks": tasks_table,
     "playground": playground_table,
     "seeds": seeds_table,
+    "unlabelled": unlabelled_table,
 }
 
 

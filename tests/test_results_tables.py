@@ -276,6 +276,43 @@ def test_the_tasks_table_scores_multi_subtask_episodes_by_subtasks_completed():
     assert lines[-1] == "| d4rl-4: subtasks completed of 4 (episodes) | 2.50 (4) | — |"
 
 
+def test_the_unlabelled_table_splits_tasks_by_the_recorded_labels():
+    results_tables = _script("docs", "results_tables")
+    tasks = {
+        "kitchen/kettle": {"successes": 3, "episodes": 4},
+        "kitchen/microwave": {"successes": 1, "episodes": 4},
+        "kitchen/top-burner": {"successes": 2, "episodes": 4},
+    }
+    split = ["kitchen/kettle", "kitchen/top-burner"]
+    entries = [
+        {"policy": "expert", "label_fraction": None, "tasks": tasks},
+        {
+            "policy": "lapa",
+            "label_fraction": 1.0,
+            "labelled_tasks": split,
+            "switches": {"task_conditioning": True},
+            "recipe": {"pretrained": True},
+            "tasks": tasks,
+        },
+        {
+            "policy": "bc",
+            "variant": "bc_notask",
+            "label_fraction": 1.0,
+            "labelled_tasks": split,
+            "switches": {"task_conditioning": False},
+            "tasks": tasks,
+        },
+    ]
+    lines = results_tables.unlabelled_table(entries).splitlines()
+    assert lines[2] == "| expert | — | — | 5/8 = 0.625 [0.31, 0.86] | 1/4 = 0.250 [0.05, 0.70] |"
+    assert lines[3].startswith("| lapa | yes | latent-action pretraining | 5/8")
+    assert lines[4].startswith("| bc_notask | no | no | 5/8")
+    assert lines[-1] == "Unlabelled tasks: microwave."
+    entries[2]["labelled_tasks"] = ["kitchen/kettle"]
+    with pytest.raises(ValueError, match="one labelled_tasks split"):
+        results_tables.unlabelled_table(entries)
+
+
 def test_suite_results_merge_keeps_lost_rows_and_unchanged_commands():
     """A study's results merge: rows of eval folders since lost stay, an unchanged row keeps
     the command that made it, a re-evaluated row is replaced."""
