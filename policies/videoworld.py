@@ -709,6 +709,20 @@ def policy_info(path: str | os.PathLike[str]) -> ckpt.CheckpointInfo:
     return info
 
 
+def _check_view_trunks(head: Any, info: ckpt.CheckpointInfo) -> None:
+    """A head with a trunk per view reads frames of as many views as its camera records."""
+    camera = (info.model_config.get("env") or {}).get("camera")
+    if not getattr(head.config, "view_trunks", False) or camera is None:
+        return
+    views = len(ViewLayout.of(camera, head.config.image_size).cameras)
+    if views != head.config.num_views:
+        raise ckpt.CheckpointError(
+            f"{info.path}: its head has a trunk for each of num_views={head.config.num_views} "
+            f"views, but was trained on camera={camera!r} frames ({views} view(s)); the "
+            "checkpoint's config was changed by hand: retrain it"
+        )
+
+
 def load_policy(path: str | os.PathLike[str], **kwargs: Any) -> _ChunkPolicy:
     """Rebuild a learned policy from a checkpoint, run folder or exported policy folder
     (``.../videoworld-25pct_seed0``, ``.../bc-100pct_seed0``, ``vw-robot export-policy``'s
@@ -725,6 +739,7 @@ def load_policy(path: str | os.PathLike[str], **kwargs: Any) -> _ChunkPolicy:
     """
     info = policy_info(path)
     head, _ = load_model(info.path, info.stage)
+    _check_view_trunks(head, info)
     policy_class = POLICY_CLASSES[info.stage]
     if policy_class is BCPolicy:
         kwargs.pop("temperature", None)

@@ -23,6 +23,16 @@ steps, logits over the latent dynamics model's code vocabulary (the code of the 
 x_{t+j} to x_{t+j+1}) instead of an action. Latent-action pretraining trains it on every video
 (:mod:`vw_robot.training.latent_pretrain`); a head fine-tuned from it takes every weight but
 that output layer.
+
+Two switches change how the frame is seen, both recorded in the config (off: the network and
+its checkpoints are as before). ``view_trunks=True`` reads a frame of ``num_views`` camera
+views stacked top to bottom (``camera=front+top``: view i fills rows [i*S/N, (i+1)*S/N)) with
+one trunk per view, each of the same architecture with its own weights, so no convolution or
+normalisation reads across the seam between two cameras; their feature maps are stacked back
+in the same rows. ``pool="spatial_softmax"`` turns each feature channel into the expected
+(x, y) position of its softmax over the map (a learned temperature; Levine et al. 2016,
+robomimic's visual policies), per view with ``view_trunks``: 2 numbers per channel locate a
+small object better than thousands of flattened activations.
 """
 
 from __future__ import annotations
@@ -32,8 +42,60 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from vw_robot.models.augment import random_shift
 from vw_robot.models.fsq import validate_levels
 from vw_robot.models.tokenizer import Encoder, frames_to_float, validate_conv_stack
+
+POOLS = ("flatten", "spatial_softmax")
+
+
+def pooled_size(feature_dim: int, grid: int, pool: str, trunks: int) -> int:
+    """Features of one frame after pooling: the trunks' (feature_dim, grid, grid) map (bands
+    stacked) flattened, or 2 coordinates per channel per trunk."""
+    if pool == "spatial_softmax":
+        return feature_dim * 2 * trunks
+    return feature_dim * grid * grid
+
+
+class SpatialSoftmax(nn.Module):
+    """Feature maps (B, C, h, w) -> (B, C, 2): each channel's expected (x, y) position under
+    the softmax of its activations over the h*w cells, divided by a learned temperature.
+
+    Coordinates are those of the cells' centres in the map's [-1, 1] frame (x left to right, y
+    top to bottom; cell j of w at (2j + 1) / w - 1, as ``grid_sample`` with
+    ``align_corners=False`` reads them), so a uniform map gives (0, 0), the centre, and a
+    single-row band's y is 0. The temperature starts at 1 (stored as its log, so it stays
+    positive); the softmax runs in float32 whatever the autocast.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.log_temperature = nn.Parameter(torch.zeros(()))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        batch, channels, height, width = features.shape
+        logits = features.float().flatten(2) / self.log_temperature.exp()  # (B, C, h*w)
+        weights = logits.softmax(-1).view(batch, channels, height, width)  # (B, C, h, w)
+        ys = (2 * torch.arange(height, device=features.device) + 1) / height - 1  # (h,)
+        xs = (2 * torch.arange(width, device=features.device) + 1) / width - 1  # (w,)
+        x = (weights.sum(2) * xs).sum(-1)  # (B, C): the column marginal's mean
+        y = (weights.sum(3) * ys).sum(-1)  # (B, C): the row marginal's mean
+        return torch.stack([x, y], dim=-1)  # (B, C, 2)
+
+
+class ViewTrunks(nn.Module):
+    """(B, 3, S, S) pixels of ``num_views`` views stacked top to bottom -> (B, F, g, g): each
+    view's band of S/N rows read by its own trunk (``trunk_config`` as ``Encoder`` takes it),
+    the N feature maps (B, F, g/N, g) stacked back in the same order."""
+
+    def __init__(self, num_views: int, **trunk_config: object) -> None:
+        super().__init__()
+        self.views = nn.ModuleList(Encoder(**trunk_config) for _ in range(num_views))
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        bands = pixels.chunk(len(self.views), dim=2)  # N x (B, 3, S/N, S)
+        maps = [trunk(band) for trunk, band in zip(self.views, bands, strict=True)]
+        return torch.cat(maps, dim=2)  # (B, F, g, g)
 
 
 @dataclass
@@ -65,6 +127,13 @@ class ActionHeadConfig:
     # Logits over the LDM's codes (code_levels) per chunk step instead of actions: the
     # latent-action pretraining head, which reads the frame (and task) only.
     predict_codes: bool = False
+    # One trunk per camera view (the frame's num_views horizontal bands), features stacked.
+    view_trunks: bool = False
+    # Views stacked top to bottom in the frame: the training data's recorded layout.
+    num_views: int = 1
+    # flatten: every feature-map cell an MLP input; spatial_softmax: each channel's expected
+    # (x, y) position (per view with view_trunks).
+    pool: str = "flatten"
 
     def __post_init__(self) -> None:
         self.validate()
@@ -97,6 +166,41 @@ class ActionHeadConfig:
                 "conditioning: film needs a condition (num_tasks > 0 or use_codes); this head "
                 "reads neither"
             )
+        self._validate_views()
+        if self.pool not in POOLS:
+            raise ValueError(f"pool: {self.pool!r}; use {' or '.join(POOLS)}")
+
+    def _validate_views(self) -> None:
+        if isinstance(self.num_views, bool) or not isinstance(self.num_views, int):
+            raise ValueError(f"num_views: expected an int >= 1, got {self.num_views!r}")
+        if self.num_views < 1:
+            raise ValueError(f"num_views: expected >= 1, got {self.num_views}")
+        if not self.view_trunks:
+            return
+        if self.num_views < 2:
+            raise ValueError(
+                "view_trunks: the frame holds one camera view (num_views=1); a trunk per view "
+                "needs frames of two or more views stacked (camera=front+top)"
+            )
+        band = self.image_size // self.num_views
+        if self.image_size % self.num_views or band % self.down_factor:
+            raise ValueError(
+                f"view_trunks: each of the {self.num_views} views is image_size/{self.num_views}"
+                f" rows of {self.image_size} px, which must be a whole multiple of down_factor="
+                f"{self.down_factor}"
+            )
+
+    @property
+    def trunks(self) -> int:
+        """Trunks reading the frame: one per view with ``view_trunks``, else one."""
+        return self.num_views if self.view_trunks else 1
+
+    @property
+    def frame_features(self) -> int:
+        """Size of one frame's pooled features (an MLP input block)."""
+        return pooled_size(
+            self.feature_dim, self.image_size // self.down_factor, self.pool, self.trunks
+        )
 
     @property
     def code_vocab(self) -> int:
@@ -113,9 +217,15 @@ class ActionHead(nn.Module):
     def __init__(self, config: ActionHeadConfig) -> None:
         super().__init__()
         self.config = config
-        self.trunk = Encoder(config.channels, config.num_res_blocks, config.feature_dim)
-        grid = config.image_size // config.down_factor
-        inputs = config.feature_dim * grid * grid * (2 if config.use_next_frame else 1)
+        trunk = {
+            "channels": config.channels,
+            "num_res_blocks": config.num_res_blocks,
+            "out_channels": config.feature_dim,
+        }
+        self.trunk = (
+            ViewTrunks(config.num_views, **trunk) if config.view_trunks else Encoder(**trunk)
+        )
+        inputs = config.frame_features * (2 if config.use_next_frame else 1)
         if config.use_codes:
             # One table per query position: code i means "x_0 -> x_{i+1}", so the same index
             # at different offsets is a different motion.
@@ -143,6 +253,8 @@ class ActionHead(nn.Module):
             self.film = nn.Linear(cond_dim, 2 * config.feature_dim)
             nn.init.zeros_(self.film.weight)
             nn.init.zeros_(self.film.bias)
+        # After every layer a flatten head has: those draw their initial weights as before.
+        self.pool = SpatialSoftmax() if config.pool == "spatial_softmax" else None
         if not config.predict_codes:  # a code predictor has no actions to normalise
             self.register_buffer("action_mean", torch.zeros(config.action_dim))
             self.register_buffer("action_std", torch.ones(config.action_dim))
@@ -239,19 +351,51 @@ class ActionHead(nn.Module):
         trunk_output: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The trunk's features of (B, 3, S, S) frames (or its ``trunk_output`` for them,
-        computed before), flattened to (B, F*g*g); with FiLM, each of the F channels scaled
-        and shifted by the condition (the ``conditions`` embeddings, concatenated)."""
+        computed before), pooled to (B, ``config.frame_features``): flattened (B, F*g*g), or
+        each channel's (x, y) keypoint, (B, F*2) or per view (B, N*F*2) in view order. With
+        FiLM, each of the F channels of every trunk is scaled and shifted by the condition
+        (the ``conditions`` embeddings, concatenated) before pooling."""
         features = self.trunk_output(frames) if trunk_output is None else trunk_output
         if self.film is not None:
             film = self.film(torch.cat(conditions, dim=1))  # (B, 2F)
             gamma, beta = film[:, :, None, None].chunk(2, dim=1)  # (B, F, 1, 1) each
             features = features * (1 + gamma) + beta
-        return features.flatten(1)
+        if self.pool is None:
+            return features.flatten(1)
+        # Each view's band of the map on its own: its keypoints lie in its own camera's frame.
+        bands = features.chunk(self.config.trunks, dim=2)  # N x (B, F, g/N, g)
+        return torch.cat([self.pool(band).flatten(1) for band in bands], dim=1)  # (B, N*F*2)
 
     def trunk_output(self, frames: torch.Tensor) -> torch.Tensor:
         """The trunk's output (B, F, g, g) for (B, 3, S, S) uint8 frames, before FiLM: what a
-        frozen trunk's feature cache holds."""
+        frozen trunk's feature cache holds (with ``view_trunks``, the views' maps stacked in
+        their bands' rows)."""
         return self.trunk(self._pixels(frames))
+
+    def load_trunk(self, state: dict[str, torch.Tensor]) -> None:
+        """Start the trunk from a pretrained encoder's weights (``trunk=ldm|tokenizer``): with
+        ``view_trunks`` every view's trunk gets a copy."""
+        trunks = self.trunk.views if self.config.view_trunks else [self.trunk]
+        for trunk in trunks:
+            trunk.load_state_dict(state)
+
+    def random_shift(
+        self, images: torch.Tensor, pad: int, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Training's random shift (:func:`~vw_robot.models.augment.random_shift`) of (B, C,
+        S, S) images as this head reads them: with ``view_trunks`` each view's band shifts on
+        its own (its border repeated, nothing of one camera moved into another's band), else
+        the whole image."""
+        if not self.config.view_trunks or pad == 0:
+            return random_shift(images, pad, generator)
+        batch, channels, size, width = images.shape
+        views = self.config.num_views
+        bands = images.reshape(batch, channels, views, size // views, width).transpose(1, 2)
+        shifted = random_shift(
+            bands.reshape(batch * views, channels, size // views, width), pad, generator
+        )  # (B*N, C, S/N, S)
+        out = shifted.reshape(batch, views, channels, size // views, width).transpose(1, 2)
+        return out.reshape(batch, channels, size, width)  # (B, C, S, S)
 
     def _pixels(self, frames: torch.Tensor) -> torch.Tensor:
         """The trunk's input: (B, 3, S, S) float in [0, 1] or [-1, 1] (``unit_inputs``)."""

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, fields
 from typing import Optional  # noqa: UP035 - OmegaConf needs typing.Optional on Python 3.10
 
 from vw_robot.errors import ConfigError
+from vw_robot.models.action_head import POOLS
 from vw_robot.models.latent_dynamics import LatentDynamicsConfig
 from vw_robot.models.tokenizer import TokenizerConfig
 from vw_robot.training.loop import OptimConfig
@@ -67,6 +68,19 @@ class ActionHeadModelConfig:
     code_embed_dim: int = 32  # embedding per (query, code)
     hidden: int = 256  # MLP width
     chunk: int = 4  # k: actions per prediction
+    # One trunk per camera view of the frame (camera=front+top: its horizontal bands, as many
+    # as the training data's recorded camera has views), each with its own weights, so none
+    # reads across the seam; recorded in the checkpoint.
+    view_trunks: bool = False
+    # How the trunk's feature map reaches the MLP: flatten (every cell) or spatial_softmax
+    # (each channel's expected (x, y) position, learned temperature; per view with
+    # view_trunks); recorded in the checkpoint.
+    pool: str = "flatten"
+
+    def validate(self, prefix: str = "model") -> None:
+        """Raise ConfigError naming the key (``prefix``: the section, e.g. experiment.bc.model)."""
+        if self.pool not in POOLS:
+            raise ConfigError(f"{prefix}.pool: {self.pool!r}; use {' or '.join(POOLS)}")
 
 
 @dataclass
@@ -183,6 +197,8 @@ class TrainConfig:
             raise ConfigError(f"stage: {self.stage!r} is unknown; use one of {', '.join(STAGES)}")
         for name in STAGES:
             getattr(self.experiment, name).optim.validate(f"experiment.{name}.optim")
+        for name in (*HEAD_STAGES, "latent_pretrain"):
+            getattr(self.experiment, name).model.validate(f"experiment.{name}.model")
         for name in HEAD_STAGES:
             stage = getattr(self.experiment, name)
             if stage.label_fraction is not None and stage.labelled_episodes is not None:

@@ -30,6 +30,7 @@ from vw_robot import checkpoint as ckpt
 from vw_robot.data import format as fmt
 from vw_robot.data.dataset import FrameCache
 from vw_robot.data.sequences import sequences_dir
+from vw_robot.models.action_head import pooled_size
 
 # The stage's name: its ``stage=``, experiment section, run folder and checkpoint parent key.
 STAGE = "latent_pretrain"
@@ -45,7 +46,12 @@ _ARCHITECTURE = (
     "feature_dim",
     "unit_inputs",
     "hidden",
+    "view_trunks",
+    "num_views",
+    "pool",
 )
+# What a config without one of those keys means (checkpoints from before the key existed).
+_DEFAULTS = {"view_trunks": False, "num_views": 1, "pool": "flatten"}
 
 
 class LatentActionDataset(Dataset):
@@ -133,7 +139,8 @@ class LatentActionDataset(Dataset):
 def mlp_inputs(config: dict[str, Any]) -> list[tuple[str, int]]:
     """The blocks of an ActionHead's MLP input, in ActionHead.forward's order: (name, size)."""
     grid = config["image_size"] // config["down_factor"]
-    frame = config["feature_dim"] * grid * grid
+    trunks = config.get("num_views", 1) if config.get("view_trunks") else 1
+    frame = pooled_size(config["feature_dim"], grid, config.get("pool", "flatten"), trunks)
     blocks = [("frame", frame)]
     if config.get("use_next_frame"):
         blocks.append(("next_frame", frame))
@@ -165,11 +172,12 @@ def load_pretrained(
     """
     info = ckpt.read_info(ckpt.resolve_checkpoint(path), stage=STAGE)
     theirs = info.model_config
-    differ = [
-        f"{key}: {theirs.get(key)} there, {model_config.get(key)} here"
-        for key in _ARCHITECTURE
-        if theirs.get(key) != model_config.get(key)
-    ]
+    differ = []
+    for key in _ARCHITECTURE:
+        there = theirs.get(key, _DEFAULTS.get(key))
+        here = model_config.get(key, _DEFAULTS.get(key))
+        if there != here:
+            differ.append(f"{key}: {there} there, {here} here")
     if differ:
         raise ckpt.CheckpointError(
             f"{info.path}: was pretrained for a head of another shape ("
@@ -199,7 +207,7 @@ def load_pretrained(
             )
     model.load_state_dict({**own, **loaded})
     if finetune == "last":
-        for part in ("trunk", "film", "task_embedding"):
+        for part in ("trunk", "film", "pool", "task_embedding"):
             module = getattr(model, part, None)
             if module is not None:
                 module.requires_grad_(False)

@@ -38,8 +38,8 @@ from vw_robot.data.sequences import (
     sequence_key,
 )
 from vw_robot.device import resolve_device
+from vw_robot.errors import ConfigError
 from vw_robot.heads import head_of_stage, run_name, stage_reads
-from vw_robot.models.augment import random_shift
 from vw_robot.models.registry import build_model, load_model
 from vw_robot.training import pictures
 from vw_robot.training.codes import export, sample_codes, sequence_layout, stage_checkpoint
@@ -320,7 +320,7 @@ def _head_setup(cfg: TrainConfig) -> Setup:
     )
     model = build_model("ActionHead", model_config)
     if encoder is not None:
-        model.trunk.load_state_dict(encoder.state_dict())
+        model.load_trunk(encoder.state_dict())
         if stage_cfg.freeze_trunk:
             model.trunk.requires_grad_(False)
     if stage_cfg.pretrained:
@@ -538,7 +538,40 @@ def _head_model_config(
     }
     if stage_cfg.conditioning != "concat":  # only then: earlier checkpoints' configs resume
         model_config["conditioning"] = stage_cfg.conditioning
+    model_config.update(_frame_reading(cfg, metas))
     return model_config
+
+
+def _frame_reading(cfg: TrainConfig, metas: list[fmt.EpisodeMeta]) -> dict[str, Any]:
+    """The head's ``view_trunks`` (with the number of views its frames stack, from their
+    recorded camera) and ``pool``, only where they are on: earlier checkpoints' configs, which
+    have neither, resume and rebuild as the flatten/shared-trunk head they are."""
+    m = getattr(cfg.experiment, cfg.stage).model
+    out: dict[str, Any] = {"pool": m.pool} if m.pool != "flatten" else {}
+    if not m.view_trunks:
+        return out
+    key = f"experiment.{cfg.stage}.model.view_trunks"
+    cameras = {(meta.env_spec or {}).get("camera") for meta in metas}
+    if None in cameras:
+        raise ConfigError(
+            f"{key}: {cfg.dataset} has episodes with no recorded camera (imported video), so "
+            "the views stacked in their frames are unknown; set it false for this data"
+        )
+    if len(cameras) > 1:
+        raise ConfigError(
+            f"{key}: {cfg.dataset}'s episodes come from cameras {sorted(cameras)}; per-view "
+            "trunks need one layout of views (choose tasks= recorded with one camera)"
+        )
+    camera = cameras.pop()
+    # "front+top": views stacked top to bottom (vw_robot.envs.rendering.ViewLayout, which the
+    # training layer does not import).
+    views = len(camera.split("+"))
+    if views < 2:
+        raise ConfigError(
+            f"{key}: {cfg.dataset}'s frames are one view (camera={camera!r}); a trunk per view "
+            "needs two or more stacked (collect with camera=front+top), or set it false"
+        )
+    return {**out, "view_trunks": True, "num_views": views}
 
 
 def _set_normalizers(
@@ -582,9 +615,9 @@ def _head_loss(
         frames = batch["frames"]  # (B, 3, S, S) uint8
         if shift and head.training:
             if next_frames is None:
-                frames = random_shift(frames, shift)
+                frames = head.random_shift(frames, shift)
             else:  # the same shift for both frames: they must stay aligned
-                both = random_shift(torch.cat([frames.float() / 255, next_frames], 1), shift)
+                both = head.random_shift(torch.cat([frames.float() / 255, next_frames], 1), shift)
                 frames = (both[:, :3] * 255).round().to(torch.uint8)
                 next_frames = both[:, 3:]
         if bf16:
@@ -694,16 +727,21 @@ def _latent_pretrain_setup(cfg: TrainConfig) -> Setup:
     }
     if stage_cfg.conditioning != "concat":
         model_config["conditioning"] = stage_cfg.conditioning
+    if stage_cfg.model.view_trunks:  # every video's views, as the heads of this data see them
+        metas = [fmt.read_meta(cfg.dataset, r["episode_id"]) for r in rows]
+    else:
+        metas = []
+    model_config.update(_frame_reading(cfg, metas))
     model = build_model("ActionHead", model_config)
     if encoder is not None:
-        model.trunk.load_state_dict(encoder.state_dict())
+        model.load_trunk(encoder.state_dict())
     shift, bf16 = stage_cfg.augment_shift, stage_cfg.optim.precision == "bf16"
 
     def loss(m: torch.nn.Module, batch: dict) -> tuple[torch.Tensor, dict]:
         head = _unwrap(m)
         frames = batch["frames"]  # (B, 3, S, S) uint8
         if shift and head.training:
-            frames = random_shift(frames, shift)
+            frames = head.random_shift(frames, shift)
         if bf16:
             frames = frames.contiguous()  # as the head's loss: faster bf16 convolutions
         task = batch["task_index"] if head.config.num_tasks else None
