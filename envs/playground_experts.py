@@ -9,6 +9,9 @@ previous subtask of a chain left the gripper, unless it needs the block it holds
 
 The arm is steered through its servo set-point: an action moves the set-point towards a target
 by at most ``MAX_STEP`` per step, and the plan waits for the grip point to arrive.
+
+:func:`sample_random_start` uses the experts to reset a subtask from where another one leaves
+the scene (``start="random"`` of the single-subtask envs).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import numpy as np
 from vw_robot.envs import playground_scene as ps
 from vw_robot.envs import playground_tasks as pt
 from vw_robot.envs.playground_scene import BLOCK_HALF, SceneState
+from vw_robot.errors import UserError
 
 OPEN, CLOSED = -1.0, 1.0
 PUSHER = 0.7  # fingers 1.2 cm apart: two contacts on a block face, narrower than the block
@@ -376,3 +380,123 @@ class ChainExpert:
             self._current.reset()
             self._index = info["subtask_index"]
         return self._current(obs, info)
+
+
+# --------------------------------------------------------------------------- random starts
+START_MODES = ("home", "random")
+# Where a random arm pose is drawn (grip point): over the open table, clear of the chest, the
+# cabinet, the button and the switch; blocks are avoided per draw.
+ARM_BOX_LOW = np.array([-0.5, -0.32, 0.05])
+ARM_BOX_HIGH = np.array([0.22, 0.12, 0.3])
+MIN_HOME_DISTANCE = 0.05  # a random start this far from HOME at least (else drawn again)
+HANDOVER_STEPS = 360  # a predecessor's expert gets one subtask budget to hand over
+_SETTLE_TOLERANCE = 0.01  # a drawn arm pose must not push anything by more than this
+
+
+def check_start(start: object) -> str:
+    """``start`` as given when it is a known start mode; a UserError naming it otherwise."""
+    if start not in START_MODES:
+        modes = ", ".join(START_MODES)
+        raise UserError(f"start={start!r} is not a start mode; use one of {modes}.")
+    return str(start)
+
+
+def _run_expert(sim: ps.PlaygroundSim, subtask: str, max_steps: int) -> bool:
+    """Let ``subtask``'s expert act in ``sim`` until its detector fires (True) or the budget
+    runs out (False); the simulator is left where the detector fired, as a chain hands over."""
+    task = pt.SUBTASKS[subtask]
+    expert = SubtaskExpert(subtask)
+    start = sim.state()
+    state = start
+    for _ in range(max_steps):
+        info = {"privileged": state.to_privileged(), "is_success": False}
+        sim.step(np.clip(expert({}, info), -1.0, 1.0))
+        if not sim.is_stable():
+            return False
+        state = sim.state()
+        if task.detector(start, state):
+            return True
+    return False
+
+
+def _moved(before: SceneState, after: SceneState) -> float:
+    """Largest displacement of a block or an articulated part between two states."""
+    parts = [abs(before.drawer - after.drawer), abs(before.slider - after.slider)]
+    parts += [abs(before.switch - after.switch)]
+    parts += [float(np.max(np.abs(before.blocks[c] - after.blocks[c]))) for c in before.blocks]
+    return max(parts)
+
+
+def _arm_start(
+    sim: ps.PlaygroundSim, scene: SceneState, rng: np.random.Generator
+) -> SceneState | None:
+    """``scene`` with the arm at a random pose over the table, gripper open or closed."""
+    grip = rng.uniform(ARM_BOX_LOW, ARM_BOX_HIGH)
+    for p in scene.blocks.values():
+        if np.hypot(*(grip[:2] - p[:2])) < 0.07 and grip[2] < p[2] + BLOCK_HALF + 0.06:
+            return None
+    closed = bool(rng.random() < 0.5)
+    gap = 0.002 if closed else 2 * ps.FINGER_OPEN + 0.002
+    sim.set_state(scene.copy(grip=grip, setpoint=grip.copy(), gap=gap))
+    now = sim.state()
+    # A pose inside something is pushed out of it, or pushes it: draw another.
+    if np.max(np.abs(now.grip - grip)) > _SETTLE_TOLERANCE or _moved(scene, now) > 0.005:
+        return None
+    if scene.light != now.light or scene.led != now.led:
+        return None
+    return now
+
+
+def _handover_start(
+    sim: ps.PlaygroundSim, subtask: str, scene: SceneState, rng: np.random.Generator
+) -> tuple[SceneState, str] | None:
+    """The state another subtask's expert leaves when its detector fires (as in a chain),
+    for a predecessor after which ``subtask`` is predicted valid."""
+    task = pt.SUBTASKS[subtask]
+    before = [
+        name
+        for name, other in pt.SUBTASKS.items()
+        if name != subtask
+        and other.precondition(scene, pt.CHAIN_MARGIN)
+        and task.precondition(other.effect(scene), pt.CHAIN_MARGIN)
+    ]
+    if not before:
+        return None
+    name = before[int(rng.integers(len(before)))]
+    sim.set_state(scene)
+    if not _run_expert(sim, name, HANDOVER_STEPS):
+        return None
+    return sim.state(), name
+
+
+def sample_random_start(
+    sim: ps.PlaygroundSim, subtask: str, rng: np.random.Generator, max_tries: int = 200
+) -> tuple[SceneState, str]:
+    """Put ``sim`` in a random start ``subtask`` is valid from; return it and how it was made.
+
+    Half the draws put the arm at a random pose over the table with the gripper open or
+    closed (``"arm"``); the other half run the expert of another subtask, valid in the scene
+    and predicted to leave ``subtask`` valid, until its detector fires (``"after:<name>"``):
+    the state a chain hands over, hand low and gripper often closed. Either way the scene is
+    one :func:`~vw_robot.envs.playground_tasks.sample_start` draws, and the start is kept only
+    when the subtask's precondition holds in the simulated state and the grip point is at
+    least :data:`MIN_HOME_DISTANCE` from HOME.
+    """
+    task = pt.get_subtask(subtask)
+    for _ in range(max_tries):
+        scene = pt.sample_start(task.name, rng)
+        if rng.random() < 0.5:
+            made = _handover_start(sim, task.name, scene, rng)
+            if made is None:
+                continue
+            state, how = made[0], f"after:{made[1]}"
+        else:
+            state, how = _arm_start(sim, scene, rng), "arm"
+            if state is None:
+                continue
+        if (
+            task.precondition(state, 0.0)
+            and np.linalg.norm(state.grip - ps.HOME) >= MIN_HOME_DISTANCE
+        ):
+            return state, how
+    raise RuntimeError(f"no random start for {task.name} in {max_tries} draws")

@@ -26,7 +26,12 @@ import numpy as np
 from vw_robot.envs import playground_tasks as pt
 from vw_robot.envs.base import SimEnv
 from vw_robot.envs.instructions import task_instruction
-from vw_robot.envs.playground_experts import ChainExpert, SubtaskExpert
+from vw_robot.envs.playground_experts import (
+    ChainExpert,
+    SubtaskExpert,
+    check_start,
+    sample_random_start,
+)
 from vw_robot.envs.playground_scene import PlaygroundSim
 from vw_robot.envs.rendering import validate_image_size
 from vw_robot.errors import UserError
@@ -102,6 +107,14 @@ class PlaygroundEnv(_PlaygroundBase):
         camera: one of :data:`CAMERAS`.
         max_episode_steps: informational; the registry's ``TimeLimit`` enforces it.
         render_mode: ``None`` or ``"rgb_array"``.
+        start: ``"home"`` (the arm at HOME, gripper open) or ``"random"``: a random arm pose
+            and gripper state, or the state another subtask's expert leaves, always one the
+            subtask is valid from (:func:`~vw_robot.envs.playground_experts.sample_random_start`).
+            ``reset(options={"start": ...})`` overrides it for one episode. ``info["start"]``
+            says how the episode started (``home``, ``arm`` or ``after:<subtask>``).
+
+    Raises:
+        UserError: an unknown start mode (naming ``start``).
     """
 
     def __init__(
@@ -112,8 +125,10 @@ class PlaygroundEnv(_PlaygroundBase):
         camera: str = CAMERAS[0],
         max_episode_steps: int | None = None,
         render_mode: str | None = None,
+        start: str = "home",
     ) -> None:
         self.subtask = pt.get_subtask(subtask)
+        self.start = check_start(start)
         super().__init__(
             f"playground/{self.subtask.task_name}",
             image_size=image_size,
@@ -122,10 +137,28 @@ class PlaygroundEnv(_PlaygroundBase):
         )
         self.max_episode_steps = max_episode_steps
         self._start = None
+        self._episode_start = self.start
+        self._start_kind = "home"
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        options = dict(options or {})
+        self._episode_start = check_start(options.pop("start", self.start))
+        if options:
+            raise UserError(
+                f"{self.task_id}: unknown reset option(s) {', '.join(map(repr, options))}; "
+                "known: 'start'."
+            )
+        return super().reset(seed=seed)
 
     def _sim_reset(self, sim_seed: int) -> None:
         rng = np.random.default_rng(sim_seed)
-        self._sim.set_state(pt.sample_start(self.subtask.name, rng))
+        if self._episode_start == "random":
+            _, self._start_kind = sample_random_start(self._sim, self.subtask.name, rng)
+        else:
+            self._sim.set_state(pt.sample_start(self.subtask.name, rng))
+            self._start_kind = "home"
         self._start = self._sim.state()
 
     def _sim_step(self, action: np.ndarray) -> float:
@@ -139,6 +172,7 @@ class PlaygroundEnv(_PlaygroundBase):
         info = super()._info()
         info["subtask"] = self.subtask.name
         info["subtask_index"] = 0
+        info["start"] = self._start_kind
         return info
 
 

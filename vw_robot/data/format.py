@@ -10,7 +10,12 @@
         video.mp4             the camera frames, (T+1) of them for T steps
         steps.npz             per-step arrays (absent for videos without actions):
                               actions (T, A) float32, state (T+1, D) float32,
-                              reward (T,) float32, success (T+1,) bool
+                              reward (T,) float32, success (T+1,) bool; episodes of
+                              several subtasks (chains, play) add subtask (T+1,) int64,
+                              the index into meta's ``subtasks`` of the subtask each
+                              frame's action serves; episodes recorded with action noise
+                              add executed_actions (T, A) float32, what acted (``actions``
+                              holds the expert's clean labels)
         meta.json             written last: its presence marks the episode complete
       dropped/<id>.json       failed demonstrations not kept (so a resumed run skips them)
       cache/                  decoded frames (uint8 memmaps), action statistics and exported
@@ -59,7 +64,14 @@ CACHE_DIR = "cache"
 VIDEO_FILE = "video.mp4"
 STEPS_FILE = "steps.npz"
 META_FILE = "meta.json"
-STEP_ARRAYS = {"actions": np.float32, "state": np.float32, "reward": np.float32, "success": bool}
+STEP_ARRAYS = {
+    "actions": np.float32,
+    "state": np.float32,
+    "reward": np.float32,
+    "success": bool,
+    "subtask": np.int64,  # optional: chains and play
+    "executed_actions": np.float32,  # optional: collected with action noise
+}
 # The action space assumed when meta.json records none (datasets written before the bounds
 # were recorded): every suite of vw_robot has Box[-1, 1] actions.
 DEFAULT_ACTION_BOUNDS = (-1.0, 1.0)
@@ -101,9 +113,26 @@ class EpisodeMeta:
     # The env's action space (Box low/high per dimension); None: DEFAULT_ACTION_BOUNDS.
     action_low: list[float] | None = None
     action_high: list[float] | None = None
+    # Episodes of several subtasks (chains, play): one entry per subtask of the plan, in order,
+    # {"subtask", "start" (its first frame), "success_step" (the frame its detector fired;
+    # None: not reached or failed)}; steps.npz's ``subtask`` indexes this list per frame.
+    subtasks: list[dict[str, Any]] | None = None
+    # A segment cut from a multi-subtask episode: {"source_episode", "source_task",
+    # "subtask_index", "start", "end" (source frames start..end, inclusive), "success_step"}.
+    segment: dict[str, Any] | None = None
+    # Std of the Gaussian noise added to the executed actions (DART); None or 0: none.
+    action_noise: float | None = None
+    # How a single subtask was reset: "home" (None on older episodes) or "random".
+    start: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        payload = asdict(self)
+        # Keys added after version 1 are written only when set, so episodes without them
+        # read the same as before (and older readers still read those).
+        for key in _OPTIONAL_KEYS:
+            if payload[key] is None:
+                del payload[key]
+        return payload
 
     @classmethod
     def from_json(cls, payload: Any, source: str | os.PathLike[str]) -> EpisodeMeta:
@@ -138,9 +167,24 @@ class EpisodeMeta:
         for key in ("num_frames", "image_size", "fps"):
             if payload[key] < 1:
                 raise DatasetError(f"{source}: key {key!r} must be >= 1, got {payload[key]}.")
+        optional = {
+            "subtasks": (list, "a list"),
+            "segment": (dict, "an object"),
+            "action_noise": ((int, float), "a number"),
+            "start": (str, "a string"),
+        }
+        for key, (kind, name) in optional.items():
+            value = payload.get(key)
+            if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+                raise DatasetError(
+                    f"{source}: key {key!r} should be {name} or null, got {value!r}."
+                )
         meta = cls(**payload)
         _check_bounds_keys(meta, source)
         return meta
+
+
+_OPTIONAL_KEYS = ("subtasks", "segment", "action_noise", "start")
 
 
 def _check_bounds_keys(meta: EpisodeMeta, source: str | os.PathLike[str]) -> None:
@@ -404,9 +448,11 @@ def _check_steps(steps: dict[str, np.ndarray], meta: EpisodeMeta, path: Path) ->
         raise DatasetError(f"{path}: array 'actions' is missing.")
     expected = {
         "actions": num_frames - 1,
+        "executed_actions": num_frames - 1,
         "reward": num_frames - 1,
         "state": num_frames,
         "success": num_frames,
+        "subtask": num_frames,
     }
     out = {}
     for name, array in steps.items():
@@ -418,7 +464,7 @@ def _check_steps(steps: dict[str, np.ndarray], meta: EpisodeMeta, path: Path) ->
                 f"{path}: array {name!r} has {len(array)} rows; the video has {num_frames} "
                 f"frames, so {expected[name]} were expected."
             )
-        if name in ("actions", "state") and array.ndim != 2:
+        if name in ("actions", "executed_actions", "state") and array.ndim != 2:
             raise DatasetError(f"{path}: array {name!r} should be 2-D, got shape {array.shape}.")
         if array.dtype != bool:
             bad = ~np.isfinite(array)
@@ -429,6 +475,15 @@ def _check_steps(steps: dict[str, np.ndarray], meta: EpisodeMeta, path: Path) ->
                     f"({int(bad.sum())} non-finite value(s) in all)."
                 )
         out[name] = array.astype(STEP_ARRAYS[name], copy=False)
+    if "subtask" in out and len(out["subtask"]):
+        count = len(meta.subtasks or ())
+        bad = (out["subtask"] < 0) | (out["subtask"] >= count)
+        if bad.any():
+            raise DatasetError(
+                f"{path}: array 'subtask' of episode {meta.episode_id!r} holds "
+                f"{int(out['subtask'][bad][0])} at frame {int(np.argmax(bad))}; meta.json lists "
+                f"{count} subtask(s)."
+            )
     _check_action_range(out["actions"], meta, path)
     return out
 
