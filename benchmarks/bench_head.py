@@ -5,6 +5,7 @@ Usage:
     python benchmarks/bench_head.py --repeats 7 --steps 3 --data /tmp/bench_head_data  # docs
     python benchmarks/bench_head.py --variants old,new,new-bf16,new-t1 --data /tmp/bench_data
     python benchmarks/bench_head.py --variants new,new-compile   # torch.compile (slow warm-up)
+    python benchmarks/bench_head.py --variants new-t1,views-t1,kp-t1,views-kp-t1 --data /tmp/bd
 
 It records a small dataset first (scripted experts of three Meta-World tasks, ``front+top`` at
 64 px, with state and task, as ``vw-robot collect`` records them; ``--data`` keeps it for the
@@ -26,12 +27,17 @@ Variants (each its own model of the same initialisation; rounds interleaved, med
     new-b128      new with batch 128 (samples/s per sample count; lr would need scaling)
     new-bf16-b128 both
     new-compile   new with torch.compile of the model (inductor on CPU)
+    views         new with a trunk per camera view (experiment.bc.model.view_trunks=true; the
+                  views' bands shift on their own)
+    kp            new with spatial-softmax keypoints (experiment.bc.model.pool=spatial_softmax)
+    views-kp      both (any of these takes the suffixes above: views-kp-t1)
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import statistics
 import tempfile
 import time
@@ -45,7 +51,6 @@ from torch.utils.data import DataLoader
 
 from vw_robot.cli import load_config, main
 from vw_robot.data import format as fmt
-from vw_robot.models.augment import random_shift
 from vw_robot.training.loop import StepBatchSampler, _Ema
 from vw_robot.training.stages import _head_setup
 
@@ -84,8 +89,12 @@ class Variant:
         self.batch_size = 128 if "b128" in name else args.batch_size
         self.threads = 1 if "-t1" in name else args.threads
         torch.manual_seed(0)
+        cfg = copy.deepcopy(cfg)
+        cfg.experiment.bc.model.view_trunks = name.startswith("views")
+        cfg.experiment.bc.model.pool = "spatial_softmax" if "kp" in name.split("-") else "flatten"
         setup = _head_setup(cfg)
         self.dataset, self.model = setup.dataset, setup.model
+        self.parameters = sum(p.numel() for p in self.model.parameters())
         self.shift = cfg.experiment.bc.augment_shift
         if "-cl" in name:
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -110,7 +119,9 @@ class Variant:
         clock.append(time.perf_counter())
         frames = batch["frames"]  # (B, 3, S, S) uint8
         frames = (
-            old_random_shift(frames, self.shift) if self.old else random_shift(frames, self.shift)
+            old_random_shift(frames, self.shift)
+            if self.old
+            else self.model.random_shift(frames, self.shift)  # per view with view_trunks
         )
         if self.nchw or (self.autocast and not self.old):
             frames = frames.contiguous()  # as the stage's loss does under bf16
@@ -184,16 +195,17 @@ def run(args: argparse.Namespace) -> None:
             )
         print()
         header = (
-            "| variant | batch | samples/s (median) | best | "
+            "| variant | parameters | batch | samples/s (median) | best | "
             + " | ".join(f"{p} ms" for p in PHASES)
             + " |"
         )
         print(header)
-        print("|" + "---|" * (4 + len(PHASES)))
+        print("|" + "---|" * (5 + len(PHASES)))
         for v in variants:
             phases = " | ".join(f"{1000 * statistics.median(v.times[p]):.1f}" for p in PHASES)
+            rate = statistics.median(v.rates)
             print(
-                f"| {v.name} | {v.batch_size} | {statistics.median(v.rates):.0f} | "
+                f"| {v.name} | {v.parameters:,} | {v.batch_size} | {rate:.0f} | "
                 f"{max(v.rates):.0f} | {phases} |"
             )
         base = {v.name: statistics.median(v.rates) for v in variants}
