@@ -112,6 +112,12 @@ SCENE_XML = f"""
     <camera name="front" pos="0 -1.0 1.02" xyaxes="1 0 0 0 0.7 0.714" fovy="47"/>
     <camera name="top" pos="0 -0.02 1.45" xyaxes="1 0 0 0 1 0" fovy="50"/>
     <camera name="side" pos="1.25 -0.55 0.8" xyaxes="0.6 0.8 0 -0.4 0.3 0.87" fovy="45"/>
+    <!-- table: the block zone (where blocks are sampled and pushed, x -0.53..0.19, y -0.33..0.11)
+         fills the width and the middle half-height band of its image, seen from the front at 45
+         degrees down, so that it keeps its scale stacked with another view (table+wrist): about
+         twice the pixels per block of front, which frames the whole scene. The drawer's inside,
+         the switch and the LED lie beyond its right edge, the lightbulb above its top -->
+    <camera name="table" pos="-0.17 -1.217 1.117" xyaxes="1 0 0 0 0.707 0.707" fovy="30"/>
     <!-- the floor catches what falls off the table (a block pushed over the edge would
          otherwise fall for ever, and the simulation count as diverged) -->
     <geom name="floor" type="plane" size="2 2 0.1" pos="0 0 {FLOOR_Z}" material="floor"
@@ -216,8 +222,17 @@ SCENE_XML = f"""
                 rgba="0.3 0.3 0.32 1" {_VISUAL}/>
           <site name="grip" pos="0 0 -0.06" size="0.005" rgba="1 1 0 0"/>
           <!-- gripper camera (CALVIN's second view): rides with the hand behind the fingers,
-               looking down and ahead at the fingertips and what lies below them -->
+               looking down and ahead at the fingertips and what lies below them. Kept as it
+               was (datasets and checkpoints name it); its image's vertical axis is x, so the
+               middle band a stacked view keeps (front+gripper) misses a block beside the
+               fingers along x, e.g. at the start of a push to the right -->
           <camera name="gripper" pos="-0.035 0 -0.016" xyaxes="0 -1 0 0.94 0 0.342" fovy="75"/>
+          <!-- wrist camera (as CALVIN's gripper camera): under the palm, between the fingers,
+               looking straight down; image right is +x (the push axis) and image up +y, so
+               the fingers (they close along y) sit at the top and bottom edges and a stacked
+               view's middle band (front+wrist) keeps the block under them and its neighbours
+               along x. At the experts' 6 cm hover over a block it covers about a tenth of it -->
+          <camera name="wrist" pos="0 0 -0.013" xyaxes="1 0 0 0 1 0" fovy="75"/>
           <body name="finger_left" pos="0 0.007 -0.042" gravcomp="1">
             <joint name="finger_left" type="slide" axis="0 1 0" range="0 {FINGER_OPEN}"
                    damping="1" armature="0.01"/>

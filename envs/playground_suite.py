@@ -36,7 +36,7 @@ from vw_robot.envs.playground_scene import PlaygroundSim
 from vw_robot.envs.rendering import validate_image_size
 from vw_robot.errors import UserError
 
-CAMERAS = ("front", "top", "side", "gripper")
+CAMERAS = ("front", "top", "side", "gripper", "wrist", "table")
 STATE_DIM = 4  # grip point xyz + finger gap
 ACTION_DIM = 4  # (dx, dy, dz, gripper)
 STEPS_PER_SUBTASK = 360

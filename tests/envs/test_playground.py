@@ -9,8 +9,10 @@ from gymnasium.utils.env_checker import check_env
 from tests.envs.contract import assert_contract, assert_reset_determinism, run_expert
 from vw_robot.envs import list_suites, list_tasks, make_env, make_expert
 from vw_robot.envs import playground_tasks as pt
+from vw_robot.envs.playground_experts import PUSHER
 from vw_robot.envs.playground_scene import BLOCK_COLORS, BLOCK_HALF, FLOOR_Z, PlaygroundSim
 from vw_robot.envs.playground_suite import PlaygroundChainEnv, make_chain_env, task_id
+from vw_robot.envs.rendering import geom_pixels
 
 SUBTASK_TASKS = list_tasks("playground/all")
 ALL_TASKS = [*SUBTASK_TASKS, *list_tasks("playground/long")]  # ~0.1 s each: all by default
@@ -386,3 +388,101 @@ def test_gripper_camera_rides_with_the_hand():
         assert not np.array_equal(frames[0][32:], frames[1][32:])  # the wrist view's band
     finally:
         env.close()
+
+
+# --------------------------------------------------------------------------- cameras
+def _hand_over_blue(offset, gap, seed=0):
+    """A start scene (no stack) with the grip point at the blue block + ``offset``."""
+    scene = pt.sample_scene(np.random.default_rng(seed), stack_probability=0.0)
+    grip = scene.blocks["blue"] + np.asarray(offset, dtype=np.float64)
+    return scene.copy(grip=grip, setpoint=grip.copy(), gap=gap)
+
+
+def _block_pixels(env, colors=BLOCK_COLORS):
+    """colour -> (S, S) bool: where each block shows in the env's frame (segmentation by
+    hiding the block)."""
+    inner = env.unwrapped
+    model = inner.mj_model
+    groups = {c: [model.geom(f"{c}_block").id] for c in colors}
+    return geom_pixels(inner._render_pixels, model, groups)
+
+
+_OPEN_GAP = 0.072
+_PUSHER_GAP = 2 * (0.001 + 0.035 * (1 - PUSHER) / 2)
+_PUSH_BEHIND = BLOCK_HALF + 0.032  # where the push expert starts, beside the block along x
+
+
+@pytest.mark.parametrize(
+    ("camera", "rows"), [("wrist", slice(0, 64)), ("front+wrist", slice(32, 64))]
+)
+def test_wrist_camera_looks_down_between_the_fingers(camera, rows):
+    """The hand 10 cm above a block: the block fills the centre of the wrist view, alone and in
+    the band that front+wrist keeps; moving the hand 4 cm along +x moves the block left along
+    the image's rows (x is the long axis of a band), not up or down."""
+    env = make_env("playground/lift-blue-block", image_size=64, camera=camera)
+    try:
+        inner = env.unwrapped
+        inner.reset(seed=0)
+        centroids = []
+        for dx in (0.0, 0.04):
+            inner.sim.set_state(_hand_over_blue((dx, 0.0, 0.10), _OPEN_GAP))
+            view = _block_pixels(env, ["blue"])["blue"][rows]  # (H, 64), H = 64 or 32
+            h = view.shape[0]
+            if dx == 0.0:
+                assert view.sum() > 150, view.sum()  # a 4.5 cm block ~15 x 15 px
+                assert view[h // 2 - 4 : h // 2 + 4, 28:36].mean() > 0.9  # the central 8 x 8 px
+            ys, xs = np.nonzero(view)
+            centroids.append((xs.mean(), ys.mean()))
+        (x0, y0), (x1, y1) = centroids
+        assert x0 - x1 > 8 and abs(y1 - y0) < 1, centroids
+    finally:
+        env.close()
+
+
+@pytest.mark.parametrize("direction", [-1, 1])
+def test_wrist_band_keeps_the_block_at_the_start_of_a_push(direction):
+    """At the push expert's start beside a block (fingers at the pusher gap, at block height),
+    the wrist view's band in front+wrist shows the block either way. The older gripper camera's
+    band in front+gripper shows it for a push to the left only: it looks ahead towards +x with x
+    along the image's columns, so a band keeps little of x and nothing of a block the hand pushes
+    to the right."""
+    grip_offset = (-direction * _PUSH_BEHIND, 0.0, 0.003)
+    band = {}
+    for camera in ("front+wrist", "front+gripper"):
+        env = make_env("playground/push-blue-block-right", image_size=64, camera=camera)
+        try:
+            env.unwrapped.reset(seed=0)
+            env.unwrapped.sim.set_state(_hand_over_blue(grip_offset, _PUSHER_GAP))
+            band[camera] = int(_block_pixels(env, ["blue"])["blue"][32:].sum())
+        finally:
+            env.close()
+    assert band["front+wrist"] > 300, band
+    if direction == 1:
+        assert band["front+gripper"] < band["front+wrist"] / 4, band
+    else:
+        assert band["front+gripper"] > 300, band
+
+
+def test_table_camera_shows_every_block_larger_than_front():
+    """Over start scenes (stacks included), every block shows in `table` and covers more of a
+    64 px frame there than in `front`: on average about twice as many pixels."""
+    envs = {
+        c: make_env("playground/open-drawer", image_size=64, camera=c) for c in ("front", "table")
+    }
+    try:
+        for env in envs.values():
+            env.unwrapped.reset(seed=0)
+        totals = {"front": 0, "table": 0}
+        for seed in range(6):
+            scene = pt.sample_scene(np.random.default_rng(seed))
+            px = {}
+            for camera, env in envs.items():
+                env.unwrapped.sim.set_state(scene)
+                px[camera] = {c: int(m.sum()) for c, m in _block_pixels(env).items()}
+                totals[camera] += sum(px[camera].values())
+            for color in BLOCK_COLORS:
+                assert px["table"][color] > max(px["front"][color], 4), (seed, color, px)
+        assert totals["table"] > 1.6 * totals["front"], totals
+    finally:
+        for env in envs.values():
+            env.close()

@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 
 from vw_robot.envs import list_tasks, make_env
-from vw_robot.envs.rendering import FastRenderer, outside_frustum, split_views
+from vw_robot.envs.playground_scene import BLOCK_COLORS, PlaygroundSim
+from vw_robot.envs.playground_tasks import sample_scene
+from vw_robot.envs.rendering import FastRenderer, geom_pixels, outside_frustum, split_views
 
 
 def _camera(pos, forward, up, near=1.0, top=0.5, bottom=-0.5) -> mujoco.MjvGLCamera:
@@ -53,6 +55,7 @@ CASES = [
     ("metaworld/pick-place-v3", "corner2"),  # a flipped camera of the model
     ("metaworld/reach-v3", "gripperPOV"),  # a camera that moves with the hand
     (list_tasks("playground/all")[0], "front+gripper"),
+    (list_tasks("playground/all")[0], "table+wrist"),
     ("robosuite/lift", "robot0_eye_in_hand"),
 ]
 
@@ -90,8 +93,44 @@ def test_culled_frames_are_the_frames_of_every_geom(task_id, camera):
             for renderer in pair:
                 renderer.close()
         env.close()
-    if camera in ("front+top", "gripperPOV", "front+gripper", "robot0_eye_in_hand"):
+    if camera in ("front+top", "gripperPOV", "front+gripper", "table+wrist", "robot0_eye_in_hand"):
         assert culled_any, f"{task_id} {camera}: no geom was ever outside the view"
+
+
+@pytest.mark.parametrize("camera", ["front", "table", "wrist"])
+def test_geom_pixels_are_the_segmentation_renderers_pixels(camera):
+    """Hiding a block and comparing frames finds exactly the pixels MuJoCo's segmentation
+    rendering gives the block's geom (culled or not), and leaves the model's colours as they
+    were."""
+    sim = PlaygroundSim()
+    model, data = sim.model, sim.data
+    sim.set_state(sample_scene(np.random.default_rng(1)))
+    groups = {c: [model.geom(f"{c}_block").id] for c in BLOCK_COLORS}
+    rgba = model.geom_rgba.copy()
+    segmentation = mujoco.Renderer(model, 64, 64)
+    segmentation.enable_segmentation_rendering()
+    segmentation.update_scene(data, camera=camera)
+    ids = segmentation.render()  # (64, 64, 2): object id, object type
+    segmentation.close()
+    for cull in (True, False):
+        renderer = FastRenderer(model, 64, camera, cull=cull)
+        try:
+            masks = geom_pixels(lambda r=renderer: r.render(data), model, groups)
+        finally:
+            renderer.close()
+        np.testing.assert_array_equal(model.geom_rgba, rgba)
+        shown = 0
+        for color, (geom,) in groups.items():
+            want = (ids[..., 0] == geom) & (ids[..., 1] == mujoco.mjtObj.mjOBJ_GEOM)
+            np.testing.assert_array_equal(masks[color], want)
+            shown += int(want.sum())
+        assert shown > 0
+
+
+def test_geom_pixels_name_a_bad_geom_id():
+    model = PlaygroundSim().model
+    with pytest.raises(ValueError, match=r"'red'.*\[9999\]"):
+        geom_pixels(lambda: np.zeros((4, 4, 3), np.uint8), model, {"red": [9999]})
 
 
 _SCRIPT_WITHOUT_CLOSE = """
