@@ -39,7 +39,7 @@ import re
 import sys
 from pathlib import Path
 
-from vw_robot.eval.metrics import wilson_interval
+from vw_robot.eval.metrics import VIDEOWORLD_GROUPS, wilson_interval
 
 REPO = Path(__file__).resolve().parents[1]
 MARKER = re.compile(r"<!-- results (\S+) (\w+) -->\n.*?<!-- /results -->", re.DOTALL)
@@ -159,28 +159,55 @@ def playground_table(entries: list[dict]) -> str:
     five (share of chains that completed at least k subtasks) and the average length."""
     groups = list(entries[0]["groups"])
     k = entries[0]["chain_length"]
+    # Entries evaluated on every subtask one at a time also get a column of them all.
+    every = max(len(e["tasks"]) for e in entries)
+    wide = every > len(videoworld_task_ids())
     lines = [
         "| policy | labels (episodes) | head steps | "
         + " | ".join(groups)
-        + " | 12 subtasks [95% CI] | chains | "
+        + " | 12 subtasks [95% CI] | "
+        + (f"all {every} [95% CI] | " if wide else "")
+        + "chains | "
         + " | ".join(f"{i}/{k}" for i in range(1, k + 1))
         + " | avg. length |",
-        "|---|---|---:|" + "---:|" * len(groups) + "---:|---:|" + "---:|" * k + "---:|",
+        "|---|---|---:|"
+        + "---:|" * len(groups)
+        + "---:|" * (3 if wide else 2)
+        + "---:|" * k
+        + "---:|",
     ]
     for e in entries:
-        wins, total = _pooled(e)
-        low, high = wilson_interval(wins, total)
         cells = [f"{e['groups'][g]['successes']}/{e['groups'][g]['episodes']}" for g in groups]
         after = [f"{n / e['chains']:.2f}" for n in e["success_after"]]
+        twelve = _rate(e, videoworld_task_ids())
+        if len(e["tasks"]) == len(videoworld_task_ids()):
+            twelve = _rate(e, videoworld_task_ids(), e["mean_success"])
+        all_cell = ""
+        if wide:
+            all_cell = (_rate(e, list(e["tasks"])) if len(e["tasks"]) == every else "—") + " | "
         lines.append(
             f"| {e.get('variant', e['policy'])}{_hidden(e)} | {_labels(e)} | "
             f"{e.get('train_steps', '—')} | "
             + " | ".join(cells)
-            + f" | {e['mean_success']:.2f} [{low:.2f}, {high:.2f}] | {e['chains']} | "
+            + f" | {twelve} | {all_cell}{e['chains']} | "
             + " | ".join(after)
             + f" | **{e['average_length']:.2f}** |"
         )
     return "\n".join(lines)
+
+
+def videoworld_task_ids() -> list[str]:
+    """The 12 subtasks VideoWorld reports on CALVIN, as playground task ids."""
+    names = [n for group in VIDEOWORLD_GROUPS.values() for n in group]
+    return [f"playground/{n.replace('_', '-')}" for n in names]
+
+
+def _rate(entry: dict, tasks: list[str], mean: float | None = None) -> str:
+    """``0.45 [0.39, 0.52]``: the tasks' episodes pooled (or ``mean``), Wilson interval."""
+    rows = [entry["tasks"][t] for t in tasks if t in entry["tasks"]]
+    wins, total = sum(r["successes"] for r in rows), sum(r["episodes"] for r in rows)
+    low, high = wilson_interval(wins, total)
+    return f"{wins / total if mean is None else mean:.2f} [{low:.2f}, {high:.2f}]"
 
 
 def _interval(wins: int, total: int) -> str:

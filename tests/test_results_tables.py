@@ -276,6 +276,34 @@ def test_the_tasks_table_scores_multi_subtask_episodes_by_subtasks_completed():
     assert lines[-1] == "| d4rl-4: subtasks completed of 4 (episodes) | 2.50 (4) | — |"
 
 
+def test_the_playground_table_adds_every_subtask_when_an_entry_has_them():
+    results_tables = _script("docs", "results_tables")
+    twelve = results_tables.videoworld_task_ids()
+    others = [f"playground/other-{k}" for k in range(9)]
+    groups = {"push": {"successes": 8, "episodes": 8}}
+
+    def entry(tasks, wins):
+        return {
+            "policy": "expert",
+            "label_fraction": None,
+            "tasks": {t: {"successes": wins, "episodes": 2} for t in tasks},
+            "mean_success": wins / 2,
+            "groups": groups,
+            "chains": 4,
+            "chain_length": 2,
+            "success_after": [4, 2],
+            "average_length": 1.5,
+        }
+
+    lines = results_tables.playground_table(
+        [entry(twelve + others, 1), entry(twelve, 2)]
+    ).splitlines()
+    assert "| 12 subtasks [95% CI] | all 21 [95% CI] | chains |" in lines[0]
+    # The 12 pooled apart from the other nine; an entry of the 12 only has no cell for all.
+    assert "| 0.50 [0.31, 0.69] | 0.50 [0.36, 0.64] | 4 |" in lines[2]
+    assert "| 1.00 [0.86, 1.00] | — | 4 |" in lines[3]
+
+
 def test_the_unlabelled_table_splits_tasks_by_the_recorded_labels():
     results_tables = _script("docs", "results_tables")
     tasks = {

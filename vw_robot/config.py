@@ -144,6 +144,14 @@ class EvalConfig:
         )
 
 
+# What `vw-robot eval-chains` may evaluate one subtask at a time.
+SINGLE_SUITES = ("playground/videoworld12", "playground/all")
+
+
+def _check_single_suite(suite: str) -> None:
+    _check(suite in SINGLE_SUITES, "single_suite", f"{suite!r}; use {' or '.join(SINGLE_SUITES)}")
+
+
 @dataclass
 class EvalChainsConfig:
     """`vw-robot eval-chains`: CALVIN-style chains on the playground, then the 12 VideoWorld
@@ -153,7 +161,10 @@ class EvalChainsConfig:
     chains: int = 1000  # chains to run (CALVIN's protocol: 1000)
     chain_length: int = 5  # subtasks per chain
     steps_per_subtask: int = 360  # step budget of each subtask
-    single_episodes: int = 20  # episodes per VideoWorld subtask, one at a time (0: skip)
+    single_episodes: int = 20  # episodes per subtask, one at a time (0: skip)
+    # The subtasks evaluated one at a time: VideoWorld's 12 (playground/videoworld12) or all 21
+    # (playground/all, the 12 among them)
+    single_suite: str = "playground/videoworld12"
     seed: int = 0  # base seed; chain i uses episode_seed(seed, "playground/chain", i)
     workers: int = 1  # rollout processes (spawn); results do not depend on it
     batch: Optional[int] = None  # envs stepped at once by one batched policy (None: per worker)
@@ -177,6 +188,7 @@ class EvalChainsConfig:
             key = "chain_length" if "chain_length" in str(exc) else "steps_per_subtask"
             raise ConfigError(f"{key}: {exc}") from None
         _check(self.single_episodes >= 0, "single_episodes", f"{self.single_episodes} < 0")
+        _check_single_suite(self.single_suite)
         _check(self.workers >= 1, "workers", f"{self.workers} < 1")
         _check(self.batch is None or self.batch >= 1, "batch", f"{self.batch} < 1")
         _check(self.seed >= 0, "seed", f"{self.seed} is negative")
@@ -536,6 +548,8 @@ class StudyConfig:
     # 0: the tasks one at a time only, as `vw-robot eval`
     chains: int = 0
     chain_steps_per_subtask: int = 360
+    # With chains: the subtasks evaluated one at a time after them (eval-chains' single_suite)
+    single_suite: str = "playground/videoworld12"
     # Multi-subtask episodes each policy is also evaluated on (eval_episodes each, their own
     # time limit), scored by the subtasks completed, e.g. [kitchen/d4rl-4] (D4RL's kitchen
     # episode); a learned policy is told each subtask in turn, so they must be training tasks
@@ -625,6 +639,7 @@ class StudyConfig:
         _check(self.eval_episodes >= 1, "eval_episodes", f"{self.eval_episodes} < 1")
         _check(self.videos_per_task >= 0, "videos_per_task", f"{self.videos_per_task} < 0")
         _check(self.chains >= 0, "chains", f"{self.chains} < 0")
+        _check_single_suite(self.single_suite)
         run = self.as_run()
         task_ids = run.validate()
         if self.labelled_tasks is not None:

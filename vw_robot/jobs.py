@@ -32,7 +32,7 @@ from vw_robot.data.check import check_dataset
 from vw_robot.data.format import read_manifest
 from vw_robot.data.importer import import_videos
 from vw_robot.data.lerobot import export_lerobot, import_lerobot, validate_lerobot
-from vw_robot.envs import list_suites, list_tasks, playground_suite
+from vw_robot.envs import list_suites, list_tasks
 from vw_robot.envs.instructions import INSTRUCTIONS
 from vw_robot.errors import DataProblems, DiskFullError, Interrupted, UserError
 from vw_robot.eval import evaluate as rollout
@@ -379,12 +379,14 @@ def eval_chains(cfg: EvalChainsConfig) -> dict[str, Any]:
     )
     # A policy that does not fit the playground is refused before anything is written to out.
     check_policy_fits(
-        [playground_suite.task_id(n) for n in playground_suite.VIDEOWORLD_SUBTASKS],
+        list_tasks(cfg.single_suite),
         cfg.policy,
         {"image_size": cfg.image_size, "camera": cfg.camera},
         factory,
     )
     config = dataclasses.asdict(cfg)
+    if cfg.single_suite == EvalChainsConfig.single_suite:
+        config.pop("single_suite")  # as before it could be chosen: earlier records resume
     log.info(
         "eval-chains: policy=%s, %d chain(s) of %d, %d step(s) per subtask, out=%s",
         cfg.policy,
@@ -419,7 +421,8 @@ def eval_chains(cfg: EvalChainsConfig) -> dict[str, Any]:
         single = None
         if cfg.single_episodes:
             single = _eval_single_subtasks(cfg, out / "single", single_record, config, factory)
-            print("\nVideoWorld's 12 subtasks, one at a time:\n" + markdown_table(single), end="")
+            which = "VideoWorld's 12" if len(single["tasks"]) == 12 else "The playground's"
+            print(f"\n{which} subtasks, one at a time:\n" + markdown_table(single), end="")
     return {"chains": chains, "single": single}
 
 
@@ -468,8 +471,9 @@ def _eval_single_subtasks(
     config: dict[str, Any],
     factory: Callable[..., Any],
 ) -> dict[str, Any]:
-    """Evaluate the 12 VideoWorld subtasks one at a time into ``out``; returns the report."""
-    tasks = [playground_suite.task_id(name) for name in playground_suite.VIDEOWORLD_SUBTASKS]
+    """Evaluate ``cfg.single_suite``'s subtasks one at a time into ``out``; returns the
+    report."""
+    tasks = list_tasks(cfg.single_suite)
     total, earlier = len(tasks) * cfg.single_episodes, len(record.rows)
     with tqdm(total=total, initial=earlier, desc="subtasks", unit="ep") as bar:
         singles = run_recorded(

@@ -351,6 +351,7 @@ def _chains_job(
         chains=cfg.chains,
         steps_per_subtask=cfg.chain_steps_per_subtask,
         single_episodes=cfg.eval_episodes,
+        single_suite=cfg.single_suite,
         seed=cfg.eval_seed,
         workers=cfg.workers,
         image_size=size,

@@ -10,6 +10,7 @@ import os
 import pytest
 
 from vw_robot.cli import main
+from vw_robot.envs import list_tasks
 from vw_robot.eval.report import EPISODES_FILE, ResultsError, open_record, run_recorded
 from vw_robot.eval.rollout import EpisodeResult
 from vw_robot.provenance import provenance
@@ -137,11 +138,31 @@ def test_eval_chains_reuses_recorded_chains_and_refuses_another_config(tmp_path,
     )
     assert main(args) == 0
     payload = json.loads((out / "chains.json").read_text())
+    # The default suite is left out of the record: folders recorded before it existed resume.
+    assert "single_suite" not in payload["config"]
     assert payload["chains"][0]["steps"] == 999
     assert payload["provenance"]["measured_at"][0] == "0123abc"  # the chain kept, its commit
     capsys.readouterr()
     assert main([*args, "chains=3"]) == 2
     assert "another config (chains: 2 -> 3)" in capsys.readouterr().err
+
+
+def test_eval_chains_evaluates_all_21_subtasks_one_at_a_time_when_asked(tmp_path, capsys):
+    out = tmp_path / "chains"
+    args = ["eval-chains", "policy=random", "chains=1", "chain_length=2", "steps_per_subtask=5"]
+    args += ["single_episodes=1", "image_size=16", f"out={out}"]
+    assert main([*args, "single_suite=playground/all"]) == 0
+    single = json.loads((out / "single" / "results.json").read_text())
+    assert sorted(single["summary"]["tasks"]) == sorted(list_tasks("playground/all"))
+    assert len(single["summary"]["tasks"]) == 21
+    assert "The playground's subtasks, one at a time" in capsys.readouterr().out
+    assert json.loads((out / "chains.json").read_text())["config"]["single_suite"] == (
+        "playground/all"
+    )
+    assert main([*args, "single_suite=playground/mt10", f"out={tmp_path / 'x'}"]) == 2
+    assert "single_suite: 'playground/mt10'; use playground/videoworld12 or playground/all" in (
+        capsys.readouterr().err
+    )
 
 
 def test_each_episode_is_recorded_as_it_ends_and_a_rerun_runs_only_the_rest(tmp_path):
