@@ -108,6 +108,22 @@ def test_collect_bad_codec_names_the_key(tmp_path, capsys):
     assert "codec" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["tasks=[metaworld/reach-v3]", "segments=true"], "segments=true cuts episodes"),
+        (["tasks=[metaworld/reach-v3]", "start=random"], "start='random' applies to single"),
+        (["tasks=[playground/open-drawer]", "start=anywhere"], "start='anywhere' is not a start"),
+        (["tasks=[playground/open-drawer]", "action_noise=-0.1"], "action_noise=-0.1 must be"),
+    ],
+)
+def test_collect_refuses_bad_switches_before_writing(tmp_path, capsys, args, message):
+    out = tmp_path / "x"
+    assert main(["collect", *args, f"out={out}"]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_data_import_from_the_command_line(tmp_path, capsys):
     from vw_robot.data.format import read_manifest
     from vw_robot.data.video import write_video

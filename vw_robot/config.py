@@ -221,6 +221,15 @@ class CollectConfig:
     codec: str = "lossless"  # lossless | high | standard (vw_robot.data.video.CODECS)
     fps: int = 20  # frame rate written into the videos
     policy: str = "expert"  # who acts: expert (or random, for failure data)
+    # Single playground subtasks: home (the arm at HOME, gripper open) or random (a random arm
+    # pose and gripper, or the state another subtask's expert leaves)
+    start: str = "home"
+    # DART: std of Gaussian noise added to the executed actions (clipped to the action box);
+    # the stored labels are the expert's clean actions. 0: none
+    action_noise: float = 0.0
+    # playground/chain and playground/play: also write every subtask an episode completed as an
+    # episode of that subtask (labelled play, as CALVIN annotates its play data)
+    segments: bool = False
 
     def validate(self) -> list[str]:
         """Check values; return the resolved task ids."""
@@ -241,6 +250,8 @@ class CollectConfig:
             "suite",
             "give a suite (e.g. suite=metaworld/mt10) or tasks=[...]",
         )
+        # start, action_noise and segments are checked against the tasks by the collection,
+        # before it writes anything (vw_robot.eval.collect.check_switches)
         return _validate_env_choice(
             self.suite,
             self.tasks,

@@ -202,6 +202,9 @@ def collect(cfg: CollectConfig) -> dict[str, Any]:
             codec=cfg.codec,
             fps=cfg.fps,
             policy=cfg.policy,
+            start=cfg.start,
+            action_noise=cfg.action_noise,
+            segments=cfg.segments,
             progress=lambda row: bar.update(1),
         )
         bar.update(bar.total - bar.n)  # episodes skipped as already complete
