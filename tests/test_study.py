@@ -340,3 +340,41 @@ def test_a_study_scores_its_policies_on_multi_subtask_episodes(tmp_path, monkeyp
         }
     }
     assert (out / "eval" / "random" / "sequences" / "episodes.jsonl").exists()
+
+
+def test_a_study_collects_with_its_start_noise_and_play_segments(monkeypatch, tmp_path):
+    """The demonstrations get the study's start and DART noise; the play video is cut into
+    labelled subtask episodes (and collected as the expert acts, from its own start)."""
+    import vw_robot.study as study_module
+    from vw_robot.config import StudyConfig, StudyHeadConfig
+
+    jobs = []
+
+    class Collected(Exception):
+        pass
+
+    def collect(job):
+        jobs.append(job)
+        if len(jobs) == 2:
+            raise Collected
+
+    monkeypatch.setattr(study_module, "collect", collect)
+    cfg = StudyConfig(
+        study="chain_data",
+        suite="playground/all",
+        video_tasks=["playground/play"],
+        start="random",
+        action_noise=0.1,
+        play_segments=True,
+        heads=[StudyHeadConfig(policy="expert")],
+        out=str(tmp_path / "study"),
+    )
+    with pytest.raises(Collected):
+        study_module.run_study(cfg)
+    demos, play = jobs
+    assert (demos.start, demos.action_noise, demos.segments) == ("random", 0.1, False)
+    assert (play.tasks, play.start, play.action_noise) == (["playground/play"], "home", 0.0)
+    assert play.segments
+    cfg.video_tasks = []
+    with pytest.raises(ConfigError, match="play_segments: needs video_tasks"):
+        cfg.validate()

@@ -538,6 +538,14 @@ class StudyConfig:
     episodes_per_task: int = 20  # expert demonstrations (videos) collected per task
     video_tasks: list[str] = field(default_factory=list)  # action-free video, generator only
     video_episodes_per_task: Optional[int] = None  # None: episodes_per_task
+    # How the demonstrations are collected (as vw-robot collect's keys): start (single
+    # playground subtasks: home | random) and action_noise (DART: noisy execution, clean
+    # labels) for the training tasks' demonstrations; play_segments: every subtask a
+    # video_tasks episode (playground/play, chain) completed is also written as a labelled
+    # episode of that subtask, so the heads see the states chains start from
+    start: str = "home"
+    action_noise: float = 0.0
+    play_segments: bool = False
     image_size: int = 64  # camera image side (must match the experiment's models)
     camera: Optional[str] = AUTO_CAMERA  # as `vw-robot run`'s camera
     seed: int = 0  # collection seed
@@ -651,6 +659,11 @@ class StudyConfig:
         _check(self.videos_per_task >= 0, "videos_per_task", f"{self.videos_per_task} < 0")
         _check(self.chains >= 0, "chains", f"{self.chains} < 0")
         _check_single_suite(self.single_suite)
+        _check(
+            not self.play_segments or bool(self.video_tasks),
+            "play_segments",
+            "needs video_tasks of several subtasks (e.g. [playground/play]) to cut",
+        )
         run = self.as_run()
         task_ids = run.validate()
         if self.labelled_tasks is not None:

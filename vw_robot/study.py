@@ -21,6 +21,7 @@ entries of runs the folder does not hold.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import logging
 from collections.abc import Sequence
@@ -164,7 +165,7 @@ def run_study(cfg: StudyConfig, command: str | None = None) -> list[dict[str, An
     collect(_collect_job(cfg, where, where.tasks, cfg.episodes_per_task))
     if cfg.video_tasks:
         count = cfg.video_episodes_per_task or cfg.episodes_per_task
-        collect(_collect_job(cfg, where, list(cfg.video_tasks), count))
+        collect(_video_job(cfg, where, count))
     trained: set[str] = set()
     entries = []
     for k, run in enumerate(runs, 1):
@@ -255,7 +256,16 @@ def _collect_job(
         seed=cfg.seed,
         workers=cfg.workers,
         out=str(data or where.out / "data"),
+        start=cfg.start,
+        action_noise=cfg.action_noise,
     )
+
+
+def _video_job(cfg: StudyConfig, where: _Where, episodes: int) -> CollectConfig:
+    """The collection of the study's video tasks (play), cut into labelled subtask episodes
+    with ``play_segments``; expert actions as they come (no noise, their own starts)."""
+    job = _collect_job(cfg, where, list(cfg.video_tasks), episodes)
+    return dataclasses.replace(job, start="home", action_noise=0.0, segments=cfg.play_segments)
 
 
 def _generator_job(cfg: StudyConfig, folder: str, where: _Where) -> TrainConfig:
