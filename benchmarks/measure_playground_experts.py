@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vw_robot.envs.playground_scene import FINGER_OPEN, HOME
 from vw_robot.eval import episode_seed, evaluate, markdown_table, summarize, wilson_interval
 from vw_robot.eval.chains import evaluate_chains, summarize_chains
 from vw_robot.eval.tables import chains_markdown
@@ -110,6 +111,12 @@ def _rollout(task: str, index: int, base_seed: int, start: str, noise: float, si
     rng = noise_rng(seed) if noise else None
     low, high = env.action_space.low, env.action_space.high
     how, steps, success = info["start"], 0, False
+    grip, gap = info["privileged"]["grip"], float(info["privileged"]["gap"][0])
+    where = {
+        "home_distance": float(np.linalg.norm(grip - HOME)),
+        "height": float(grip[2]),
+        "gripper_open": gap >= 2 * FINGER_OPEN - 0.01,
+    }
     while True:
         action = np.asarray(expert.select_action(obs, info), dtype=np.float32)
         if rng is not None:
@@ -122,7 +129,32 @@ def _rollout(task: str, index: int, base_seed: int, start: str, noise: float, si
         if terminated or truncated:
             break
     env.close()
-    return {"task": task, "noise": noise, "success": success, "steps": steps, "start": how}
+    return {
+        "task": task,
+        "noise": noise,
+        "success": success,
+        "steps": steps,
+        "start": how,
+        **where,
+    }
+
+
+def _start_stats(rows: list[dict]) -> dict[str, dict]:
+    """Where the episodes started, per kind (home, arm, after) and over all of them."""
+    kinds = {"all": rows}
+    for row in rows:
+        kinds.setdefault(row["start"].split(":")[0], []).append(row)
+    stats = {}
+    for kind, group in kinds.items():
+        distance = np.array([r["home_distance"] for r in group])
+        stats[kind] = {
+            "count": len(group),
+            "median_home_distance_m": float(np.median(distance)),
+            "share_over_15cm": float(np.mean(distance > 0.15)),
+            "share_hand_below_10cm": float(np.mean([r["height"] < 0.10 for r in group])),
+            "share_gripper_not_open": float(np.mean([not r["gripper_open"] for r in group])),
+        }
+    return stats
 
 
 def _measure_variants(args: argparse.Namespace, tasks: list[str], command: str, prov: dict) -> None:
@@ -169,12 +201,14 @@ def _measure_variants(args: argparse.Namespace, tasks: list[str], command: str, 
         print(f"| {task} | " + " | ".join(cells) + " |")
     mean_cells = " | ".join(f"**{np.mean(means[n]):.3f}**" for n in levels)
     print(f"| **mean over tasks** | {mean_cells} |\n", flush=True)
-    starts: dict[str, int] = {}
-    for task in tasks:
-        for n in levels:
-            for kind, k in counts[task][n]["starts"].items():
-                starts[kind] = starts.get(kind, 0) + k
-    print(f"Starts: {', '.join(f'{k} {v}' for k, v in sorted(starts.items()))}.\n")
+    starts = _start_stats(rows)
+    for kind, row in starts.items():
+        print(
+            f"Starts {kind}: {row['count']}, median {row['median_home_distance_m']:.2f} m from "
+            f"HOME, {row['share_over_15cm']:.0%} over 15 cm, {row['share_hand_below_10cm']:.0%} "
+            f"with the hand below 10 cm, {row['share_gripper_not_open']:.0%} gripper not open."
+        )
+    print()
     if args.json is not None:
         for task in counts.values():
             for cell in task.values():
@@ -190,6 +224,7 @@ def _measure_variants(args: argparse.Namespace, tasks: list[str], command: str, 
             "git_revision": prov["git_revision"],
             "packages": prov["packages"],
             "minutes": round(minutes, 2),
+            "starts": starts,
             "tasks": counts,
         }
         args.json.parent.mkdir(parents=True, exist_ok=True)
