@@ -244,3 +244,30 @@ def test_bad_switches_are_refused_naming_the_key(tmp_path, tasks, kwargs, key):
     with pytest.raises(UserError, match=f"{key}="):
         _collect(tmp_path / "data", tasks, **kwargs)
     assert not (tmp_path / "data").exists()  # refused before anything is written
+
+
+def test_failed_chain_is_dropped_with_the_segments_it_completed(tmp_path):
+    out = tmp_path / "data"
+    # Random motion completes no subtask: the chain fails at its first, 360 steps in.
+    summary = _collect(
+        out, ["playground/chain"], segments=True, policy="random", max_episode_steps=400
+    )
+    assert summary["tasks"]["playground/chain"]["dropped"] == 1
+    (record,) = (out / fmt.DROPPED_DIR).glob("*.json")
+    assert fmt.read_json(record)["segments"] == []
+    summary = _collect(
+        out, ["playground/chain"], segments=True, policy="random", max_episode_steps=400
+    )
+    assert summary["tasks"]["playground/chain"]["skipped"] == 1
+
+
+def test_a_subtask_label_outside_the_plan_is_refused(play, tmp_path):
+    out = tmp_path / "data"
+    shutil.copytree(play[0], out, ignore=shutil.ignore_patterns("cache", ".*.lock"))
+    source = [e for e in _episodes(out) if "__seg" not in e][0]
+    path = fmt.episode_dir(out, source) / fmt.STEPS_FILE
+    steps = dict(np.load(path))
+    steps["subtask"][3] = 8  # a play episode has subtasks 0..7
+    np.savez(path, **steps)
+    with pytest.raises(fmt.DatasetError, match=r"array 'subtask' .* holds 8 at frame 3"):
+        _steps(out, source)
