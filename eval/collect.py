@@ -566,11 +566,13 @@ def _to_record(
     """The jobs not yet complete in ``out``; the complete ones are counted as skipped."""
     todo = []
     for job in jobs:
-        if fmt.is_complete(out, job.episode_id) and _segments_complete(out, job):
+        if fmt.is_complete(out, job.episode_id):
+            # Also before recording a source again for its segments: that would replace it.
             _check_camera(out, job)
-            per_task[job.task_id]["skipped"] += 1
-        else:
-            todo.append(job)
+            if _segments_complete(out, job):
+                per_task[job.task_id]["skipped"] += 1
+                continue
+        todo.append(job)
     return todo
 
 

@@ -271,3 +271,11 @@ def test_a_subtask_label_outside_the_plan_is_refused(play, tmp_path):
     np.savez(path, **steps)
     with pytest.raises(fmt.DatasetError, match=r"array 'subtask' .* holds 8 at frame 3"):
         _steps(out, source)
+
+
+def test_segments_never_rerecord_a_source_made_with_another_camera(play, tmp_path):
+    out = tmp_path / "data"
+    _collect(out, ["playground/play"])  # front camera, no segments
+    with pytest.raises(fmt.DatasetError, match="camera='front'"):
+        _collect(out, ["playground/play"], segments=True, camera="top")
+    assert [e for e in _episodes(out) if "__seg" in e] == []
