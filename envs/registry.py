@@ -271,6 +271,7 @@ def make_env(
     seed: int | None = None,
     max_episode_steps: int | None = None,
     render_mode: str | None = None,
+    start: str | None = None,
 ) -> gym.Env:
     """Build a registered task behind the vw_robot env contract (see ``vw_robot.envs.base``).
 
@@ -286,6 +287,10 @@ def make_env(
         seed: seed used by the first ``reset()`` that is given none (and the action space).
         max_episode_steps: time limit; ``None`` uses the task's default.
         render_mode: ``None`` or ``"rgb_array"``.
+        start: where a single playground subtask starts: ``"home"`` (the default) or
+            ``"random"`` (a random arm pose and gripper, or where another subtask's expert
+            leaves the scene: the states chains start from); ``None``: the task's default.
+            Other tasks take only ``None``.
 
     Returns:
         A ``gymnasium.Env`` wrapped in ``TimeLimit``.
@@ -308,11 +313,22 @@ def make_env(
         raise UserError(f"max_episode_steps={max_episode_steps!r} must be a positive int.")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
         raise UserError(f"seed={seed!r} must be a non-negative int or None.")
+    extra = {}
+    if start is not None:
+        if task_id.split("/", 1)[-1] not in pg.SUBTASK_TASKS or not task_id.startswith(
+            "playground/"
+        ):
+            raise UserError(
+                f"start={start!r} for {task_id}: only single playground subtasks choose where "
+                "they start."
+            )
+        extra["start"] = start
     env = spec.build(
         image_size=image_size,
         camera=camera,
         max_episode_steps=max_episode_steps,
         render_mode=render_mode,
+        **extra,
     )
     env.default_seed = seed
     if seed is not None:

@@ -16,6 +16,7 @@ from vw_robot.data.video import CODECS
 from vw_robot.envs import get_spec, policy_camera, resolve_tasks
 from vw_robot.envs import playground_suite as pg
 from vw_robot.envs import playground_tasks as pt
+from vw_robot.envs.playground_experts import START_MODES
 from vw_robot.envs.rendering import camera_problem, validate_image_size
 from vw_robot.errors import ConfigError, UserError
 from vw_robot.heads import HEADS, SCRIPTED, run_name
@@ -118,6 +119,9 @@ class EvalConfig:
     fps: int = 20  # frame rate of saved videos
     execute: Optional[int] = None  # learned policies: actions run per plan (None: whole chunk)
     ensemble: Optional[float] = None  # learned policies: ACT temporal ensembling weight m
+    # Single playground subtasks: home, or random (a random arm pose and gripper, or where
+    # another subtask's expert leaves the scene: the states chains start from); None: default
+    start: Optional[str] = None
     out: str = "runs/eval"  # output folder (results.json, results.md, videos/)
     # Replace the results of another config in out (without it they are refused; the same
     # config resumes, keeping the episodes already recorded).
@@ -134,7 +138,7 @@ class EvalConfig:
         _check_device(self.device, "device")
         _check(self.execute is None or self.execute >= 1, "execute", f"{self.execute} < 1")
         _check(self.ensemble is None or self.ensemble >= 0, "ensemble", f"{self.ensemble} < 0")
-        return _validate_env_choice(
+        tasks = _validate_env_choice(
             self.suite,
             self.tasks,
             self.image_size,
@@ -142,6 +146,17 @@ class EvalConfig:
             self.max_episode_steps,
             self.policy,
         )
+        if self.start is not None:
+            _check(self.start in START_MODES, "start", f"{self.start!r}; use {START_MODES}")
+            other = [t for t in tasks if not _single_subtask(t)]
+            _check(not other, "start", f"only single playground subtasks choose it, not {other}")
+        return tasks
+
+
+def _single_subtask(task_id: str) -> bool:
+    """Whether ``task_id`` is one playground subtask (``playground/open-drawer``)."""
+    suite, _, name = task_id.partition("/")
+    return suite == "playground" and name in pg.SUBTASK_TASKS
 
 
 # What `vw-robot eval-chains` may evaluate one subtask at a time.

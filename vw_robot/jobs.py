@@ -84,6 +84,8 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
         "camera": cfg.camera,
         "max_episode_steps": cfg.max_episode_steps,
     }
+    if cfg.start is not None:
+        env_kwargs["start"] = cfg.start
     log.info(
         "eval: policy=%s, %d task(s) x %d episode(s), %d worker(s), out=%s",
         cfg.policy,
@@ -100,6 +102,8 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     env_kwargs = check_policy_fits(tasks, cfg.policy, env_kwargs, factory)
     start = time.perf_counter()
     config = dataclasses.asdict(cfg) | {"resolved_tasks": tasks}
+    if cfg.start is None:
+        config.pop("start")  # as before it could be chosen: earlier records resume
     with (
         open_record(out, config, overwrite=cfg.overwrite, differences=config_differences) as record,
         _on_interrupt(lambda: _recorded(record)),

@@ -207,3 +207,25 @@ def test_a_long_job_records_the_revision_it_started_with(monkeypatch):
     monkeypatch.setattr(prov, "_PINNED", [])
     assert prov.git_revision() == "abc123"
     assert prov.provenance()["git_revision"] == "abc123"  # asked again hours later
+
+
+def test_eval_from_random_starts_reaches_the_env_and_is_recorded(tmp_path, capsys):
+    from vw_robot.envs import make_env
+    from vw_robot.errors import UserError
+
+    env = make_env("playground/open-drawer", image_size=16, start="random")
+    _, info = env.reset(seed=3)
+    assert info["start"] != "home"  # a random arm pose, or where another subtask left it
+    env.close()
+    with pytest.raises(UserError, match="only single playground subtasks"):
+        make_env("metaworld/reach-v3", start="random")
+    out = tmp_path / "eval"
+    args = ["eval", "policy=random", "tasks=[playground/open-drawer]", "episodes_per_task=1"]
+    args += ["image_size=16", "max_episode_steps=3", "videos_per_task=0", f"out={out}"]
+    assert main([*args, "start=random"]) == 0
+    assert json.loads((out / "results.json").read_text())["config"]["start"] == "random"
+    assert main([*args, f"out={tmp_path / 'home'}"]) == 0
+    assert "start" not in json.loads((tmp_path / "home" / "results.json").read_text())["config"]
+    capsys.readouterr()
+    assert main([*args, "start=anywhere", f"out={tmp_path / 'x'}"]) == 2
+    assert "start: 'anywhere'" in capsys.readouterr().err
