@@ -13,6 +13,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from tests.toy_data import write_toy_episode
 from vw_robot import checkpoint as ckpt
 from vw_robot.data import format as fmt
 from vw_robot.errors import ConfigError
@@ -67,17 +68,20 @@ def test_random_shift_is_padding_then_cropping_each_image_at_its_own_offset(dtyp
     assert out.dtype == dtype and out.shape == x.shape
 
 
+# A small head's config (model_config as a checkpoint records it).
+HEAD = {
+    "image_size": 16,
+    "down_factor": 4,
+    "channels": [8, 16],
+    "feature_dim": 8,
+    "use_codes": False,
+    "hidden": 32,
+    "chunk": 2,
+}
+
+
 def head(**overrides) -> ActionHead:
-    config = {
-        "image_size": 16,
-        "down_factor": 4,
-        "channels": [8, 16],
-        "feature_dim": 8,
-        "use_codes": False,
-        "hidden": 32,
-        "chunk": 2,
-    }
-    return ActionHead(ActionHeadConfig(**{**config, **overrides}))
+    return ActionHead(ActionHeadConfig(**{**HEAD, **overrides}))
 
 
 def test_task_input_changes_the_action_and_is_required():
@@ -309,17 +313,7 @@ def test_view_and_pool_settings_are_checked_naming_the_key():
 
 
 def test_the_switches_round_trip_through_a_checkpoint_and_old_ones_load_as_before(tmp_path):
-    config = {
-        "image_size": 16,
-        "down_factor": 4,
-        "channels": [8, 16],
-        "feature_dim": 8,
-        "use_codes": False,
-        "hidden": 32,
-        "chunk": 2,
-        "num_tasks": 2,
-        "task_ids": ["a", "b"],
-    }
+    config = {**HEAD, "num_tasks": 2, "task_ids": ["a", "b"]}
     x, task = frames(2), torch.tensor([0, 1])
     switched = {**config, "view_trunks": True, "num_views": 2, "pool": "spatial_softmax"}
     for name, model_config in (("old", config), ("new", switched)):
@@ -371,20 +365,8 @@ def _record(data: Path, camera: str | None, rng: np.random.Generator) -> None:
             "actions": rng.uniform(-1, 1, (count - 1, 2)).astype(np.float32),
             "state": rng.normal(size=(count, 3)).astype(np.float32),
         }
-        meta = fmt.EpisodeMeta(
-            episode_id=episode_id,
-            task_id=task,
-            num_frames=0,
-            image_size=0,
-            fps=10,
-            has_actions=False,
-            source="expert",
-            codec="lossless",
-            video_sha256="",
-            env_spec=None if camera is None else {"camera": camera},
-        )
         frames = rng.integers(0, 256, (count, SIZE, SIZE, 3), dtype=np.uint8)
-        fmt.write_episode(data, meta, frames, steps)
+        write_toy_episode(data, episode_id, task, frames, steps, camera)
     fmt.write_manifest(data)
 
 

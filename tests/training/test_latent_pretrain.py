@@ -20,6 +20,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from tests.toy_data import write_toy_episode
 from vw_robot import checkpoint as ckpt
 from vw_robot.cli import load_config
 from vw_robot.data import format as fmt
@@ -64,18 +65,7 @@ def pipe(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
                 "actions": rng.uniform(-1, 1, (count - 1, 2)).astype(np.float32),
                 "state": rng.normal(size=(count, 3)).astype(np.float32),
             }
-        meta = fmt.EpisodeMeta(
-            episode_id=episode_id,
-            task_id=task,
-            num_frames=0,
-            image_size=0,
-            fps=10,
-            has_actions=False,
-            source="expert",
-            codec="lossless",
-            video_sha256="",
-        )
-        fmt.write_episode(data, meta, frames[episode_id], steps)
+        write_toy_episode(data, episode_id, task, frames[episode_id], steps)
     fmt.write_manifest(data)
     torch.manual_seed(0)
     tokenizer = TokenizerConfig(image_size=SIZE, down_factor=4, channels=[4, 8], levels=[4, 4])

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
+from tests.toy_data import write_toy_episode
 from vw_robot import checkpoint as ckpt
 from vw_robot.config import StudyConfig, StudyHeadConfig
 from vw_robot.data import format as fmt
@@ -40,23 +41,12 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for task in TASKS:
         for k in range(2):
             count = 6
-            meta = fmt.EpisodeMeta(
-                episode_id=f"{task.split('/')[1]}{k}",
-                task_id=task,
-                num_frames=0,
-                image_size=0,
-                fps=10,
-                has_actions=False,
-                source="expert",
-                codec="lossless",
-                video_sha256="",
-            )
             steps = {
                 "actions": rng.uniform(-1, 1, (count - 1, 2)).astype(np.float32),
                 "state": rng.normal(size=(count, 3)).astype(np.float32),
             }
             frames = rng.integers(0, 256, (count, SIZE, SIZE, 3), dtype=np.uint8)
-            fmt.write_episode(root, meta, frames, steps)
+            write_toy_episode(root, f"{task.split('/')[1]}{k}", task, frames, steps)
     fmt.write_manifest(root)
     return root
 
