@@ -7,11 +7,12 @@ study so far collected), or on 15 from HOME and 15 from random starts (half a ra
 gripper, half where another subtask's expert leaves the scene: ``vw-robot collect
 start=random``). Each policy is evaluated on every subtask from HOME and from random starts
 (``vw-robot eval start=random``), 10 episodes each on the reporting seeds
-``episode_seed(1000, task, i)``, 200 steps. Every step resumes; the results (the harness's
+``episode_seed(1000, task, i)``, 200 steps; one BC per training seed (``--seeds``). Every
+step resumes; the results (the harness's
 entries: per-task successes, seeds, labels, training seed, commit, command) are merged into
 ``--results``.
 
-    python benchmarks/playground_starts.py --out runs/playground_starts \\
+    python benchmarks/playground_starts.py --out runs/playground_starts --seeds 0 1 \\
         --results docs/results/playground_starts.json
 """
 
@@ -55,6 +56,7 @@ def main() -> int:
     parser.add_argument("--episodes", type=int, default=10, help="evaluation episodes per task")
     parser.add_argument("--steps", type=int, default=2000, help="head training steps")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds")
     args = parser.parse_args()
     out = Path(args.out)
     command = "python benchmarks/playground_starts.py " + shlex.join(sys.argv[1:])
@@ -71,36 +73,8 @@ def main() -> int:
                     start=start,
                 )
             )
-        cfg = load_config(
-            "train",
-            [
-                "stage=bc",
-                "experiment=playground_cpu",
-                f"experiment.bc.optim.steps={args.steps}",
-                f"dataset={out / f'data-{data}'}",
-                f"out={out / f'runs-{data}'}",
-                "pictures=false",
-            ],
-        )
-        checkpoint = str(run_stage(cfg)["checkpoint"])
-        for start in ("home", "random"):
-            folder = out / "eval" / f"bc_{data}-from_{start}"
-            evaluate(
-                EvalConfig(
-                    policy=checkpoint,
-                    suite=None,
-                    tasks=TASKS,
-                    episodes_per_task=args.episodes,
-                    seed=1000,
-                    workers=args.workers,
-                    max_episode_steps=200,
-                    videos_per_task=0,
-                    start=None if start == "home" else start,
-                    out=str(folder),
-                )
-            )
-            entry = suite_entry(folder, policy="bc", command=command, checkpoint=checkpoint)
-            entries.append({**entry, "trained_on": data, "evaluated_from": start})
+        for seed in args.seeds:
+            entries += _train_and_evaluate(args, out, data, seed, command)
     if args.results:
         path = Path(args.results)
         before = json.loads(path.read_text()) if path.exists() else []
@@ -110,6 +84,45 @@ def main() -> int:
         total = sum(t["episodes"] for t in e["tasks"].values())
         print(f"| {e['variant']} | {wins}/{total} | {e['mean_success']:.3f} |")
     return 0
+
+
+def _train_and_evaluate(
+    args: argparse.Namespace, out: Path, data: str, seed: int, command: str
+) -> list[dict]:
+    """BC on one dataset and training seed, evaluated from HOME and from random starts."""
+    cfg = load_config(
+        "train",
+        [
+            "stage=bc",
+            "experiment=playground_cpu",
+            f"experiment.bc.optim.steps={args.steps}",
+            f"experiment.bc.optim.seed={seed}",
+            f"dataset={out / f'data-{data}'}",
+            f"out={out / f'runs-{data}'}",
+            "pictures=false",
+        ],
+    )
+    checkpoint = str(run_stage(cfg)["checkpoint"])
+    entries = []
+    for start in ("home", "random"):
+        folder = out / "eval" / f"bc_{data}_seed{seed}-from_{start}"
+        evaluate(
+            EvalConfig(
+                policy=checkpoint,
+                suite=None,
+                tasks=TASKS,
+                episodes_per_task=args.episodes,
+                seed=1000,
+                workers=args.workers,
+                max_episode_steps=200,
+                videos_per_task=0,
+                start=None if start == "home" else start,
+                out=str(folder),
+            )
+        )
+        entry = suite_entry(folder, policy="bc", command=command, checkpoint=checkpoint)
+        entries.append({**entry, "trained_on": data, "evaluated_from": start})
+    return entries
 
 
 if __name__ == "__main__":
