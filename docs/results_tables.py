@@ -17,6 +17,8 @@ Kinds:
                five (success after k, average length)
     unlabelled one row per entry: told the task, how video reaches it, successes on the tasks
                with labels and on those without (``labelled_tasks``), pooled, Wilson 95%
+    starts     training data (trained_on) against where episodes start (evaluated_from): per
+               training seed and pooled, Wilson 95%; whether the pooled intervals overlap
     seeds      one row per policy and label share: each training seed's successes with its
                Wilson interval, then the seeds pooled; below, for each label share, whether
                VideoWorld's and BC's pooled intervals overlap
@@ -438,12 +440,58 @@ def _video_route(entry: dict) -> str:
     return "no"
 
 
+def starts_table(entries: list[dict]) -> str:
+    """Training data against where episodes start: per training seed and pooled, successes
+    from HOME and from random starts, Wilson 95%; whether the datasets' pooled intervals
+    overlap for each start."""
+    data = list(dict.fromkeys(e["trained_on"] for e in entries))
+    starts = list(dict.fromkeys(e["evaluated_from"] for e in entries))
+    lines = [
+        "| trained on | training seed | " + " | ".join(f"from {s}" for s in starts) + " |",
+        "|---|---|" + "---:|" * len(starts),
+    ]
+    pooled: dict[tuple[str, str], tuple[int, int]] = {}
+    for d in data:
+        seeds = sorted({e["train_seed"] for e in entries if e["trained_on"] == d})
+        for seed in [*seeds, None]:
+            cells = []
+            for start in starts:
+                rows = [
+                    e
+                    for e in entries
+                    if (e["trained_on"], e["evaluated_from"]) == (d, start)
+                    and (seed is None or e["train_seed"] == seed)
+                ]
+                wins, total = (sum(x) for x in zip(*map(_pooled, rows), strict=True))
+                cells.append(_interval(wins, total))
+                if seed is None:
+                    pooled[d, start] = (wins, total)
+            plural = "s" if len(seeds) > 1 else ""
+            which = f"pooled ({len(seeds)} seed{plural})" if seed is None else str(seed)
+            lines.append(f"| {d} | {which} | " + " | ".join(cells) + " |")
+    lines.append("")
+    for start in starts:
+        bounds = {d: wilson_interval(*pooled[d, start]) for d in data}
+        apart = all(
+            bounds[a][1] < bounds[b][0] or bounds[b][1] < bounds[a][0]
+            for a in data
+            for b in data
+            if a < b
+        )
+        lines.append(
+            f"- from {start}: the pooled intervals of {' and '.join(data)} "
+            + ("do not overlap." if apart else "overlap.")
+        )
+    return "\n".join(lines)
+
+
 KINDS = {
     "variants": variants_table,
     "tasks": tasks_table,
     "playground": playground_table,
     "seeds": seeds_table,
     "unlabelled": unlabelled_table,
+    "starts": starts_table,
 }
 
 

@@ -304,6 +304,34 @@ def test_the_playground_table_adds_every_subtask_when_an_entry_has_them():
     assert "| 1.00 [0.86, 1.00] | — | 4 |" in lines[3]
 
 
+def test_the_starts_table_pools_seeds_per_training_data_and_start():
+    results_tables = _script("docs", "results_tables")
+
+    def entry(data, start, seed, wins):
+        tasks = {"playground/open-drawer": {"successes": wins, "episodes": 10}}
+        return {"trained_on": data, "evaluated_from": start, "train_seed": seed, "tasks": tasks}
+
+    entries = [
+        entry("home", "home", 0, 9),
+        entry("home", "random", 0, 1),
+        entry("home", "home", 1, 8),
+        entry("home", "random", 1, 2),
+        entry("mixed", "home", 0, 7),
+        entry("mixed", "random", 0, 8),
+    ]
+    lines = results_tables.starts_table(entries).splitlines()
+    assert lines[0] == "| trained on | training seed | from home | from random |"
+    assert lines[4] == (
+        "| home | pooled (2 seeds) | 17/20 = 0.850 [0.64, 0.95] | 3/20 = 0.150 [0.05, 0.36] |"
+    )
+    assert (
+        lines[6]
+        == "| mixed | pooled (1 seed) | 7/10 = 0.700 [0.40, 0.89] | 8/10 = 0.800 [0.49, 0.94] |"
+    )
+    assert lines[-2] == "- from home: the pooled intervals of home and mixed overlap."
+    assert lines[-1] == "- from random: the pooled intervals of home and mixed do not overlap."
+
+
 def test_the_unlabelled_table_splits_tasks_by_the_recorded_labels():
     results_tables = _script("docs", "results_tables")
     tasks = {
