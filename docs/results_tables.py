@@ -428,10 +428,11 @@ def unlabelled_table(entries: list[dict]) -> str:
 def _video_route(entry: dict) -> str:
     """How action-free video reaches a learned row: sampled codes, latent-action pretraining
     of its own network, or not at all (BC)."""
-    if entry["policy"] == "videoworld":
-        return "codes"
-    if entry["policy"] == "noldm":
-        return "predicted frame"
+    reads = entry.get("reads")
+    if reads is None and "transformer_steps" in entry:  # entries from before "reads"
+        reads = "next_frame" if entry["policy"].startswith("noldm") else "codes"
+    if reads:
+        return {"codes": "codes", "next_frame": "predicted frame"}[reads]
     recipe = entry.get("recipe", {})
     if recipe.get("pretrained") or entry["policy"] == "lapa":
         return "latent-action pretraining"

@@ -82,13 +82,19 @@ def trained_fields(checkpoint: str | Path) -> dict[str, Any]:
     model = section.model
     return {
         "camera": camera,  # what it acts on
+        # What it reads beside the frame: the transformer's codes (VideoWorld), its predicted
+        # next frame (the no-LDM ablation) or nothing
+        "reads": "codes"
+        if info.model_config.get("use_codes")
+        else ("next_frame" if info.model_config.get("use_next_frame") else ""),
         **generator,
         "label_fraction": 1.0 if section.label_fraction is None else section.label_fraction,
         "labelled_episodes": len(labelled),
         "labelled_per_task": episodes_per_task(info.path, labelled),
         # The tasks whose labels it could use (None: every task); the others it knows from
         # video only, if at all
-        "labelled_tasks": None if section.get("labelled_tasks") is None
+        "labelled_tasks": None
+        if section.get("labelled_tasks") is None
         else list(section.labelled_tasks),
         "videos_per_task": None if parent is None else episodes_per_task(Path(parent)),
         "train_seed": int(section.optim.seed),

@@ -106,6 +106,7 @@ def test_the_head_can_be_told_every_task_of_the_data(trained: SimpleNamespace) -
     assert info.model_config["task_ids"] == list(TASKS)
     assert info.model_config["num_tasks"] == 3
     assert trained_fields(trained.checkpoint)["labelled_tasks"] == LABELLED
+    assert trained_fields(trained.checkpoint)["reads"] == ""  # BC: no generator
     assert trained_fields(trained.checkpoint)["labelled_per_task"] == {"toy/a": 2, "toy/b": 2}
 
 
