@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from vw_robot import checkpoint as ckpt
 from vw_robot.data import format as fmt
 
 
@@ -33,3 +36,16 @@ def write_toy_episode(
         env_spec=None if camera is None else {"camera": camera},
     )
     fmt.write_episode(root, meta, frames, steps)
+
+
+def save_stage(out: Path, stage: str, model: Any, config: Any) -> None:
+    """Save ``model`` (a dataclass ``config``) as the checkpoint of pipeline stage ``stage``
+    under ``out``, step 1, so later stages find it as they would a trained one."""
+    ckpt.save_checkpoint(
+        out / stage,
+        stage=stage,
+        step=1,
+        model=model,
+        model_config=dataclasses.asdict(config),
+        config_yaml=f"stage: {stage}\n",
+    )

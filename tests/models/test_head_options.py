@@ -13,7 +13,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from tests.toy_data import write_toy_episode
+from tests.toy_data import save_stage, write_toy_episode
 from vw_robot import checkpoint as ckpt
 from vw_robot.data import format as fmt
 from vw_robot.errors import ConfigError
@@ -389,14 +389,7 @@ def pipe(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
         ("tokenizer", FrameTokenizer(tokenizer), tokenizer),
         ("ldm", LatentDynamicsModel(ldm), ldm),
     ):
-        ckpt.save_checkpoint(
-            out / stage,
-            stage=stage,
-            step=1,
-            model=model,
-            model_config=dataclasses.asdict(config),
-            config_yaml=f"stage: {stage}\n",
-        )
+        save_stage(out, stage, model, config)
     pipe = SimpleNamespace(data=root / "data", out=out, root=root)
     for changes in ({}, {"transformer.use_codes": "false"}):
         run_stage(_config(pipe, "transformer", **changes))

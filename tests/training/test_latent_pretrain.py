@@ -20,7 +20,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from tests.toy_data import write_toy_episode
+from tests.toy_data import save_stage, write_toy_episode
 from vw_robot import checkpoint as ckpt
 from vw_robot.cli import load_config
 from vw_robot.data import format as fmt
@@ -79,14 +79,7 @@ def pipe(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
         ("tokenizer", FrameTokenizer(tokenizer), tokenizer),
         ("ldm", ldm_model, ldm),
     ):
-        ckpt.save_checkpoint(
-            out / stage,
-            stage=stage,
-            step=1,
-            model=model,
-            model_config=dataclasses.asdict(config),
-            config_yaml=f"stage: {stage}\n",
-        )
+        save_stage(out, stage, model, config)
     return SimpleNamespace(data=data, out=out, frames=frames)
 
 
